@@ -1,0 +1,153 @@
+"""`instrument_openai` / `uninstrument_openai`.
+
+The SDK's methods are wrapped once, at class level; each wrapper asks which `Telemetry`, if any, the
+call's client belongs to (a client instrumented on its own, else the global instrumentation). So
+instrumenting is idempotent, undoing it is exact, and a method reference captured earlier (such as
+`with_raw_response`) simply stops recording after `uninstrument_openai()`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.trace import TracerProvider
+
+from spendscope import settings
+from spendscope.instrumentation import realtime
+from spendscope.instrumentation.calls import SDKTypes, wrap_async, wrap_sync
+from spendscope.instrumentation.endpoints import METHODS
+from spendscope.instrumentation.telemetry import Telemetry
+from spendscope.pricing import PriceFile, Pricer
+
+__all__ = ["instrument_openai", "uninstrument_openai"]
+
+_MARKER = "__spendscope_original__"
+
+
+class _State:
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        # (class, attribute, original or None when the class inherited it)
+        self.patched: list[tuple[type, str, Any]] = []
+        self.global_telemetry: Telemetry | None = None
+        self.clients: weakref.WeakKeyDictionary[Any, Telemetry] = weakref.WeakKeyDictionary()
+        self.telemetries: dict[tuple[object, object], Telemetry] = {}
+        self.pricer: Pricer | None = None
+
+    def lookup(self, client: Any) -> Telemetry | None:
+        if self.clients:
+            telemetry = self.clients.get(client)
+            if telemetry is not None:
+                return telemetry
+        return self.global_telemetry
+
+
+_state = _State()
+
+
+def _patch(owner: type, attribute: str, make: Callable[[Any], Any]) -> None:
+    own = owner.__dict__.get(attribute)
+    original = getattr(owner, attribute)
+    if getattr(original, _MARKER, None) is not None:
+        return
+    wrapper = make(original)
+    setattr(wrapper, _MARKER, original)
+    setattr(owner, attribute, wrapper)
+    _state.patched.append((owner, attribute, own))
+
+
+def _install() -> None:
+    if _state.patched:
+        return
+    types = SDKTypes()
+    lookup = _state.lookup
+    for module_name, class_name, method, endpoint in METHODS:
+        owner = getattr(importlib.import_module(module_name), class_name)
+        is_async = class_name.startswith("Async")
+        wrap = wrap_async if is_async else wrap_sync
+        _patch(owner, method, lambda original, e=endpoint, w=wrap: w(original, e, lookup, types))
+    factories: dict[str, Callable[[Any], Any]] = {
+        "connect": lambda original: realtime.wrap_connect(original, lookup),
+        "enter": realtime.wrap_enter,
+        "async_enter": realtime.wrap_async_enter,
+        "recv_bytes": realtime.wrap_recv_bytes,
+        "async_recv_bytes": realtime.wrap_async_recv_bytes,
+        "close": realtime.wrap_close,
+        "async_close": realtime.wrap_async_close,
+    }
+    for module_name, class_name, attribute, kind in realtime.PATCHES:
+        owner = getattr(importlib.import_module(module_name), class_name)
+        _patch(owner, attribute, factories[kind])
+
+
+def _pricer() -> Pricer:
+    if _state.pricer is None:
+        path = settings.resolve("price_file")
+        _state.pricer = Pricer(PriceFile.load(path) if path is not None else None)
+    return _state.pricer
+
+
+def set_pricer(pricer: Pricer | None) -> None:
+    """Price with `pricer` from now on (None: the default, built from the settings on next use)."""
+    with _state.lock:
+        _state.pricer = pricer
+        for telemetry in _state.telemetries.values():
+            telemetry.pricer = pricer if pricer is not None else _pricer()
+
+
+def _telemetry(tracer_provider: TracerProvider | None, meter_provider: MeterProvider | None) -> Telemetry:
+    key = (tracer_provider, meter_provider)
+    telemetry = _state.telemetries.get(key)
+    if telemetry is None:
+        telemetry = Telemetry(
+            tracer_provider,
+            meter_provider,
+            pricer=_pricer(),
+            user_label_limit=settings.resolve("user_label_limit"),
+            inject_stream_usage=settings.resolve("inject_stream_usage"),
+        )
+        _state.telemetries[key] = telemetry
+    return telemetry
+
+
+def instrument_openai(
+    client: Any = None,
+    *,
+    tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
+) -> None:
+    """Record every OpenAI call of `client` (an `OpenAI`/`AsyncOpenAI`), or of every client when None.
+
+    Providers default to the global OpenTelemetry ones. Calling it again for the same client (or
+    globally) changes nothing. Instrument before a client's first `with_raw_response` use.
+    """
+    with _state.lock:
+        telemetry = _telemetry(tracer_provider, meter_provider)
+        _install()
+        if client is None:
+            if _state.global_telemetry is None:
+                _state.global_telemetry = telemetry
+        elif client not in _state.clients:
+            _state.clients[client] = telemetry
+
+
+def uninstrument_openai(client: Any = None) -> None:
+    """Stop recording: for `client` only, or (None) everywhere, restoring the SDK's own methods."""
+    with _state.lock:
+        if client is not None:
+            _state.clients.pop(client, None)
+            return
+        _state.global_telemetry = None
+        _state.clients = weakref.WeakKeyDictionary()
+        _state.telemetries.clear()
+        for owner, attribute, original in reversed(_state.patched):
+            if original is None:
+                delattr(owner, attribute)
+            else:
+                setattr(owner, attribute, original)
+        _state.patched.clear()

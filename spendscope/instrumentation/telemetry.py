@@ -1,0 +1,340 @@
+"""Spans and metrics for LLM calls: one `Telemetry` per (tracer provider, meter provider), one `LLMCall`
+per OpenAI call. Instruments are created once, in `Telemetry.__init__`."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from opentelemetry import metrics, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from spendscope import names as n
+from spendscope._internal import internal_error
+from spendscope.attribution import Attribution, current
+from spendscope.instrumentation.client_info import ClientInfo, client_info
+from spendscope.pricing import Pricer
+from spendscope.usage import TokenUsage
+
+_VERSION = "0.1.0"
+
+
+def _service_name(tracer_provider: Any) -> str:
+    resource = getattr(tracer_provider, "resource", None)
+    name = resource.attributes.get("service.name") if resource is not None else None
+    if isinstance(name, str) and name:
+        return name
+    return os.environ.get("OTEL_SERVICE_NAME") or "unknown_service"
+
+
+class UserLabels:
+    """Caps the distinct values of the `user` metric label; later users share `__other__`."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def label(self, user: str) -> str | None:
+        """The label for `user`, or None when it overflows the cap."""
+        if user in self._seen:
+            return user
+        with self._lock:
+            if len(self._seen) < self.limit:
+                self._seen.add(user)
+                return user
+        return None
+
+
+class Telemetry:
+    def __init__(
+        self,
+        tracer_provider: trace.TracerProvider | None,
+        meter_provider: metrics.MeterProvider | None,
+        *,
+        pricer: Pricer,
+        user_label_limit: int,
+        inject_stream_usage: bool = True,
+    ) -> None:
+        self.tracer = trace.get_tracer(
+            "spendscope", _VERSION, tracer_provider, schema_url=n.SEMCONV_SCHEMA_URL
+        )
+        meter = metrics.get_meter("spendscope", _VERSION, meter_provider, schema_url=n.SEMCONV_SCHEMA_URL)
+        self.pricer = pricer
+        self.inject_stream_usage = inject_stream_usage
+        self.users = UserLabels(user_label_limit)
+        self.service = _service_name(tracer_provider or trace.get_tracer_provider())
+        self.cost = meter.create_counter(
+            n.METRIC_COST, unit="{USD}", description="Cost of LLM calls in US dollars, as priced by SpendScope."
+        )
+        self.tokens = meter.create_counter(
+            n.METRIC_TOKENS,
+            unit="{token}",
+            description="Tokens used by LLM calls, by type; cached_input is part of input, reasoning of output.",
+        )
+        self.unpriced_tokens = meter.create_counter(
+            n.METRIC_UNPRICED_TOKENS,
+            unit="{token}",
+            description="Tokens of calls whose model has no known price (their cost is unknown, not zero).",
+        )
+        self.usage_unavailable = meter.create_counter(
+            n.METRIC_USAGE_UNAVAILABLE,
+            unit="{call}",
+            description="Calls that got a response but no usage (for example a stream abandoned early).",
+        )
+        self.errors = meter.create_counter(
+            n.METRIC_INSTRUMENTATION_ERRORS,
+            unit="{error}",
+            description="Failures inside SpendScope; the instrumented calls were not affected.",
+        )
+        self.user_overflow = meter.create_counter(
+            n.METRIC_USER_LABEL_OVERFLOW,
+            unit="{call}",
+            description="Calls whose user label was replaced by __other__ (user label cardinality cap).",
+        )
+        self.token_usage = meter.create_histogram(
+            n.METRIC_TOKEN_USAGE,
+            unit="{token}",
+            description="Number of input and output tokens used.",
+            explicit_bucket_boundaries_advisory=list(n.TOKEN_BUCKETS),
+        )
+        self.duration = meter.create_histogram(
+            n.METRIC_OPERATION_DURATION,
+            unit="s",
+            description="GenAI operation duration.",
+            explicit_bucket_boundaries_advisory=list(n.DURATION_BUCKETS),
+        )
+
+    def count_error(self, where: str) -> None:
+        self.errors.add(1, {n.LABEL_WHERE: where, n.LABEL_SERVICE: self.service})
+
+    def start_call(
+        self,
+        operation: str,
+        api_type: str,
+        request_model: str,
+        client: Any,
+        *,
+        stream: bool = False,
+        service_tier: str | None = None,
+        attribution: Attribution | None = None,
+        start_ns: int | None = None,
+    ) -> LLMCall:
+        return LLMCall(
+            self,
+            operation,
+            api_type,
+            request_model,
+            client_info(client),
+            attribution if attribution is not None else current(),
+            stream=stream,
+            service_tier=service_tier,
+            start_ns=start_ns,
+        )
+
+
+class LLMCall:
+    """The telemetry of one call: a CLIENT span opened at the start, closed exactly once by `finish`."""
+
+    __slots__ = (
+        "_done",
+        "attribution",
+        "client",
+        "first_chunk_ns",
+        "hide_usage_chunk",
+        "operation",
+        "request_model",
+        "response_id",
+        "response_model",
+        "service_tier",
+        "span",
+        "start_ns",
+        "telemetry",
+        "usage",
+    )
+
+    def __init__(
+        self,
+        telemetry: Telemetry,
+        operation: str,
+        api_type: str,
+        request_model: str,
+        client: ClientInfo,
+        attribution: Attribution,
+        *,
+        stream: bool,
+        service_tier: str | None,
+        start_ns: int | None,
+    ) -> None:
+        self.telemetry = telemetry
+        self.operation = operation
+        self.request_model = request_model
+        self.client = client
+        self.attribution = attribution
+        self.start_ns = start_ns if start_ns is not None else time.time_ns()
+        self.response_model: str | None = None
+        self.response_id: str | None = None
+        self.service_tier: str | None = None
+        self.usage: TokenUsage | None = None
+        self.hide_usage_chunk = False
+        self.first_chunk_ns: int | None = None
+        self._done = False
+        attributes: dict[str, Any] = {
+            n.OPERATION_NAME: operation,
+            n.PROVIDER_NAME: client.provider,
+            n.REQUEST_MODEL: request_model,
+            n.OPENAI_API_TYPE: api_type,
+            **client.attributes,
+        }
+        if stream:
+            attributes[n.REQUEST_STREAM] = True
+        if service_tier and service_tier != "auto":
+            attributes[n.OPENAI_REQUEST_SERVICE_TIER] = service_tier
+        if attribution.user is not None:
+            attributes[n.USER_ID] = attribution.user
+        if attribution.endpoint is not None:
+            attributes[n.ENDPOINT] = attribution.endpoint
+        if attribution.tenant is not None:
+            attributes[n.TENANT] = attribution.tenant
+        for key, value in attribution.extra.items():
+            attributes[n.EXTRA_PREFIX + key] = value
+        self.span = telemetry.tracer.start_span(
+            f"{operation} {request_model}",
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+            start_time=self.start_ns,
+        )
+
+    def note_response(self, obj: Any) -> None:
+        """Take model, id and service tier from a response, chunk or event payload."""
+        model = getattr(obj, "model", None)
+        if isinstance(model, str) and model:
+            self.response_model = model
+        response_id = getattr(obj, "id", None)
+        if isinstance(response_id, str) and response_id:
+            self.response_id = response_id
+        tier = getattr(obj, "service_tier", None)
+        if isinstance(tier, str) and tier:
+            self.service_tier = tier
+
+    def finish(self, *, error: BaseException | None = None, responded: bool = True) -> None:
+        """End the span and record metrics, once. `responded` is False when the request itself failed."""
+        if self._done:
+            return
+        self._done = True
+        try:
+            self._record(error, responded)
+        except Exception:
+            internal_error("finish", self.telemetry.count_error)
+            self.span.end()
+
+    def _record(self, error: BaseException | None, responded: bool) -> None:
+        t = self.telemetry
+        span = self.span
+        end_ns = time.time_ns()
+        model = self.response_model or self.request_model
+        attribution = self.attribution
+        semconv: dict[str, Any] = {
+            n.OPERATION_NAME: self.operation,
+            n.PROVIDER_NAME: self.client.provider,
+            n.REQUEST_MODEL: self.request_model,
+        }
+        if self.response_model:
+            semconv[n.RESPONSE_MODEL] = self.response_model
+            span.set_attribute(n.RESPONSE_MODEL, self.response_model)
+        if self.response_id:
+            span.set_attribute(n.RESPONSE_ID, self.response_id)
+        if self.service_tier:
+            span.set_attribute(n.OPENAI_RESPONSE_SERVICE_TIER, self.service_tier)
+        if self.first_chunk_ns is not None:
+            span.set_attribute(n.RESPONSE_TIME_TO_FIRST_CHUNK, (self.first_chunk_ns - self.start_ns) / 1e9)
+
+        duration_attrs = semconv
+        if error is not None:
+            error_type = type(error).__qualname__
+            duration_attrs = {**semconv, n.ERROR_TYPE: error_type}
+            span.set_attribute(n.ERROR_TYPE, error_type)
+            status_code = getattr(error, "status_code", None)
+            if isinstance(status_code, int):
+                span.set_attribute(n.HTTP_RESPONSE_STATUS_CODE, status_code)
+            span.set_status(Status(StatusCode.ERROR, f"{error_type}: {error}"[:1024]))
+        t.duration.record((end_ns - self.start_ns) / 1e9, duration_attrs)
+
+        labels = {
+            n.LABEL_MODEL: model,
+            n.LABEL_OPERATION: self.operation,
+            n.LABEL_ENDPOINT: attribution.endpoint or "",
+            n.LABEL_TENANT: attribution.tenant or "",
+            n.LABEL_SERVICE: t.service,
+        }
+        usage = self.usage
+        if usage is None:
+            span.set_attribute(n.USAGE_STATE, n.USAGE_STATE_UNAVAILABLE)
+            if responded:
+                t.usage_unavailable.add(1, labels)
+            span.end(end_ns)
+            return
+
+        span.set_attributes(_usage_attributes(usage))
+        span.set_attribute(n.USAGE_STATE, n.USAGE_STATE_REPORTED)
+        for token_type, count in _token_counts(usage):
+            t.tokens.add(count, {**labels, n.LABEL_TYPE: token_type})
+        if usage.audio_seconds is None:
+            t.token_usage.record(usage.input, {**semconv, n.TOKEN_TYPE: "input"})
+            t.token_usage.record(usage.output, {**semconv, n.TOKEN_TYPE: "output"})
+
+        at = datetime.fromtimestamp(self.start_ns / 1e9, UTC)
+        price = t.pricer.price(model, usage, at=at, service_tier=self.service_tier)
+        if price is None:
+            if usage.input or usage.output:
+                t.unpriced_tokens.add(usage.input + usage.output, labels)
+        else:
+            cost = float(price.cost_usd)
+            span.set_attribute(n.COST_USD, cost)
+            span.set_attribute(n.PRICE_VERSION, price.version)
+            user = attribution.user
+            user_label = ""
+            if user is not None:
+                capped = t.users.label(user)
+                if capped is None:
+                    user_label = n.USER_OVERFLOW_VALUE
+                    t.user_overflow.add(1, {n.LABEL_SERVICE: t.service})
+                else:
+                    user_label = capped
+            t.cost.add(cost, {**labels, n.LABEL_USER: user_label})
+        span.end(end_ns)
+
+
+def _usage_attributes(usage: TokenUsage) -> dict[str, Any]:
+    if usage.audio_seconds is not None:
+        return {n.USAGE_AUDIO_SECONDS: usage.audio_seconds}
+    attributes: dict[str, Any] = {
+        n.USAGE_INPUT_TOKENS: usage.input,
+        n.USAGE_OUTPUT_TOKENS: usage.output,
+        n.USAGE_CACHE_READ_INPUT_TOKENS: usage.cached_input,
+        n.USAGE_REASONING_OUTPUT_TOKENS: usage.reasoning,
+    }
+    if usage.cache_write_input:
+        attributes[n.USAGE_CACHE_CREATION_INPUT_TOKENS] = usage.cache_write_input
+    if usage.input_audio:
+        attributes[n.USAGE_AUDIO_INPUT_TOKENS] = usage.input_audio
+    if usage.output_audio:
+        attributes[n.USAGE_AUDIO_OUTPUT_TOKENS] = usage.output_audio
+    return attributes
+
+
+def _token_counts(usage: TokenUsage) -> list[tuple[str, int]]:
+    counts = [(n.TOKEN_TYPE_INPUT, usage.input), (n.TOKEN_TYPE_OUTPUT, usage.output)]
+    for token_type, count in (
+        (n.TOKEN_TYPE_CACHED_INPUT, usage.cached_input),
+        (n.TOKEN_TYPE_CACHE_WRITE_INPUT, usage.cache_write_input),
+        (n.TOKEN_TYPE_REASONING, usage.reasoning),
+        (n.TOKEN_TYPE_INPUT_AUDIO, usage.input_audio),
+        (n.TOKEN_TYPE_OUTPUT_AUDIO, usage.output_audio),
+    ):
+        if count:
+            counts.append((token_type, count))
+    return counts

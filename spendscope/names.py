@@ -1,0 +1,111 @@
+"""Every attribute, metric and label name SpendScope emits, in one place.
+
+The instrumentation, the ClickHouse schema, the Prometheus rules and the Grafana dashboards all use
+these names, so a name can never drift between them. Span attributes follow the OpenTelemetry GenAI
+semantic conventions v1.41.0 where a name exists there; ours are prefixed `spendscope.`.
+"""
+
+from typing import Final
+
+SEMCONV_SCHEMA_URL: Final = "https://opentelemetry.io/schemas/1.41.0"
+
+# --- span attributes: GenAI semantic conventions v1.41.0 -------------------------------------------
+OPERATION_NAME: Final = "gen_ai.operation.name"
+PROVIDER_NAME: Final = "gen_ai.provider.name"
+REQUEST_MODEL: Final = "gen_ai.request.model"
+REQUEST_STREAM: Final = "gen_ai.request.stream"
+RESPONSE_MODEL: Final = "gen_ai.response.model"
+RESPONSE_ID: Final = "gen_ai.response.id"
+RESPONSE_TIME_TO_FIRST_CHUNK: Final = "gen_ai.response.time_to_first_chunk"
+USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
+USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+USAGE_CACHE_READ_INPUT_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
+USAGE_CACHE_CREATION_INPUT_TOKENS: Final = "gen_ai.usage.cache_creation.input_tokens"
+USAGE_REASONING_OUTPUT_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
+# Per-modality counts are not in v1.41; these are the names proposed in semantic-conventions-genai.
+USAGE_AUDIO_INPUT_TOKENS: Final = "gen_ai.usage.audio.input_tokens"
+USAGE_AUDIO_OUTPUT_TOKENS: Final = "gen_ai.usage.audio.output_tokens"
+TOKEN_TYPE: Final = "gen_ai.token.type"
+OPENAI_API_TYPE: Final = "openai.api.type"
+OPENAI_REQUEST_SERVICE_TIER: Final = "openai.request.service_tier"
+OPENAI_RESPONSE_SERVICE_TIER: Final = "openai.response.service_tier"
+SERVER_ADDRESS: Final = "server.address"
+SERVER_PORT: Final = "server.port"
+ERROR_TYPE: Final = "error.type"
+HTTP_RESPONSE_STATUS_CODE: Final = "http.response.status_code"
+USER_ID: Final = "user.id"
+
+# --- span attributes: SpendScope's own ------------------------------------------------------------
+ENDPOINT: Final = "spendscope.endpoint"
+TENANT: Final = "spendscope.tenant"
+EXTRA_PREFIX: Final = "spendscope.attr."
+COST_USD: Final = "spendscope.cost.usd"
+PRICE_VERSION: Final = "spendscope.price.version"
+USAGE_STATE: Final = "spendscope.usage.state"
+USAGE_AUDIO_SECONDS: Final = "spendscope.usage.audio_seconds"
+OPENAI_PROJECT: Final = "openai.project"
+OPENAI_API_KEY_REDACTED: Final = "openai.api_key.redacted"
+
+USAGE_STATE_REPORTED: Final = "reported"
+USAGE_STATE_UNAVAILABLE: Final = "unavailable"
+
+PROVIDER_OPENAI: Final = "openai"
+PROVIDER_AZURE_OPENAI: Final = "azure.ai.openai"
+
+# gen_ai.operation.name values
+OP_CHAT: Final = "chat"
+OP_TEXT_COMPLETION: Final = "text_completion"
+OP_EMBEDDINGS: Final = "embeddings"
+# Not in v1.41's list; OpenAI-specific names, documented in the README.
+OP_TRANSCRIPTION: Final = "transcription"
+OP_REALTIME: Final = "realtime"
+
+# --- metric instruments (OpenTelemetry names; the Prometheus name follows in the comment) ----------
+METRIC_COST: Final = "spendscope.cost.usd"  # spendscope_cost_usd_total
+METRIC_TOKENS: Final = "spendscope.tokens"  # spendscope_tokens_total
+METRIC_UNPRICED_TOKENS: Final = "spendscope.unpriced.tokens"  # spendscope_unpriced_tokens_total
+METRIC_USAGE_UNAVAILABLE: Final = "spendscope.usage.unavailable"  # spendscope_usage_unavailable_total
+METRIC_INSTRUMENTATION_ERRORS: Final = "spendscope.instrumentation.errors"  # ..._errors_total
+METRIC_USER_LABEL_OVERFLOW: Final = "spendscope.user_label.overflow"  # ..._overflow_total
+METRIC_TOKEN_USAGE: Final = "gen_ai.client.token.usage"  # gen_ai_client_token_usage_bucket
+METRIC_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"  # ..._duration_seconds_bucket
+
+# Prometheus names as the OpenTelemetry Prometheus exporter renders them (see README).
+PROM_COST: Final = "spendscope_cost_usd_total"
+PROM_TOKENS: Final = "spendscope_tokens_total"
+PROM_UNPRICED_TOKENS: Final = "spendscope_unpriced_tokens_total"
+PROM_USAGE_UNAVAILABLE: Final = "spendscope_usage_unavailable_total"
+PROM_INSTRUMENTATION_ERRORS: Final = "spendscope_instrumentation_errors_total"
+PROM_USER_LABEL_OVERFLOW: Final = "spendscope_user_label_overflow_total"
+PROM_TOKEN_USAGE: Final = "gen_ai_client_token_usage"
+PROM_OPERATION_DURATION: Final = "gen_ai_client_operation_duration_seconds"
+
+# Metric labels (OpenTelemetry metric attribute keys).
+LABEL_MODEL: Final = "model"
+LABEL_OPERATION: Final = "operation"
+LABEL_ENDPOINT: Final = "endpoint"
+LABEL_TENANT: Final = "tenant"
+LABEL_USER: Final = "user"
+LABEL_SERVICE: Final = "service"
+LABEL_TYPE: Final = "type"
+LABEL_WHERE: Final = "where"
+
+USER_OVERFLOW_VALUE: Final = "__other__"
+
+# spendscope_tokens_total{type=...}. The types overlap (cached_input is part of input, reasoning is
+# part of output): sum only input and output for a total.
+TOKEN_TYPE_INPUT: Final = "input"
+TOKEN_TYPE_OUTPUT: Final = "output"
+TOKEN_TYPE_CACHED_INPUT: Final = "cached_input"
+TOKEN_TYPE_CACHE_WRITE_INPUT: Final = "cache_write_input"
+TOKEN_TYPE_REASONING: Final = "reasoning"
+TOKEN_TYPE_INPUT_AUDIO: Final = "input_audio"
+TOKEN_TYPE_OUTPUT_AUDIO: Final = "output_audio"
+
+# Semantic-convention bucket boundaries (v1.41.0).
+TOKEN_BUCKETS: Final = (
+    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+)  # fmt: skip
+DURATION_BUCKETS: Final = (
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+)  # fmt: skip
