@@ -6,6 +6,7 @@ instead, so a bug in SpendScope fails a test rather than hiding in a log.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -29,7 +30,5 @@ def internal_error(where: str, count: ErrorCounter | None = None) -> None:
         _logged.add(where)
         _log.exception("spendscope: internal error in %s; the call itself is unaffected", where)
     if count is not None:
-        try:
+        with contextlib.suppress(Exception):  # the counter is telemetry too
             count(where)
-        except Exception:  # the counter is telemetry too
-            pass

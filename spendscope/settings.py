@@ -111,8 +111,12 @@ SETTINGS: tuple[Setting, ...] = (
         60_000,
         "milliseconds between metric exports (push exporters)",
     ),
-    Setting("prometheus_host", "OTEL_EXPORTER_PROMETHEUS_HOST", _str, "localhost", "address to serve /metrics on"),
-    Setting("prometheus_port", "OTEL_EXPORTER_PROMETHEUS_PORT", _int_at_least(0, 65535), 9464, "port for /metrics"),
+    Setting(
+        "prometheus_host", "OTEL_EXPORTER_PROMETHEUS_HOST", _str, "localhost", "address to serve /metrics on"
+    ),
+    Setting(
+        "prometheus_port", "OTEL_EXPORTER_PROMETHEUS_PORT", _int_at_least(0, 65535), 9464, "port for /metrics"
+    ),
     Setting(
         "user_label_limit",
         "SPENDSCOPE_USER_LABEL_LIMIT",
@@ -137,8 +141,8 @@ def resolve(name: str, explicit: Any = None) -> Any:
     setting = _BY_NAME[name]
     if explicit is not None:
         # Explicit values go through the same parser as the environment's, so they are checked alike.
-        raw = ",".join(explicit) if isinstance(explicit, list | tuple) else str(explicit)
-        return _parse(setting, raw, f"argument {name}")
+        text = ",".join(explicit) if isinstance(explicit, list | tuple) else str(explicit)
+        return _parse(setting, text, f"argument {name}")
     raw = os.environ.get(setting.env)
     if raw is None or raw == "":
         return setting.default

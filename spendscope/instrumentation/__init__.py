@@ -8,10 +8,13 @@ instrumenting is idempotent, undoing it is exact, and a method reference capture
 
 from __future__ import annotations
 
+import functools
 import importlib
 import threading
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from opentelemetry.metrics import MeterProvider
@@ -20,7 +23,7 @@ from opentelemetry.trace import TracerProvider
 from spendscope import settings
 from spendscope.instrumentation import realtime
 from spendscope.instrumentation.calls import SDKTypes, wrap_async, wrap_sync
-from spendscope.instrumentation.endpoints import METHODS
+from spendscope.instrumentation.endpoints import METHODS, Endpoint
 from spendscope.instrumentation.telemetry import Telemetry
 from spendscope.pricing import PriceFile, Pricer
 
@@ -37,7 +40,6 @@ class _State:
         self.global_telemetry: Telemetry | None = None
         self.clients: weakref.WeakKeyDictionary[Any, Telemetry] = weakref.WeakKeyDictionary()
         self.telemetries: dict[tuple[object, object], Telemetry] = {}
-        self.pricer: Pricer | None = None
 
     def lookup(self, client: Any) -> Telemetry | None:
         if self.clients:
@@ -61,6 +63,12 @@ def _patch(owner: type, attribute: str, make: Callable[[Any], Any]) -> None:
     _state.patched.append((owner, attribute, own))
 
 
+def _wrap_method(
+    wrap: Callable[..., Any], endpoint: Endpoint, lookup: Any, types: SDKTypes, original: Any
+) -> Any:
+    return wrap(original, endpoint, lookup, types)
+
+
 def _install() -> None:
     if _state.patched:
         return
@@ -70,7 +78,7 @@ def _install() -> None:
         owner = getattr(importlib.import_module(module_name), class_name)
         is_async = class_name.startswith("Async")
         wrap = wrap_async if is_async else wrap_sync
-        _patch(owner, method, lambda original, e=endpoint, w=wrap: w(original, e, lookup, types))
+        _patch(owner, method, functools.partial(_wrap_method, wrap, endpoint, lookup, types))
     factories: dict[str, Callable[[Any], Any]] = {
         "connect": lambda original: realtime.wrap_connect(original, lookup),
         "enter": realtime.wrap_enter,
@@ -85,31 +93,44 @@ def _install() -> None:
         _patch(owner, attribute, factories[kind])
 
 
-def _pricer() -> Pricer:
-    if _state.pricer is None:
-        path = settings.resolve("price_file")
-        _state.pricer = Pricer(PriceFile.load(path) if path is not None else None)
-    return _state.pricer
+@dataclass(frozen=True)
+class Options:
+    """Instrumentation settings; `instrument_openai` takes them from the environment, `configure` from
+    its arguments."""
+
+    pricer: Pricer
+    user_label_limit: int
+    inject_stream_usage: bool
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        price_file: Path | str | None = None,
+        user_label_limit: int | None = None,
+        inject_stream_usage: bool | None = None,
+    ) -> Options:
+        path = settings.resolve("price_file", price_file)
+        return cls(
+            pricer=Pricer(PriceFile.load(path) if path is not None else None),
+            user_label_limit=settings.resolve("user_label_limit", user_label_limit),
+            inject_stream_usage=settings.resolve("inject_stream_usage", inject_stream_usage),
+        )
 
 
-def set_pricer(pricer: Pricer | None) -> None:
-    """Price with `pricer` from now on (None: the default, built from the settings on next use)."""
-    with _state.lock:
-        _state.pricer = pricer
-        for telemetry in _state.telemetries.values():
-            telemetry.pricer = pricer if pricer is not None else _pricer()
-
-
-def _telemetry(tracer_provider: TracerProvider | None, meter_provider: MeterProvider | None) -> Telemetry:
+def _telemetry(
+    tracer_provider: TracerProvider | None, meter_provider: MeterProvider | None, options: Options | None
+) -> Telemetry:
     key = (tracer_provider, meter_provider)
     telemetry = _state.telemetries.get(key)
     if telemetry is None:
+        options = options or Options.resolve()
         telemetry = Telemetry(
             tracer_provider,
             meter_provider,
-            pricer=_pricer(),
-            user_label_limit=settings.resolve("user_label_limit"),
-            inject_stream_usage=settings.resolve("inject_stream_usage"),
+            pricer=options.pricer,
+            user_label_limit=options.user_label_limit,
+            inject_stream_usage=options.inject_stream_usage,
         )
         _state.telemetries[key] = telemetry
     return telemetry
@@ -125,9 +146,20 @@ def instrument_openai(
 
     Providers default to the global OpenTelemetry ones. Calling it again for the same client (or
     globally) changes nothing. Instrument before a client's first `with_raw_response` use.
+    Settings (price file, user label cap) come from the environment; see `spendscope.configure`.
     """
+    instrument(client, tracer_provider=tracer_provider, meter_provider=meter_provider, options=None)
+
+
+def instrument(
+    client: Any,
+    *,
+    tracer_provider: TracerProvider | None,
+    meter_provider: MeterProvider | None,
+    options: Options | None,
+) -> None:
     with _state.lock:
-        telemetry = _telemetry(tracer_provider, meter_provider)
+        telemetry = _telemetry(tracer_provider, meter_provider, options)
         _install()
         if client is None:
             if _state.global_telemetry is None:

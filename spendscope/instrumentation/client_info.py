@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import weakref
 from dataclasses import dataclass
@@ -40,16 +41,16 @@ def client_info(client: Any) -> ClientInfo:
     if cached is not None and cached.api_key is api_key:
         return cached
     info = _compute(client, api_key)
-    try:
+    with contextlib.suppress(TypeError):
         _cache[client] = info
-    except TypeError:
-        pass
     return info
 
 
 def _compute(client: Any, api_key: object) -> ClientInfo:
-    provider = n.PROVIDER_AZURE_OPENAI if type(client).__name__.startswith(("AzureOpenAI", "AsyncAzure")) else (
-        n.PROVIDER_OPENAI
+    provider = (
+        n.PROVIDER_AZURE_OPENAI
+        if type(client).__name__.startswith(("AzureOpenAI", "AsyncAzure"))
+        else (n.PROVIDER_OPENAI)
     )
     attributes: dict[str, Any] = {}
     base_url = getattr(client, "base_url", None)

@@ -34,7 +34,9 @@ TRANSCRIPTION = Endpoint(
     transcript_event_handler(transcription_usage),
     False,
 )
-LEGACY_COMPLETIONS = Endpoint(n.OP_TEXT_COMPLETION, "completions", chat_usage, chunk_handler(chat_usage), True)
+LEGACY_COMPLETIONS = Endpoint(
+    n.OP_TEXT_COMPLETION, "completions", chat_usage, chunk_handler(chat_usage), True
+)
 
 # (module, class, method, endpoint). `parse` does not go through `create` (it posts directly), and the
 # `.stream()` helpers do, so wrapping create + parse sees every call exactly once.

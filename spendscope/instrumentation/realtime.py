@@ -102,7 +102,12 @@ class RealtimeSession:
             pending, self._started = self._started, {}
         for response_id, start in pending.items():
             call = self.telemetry.start_call(
-                n.OP_REALTIME, "realtime", self.model, self.client, attribution=self.attribution, start_ns=start
+                n.OP_REALTIME,
+                "realtime",
+                self.model,
+                self.client,
+                attribution=self.attribution,
+                start_ns=start,
             )
             call.response_id = response_id
             call.finish()

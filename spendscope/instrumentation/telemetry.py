@@ -14,12 +14,11 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from spendscope import names as n
 from spendscope._internal import internal_error
+from spendscope._version import __version__
 from spendscope.attribution import Attribution, current
 from spendscope.instrumentation.client_info import ClientInfo, client_info
 from spendscope.pricing import Pricer
 from spendscope.usage import TokenUsage
-
-_VERSION = "0.1.0"
 
 
 def _service_name(tracer_provider: Any) -> str:
@@ -60,20 +59,22 @@ class Telemetry:
         inject_stream_usage: bool = True,
     ) -> None:
         self.tracer = trace.get_tracer(
-            "spendscope", _VERSION, tracer_provider, schema_url=n.SEMCONV_SCHEMA_URL
+            "spendscope", __version__, tracer_provider, schema_url=n.SEMCONV_SCHEMA_URL
         )
-        meter = metrics.get_meter("spendscope", _VERSION, meter_provider, schema_url=n.SEMCONV_SCHEMA_URL)
+        meter = metrics.get_meter("spendscope", __version__, meter_provider, schema_url=n.SEMCONV_SCHEMA_URL)
         self.pricer = pricer
         self.inject_stream_usage = inject_stream_usage
         self.users = UserLabels(user_label_limit)
         self.service = _service_name(tracer_provider or trace.get_tracer_provider())
         self.cost = meter.create_counter(
-            n.METRIC_COST, unit="{USD}", description="Cost of LLM calls in US dollars, as priced by SpendScope."
+            n.METRIC_COST,
+            unit="{USD}",
+            description="Cost of LLM calls in US dollars, as priced by SpendScope.",
         )
         self.tokens = meter.create_counter(
             n.METRIC_TOKENS,
             unit="{token}",
-            description="Tokens used by LLM calls, by type; cached_input is part of input, reasoning of output.",
+            description="Tokens used by LLM calls, by type; types overlap (cached_input is within input).",
         )
         self.unpriced_tokens = meter.create_counter(
             n.METRIC_UNPRICED_TOKENS,
