@@ -229,8 +229,11 @@ class LLMCall:
         try:
             self._record(error, responded)
         except Exception:
-            internal_error("finish", self.telemetry.count_error)
-            self.span.end()
+            try:
+                internal_error("finish", self.telemetry.count_error)
+            finally:
+                if self.span.is_recording():  # not ended yet
+                    self.span.end()
 
     def _record(self, error: BaseException | None, responded: bool) -> None:
         t = self.telemetry
