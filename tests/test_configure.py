@@ -27,9 +27,17 @@ def test_precedence_explicit_then_environment_then_default(monkeypatch: pytest.M
 @pytest.mark.parametrize(
     ("env", "value", "message"),
     [
-        ("OTEL_METRIC_EXPORT_INTERVAL", "soon", "metric_export_interval_ms (environment variable OTEL_METRIC_EXPORT_INTERVAL='soon'): must be a whole number"),
+        (
+            "OTEL_METRIC_EXPORT_INTERVAL",
+            "soon",
+            "metric_export_interval_ms (environment variable OTEL_METRIC_EXPORT_INTERVAL='soon'): must be a whole number",
+        ),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "localhost:4318", "must be an http(s) URL"),
-        ("OTEL_METRICS_EXPORTER", "prometheus,statsd", "must be a comma-separated list of otlp, prometheus, console, none"),
+        (
+            "OTEL_METRICS_EXPORTER",
+            "prometheus,statsd",
+            "must be a comma-separated list of otlp, prometheus, console, none",
+        ),
         ("OTEL_EXPORTER_PROMETHEUS_PORT", "70000", "must be between 0 and 65535"),
         ("SPENDSCOPE_USER_LABEL_LIMIT", "-1", "must be at least 0"),
         ("SPENDSCOPE_PRICE_FILE", "/nonexistent/prices.toml", "no such file"),
@@ -46,7 +54,9 @@ def test_bad_environment_value_names_the_setting(
 
 
 def test_bad_explicit_value_names_the_argument() -> None:
-    with pytest.raises(ConfigurationError, match=r"argument prometheus_port='-3'\): must be between 0 and 65535"):
+    with pytest.raises(
+        ConfigurationError, match=r"argument prometheus_port='-3'\): must be between 0 and 65535"
+    ):
         configure(prometheus_port=-3, set_global=False)
 
 
@@ -66,7 +76,9 @@ def test_prometheus_endpoint_serves_spendscope_metrics_with_documented_names(tmp
         with FakeOpenAI() as server:
             client = openai.OpenAI(api_key=API_KEY, base_url=server.base_url, max_retries=0)
             with spendscope.attributes(user="u-1", endpoint="cv-parsing", tenant="acme"):
-                client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+                client.chat.completions.create(
+                    model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+                )
             client.close()
         host, port = config.prometheus_address
         text = urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5).read().decode()
@@ -80,11 +92,20 @@ def test_prometheus_endpoint_serves_spendscope_metrics_with_documented_names(tmp
 
     cost = series("spendscope_cost_usd_total")
     assert len(cost) == 1
-    for label in ('model="gpt-4o-mini-2024-07-18"', 'operation="chat"', 'endpoint="cv-parsing"',
-                  'tenant="acme"', 'user="u-1"', 'service="hr-app"'):  # fmt: skip
+    for label in (
+        'model="gpt-4o-mini-2024-07-18"',
+        'operation="chat"',
+        'endpoint="cv-parsing"',
+        'tenant="acme"',
+        'user="u-1"',
+        'service="hr-app"',
+    ):
         assert label in cost[0]
     assert float(cost[0].rsplit(" ", 1)[1]) > 0
-    assert {s.split('type="')[1].split('"')[0] for s in series("spendscope_tokens_total")} >= {"input", "output"}
+    assert {s.split('type="')[1].split('"')[0] for s in series("spendscope_tokens_total")} >= {
+        "input",
+        "output",
+    }
     assert series("gen_ai_client_token_usage_bucket")
     assert series("gen_ai_client_operation_duration_seconds_bucket")
     assert 'le="81.92"' in "".join(series("gen_ai_client_operation_duration_seconds_bucket"))

@@ -104,7 +104,9 @@ def test_recorded_interaction_through_instrumentation(
     expected = _expected_cost(case, usage, attrs.get(n.OPENAI_RESPONSE_SERVICE_TIER))
     if expected is None:
         assert n.COST_USD not in attrs
-        assert capture.total(n.METRIC_UNPRICED_TOKENS) == usage["input_tokens"] + (usage["output_tokens"] or 0)
+        assert capture.total(n.METRIC_UNPRICED_TOKENS) == usage["input_tokens"] + (
+            usage["output_tokens"] or 0
+        )
     else:
         assert attrs[n.COST_USD] == expected
         assert capture.total(n.METRIC_COST) == pytest.approx(expected, rel=1e-12)

@@ -564,6 +564,10 @@ def test_malformed_json_and_unknown_path() -> None:
             "Invalid URL (GET /v1/nope)",
         )
         assert server.requests[-1].query == {"a": "1"}
+        bad_input = http.post(
+            "/embeddings", json={"model": "text-embedding-3-small", "input": 5}, headers=auth
+        )
+        assert (bad_input.status_code, bad_input.json()["error"]["param"]) == (400, "input")
         assert server.requests[0].json is None
 
 
@@ -634,6 +638,13 @@ def test_close_ends_open_keep_alive_connections() -> None:
         with pytest.raises(openai.APIConnectionError):
             sdk.chat.completions.create(model="gpt-4o", messages=SAY_TEST)
     server.close()  # idempotent
+
+
+def test_port_in_use_raises_without_leaking_the_other_socket() -> None:
+    with FakeOpenAI() as first:
+        taken = int(first.websocket_base_url.removesuffix("/v1").rsplit(":", 1)[1])
+        with pytest.raises(OSError):
+            FakeOpenAI(ws_port=taken)
 
 
 # --- async client ---------------------------------------------------------------------------------

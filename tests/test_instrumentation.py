@@ -61,8 +61,13 @@ def test_chat_create_records_one_span_with_exact_tokens_cost_and_attribution(
         n.PRICE_VERSION: "genai-prices 0.2.3",
     }
     assert API_KEY not in str(attrs)
-    labels = {"model": "gpt-4o-mini-2024-07-18", "operation": "chat", "endpoint": "cv-parsing",
-              "tenant": "acme", "service": "test-app"}  # fmt: skip
+    labels = {
+        "model": "gpt-4o-mini-2024-07-18",
+        "operation": "chat",
+        "endpoint": "cv-parsing",
+        "tenant": "acme",
+        "service": "test-app",
+    }
     assert capture.total(n.METRIC_COST, user="u-42", **labels) == pytest.approx(0.00000885, abs=1e-15)
     assert capture.total(n.METRIC_TOKENS, type="input", **labels) == 19
     assert capture.total(n.METRIC_TOKENS, type="output", **labels) == 10
@@ -70,8 +75,12 @@ def test_chat_create_records_one_span_with_exact_tokens_cost_and_attribution(
     assert token_usage == {"input": 19, "output": 10}
     [(duration_attrs, duration)] = capture.points(n.METRIC_OPERATION_DURATION)
     assert duration.count == 1 and list(duration.explicit_bounds) == list(n.DURATION_BUCKETS)
-    assert duration_attrs == {n.OPERATION_NAME: "chat", n.PROVIDER_NAME: "openai",
-                              n.REQUEST_MODEL: "gpt-4o-mini", n.RESPONSE_MODEL: "gpt-4o-mini-2024-07-18"}  # fmt: skip
+    assert duration_attrs == {
+        n.OPERATION_NAME: "chat",
+        n.PROVIDER_NAME: "openai",
+        n.REQUEST_MODEL: "gpt-4o-mini",
+        n.RESPONSE_MODEL: "gpt-4o-mini-2024-07-18",
+    }
 
 
 def test_cached_and_reasoning_tokens_are_captured_and_priced(
@@ -104,7 +113,11 @@ async def test_async_chat_create(capture: Capture, server: FakeOpenAI, aclient: 
     with spendscope.attributes(user="async-user"):
         await aclient.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     attrs = capture.attrs()
-    assert (attrs[n.USAGE_INPUT_TOKENS], attrs[n.USAGE_OUTPUT_TOKENS], attrs[n.COST_USD]) == (19, 10, 0.00000885)
+    assert (attrs[n.USAGE_INPUT_TOKENS], attrs[n.USAGE_OUTPUT_TOKENS], attrs[n.COST_USD]) == (
+        19,
+        10,
+        0.00000885,
+    )
     assert attrs[n.USER_ID] == "async-user"
 
 
@@ -114,7 +127,9 @@ def test_stream_usage_is_requested_and_the_extra_chunk_hidden(
     server.enqueue(CHAT, Reply(sse=chat_sse(19, 10)))
     stream = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
     assert isinstance(stream, openai.Stream)
-    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream)  # would IndexError on usage chunk
+    text = "".join(
+        chunk.choices[0].delta.content or "" for chunk in stream
+    )  # would IndexError on usage chunk
     assert text == "Hello!"
     assert server.requests[-1].json["stream_options"] == {"include_usage": True}
     attrs = capture.attrs()
@@ -127,9 +142,11 @@ def test_stream_where_caller_asked_for_usage_keeps_the_usage_chunk(
     capture: Capture, server: FakeOpenAI, client: openai.OpenAI
 ) -> None:
     server.enqueue(CHAT, Reply(sse=chat_sse(19, 10)))
-    chunks = list(client.chat.completions.create(
-        model="gpt-4o-mini", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
-    ))  # fmt: skip
+    chunks = list(
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        )
+    )
     assert chunks[-1].choices == [] and chunks[-1].usage is not None and chunks[-1].usage.total_tokens == 29
     assert capture.attrs()[n.USAGE_INPUT_TOKENS] == 19
 
@@ -146,7 +163,9 @@ def test_stream_against_default_server_gets_real_usage(
     attrs = dict(streamed.attributes or {})
     assert attrs[n.USAGE_INPUT_TOKENS] == plain.usage.prompt_tokens
     assert attrs[n.USAGE_OUTPUT_TOKENS] == plain.usage.completion_tokens
-    assert attrs[n.COST_USD] == pytest.approx(mini_cost(plain.usage.prompt_tokens, plain.usage.completion_tokens))
+    assert attrs[n.COST_USD] == pytest.approx(
+        mini_cost(plain.usage.prompt_tokens, plain.usage.completion_tokens)
+    )
 
 
 def test_stream_closed_early_is_unavailable_not_zero(
@@ -198,7 +217,9 @@ async def test_async_stream_and_early_close(
     stream = await aclient.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
     chunks = [chunk async for chunk in stream]
     assert len(chunks) == 4 and all(c.choices for c in chunks)
-    async with await aclient.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True) as s2:
+    async with await aclient.chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True
+    ) as s2:
         await s2.__anext__()
     full, early = sorted(capture.spans(), key=lambda s: s.start_time or 0)
     assert dict(full.attributes or {})[n.USAGE_INPUT_TOKENS] == 19
@@ -226,7 +247,9 @@ def test_chat_parse_is_recorded(capture: Capture, server: FakeOpenAI, client: op
     assert result.usage is not None
     attrs = capture.attrs()
     assert attrs[n.USAGE_INPUT_TOKENS] == result.usage.prompt_tokens
-    assert attrs[n.COST_USD] == pytest.approx(mini_cost(result.usage.prompt_tokens, result.usage.completion_tokens))
+    assert attrs[n.COST_USD] == pytest.approx(
+        mini_cost(result.usage.prompt_tokens, result.usage.completion_tokens)
+    )
 
 
 @pytest.mark.anyio
@@ -278,7 +301,9 @@ async def test_async_responses(capture: Capture, server: FakeOpenAI, aclient: op
     assert [dict(s.attributes or {})[n.USAGE_STATE] for s in capture.spans()] == ["reported"] * 3
 
 
-def test_embeddings_base64_default_and_float(capture: Capture, server: FakeOpenAI, client: openai.OpenAI) -> None:
+def test_embeddings_base64_default_and_float(
+    capture: Capture, server: FakeOpenAI, client: openai.OpenAI
+) -> None:
     first = client.embeddings.create(model="text-embedding-3-small", input=["hello world", "second input"])
     client.embeddings.create(model="text-embedding-3-small", input="x", encoding_format="float")
     span = capture.spans()[0]
@@ -314,7 +339,9 @@ def test_transcriptions_duration_and_token_billed(
     audio_in = tokens.usage.input_token_details.audio_tokens  # type: ignore[union-attr]
     assert t[n.USAGE_AUDIO_INPUT_TOKENS] == audio_in
     # gpt-4o-transcribe: audio in $6, text in $2.50, text out $10 per 1M
-    expected = (audio_in * 6 + (tokens.usage.input_tokens - audio_in) * 2.5 + tokens.usage.output_tokens * 10) / 1e6
+    expected = (
+        audio_in * 6 + (tokens.usage.input_tokens - audio_in) * 2.5 + tokens.usage.output_tokens * 10
+    ) / 1e6
     assert t[n.COST_USD] == pytest.approx(expected)
 
 
@@ -333,10 +360,14 @@ def test_with_raw_response_and_with_streaming_response(
     raw = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES)
     assert raw.headers.get("x-request-id") and raw.parse().usage.total_tokens == 29  # type: ignore[union-attr]
     server.enqueue(CHAT, Reply(sse=chat_sse(19, 10)))
-    raw_stream = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+    raw_stream = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True
+    )
     assert all(chunk.choices for chunk in raw_stream.parse())
     server.enqueue(CHAT, Reply(json=chat_body(19, 10)))
-    with client.chat.completions.with_streaming_response.create(model="gpt-4o-mini", messages=MESSAGES) as resp:
+    with client.chat.completions.with_streaming_response.create(
+        model="gpt-4o-mini", messages=MESSAGES
+    ) as resp:
         assert resp.parse().usage.total_tokens == 29  # type: ignore[union-attr]
     costs = [dict(s.attributes or {}).get(n.COST_USD) for s in capture.spans()]
     assert costs == [0.00000885] * 3
@@ -346,18 +377,42 @@ def test_with_raw_response_and_with_streaming_response(
     ("model", "reply", "exception", "status"),
     [
         ("this-model-does-not-exist", None, openai.NotFoundError, 404),
-        ("gpt-4o-mini", Reply(status=429, json={"error": {"message": "Rate limit", "type": "requests",
-                                                          "param": None, "code": "rate_limit_exceeded"}}),  # fmt: skip
-         openai.RateLimitError, 429),
-        ("gpt-4o-mini", Reply(status=500, json={"error": {"message": "boom", "type": "server_error",
-                                                          "param": None, "code": None}}),  # fmt: skip
-         openai.InternalServerError, 500),
+        (
+            "gpt-4o-mini",
+            Reply(
+                status=429,
+                json={
+                    "error": {
+                        "message": "Rate limit",
+                        "type": "requests",
+                        "param": None,
+                        "code": "rate_limit_exceeded",
+                    }
+                },
+            ),
+            openai.RateLimitError,
+            429,
+        ),
+        (
+            "gpt-4o-mini",
+            Reply(
+                status=500,
+                json={"error": {"message": "boom", "type": "server_error", "param": None, "code": None}},
+            ),
+            openai.InternalServerError,
+            500,
+        ),
     ],
 )
 def test_errors_reraised_unchanged_with_error_span_and_no_cost(
-    capture: Capture, server: FakeOpenAI, client: openai.OpenAI,
-    model: str, reply: Reply | None, exception: type[Exception], status: int,
-) -> None:  # fmt: skip
+    capture: Capture,
+    server: FakeOpenAI,
+    client: openai.OpenAI,
+    model: str,
+    reply: Reply | None,
+    exception: type[Exception],
+    status: int,
+) -> None:
     if reply is not None:
         server.enqueue(CHAT, reply)
     with pytest.raises(exception) as info:
@@ -380,7 +435,9 @@ def test_timeout_is_an_error_span(capture: Capture, server: FakeOpenAI) -> None:
     assert capture.attrs()[n.ERROR_TYPE] == "APITimeoutError"
 
 
-def test_unknown_model_price_is_unknown_not_zero(capture: Capture, server: FakeOpenAI, client: openai.OpenAI) -> None:
+def test_unknown_model_price_is_unknown_not_zero(
+    capture: Capture, server: FakeOpenAI, client: openai.OpenAI
+) -> None:
     server.enqueue(CHAT, Reply(json=chat_body(100, 50, model="acme-private-llm")))
     client.chat.completions.create(model="acme-private-llm", messages=MESSAGES)
     attrs = capture.attrs()
@@ -397,7 +454,9 @@ def test_uninstrument_restores_the_sdk_and_stops_recording(server: FakeOpenAI, c
     original = Completions.create
     cap = make_capture()
     spendscope.instrument_openai(tracer_provider=cap.tracer_provider, meter_provider=cap.meter_provider)
-    spendscope.instrument_openai(tracer_provider=cap.tracer_provider, meter_provider=cap.meter_provider)  # idempotent
+    spendscope.instrument_openai(
+        tracer_provider=cap.tracer_provider, meter_provider=cap.meter_provider
+    )  # idempotent
     assert Completions.create is not original
     client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert len(cap.spans()) == 1  # not two: instrumenting twice changed nothing
@@ -410,7 +469,9 @@ def test_uninstrument_restores_the_sdk_and_stops_recording(server: FakeOpenAI, c
 def test_one_client_instrumented_alone(server: FakeOpenAI) -> None:
     cap = make_capture()
     watched, other = make_client(server), make_client(server)
-    spendscope.instrument_openai(watched, tracer_provider=cap.tracer_provider, meter_provider=cap.meter_provider)
+    spendscope.instrument_openai(
+        watched, tracer_provider=cap.tracer_provider, meter_provider=cap.meter_provider
+    )
     try:
         watched.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
         other.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
@@ -424,7 +485,9 @@ def test_one_client_instrumented_alone(server: FakeOpenAI) -> None:
         other.close()
 
 
-def test_attribution_across_threads_and_tasks(capture: Capture, server: FakeOpenAI, client: openai.OpenAI) -> None:
+def test_attribution_across_threads_and_tasks(
+    capture: Capture, server: FakeOpenAI, client: openai.OpenAI
+) -> None:
     def call(user: str) -> None:
         with spendscope.attributes(user=user):
             client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
@@ -433,7 +496,9 @@ def test_attribution_across_threads_and_tasks(capture: Capture, server: FakeOpen
         futures = [pool.submit(contextvars.copy_context().run, call, f"user-{i}") for i in range(8)]
         for f in futures:
             f.result()
-    seen = sorted((dict(s.attributes or {})[n.USER_ID], dict(s.attributes or {})[n.TENANT]) for s in capture.spans())
+    seen = sorted(
+        (dict(s.attributes or {})[n.USER_ID], dict(s.attributes or {})[n.TENANT]) for s in capture.spans()
+    )
     assert seen == sorted((f"user-{i}", "acme") for i in range(8))
 
 
@@ -446,7 +511,9 @@ async def test_attribution_in_concurrent_tasks(
             await aclient.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
 
     await asyncio.gather(*(call(f"student-{i}") for i in range(6)))
-    assert sorted(dict(s.attributes or {})[n.USER_ID] for s in capture.spans()) == [f"student-{i}" for i in range(6)]
+    assert sorted(dict(s.attributes or {})[n.USER_ID] for s in capture.spans()) == [
+        f"student-{i}" for i in range(6)
+    ]
 
 
 def test_user_label_cap_sends_overflow_to_other(server: FakeOpenAI, client: openai.OpenAI) -> None:
@@ -474,9 +541,12 @@ class _BrokenPricer:
 
 
 def test_internal_failure_never_breaks_the_call(
-    capture: Capture, server: FakeOpenAI, client: openai.OpenAI,
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
-) -> None:  # fmt: skip
+    capture: Capture,
+    server: FakeOpenAI,
+    client: openai.OpenAI,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     from spendscope.instrumentation import _state
 
     for telemetry in _state.telemetries.values():

@@ -43,12 +43,22 @@ def cost(model: str, usage: TokenUsage, **kwargs: object) -> Decimal:
         # batch is half price (gpt-4o-mini: 0.075 + 0.30 per 1M in/out)
         ("gpt-4o-mini", TokenUsage(input=M, output=M), {"batch": True}, "0.375"),
         # before genai-prices' batch variant starts (2026-10-14) our own 50% rule applies
-        ("gpt-4o-mini", TokenUsage(input=M, output=M), {"batch": True, "at": datetime(2026, 1, 1, tzinfo=UTC)}, "0.375"),
+        (
+            "gpt-4o-mini",
+            TokenUsage(input=M, output=M),
+            {"batch": True, "at": datetime(2026, 1, 1, tzinfo=UTC)},
+            "0.375",
+        ),
         # gpt-5 by the tier the response reports: default 1.25/10, flex half, priority double
         ("gpt-5", TokenUsage(input=M, output=M), {"service_tier": "default"}, "11.25"),
         ("gpt-5", TokenUsage(input=M, output=M), {"service_tier": "flex"}, "5.625"),
         ("gpt-5", TokenUsage(input=M, output=M), {"service_tier": "priority"}, "22.5"),
-        ("gpt-5", TokenUsage(input=M, output=M), {"service_tier": "scale"}, "11.25"),  # unknown tier: standard
+        (
+            "gpt-5",
+            TokenUsage(input=M, output=M),
+            {"service_tier": "scale"},
+            "11.25",
+        ),  # unknown tier: standard
         # o3 changed price on 2025-06-10: $10/$40 before, $2/$8 after
         ("o3", TokenUsage(input=M, output=M), {"at": datetime(2025, 5, 1, tzinfo=UTC)}, "50"),
         ("o3", TokenUsage(input=M, output=M), {"at": datetime(2025, 7, 1, tzinfo=UTC)}, "10"),
@@ -139,9 +149,14 @@ def test_linear_and_exact_paths_agree_on_many_vectors() -> None:
     assert rate is not None and rate.coefficients is not None
     for i in range(1, 200, 7):
         usage = TokenUsage(
-            input=i * 131, cached_input=i * 17, input_audio=i * 29, cached_input_audio=i * 3,
-            output=i * 97, output_audio=i * 41, reasoning=0,
-        )  # fmt: skip
+            input=i * 131,
+            cached_input=i * 17,
+            input_audio=i * 29,
+            cached_input_audio=i * 3,
+            output=i * 97,
+            output_audio=i * 41,
+            reasoning=0,
+        )
         assert rate.cost(usage) == exact_cost(rate.model_price, usage)
 
 
@@ -217,7 +232,10 @@ def test_price_file_json_is_accepted(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('[[models]]\nmatch = "x"\ninput_mtok = -1\n', "models.0.input_mtok: Input should be greater than or equal to 0"),
+        (
+            '[[models]]\nmatch = "x"\ninput_mtok = -1\n',
+            "models.0.input_mtok: Input should be greater than or equal to 0",
+        ),
         ('[[models]]\nmatch = "x"\ninput_mtk = 1\n', "models.0.input_mtk: Extra inputs are not permitted"),
         ('[[models]]\nmatch = "x"\n', "rule 'x' sets no price"),
         ('[[discounts]]\nmatch = "x"\npercent = 150\n', "discounts.0.percent"),
@@ -225,7 +243,7 @@ def test_price_file_json_is_accepted(tmp_path: Path) -> None:
     ],
 )
 def test_bad_price_file_gets_a_clear_error(tmp_path: Path, text: str, message: str) -> None:
-    with pytest.raises(PriceFileError, match="price file .*prices.toml") as info:
+    with pytest.raises(PriceFileError, match=r"price file .*prices\.toml") as info:
         PriceFile.load(write(tmp_path, text))
     assert message in str(info.value)
 
@@ -236,6 +254,8 @@ def test_missing_price_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_cached_greater_than_input_is_clamped_not_crashing() -> None:
-    usage = responses_usage({"input_tokens": 5136, "input_tokens_details": {"cached_tokens": 10192}, "output_tokens": 1})
+    usage = responses_usage(
+        {"input_tokens": 5136, "input_tokens_details": {"cached_tokens": 10192}, "output_tokens": 1}
+    )
     assert usage == TokenUsage(input=5136, cached_input=5136, output=1)
     assert cost("gpt-4o", usage) == (5136 * Decimal("1.25") + 10) / M

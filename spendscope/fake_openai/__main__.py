@@ -1,4 +1,8 @@
-"""``python -m spendscope.fake_openai --port 8089``: serve the fake API until Ctrl-C."""
+"""``python -m spendscope.fake_openai --port 8089``: serve the fake API until Ctrl-C.
+
+Prints ``OPENAI_BASE_URL=...`` (the SDK reads that variable) and ``OPENAI_WEBSOCKET_BASE_URL=...``
+(the SDK does not read it: pass it as ``OpenAI(websocket_base_url=...)``).
+"""
 
 from __future__ import annotations
 

@@ -96,7 +96,10 @@ def _completions(body: dict[str, Any], files: Mapping[str, bytes]) -> Reply:
 
 
 def _embeddings(body: dict[str, Any], files: Mapping[str, bytes]) -> Reply:
-    return Reply(json=synth.embeddings(body))
+    try:
+        return Reply(json=synth.embeddings(body))
+    except ValueError as exc:
+        return error_reply(400, str(exc), param="input")
 
 
 def _transcriptions(form: dict[str, Any], files: Mapping[str, bytes]) -> Reply:
@@ -332,7 +335,13 @@ class FakeOpenAI:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._http = _HTTPServer((host, port), self)
-        self._realtime = RealtimeServer(host, ws_port, authorize=lambda headers: _auth_error(headers) is None)
+        try:
+            self._realtime = RealtimeServer(
+                host, ws_port, authorize=lambda headers: _auth_error(headers) is None
+            )
+        except BaseException:
+            self._http.server_close()
+            raise
         # close() waits for the accept loop's next poll: keep that short, tests start and stop many servers.
         self._thread = threading.Thread(
             target=self._http.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True, name="fake-openai"

@@ -79,11 +79,17 @@ def response_input_tokens(body: Mapping[str, Any]) -> int:
     return prompt_tokens(items)
 
 
-def embedding_tokens(inputs: object) -> list[int]:
-    if isinstance(inputs, str) or (isinstance(inputs, list) and inputs and isinstance(inputs[0], int)):
-        inputs = [inputs]
-    assert isinstance(inputs, list)
-    return [max(1, text_tokens(i) if isinstance(i, str) else len(i)) for i in inputs]
+def embedding_inputs(raw: object) -> list[str | list[int]]:
+    """The separate inputs of an embeddings ``input``: a string, a token array, or a list of either."""
+    if isinstance(raw, str) or (isinstance(raw, list) and raw and all(isinstance(t, int) for t in raw)):
+        return [raw]
+    if isinstance(raw, list) and raw and all(isinstance(i, str | list) for i in raw):
+        return raw
+    raise ValueError("'input' must be a non-empty string, token array, or array of those")
+
+
+def embedding_tokens(raw: object) -> list[int]:
+    return [max(1, text_tokens(i) if isinstance(i, str) else len(i)) for i in embedding_inputs(raw)]
 
 
 def cached_tokens(prompt: int, *, prompt_cache_key: bool) -> int:
@@ -289,8 +295,7 @@ def embedding_vector(text: object, dimensions: int) -> list[float]:
 
 
 def embeddings(body: Mapping[str, Any]) -> JSONObject:
-    raw = body.get("input", "")
-    inputs = [raw] if isinstance(raw, str) or (raw and isinstance(raw[0], int)) else list(raw)
+    inputs = embedding_inputs(body.get("input"))
     model = str(body["model"])
     dimensions = int(body.get("dimensions") or EMBEDDING_DIMENSIONS.get(model, 1536))
     data = []
@@ -299,7 +304,7 @@ def embeddings(body: Mapping[str, Any]) -> JSONObject:
         if body.get("encoding_format") == "base64":
             vector = base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode()
         data.append({"object": "embedding", "index": i, "embedding": vector})
-    used = sum(embedding_tokens(inputs))
+    used = sum(embedding_tokens(body.get("input")))
     return {
         "object": "list",
         "data": data,

@@ -36,7 +36,8 @@ def _interesting(message: bytes) -> bool:
 class RealtimeSession:
     def __init__(self, telemetry: Telemetry, model: str, client: Any, attribution: Attribution) -> None:
         self.telemetry = telemetry
-        self.model = model
+        self.requested_model = model  # what connect() asked for
+        self.model = model  # what the session reports it runs
         self.transcription_model: str | None = None
         self.client = client
         self.attribution = attribution
@@ -78,7 +79,12 @@ class RealtimeSession:
         with self._lock:
             start = self._started.pop(response_id, None) if isinstance(response_id, str) else None
         call = self.telemetry.start_call(
-            n.OP_REALTIME, "realtime", self.model, self.client, attribution=self.attribution, start_ns=start
+            n.OP_REALTIME,
+            "realtime",
+            self.requested_model,
+            self.client,
+            attribution=self.attribution,
+            start_ns=start,
         )
         call.response_model = self.model
         call.response_id = response_id if isinstance(response_id, str) else None
