@@ -785,6 +785,11 @@ async def test_realtime_with_async_client(server: FakeOpenAI) -> None:
         await connection.send_raw(json.dumps({"type": "no.such.event"}))
         error = await connection.recv()
         assert error.type == "error" and "no.such.event" in error.error.message
+        await connection.send_raw("[1]")
+        assert (await connection.recv()).type == "error"
+        await connection.input_audio_buffer.append(audio="abc")  # bad base64 padding
+        bad_audio = await connection.recv()
+        assert bad_audio.type == "error" and "Incorrect padding" in bad_audio.error.message
         await connection.response.create(response={"output_modalities": ["text"]})
         kinds = []
         async for event in connection:

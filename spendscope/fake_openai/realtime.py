@@ -252,20 +252,31 @@ class RealtimeServer:
             session = Session(query.get("model", "gpt-realtime"), self._next_usage)
             connection.send(json.dumps(session.event("session.created", session=session.config)))
             for message in connection:
-                try:
-                    event = json.loads(message)
-                except ValueError:
-                    connection.send(json.dumps(session.error("The event is not valid JSON.")))
-                    continue
-                with self._lock:
-                    self.events.append(event)
-                for reply in session.handle(event):
+                for reply in self._replies(session, message):
                     connection.send(json.dumps(reply))
         except ConnectionClosed:
             pass
         finally:
             with self._lock:
                 self._active.pop(connection, None)
+
+    def _replies(self, session: Session, message: str | bytes) -> list[JSONObject]:
+        try:
+            event = json.loads(message)
+        except ValueError:
+            return [session.error("The event is not valid JSON.")]
+        if not isinstance(event, dict):
+            return [session.error("The event must be a JSON object.")]
+        with self._lock:
+            self.events.append(event)
+        try:
+            return session.handle(event)
+        except Exception as exc:  # a bad event or a fake-server bug: report it, keep the session
+            return [
+                session.error(
+                    f"fake server could not handle the event: {exc!r}", event_id=event.get("event_id")
+                )
+            ]
 
     def close(self) -> None:
         self._server.shutdown()

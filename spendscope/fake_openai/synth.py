@@ -1,19 +1,23 @@
-"""Pure builders for the fake server's default responses, and its deterministic token counting.
+"""Builders for the fake server's default responses, and its deterministic token counting.
+
+Everything here is a pure function of the request body, except the random ids and the timestamps.
 
 Token rule (documented so tests can compute expected usage):
 
 - ``text_tokens(s) = ceil(len(s) / 4)``.
 - Chat prompt: ``3 + sum(4 + text_tokens(text of message))`` over the messages; the text of a message
-  is its string content or the concatenated ``text`` of its content parts.
+  is its string content, or the concatenated ``text`` of its content parts, or a tool item's ``output``.
 - Responses input: the same rule, with ``instructions`` as a first message and a string ``input`` as
   one message.
 - Embeddings: ``max(1, text_tokens(s))`` per input string (a token array counts its length).
-- Legacy completions: ``max(1, text_tokens(prompt))`` per prompt.
+- Legacy completions: ``max(1, text_tokens(prompt))`` per prompt; output ``max_tokens`` (default 16).
 - Output: ``max_completion_tokens`` / ``max_tokens`` / ``max_output_tokens`` per choice when given,
-  else the visible text's ``text_tokens``, doubled for reasoning models; reasoning models report
-  half of the output (rounded down) as reasoning tokens.
+  else the visible text's ``text_tokens``, doubled for reasoning models (``o<digit>…``, ``gpt-5…``),
+  which report half of the output (rounded down) as reasoning tokens; chat multiplies by ``n``.
 - Cached input: only with ``prompt_cache_key``, and only from 1024 prompt tokens: the prompt rounded
   down to a multiple of 128.
+- Transcription: whisper-1 bills ``ceil(seconds)``; the gpt-4o transcribe models bill
+  ``ceil(10 * seconds)`` audio tokens plus ``text_tokens(prompt)`` in, ``text_tokens(text)`` out.
 """
 
 from __future__ import annotations
@@ -184,7 +188,7 @@ def _chat_plan(body: Mapping[str, Any]) -> tuple[JSONObject, str | None, JSONObj
     model = str(body["model"])
     content, call = _chat_output(body)
     visible = text_tokens(str(call["function"]["arguments"]) if call else content or "")
-    limit = body.get("max_completion_tokens", body.get("max_tokens"))
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
     n = int(body.get("n") or 1)
     completion, reasoning = output_tokens(model, visible, limit)
     prompt = prompt_tokens(body.get("messages") or [])
@@ -192,7 +196,7 @@ def _chat_plan(body: Mapping[str, Any]) -> tuple[JSONObject, str | None, JSONObj
         prompt,
         completion * n,
         reasoning * n,
-        cached_tokens(prompt, prompt_cache_key="prompt_cache_key" in body),
+        cached_tokens(prompt, prompt_cache_key=bool(body.get("prompt_cache_key"))),
     )
     head = {"id": new_id("chatcmpl-"), "created": int(time.time()), "model": snapshot(model)}
     head |= {"service_tier": service_tier(body.get("service_tier")), "system_fingerprint": SYSTEM_FINGERPRINT}
@@ -249,18 +253,17 @@ def chat_completion_chunks(body: Mapping[str, Any]) -> list[JSONObject]:
     return chunks
 
 
-def _legacy_plan(body: Mapping[str, Any]) -> tuple[list[str], int, JSONObject]:
+def text_completion(body: Mapping[str, Any]) -> JSONObject:
     prompt = body.get("prompt", "")
     prompts = [prompt] if isinstance(prompt, str) else [str(p) for p in prompt]
     limit = int(body.get("max_tokens") or LEGACY_DEFAULT_MAX_TOKENS)
     n_choices = len(prompts) * int(body.get("n") or 1)
     used = sum(max(1, text_tokens(p)) for p in prompts)
-    usage = {"prompt_tokens": used, "completion_tokens": limit * n_choices}
-    return prompts, n_choices, usage | {"total_tokens": used + limit * n_choices}
-
-
-def text_completion(body: Mapping[str, Any]) -> JSONObject:
-    _, n_choices, usage = _legacy_plan(body)
+    usage = {
+        "prompt_tokens": used,
+        "completion_tokens": limit * n_choices,
+        "total_tokens": used + limit * n_choices,
+    }
     choices = [
         {"text": " " + DEFAULT_TEXT, "index": i, "logprobs": None, "finish_reason": "length"}
         for i in range(n_choices)
@@ -346,12 +349,12 @@ def _response_plan(body: Mapping[str, Any]) -> tuple[JSONObject, str, JSONObject
     model = str(body["model"])
     text_config = body.get("text") or {"format": {"type": "text"}, "verbosity": "medium"}
     text = structured_text(text_config.get("format"))
-    out, reasoning = output_tokens(model, text_tokens(text), body.get("max_output_tokens"))
+    out, reasoning = output_tokens(model, text_tokens(text), body.get("max_output_tokens") or None)
     used = response_input_tokens(body)
     usage = {
         "input_tokens": used,
         "input_tokens_details": {
-            "cached_tokens": cached_tokens(used, prompt_cache_key="prompt_cache_key" in body)
+            "cached_tokens": cached_tokens(used, prompt_cache_key=bool(body.get("prompt_cache_key")))
         },
         "output_tokens": out,
         "output_tokens_details": {"reasoning_tokens": reasoning},

@@ -1,0 +1,1 @@
+"""The demo: a realistic workload against the fake OpenAI server, and its cost report."""
