@@ -1,0 +1,56 @@
+"""The public surface is small on purpose; this pins it (names are part of the product)."""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+from pathlib import Path
+
+import spendscope
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_exported_names() -> None:
+    assert sorted(spendscope.__all__) == [
+        "Configuration",
+        "ConfigurationError",
+        "__version__",
+        "attributes",
+        "configure",
+        "instrument_openai",
+        "uninstrument_openai",
+    ]
+    assert list(inspect.signature(spendscope.instrument_openai).parameters) == [
+        "client",
+        "tracer_provider",
+        "meter_provider",
+    ]
+    assert list(inspect.signature(spendscope.attributes).parameters) == [
+        "user",
+        "endpoint",
+        "tenant",
+        "extra",
+    ]
+
+
+def test_importing_spendscope_does_not_import_openai() -> None:
+    """openai is imported when instrumenting, not when an app imports spendscope."""
+    code = "import sys, spendscope; print('openai' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+def test_ruff_and_mypy_strict_are_clean() -> None:
+    ruff = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "spendscope", "tests", "bench"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert ruff.returncode == 0, ruff.stdout + ruff.stderr
+    mypy = subprocess.run(
+        [sys.executable, "-m", "mypy", "spendscope"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert mypy.returncode == 0, mypy.stdout + mypy.stderr
