@@ -6,6 +6,8 @@ import json
 from decimal import Decimal
 from typing import Any
 
+from spendscope.fake_openai import synth
+
 M = Decimal(1_000_000)
 # Published OpenAI prices (USD per million tokens) used to compute expectations by hand.
 GPT_4O_MINI = {"input": Decimal("0.15"), "cached": Decimal("0.075"), "output": Decimal("0.60")}
@@ -47,18 +49,7 @@ def chat_body(
 
 
 def usage(prompt: int, completion: int, *, cached: int = 0, reasoning: int = 0) -> dict[str, Any]:
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
-        "completion_tokens_details": {
-            "reasoning_tokens": reasoning,
-            "audio_tokens": 0,
-            "accepted_prediction_tokens": 0,
-            "rejected_prediction_tokens": 0,
-        },
-    }
+    return synth.chat_usage(prompt, completion, reasoning, cached)
 
 
 def chat_sse(prompt: int = 19, completion: int = 10, *, with_usage: bool = True, cached: int = 0) -> str:
