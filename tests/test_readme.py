@@ -26,7 +26,9 @@ def test_readme_python_sample_runs_and_records_cost() -> None:
             "OTEL_TRACES_EXPORTER": "console",
             "OTEL_METRICS_EXPORTER": "none",
         }
-        done = subprocess.run([sys.executable, "-c", sample.group(1)], env=env, capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-c", sample.group(1)], env=env, capture_output=True, text=True, timeout=60
+        )
     assert done.returncode == 0, done.stderr
     span = json.loads(done.stdout)
     assert span["name"] == "chat gpt-4o-mini"
