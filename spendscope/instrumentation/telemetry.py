@@ -17,6 +17,7 @@ from spendscope._internal import internal_error
 from spendscope._version import __version__
 from spendscope.attribution import Attribution, current
 from spendscope.instrumentation.client_info import ClientInfo, client_info
+from spendscope.instrumentation.counters import SummedCounter
 from spendscope.pricing import Pricer
 from spendscope.usage import TokenUsage
 
@@ -66,32 +67,38 @@ class Telemetry:
         self.inject_stream_usage = inject_stream_usage
         self.users = UserLabels(user_label_limit)
         self.service = _service_name(tracer_provider or trace.get_tracer_provider())
-        self.cost = meter.create_counter(
+        self.cost = SummedCounter(
+            meter,
             n.METRIC_COST,
             unit="{USD}",
             description="Cost of LLM calls in US dollars, as priced by SpendScope.",
         )
-        self.tokens = meter.create_counter(
+        self.tokens = SummedCounter(
+            meter,
             n.METRIC_TOKENS,
             unit="{token}",
             description="Tokens used by LLM calls, by type; types overlap (cached_input is within input).",
         )
-        self.unpriced_tokens = meter.create_counter(
+        self.unpriced_tokens = SummedCounter(
+            meter,
             n.METRIC_UNPRICED_TOKENS,
             unit="{token}",
             description="Tokens of calls whose model has no known price (their cost is unknown, not zero).",
         )
-        self.usage_unavailable = meter.create_counter(
+        self.usage_unavailable = SummedCounter(
+            meter,
             n.METRIC_USAGE_UNAVAILABLE,
             unit="{call}",
             description="Calls that got a response but no usage (for example a stream abandoned early).",
         )
-        self.errors = meter.create_counter(
+        self.errors = SummedCounter(
+            meter,
             n.METRIC_INSTRUMENTATION_ERRORS,
             unit="{error}",
             description="Failures inside SpendScope; the instrumented calls were not affected.",
         )
-        self.user_overflow = meter.create_counter(
+        self.user_overflow = SummedCounter(
+            meter,
             n.METRIC_USER_LABEL_OVERFLOW,
             unit="{call}",
             description="Calls whose user label was replaced by __other__ (user label cardinality cap).",
@@ -110,7 +117,7 @@ class Telemetry:
         )
 
     def count_error(self, where: str) -> None:
-        self.errors.add(1, {n.LABEL_WHERE: where, n.LABEL_SERVICE: self.service})
+        self.errors.add(1, ((n.LABEL_WHERE, where), (n.LABEL_SERVICE, self.service)))
 
     def start_call(
         self,
@@ -237,7 +244,6 @@ class LLMCall:
 
     def _record(self, error: BaseException | None, responded: bool) -> None:
         t = self.telemetry
-        span = self.span
         end_ns = time.time_ns()
         model = self.response_model or self.request_model
         attribution = self.attribution
@@ -246,46 +252,47 @@ class LLMCall:
             n.PROVIDER_NAME: self.client.provider,
             n.REQUEST_MODEL: self.request_model,
         }
+        end: dict[str, Any] = {}  # span attributes, set in one call
         if self.response_model:
-            semconv[n.RESPONSE_MODEL] = self.response_model
-            span.set_attribute(n.RESPONSE_MODEL, self.response_model)
+            semconv[n.RESPONSE_MODEL] = end[n.RESPONSE_MODEL] = self.response_model
         if self.response_id:
-            span.set_attribute(n.RESPONSE_ID, self.response_id)
+            end[n.RESPONSE_ID] = self.response_id
         if self.service_tier:
-            span.set_attribute(n.OPENAI_RESPONSE_SERVICE_TIER, self.service_tier)
+            end[n.OPENAI_RESPONSE_SERVICE_TIER] = self.service_tier
         if self.first_chunk_ns is not None:
-            span.set_attribute(n.RESPONSE_TIME_TO_FIRST_CHUNK, (self.first_chunk_ns - self.start_ns) / 1e9)
+            end[n.RESPONSE_TIME_TO_FIRST_CHUNK] = (self.first_chunk_ns - self.start_ns) / 1e9
 
         duration_attrs = semconv
         if error is not None:
             error_type = type(error).__qualname__
             duration_attrs = {**semconv, n.ERROR_TYPE: error_type}
-            span.set_attribute(n.ERROR_TYPE, error_type)
+            end[n.ERROR_TYPE] = error_type
             status_code = getattr(error, "status_code", None)
             if isinstance(status_code, int):
-                span.set_attribute(n.HTTP_RESPONSE_STATUS_CODE, status_code)
-            span.set_status(Status(StatusCode.ERROR, f"{error_type}: {error}"[:1024]))
+                end[n.HTTP_RESPONSE_STATUS_CODE] = status_code
+            self.span.set_status(Status(StatusCode.ERROR, f"{error_type}: {error}"[:1024]))
         t.duration.record((end_ns - self.start_ns) / 1e9, duration_attrs)
 
-        labels = {
-            n.LABEL_MODEL: model,
-            n.LABEL_OPERATION: self.operation,
-            n.LABEL_ENDPOINT: attribution.endpoint or "",
-            n.LABEL_TENANT: attribution.tenant or "",
-            n.LABEL_SERVICE: t.service,
-        }
+        labels = (
+            (n.LABEL_MODEL, model),
+            (n.LABEL_OPERATION, self.operation),
+            (n.LABEL_ENDPOINT, attribution.endpoint or ""),
+            (n.LABEL_TENANT, attribution.tenant or ""),
+            (n.LABEL_SERVICE, t.service),
+        )
         usage = self.usage
         if usage is None:
-            span.set_attribute(n.USAGE_STATE, n.USAGE_STATE_UNAVAILABLE)
+            end[n.USAGE_STATE] = n.USAGE_STATE_UNAVAILABLE
             if responded:
                 t.usage_unavailable.add(1, labels)
-            span.end(end_ns)
+            self.span.set_attributes(end)
+            self.span.end(end_ns)
             return
 
-        span.set_attributes(_usage_attributes(usage))
-        span.set_attribute(n.USAGE_STATE, n.USAGE_STATE_REPORTED)
+        end.update(_usage_attributes(usage))
+        end[n.USAGE_STATE] = n.USAGE_STATE_REPORTED
         for token_type, count in _token_counts(usage):
-            t.tokens.add(count, {**labels, n.LABEL_TYPE: token_type})
+            t.tokens.add(count, (*labels, (n.LABEL_TYPE, token_type)))
         if usage.audio_seconds is None:
             t.token_usage.record(usage.input, {**semconv, n.TOKEN_TYPE: "input"})
             t.token_usage.record(usage.output, {**semconv, n.TOKEN_TYPE: "output"})
@@ -297,19 +304,21 @@ class LLMCall:
                 t.unpriced_tokens.add(usage.input + usage.output, labels)
         else:
             cost = float(price.cost_usd)
-            span.set_attribute(n.COST_USD, cost)
-            span.set_attribute(n.PRICE_VERSION, price.version)
-            user = attribution.user
-            user_label = ""
-            if user is not None:
-                capped = t.users.label(user)
-                if capped is None:
-                    user_label = n.USER_OVERFLOW_VALUE
-                    t.user_overflow.add(1, {n.LABEL_SERVICE: t.service})
-                else:
-                    user_label = capped
-            t.cost.add(cost, {**labels, n.LABEL_USER: user_label})
-        span.end(end_ns)
+            end[n.COST_USD] = cost
+            end[n.PRICE_VERSION] = price.version
+            t.cost.add(cost, (*labels, (n.LABEL_USER, self._user_label())))
+        self.span.set_attributes(end)
+        self.span.end(end_ns)
+
+    def _user_label(self) -> str:
+        user = self.attribution.user
+        if user is None:
+            return ""
+        label = self.telemetry.users.label(user)
+        if label is None:
+            self.telemetry.user_overflow.add(1, ((n.LABEL_SERVICE, self.telemetry.service),))
+            return n.USER_OVERFLOW_VALUE
+        return label
 
 
 def _usage_attributes(usage: TokenUsage) -> dict[str, Any]:
