@@ -1,0 +1,1 @@
+"""ClickHouse storage: schema migrations, span inserts and named queries, through clickhouse-connect."""

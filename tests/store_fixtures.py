@@ -1,0 +1,1 @@
+"""ClickHouse fixtures (owned by the store work; see spendscope/store)."""
