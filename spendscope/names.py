@@ -43,6 +43,7 @@ COST_USD: Final = "spendscope.cost.usd"
 PRICE_VERSION: Final = "spendscope.price.version"
 USAGE_STATE: Final = "spendscope.usage.state"
 USAGE_AUDIO_SECONDS: Final = "spendscope.usage.audio_seconds"
+BATCH: Final = "spendscope.batch"  # "true" for Batch API calls (priced at the batch rate)
 OPENAI_PROJECT: Final = "openai.project"
 OPENAI_API_KEY_REDACTED: Final = "openai.api_key.redacted"
 

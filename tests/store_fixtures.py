@@ -1,1 +1,253 @@
-"""ClickHouse fixtures (owned by the store work; see spendscope/store)."""
+"""ClickHouse fixtures (owned by the store work; see spendscope/store). A pytest plugin (conftest.py).
+
+chdb opens ONE data directory per process, and a process cannot switch to another one. So the whole
+test process shares one directory, and tests are isolated by database:
+
+    chdb_dir        (session) the data directory; never open another chdb path in-process
+    chdb_dsn        (session) "chdb:///<chdb_dir>" (no database)
+    store           a fresh, migrated database on it, as an open `Store`; dropped after the test
+    fresh_store(chdb_dsn, _chdb_admin)  the same as a context manager, for module-scoped fixtures
+    store_database  a fresh, migrated database's name, for code that opens its own Store
+                    (open_store(chdb_dsn, database=store_database)); dropped after the test
+    store_dsn       the same database as a DSN: "chdb:///<chdb_dir>?database=<name>"
+
+`llm_record(at, ...)` builds a GenAI SpanRecord as our instrumentation's spans look once stored;
+`serve_reports(store, token)` serves the collector's report API from a store (the contract of
+spendscope/store/remote.py). `span_record(span)` turns an OpenTelemetry SDK span into the SpanRecord the collector would build
+for it, converting values as the contrib `clickhouse` exporter does (see spendscope/store/records.py).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan
+
+from spendscope import names as n
+from spendscope.store import ReportError, SpanEvent, SpanLink, SpanRecord, Store, open_store
+from spendscope.store.remote import REPORT_PATH, ReportRequest
+
+
+@pytest.fixture(scope="session")
+def chdb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("chdb")
+
+
+@pytest.fixture(scope="session")
+def chdb_dsn(chdb_dir: Path) -> str:
+    return f"chdb://{chdb_dir}"
+
+
+@pytest.fixture(scope="session")
+def _chdb_admin(chdb_dsn: str) -> Iterator[Store]:
+    """Keeps the engine open for the whole session (opening it costs more than a test) and drops the
+    per-test databases."""
+    admin = open_store(chdb_dsn, database="default")
+    yield admin
+    admin.close()
+
+
+@contextmanager
+def fresh_store(chdb_dsn: str, admin: Store) -> Iterator[Store]:
+    """A new, migrated database on the shared directory, dropped on exit (for wider-scoped fixtures)."""
+    store = open_store(chdb_dsn, database=f"t_{uuid.uuid4().hex[:16]}", migrate=True)
+    try:
+        yield store
+    finally:
+        store.close()
+        admin.command(f"DROP DATABASE IF EXISTS `{store.database}` SYNC")
+
+
+@pytest.fixture
+def _fresh_store(chdb_dsn: str, _chdb_admin: Store) -> Iterator[Store]:
+    with fresh_store(chdb_dsn, _chdb_admin) as opened:
+        yield opened
+
+
+@pytest.fixture
+def store(_fresh_store: Store) -> Store:
+    return _fresh_store
+
+
+@pytest.fixture
+def store_database(_fresh_store: Store) -> str:
+    """The database of `store` (the same one when a test asks for both)."""
+    return _fresh_store.database
+
+
+@pytest.fixture
+def store_dsn(chdb_dsn: str, store_database: str) -> str:
+    return f"{chdb_dsn}?database={store_database}"
+
+
+# --- the collector's report API, as the collector serves it ---------------------------------------------
+@contextmanager
+def serve_reports(store: Store, token: str | None = None) -> Iterator[str]:
+    """`GET /api/usage/report` on 127.0.0.1 answered from `store` (see spendscope/store/remote.py);
+    yields the base URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            url = urlsplit(self.path)
+            if url.path != REPORT_PATH:
+                body: dict[str, Any] = {"error": "not found"}
+                status = 404
+            elif token and self.headers.get("Authorization") != f"Bearer {token}":
+                body, status = {"error": "unauthorized"}, 401
+            else:
+                try:
+                    body, status = ReportRequest.from_query(parse_qs(url.query)).run(store).to_json(), 200
+                except ReportError as exc:
+                    body, status = {"error": str(exc)}, 400
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+# --- spans as the collector would store them -----------------------------------------------------------
+_ids = itertools.count(1)
+
+
+def llm_record(
+    at: datetime,
+    *,
+    model: str = "gpt-4o-mini-2024-07-18",
+    user: str = "u-1",
+    endpoint: str = "chat",
+    tenant: str = "acme",
+    service: str = "app",
+    input_tokens: int = 100,
+    output_tokens: int = 20,
+    cached: int = 0,
+    cost: str | None = "0.000027",
+    state: str = n.USAGE_STATE_REPORTED,
+    error: str | None = None,
+    tier: str = "default",
+    extra: Mapping[str, str] | None = None,
+) -> SpanRecord:
+    """A GenAI span as our instrumentation writes it (attribute names from spendscope.names)."""
+    attrs = {
+        n.OPERATION_NAME: n.OP_CHAT,
+        n.PROVIDER_NAME: n.PROVIDER_OPENAI,
+        n.REQUEST_MODEL: model.split("-20")[0],
+        n.RESPONSE_MODEL: model,
+        n.OPENAI_API_TYPE: "chat_completions",
+        n.OPENAI_RESPONSE_SERVICE_TIER: tier,
+        n.USER_ID: user,
+        n.ENDPOINT: endpoint,
+        n.TENANT: tenant,
+        n.USAGE_STATE: state,
+        **{n.EXTRA_PREFIX + k: v for k, v in (extra or {}).items()},
+    }
+    if state == n.USAGE_STATE_REPORTED:
+        attrs |= {
+            n.USAGE_INPUT_TOKENS: str(input_tokens),
+            n.USAGE_OUTPUT_TOKENS: str(output_tokens),
+            n.USAGE_CACHE_READ_INPUT_TOKENS: str(cached),
+            n.USAGE_REASONING_OUTPUT_TOKENS: "0",
+        }
+        if cost is not None:
+            attrs |= {n.COST_USD: cost, n.PRICE_VERSION: "test"}
+    if error is not None:
+        attrs[n.ERROR_TYPE] = error
+    number = next(_ids)
+    return SpanRecord(
+        timestamp_ns=int(at.timestamp()) * 1_000_000_000 + number % 1_000_000,
+        trace_id=f"{number:032x}",
+        span_id=f"{number:016x}",
+        parent_span_id="",
+        trace_state="",
+        span_name=f"chat {model}",
+        span_kind="Client",
+        service_name=service,
+        resource_attributes={"service.name": service},
+        scope_name="spendscope",
+        scope_version="test",
+        span_attributes=attrs,
+        duration_ns=1_000_000,
+        status_code="Error" if error else "Unset",
+        status_message=error or "",
+    )
+
+
+# --- SDK spans as the collector would store them --------------------------------------------------------
+def exporter_string(value: Any) -> str:
+    """`pcommon.Value.AsString()` of an attribute value."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value == 0 or 1e-6 <= abs(value) < 1e21:
+            return format(Decimal(repr(value)).normalize(), "f")
+        mantissa, _, exponent = repr(value).partition("e")
+        return f"{mantissa}e{exponent[0]}{exponent[1:].lstrip('0') or '0'}"
+    if isinstance(value, str):
+        return value
+    return json.dumps(list(value), separators=(",", ":"))
+
+
+def _strings(attributes: Mapping[str, Any] | None) -> dict[str, str]:
+    return {k: exporter_string(v) for k, v in (attributes or {}).items()}
+
+
+def span_record(span: ReadableSpan) -> SpanRecord:
+    context = span.get_span_context()
+    assert context is not None and span.start_time is not None and span.end_time is not None
+    resource = _strings(span.resource.attributes)
+    scope = span.instrumentation_scope
+    return SpanRecord(
+        timestamp_ns=span.start_time,
+        trace_id=format(context.trace_id, "032x"),
+        span_id=format(context.span_id, "016x"),
+        parent_span_id=format(span.parent.span_id, "016x") if span.parent else "",
+        trace_state=context.trace_state.to_header(),
+        span_name=span.name,
+        span_kind=span.kind.name.capitalize(),
+        service_name=resource.get("service.name", ""),
+        resource_attributes=resource,
+        scope_name=scope.name if scope else "",
+        scope_version=(scope.version or "") if scope else "",
+        span_attributes=_strings(span.attributes),
+        duration_ns=span.end_time - span.start_time,
+        status_code=span.status.status_code.name.capitalize(),
+        status_message=span.status.description or "",
+        events=[SpanEvent(e.timestamp, e.name, _strings(e.attributes)) for e in span.events],
+        links=[
+            SpanLink(
+                format(link.context.trace_id, "032x"),
+                format(link.context.span_id, "016x"),
+                link.context.trace_state.to_header(),
+                _strings(link.attributes),
+            )
+            for link in span.links
+        ],
+    )

@@ -2,9 +2,23 @@
 these from OTLP) and the store (which inserts them).
 
 Values follow the OpenTelemetry Collector `clickhouse` exporter, so rows written by either collector
-are identical: ids are lower-case hex, attribute values are strings (`pcommon.Value.AsString()`:
-doubles in shortest round-trip decimal form without exponent, booleans `true`/`false`, bytes base64,
-arrays and maps JSON), times are nanoseconds since the Unix epoch.
+are identical (checked in collector-contrib `exporter/clickhouseexporter/exporter_traces.go` and
+`internal/util.go`, and pdata's `ptrace`/`pcommon`):
+
+- ids are lower-case hex; an empty id (a root span's parent) is "" (`TraceIDToHexOrEmptyString`).
+- `timestamp_ns` is the span's start; `duration_ns` is end - start.
+- `span_kind` is `span.Kind().String()`: "Unspecified", "Internal", "Server", "Client", "Producer"
+  or "Consumer" (not "SPAN_KIND_CLIENT", which older exporter releases wrote).
+- `status_code` is `Status().Code().String()`: "Unset", "Ok" or "Error" (older releases wrote
+  "STATUS_CODE_ERROR"; llm_usage accepts both).
+- `service_name` is the resource's `service.name` as a string, "" when it has none.
+- `scope_name`/`scope_version` are the instrumentation scope's; the exporter does not copy them into
+  the span attributes.
+- attribute values are strings, `pcommon.Value.AsString()`: ints in base 10; booleans `true`/`false`;
+  doubles in the shortest form that round-trips, as JavaScript prints them: plain decimals
+  (`0.000123`, `12.5`), but exponent form below 1e-6 and from 1e21 on (`5e-7`, `1.5e-7`, `1e+21`);
+  bytes base64; arrays and maps JSON. llm_usage parses both number forms.
+- events and links keep their order; their attributes are converted like span attributes.
 """
 
 from __future__ import annotations
@@ -60,5 +74,7 @@ class SpanSink(Protocol):
 
     def insert_spans(self, records: Sequence[SpanRecord], *, dedup_token: str) -> None:
         """Insert `records` in one block. Inserting the same block again with the same `dedup_token`
-        must change nothing (ClickHouse insert deduplication). Raises on any failure."""
+        must change nothing (ClickHouse insert deduplication, in otel_traces and in every view fed
+        from it). So a token names its block's content: a different block under a token used in the
+        last 10000 blocks would be dropped. Raises on any failure."""
         ...

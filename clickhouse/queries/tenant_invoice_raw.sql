@@ -1,0 +1,52 @@
+-- A tenant's invoice for one month ([since, until)) by any dimension, e.g. attr:job_id (CV parsing,
+-- question generation and interviews per job), from llm_usage (FINAL): provider cost and billed cost =
+-- cost * (100 + margin) / 100, the margin being the tenant's in force that day, else
+-- default_margin_percent.
+--   by            attr:KEY | user | endpoint | model | service | operation
+SELECT
+    key,
+    count() AS calls,
+    countIf(call_cost IS NOT NULL) AS priced_calls,
+    countIf(status = 'ok' AND usage_state != 'unavailable' AND call_cost IS NULL) AS unpriced_calls,
+    sum(input_tokens) AS input_tokens,
+    sum(output_tokens) AS output_tokens,
+    sum(ifNull(call_cost, toDecimal128(0, 18))) AS cost_usd,
+    sum(ifNull(call_billed, toDecimal128(0, 18))) AS billed_usd
+FROM (
+    SELECT
+        if(
+            startsWith({by:String}, 'attr:'),
+            u.attributes[substring({by:String}, 6)],
+            multiIf(
+                {by:String} = 'model', u.model,
+                {by:String} = 'user', u.user_id,
+                {by:String} = 'endpoint', u.endpoint,
+                {by:String} = 'service', u.service,
+                {by:String} = 'operation', u.operation,
+                ''
+            )
+        ) AS key,
+        u.status AS status,
+        u.usage_state AS usage_state,
+        u.input_tokens AS input_tokens,
+        u.output_tokens AS output_tokens,
+        u.cost_usd AS call_cost,
+        toDecimal128(
+            u.cost_usd * (100 + ifNull(m.margin_percent, {default_margin_percent:Decimal(9, 4)})) / 100, 18
+        ) AS call_billed
+    FROM (
+        SELECT *, toDate(time) AS day
+        FROM llm_usage FINAL
+        WHERE tenant = {tenant:String}
+            AND time >= {since:DateTime64(9, 'UTC')} AND time < {until:DateTime64(9, 'UTC')}
+    ) AS u
+    ASOF LEFT JOIN (
+        SELECT tenant, effective_from, margin_percent
+        FROM tenant_margins FINAL
+        WHERE tenant = {tenant:String}
+    ) AS m
+    ON u.tenant = m.tenant AND u.day >= m.effective_from
+)
+GROUP BY key
+ORDER BY billed_usd DESC, key
+SETTINGS join_use_nulls = 1

@@ -1,0 +1,27 @@
+-- The `limit` users who cost most in [since, until), from the rollups.
+--   where_keys    dimensions to filter on (tenant, endpoint, model, service), where_values their values
+SELECT
+    user_id AS user,
+    sum(calls) AS calls,
+    sum(input_tokens) AS input_tokens,
+    sum(output_tokens) AS output_tokens,
+    sum(cost_usd) AS cost_usd,
+    sum(unpriced_calls) AS unpriced_calls,
+    sum(usage_unavailable_calls) AS usage_unavailable_calls,
+    sum(error_calls) AS error_calls
+FROM usage_window(since = {since:DateTime64(9, 'UTC')}, until = {until:DateTime64(9, 'UTC')})
+WHERE arrayAll(
+    (k, v) -> multiIf(
+        k = 'user', user_id = v,
+        k = 'endpoint', endpoint = v,
+        k = 'tenant', tenant = v,
+        k = 'model', model = v,
+        k = 'service', service = v,
+        false
+    ),
+    {where_keys:Array(String)},
+    {where_values:Array(String)}
+)
+GROUP BY user
+ORDER BY cost_usd DESC, user
+LIMIT {limit:UInt32}

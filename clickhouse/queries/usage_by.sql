@@ -1,0 +1,37 @@
+-- Calls, tokens and cost in [since, until) by one rollup dimension, read from usage_window (daily and
+-- hourly rollups, llm_usage only for partial hours at the edges).
+--   by            user | endpoint | tenant | model | service
+--   where_keys    dimensions to filter on (same names), where_values their values (same order)
+SELECT
+    multiIf(
+        {by:String} = 'user', user_id,
+        {by:String} = 'endpoint', endpoint,
+        {by:String} = 'tenant', tenant,
+        {by:String} = 'model', model,
+        {by:String} = 'service', service,
+        ''
+    ) AS key,
+    sum(calls) AS calls,
+    sum(input_tokens) AS input_tokens,
+    sum(output_tokens) AS output_tokens,
+    sum(cached_input_tokens) AS cached_input_tokens,
+    sum(reasoning_tokens) AS reasoning_tokens,
+    sum(cost_usd) AS cost_usd,
+    sum(unpriced_calls) AS unpriced_calls,
+    sum(usage_unavailable_calls) AS usage_unavailable_calls,
+    sum(error_calls) AS error_calls
+FROM usage_window(since = {since:DateTime64(9, 'UTC')}, until = {until:DateTime64(9, 'UTC')})
+WHERE arrayAll(
+    (k, v) -> multiIf(
+        k = 'user', user_id = v,
+        k = 'endpoint', endpoint = v,
+        k = 'tenant', tenant = v,
+        k = 'model', model = v,
+        k = 'service', service = v,
+        false
+    ),
+    {where_keys:Array(String)},
+    {where_values:Array(String)}
+)
+GROUP BY key
+ORDER BY cost_usd DESC, key

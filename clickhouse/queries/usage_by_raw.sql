@@ -1,0 +1,62 @@
+-- Calls, tokens and cost in [since, until) by any dimension, including extra attributes, read from
+-- llm_usage itself (FINAL: one row per call, latest price). For groupings the rollups cannot answer.
+--   by            user | endpoint | tenant | model | service | operation | service_tier | project
+--                 | api_key | status | error_type | attr:KEY (a spendscope.attr.KEY attribute)
+--   where_keys    dimensions to filter on (same names), where_values their values (same order)
+SELECT
+    if(
+        startsWith({by:String}, 'attr:'),
+        attributes[substring({by:String}, 6)],
+        multiIf(
+            {by:String} = 'user', user_id,
+            {by:String} = 'endpoint', endpoint,
+            {by:String} = 'tenant', tenant,
+            {by:String} = 'model', model,
+            {by:String} = 'service', service,
+            {by:String} = 'operation', operation,
+            {by:String} = 'service_tier', service_tier,
+            {by:String} = 'project', openai_project,
+            {by:String} = 'api_key', api_key_redacted,
+            {by:String} = 'status', status,
+            {by:String} = 'error_type', error_type,
+            ''
+        )
+    ) AS key,
+    count() AS calls,
+    sum(input_tokens) AS input_tokens,
+    sum(output_tokens) AS output_tokens,
+    sum(cached_input_tokens) AS cached_input_tokens,
+    sum(reasoning_tokens) AS reasoning_tokens,
+    sum(ifNull(cost_usd, toDecimal128(0, 18))) AS cost_usd,
+    countIf(status = 'ok' AND usage_state != 'unavailable' AND llm_usage_final.cost_usd IS NULL) AS unpriced_calls,
+    countIf(status = 'ok' AND usage_state = 'unavailable') AS usage_unavailable_calls,
+    countIf(status = 'error') AS error_calls
+FROM (
+    SELECT *
+    FROM llm_usage FINAL
+    WHERE time >= {since:DateTime64(9, 'UTC')} AND time < {until:DateTime64(9, 'UTC')}
+) AS llm_usage_final
+WHERE arrayAll(
+    (k, v) -> if(
+        startsWith(k, 'attr:'),
+        attributes[substring(k, 6)] = v,
+        multiIf(
+            k = 'user', user_id = v,
+            k = 'endpoint', endpoint = v,
+            k = 'tenant', tenant = v,
+            k = 'model', model = v,
+            k = 'service', service = v,
+            k = 'operation', operation = v,
+            k = 'service_tier', service_tier = v,
+            k = 'project', openai_project = v,
+            k = 'api_key', api_key_redacted = v,
+            k = 'status', status = v,
+            k = 'error_type', error_type = v,
+            false
+        )
+    ),
+    {where_keys:Array(String)},
+    {where_values:Array(String)}
+)
+GROUP BY key
+ORDER BY cost_usd DESC, key

@@ -1,0 +1,102 @@
+"""Where the store lives: a DSN, parsed without I/O.
+
+    chdb:///abs/path/to/dir[?database=NAME]     the embedded engine (chdb), one process per directory
+    ./spendscope-data                           a plain directory means the same (made absolute)
+    http(s)://user:pass@host:8123/DATABASE      a ClickHouse server
+
+Explicit value > SPENDSCOPE_STORE > ./spendscope-data. The database defaults to `spendscope`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+
+from spendscope.store.errors import StoreError
+
+STORE_ENV = "SPENDSCOPE_STORE"
+DEFAULT_STORE = "./spendscope-data"
+DEFAULT_DATABASE = "spendscope"
+_CHDB = "chdb://"
+_DATABASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_EXAMPLES = "chdb:///path/to/dir, a directory, or http(s)://user:pass@host:8123/database"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A parsed store DSN: what clickhouse-connect connects to, and the database to use there."""
+
+    dsn: str  # for clickhouse_connect.get_client(dsn=...), without the database
+    database: str
+    chdb_path: Path | None = None  # the data directory, for the embedded engine
+
+    @property
+    def embedded(self) -> bool:
+        return self.chdb_path is not None
+
+    def describe(self) -> str:
+        """The target for messages, password hidden."""
+        if self.chdb_path is not None:
+            return f"chdb://{self.chdb_path} (database {self.database})"
+        parts = urlsplit(self.dsn)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+        user = f"{parts.username}@" if parts.username else ""
+        return f"{parts.scheme}://{user}{host}{port}/{self.database}"
+
+
+def _database(name: str | None, source: str) -> str:
+    if not name:
+        return DEFAULT_DATABASE
+    if not _DATABASE_NAME.match(name):
+        raise StoreError(f"bad database name {name!r} in {source}: use letters, digits and _")
+    return name
+
+
+def parse_dsn(
+    dsn: str | None = None,
+    *,
+    database: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Target:
+    """Parse `dsn` (or SPENDSCOPE_STORE, or the default); `database` overrides the DSN's."""
+    env = os.environ if environ is None else environ
+    text = (dsn if dsn is not None else env.get(STORE_ENV) or DEFAULT_STORE).strip()
+    if not text:
+        raise StoreError(f"empty store DSN: use {_EXAMPLES}")
+    base = cwd or Path.cwd()
+    if text.startswith(_CHDB) or "://" not in text:
+        location, _, query = text.removeprefix(_CHDB).partition("?")
+        params = dict(parse_qsl(query))
+        unknown = sorted(set(params) - {"database"})
+        if unknown:
+            raise StoreError(f"bad store DSN {text!r}: unknown option(s) {', '.join(unknown)}")
+        location = unquote(location)
+        if location in ("", "memory", ":memory:"):
+            raise StoreError(f"bad store DSN {text!r}: give the chdb data directory, e.g. {_CHDB}/var/lib/x")
+        path = Path(location).expanduser()
+        path = Path(os.path.normpath(path if path.is_absolute() else base / path))
+        if path.exists() and not path.is_dir():
+            raise StoreError(f"bad store DSN {text!r}: {path} is a file, not a chdb data directory")
+        return Target(f"{_CHDB}{path}", _database(database or params.get("database"), text), path)
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise StoreError(f"bad store DSN {_hide_password(text)!r}: use {_EXAMPLES}")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise StoreError(f"bad store DSN {_hide_password(text)!r}: bad port") from None
+    path_db = unquote(parts.path.strip("/"))
+    options = dict(parse_qsl(parts.query))
+    query_db = options.pop("database", None)
+    stripped = urlunsplit((parts.scheme, parts.netloc, "", urlencode(options), ""))
+    return Target(stripped, _database(database or path_db or query_db, _hide_password(text)))
+
+
+def _hide_password(text: str) -> str:
+    return re.sub(r"(//[^:/@]*):[^@/]*@", r"\1:***@", text)

@@ -1,0 +1,55 @@
+"""Reports as text: CSV and JSON for scripts, cells for terminal tables (pure)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from spendscope.store.reports import Report
+
+NUMERIC_SUFFIXES = ("_usd", "_tokens", "calls", "_percent", "_seconds")
+
+
+def csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f") if value else "0"
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return str(value)
+
+
+def to_csv(report: Report) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(report.columns)
+    writer.writerows([csv_cell(v) for v in row] for row in report.rows)
+    return buffer.getvalue()
+
+
+def to_json(report: Report) -> str:
+    return json.dumps(report.to_json(), indent=2)
+
+
+def numeric(column: str) -> bool:
+    return column.endswith(NUMERIC_SUFFIXES)
+
+
+def table_cell(column: str, value: Any) -> str:
+    """A cell for people: money to 8 decimal places (exact in CSV/JSON), unknown cost as 'unknown'."""
+    if value is None:
+        return "unknown" if column.endswith("_usd") else ""
+    if column.endswith("_usd") and isinstance(value, Decimal):
+        return f"${value:,.8f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return csv_cell(value)

@@ -1,0 +1,91 @@
+"""Schema migrations: ordered files `clickhouse/migrations/NNNN_name.sql`, recorded in a table.
+
+Pure: which files exist, which are pending given what a database has recorded, the statements of each.
+`Store.migrate` does the I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from spendscope.store.errors import StoreError
+from spendscope.store.sqlfiles import clickhouse_dir, render, split_statements
+
+_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+# ClickHouse renders the otel_traces indexes as text indexes from this version on (as the exporter does).
+FULL_TEXT_SEARCH_SINCE = (26, 2)
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    text: str  # the file as written (the exporter's template switch unrendered)
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+    @property
+    def label(self) -> str:
+        return f"{self.version:04d}_{self.name}"
+
+    def statements(self, *, full_text_search: bool) -> list[str]:
+        return split_statements(render(self.text, full_text_search=full_text_search))
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    version: int
+    name: str
+    checksum: str
+
+
+def load_migrations(directory: Path | None = None) -> list[Migration]:
+    folder = directory or clickhouse_dir() / "migrations"
+    migrations: dict[int, Migration] = {}
+    for path in sorted(folder.glob("*.sql")):
+        match = _FILE.match(path.name)
+        if not match:
+            raise StoreError(f"migration file {path.name} is not named NNNN_name.sql")
+        version = int(match.group(1))
+        if version in migrations:
+            raise StoreError(f"two migrations numbered {version:04d} in {folder}")
+        migrations[version] = Migration(version, match.group(2), path.read_text())
+    return [migrations[v] for v in sorted(migrations)]
+
+
+def migrations_table_sql() -> str:
+    return (clickhouse_dir() / "migrations_table.sql").read_text()
+
+
+def pending(migrations: Iterable[Migration], applied: Iterable[Applied]) -> list[Migration]:
+    """The migrations still to run, in order; refuses a database that disagrees with the files."""
+    known = {m.version: m for m in migrations}
+    done = {a.version: a for a in applied}
+    for version, record in sorted(done.items()):
+        migration = known.get(version)
+        if migration is None:
+            raise StoreError(
+                f"the store has migration {version:04d}_{record.name}, which this SpendScope does not "
+                "know: upgrade SpendScope"
+            )
+        if migration.checksum != record.checksum:
+            raise StoreError(
+                f"migration {migration.label} was changed after it was applied (checksum "
+                f"{record.checksum[:12]} in the store, {migration.checksum[:12]} in the file): add a new "
+                "migration instead of editing an applied one"
+            )
+    return [m for v, m in sorted(known.items()) if v not in done]
+
+
+def full_text_search(server_version: str) -> bool:
+    """Whether a server of this version gets the text-index variant of otel_traces."""
+    numbers = re.findall(r"\d+", server_version)[:2]
+    if len(numbers) < 2:
+        return False
+    return (int(numbers[0]), int(numbers[1])) >= FULL_TEXT_SEARCH_SINCE

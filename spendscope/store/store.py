@@ -1,0 +1,275 @@
+"""The store: a ClickHouse database reached through clickhouse-connect, embedded (chdb) or a server.
+
+One code path for both: `clickhouse_connect.get_client(dsn=...)` understands `chdb:///dir` and
+`http(s)://...`. The embedded engine can be opened by one process per directory, and a process can
+open one directory only (chdb's rules); the errors say so in one line.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from spendscope.store import migrations as mig
+from spendscope.store.dsn import Target, parse_dsn
+from spendscope.store.errors import StoreError
+from spendscope.store.records import SpanRecord
+from spendscope.store.rows import OTEL_TRACES, OTEL_TRACES_COLUMNS, span_rows
+from spendscope.store.sqlfiles import named_query
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+
+# Every span block is inserted with these: a replayed block (same token) is dropped by otel_traces
+# and by every materialized view below it (llm_usage, the rollups).
+DEDUP_SETTINGS: Mapping[str, Any] = {
+    "insert_deduplicate": 1,
+    "deduplicate_blocks_in_dependent_materialized_views": 1,
+    "async_insert": 0,
+}
+_HTTP_OPTIONS: Mapping[str, Any] = {
+    "autogenerate_session_id": False,  # one client serves several threads
+    "connect_timeout": 5,
+    "send_receive_timeout": 60,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Rows:
+    columns: list[str]
+    rows: list[list[Any]]
+
+
+def _value(value: Any) -> Any:
+    # chdb and the server return DateTime64('UTC') values without their zone: they are UTC.
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return re.sub(r"\s*\(version [^)]*\)", "", text)[:500]
+
+
+def _lock_holder(path: Any) -> str | None:
+    """The pid holding the chdb directory's lock (from its `status` file), or None if it is free."""
+    status = os.path.join(path, "status")
+    try:
+        fd = os.open(status, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            with open(status) as f:
+                match = re.search(r"PID:\s*(\d+)", f.read())
+            return match.group(1) if match else "unknown"
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def _connect(target: Target) -> Client:
+    import clickhouse_connect
+    from clickhouse_connect.driver.exceptions import ClickHouseError
+
+    if target.chdb_path is not None:
+        try:
+            target.chdb_path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the chdb data directory {target.chdb_path}: {exc.strerror}"
+            ) from exc
+    try:
+        if target.chdb_path is not None:
+            return clickhouse_connect.get_client(dsn=target.dsn)
+        return clickhouse_connect.get_client(dsn=target.dsn, **_HTTP_OPTIONS)
+    except ClickHouseError as exc:
+        message = str(exc)
+        if target.chdb_path is None:
+            raise StoreError(f"cannot reach ClickHouse at {target.describe()}: {_first_line(exc)}") from exc
+        other = re.search(r"already initialized with path '([^']*)'", message)
+        if other:
+            raise StoreError(
+                f"this process already has the chdb store {other.group(1)} open and chdb allows one "
+                f"directory per process: cannot also open {target.chdb_path}"
+            ) from exc
+        holder = _lock_holder(target.chdb_path)
+        if holder is not None or "Cannot lock file" in message:
+            raise StoreError(
+                f"the chdb data directory {target.chdb_path} is in use by another process "
+                f"(pid {holder or 'unknown'}): a spendscope collector may be running on it (Cannot lock "
+                "file); stop it, or query it through its HTTP API"
+            ) from exc
+        raise StoreError(f"cannot open the chdb store {target.chdb_path}: {_first_line(exc)}") from exc
+
+
+class Store:
+    """A migrated-or-not SpendScope database; also the collector's `SpanSink`."""
+
+    def __init__(self, target: Target, client: Client) -> None:
+        self.target = target
+        self.client = client
+        self._lock = threading.RLock()
+        self._span_types: Any = None
+        self.server_version = str(client.server_version)
+
+    @classmethod
+    def connect(cls, target: Target) -> Store:
+        client = _connect(target)
+        store = cls(target, client)
+        try:
+            # a server's user may lack CREATE DATABASE for a database that exists (docker compose)
+            exists = store.query(
+                "SELECT count() FROM system.databases WHERE name = {db:String}", {"db": target.database}
+            )
+            if not exists.rows[0][0]:
+                store.command(f"CREATE DATABASE IF NOT EXISTS `{target.database}`")
+            client.database = target.database
+        except BaseException:
+            client.close()
+            raise
+        return store
+
+    @property
+    def database(self) -> str:
+        return self.target.database
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self.client.close()
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        from clickhouse_connect.driver.exceptions import ClickHouseError
+
+        with self._lock:
+            try:
+                yield
+            except ClickHouseError as exc:
+                raise StoreError(f"{what} failed on {self.target.describe()}: {_first_line(exc)}") from exc
+
+    # --- generic I/O ----------------------------------------------------------------------------------
+    def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        with self._errors("command"):
+            self.client.command(sql, parameters=dict(params) if params else None)
+
+    def query(
+        self, sql: str, params: Mapping[str, Any] | None = None, *, settings: Mapping[str, Any] | None = None
+    ) -> Rows:
+        with self._errors("query"):
+            bound = dict(params) if params else None
+            result = self.client.query(sql, parameters=bound, settings=dict(settings or {}))
+            columns = list(result.column_names)
+            if not columns:  # chdb sends no header for an empty result: ask for the columns
+                described = self.client.query(f"DESCRIBE TABLE ({sql})", parameters=bound)
+                columns = [str(row[0]) for row in described.result_rows]
+            return Rows(columns, [[_value(v) for v in row] for row in result.result_rows])
+
+    def run(self, name: str, params: Mapping[str, Any]) -> Rows:
+        """Run the named query `clickhouse/queries/<name>.sql` with exactly its bound parameters."""
+        query = named_query(name)
+        return self.query(query.sql, query.bind(dict(params)))
+
+    def insert(
+        self,
+        table: str,
+        rows: Sequence[Sequence[Any]],
+        columns: Sequence[str],
+        *,
+        settings: Mapping[str, Any] | None = None,
+        column_types: Any = None,
+        column_type_names: Sequence[str] | None = None,
+    ) -> None:
+        if not rows:
+            return
+        with self._errors(f"insert into {table}"):
+            self.client.insert(
+                table,
+                rows,
+                column_names=list(columns),
+                column_types=column_types,
+                column_type_names=list(column_type_names) if column_type_names else None,
+                settings=dict(settings or {}),
+            )
+
+    # --- schema ---------------------------------------------------------------------------------------
+    def applied_migrations(self) -> list[mig.Applied]:
+        self.command(mig.migrations_table_sql())
+        rows = self.query("SELECT version, name, checksum FROM spendscope_migrations FINAL ORDER BY version")
+        return [mig.Applied(int(v), str(n), str(c)) for v, n, c in rows.rows]
+
+    def pending_migrations(self) -> list[str]:
+        """The migrations this database lacks (read-only: creates nothing)."""
+        [[exists]] = self.query("EXISTS TABLE spendscope_migrations").rows
+        if not exists:
+            return [m.label for m in mig.load_migrations()]
+        rows = self.query("SELECT version, name, checksum FROM spendscope_migrations FINAL ORDER BY version")
+        applied = [mig.Applied(int(v), str(n), str(c)) for v, n, c in rows.rows]
+        return [m.label for m in mig.pending(mig.load_migrations(), applied)]
+
+    def migrate(self) -> list[str]:
+        """Apply the pending migrations in order, recording each; returns their labels. Idempotent."""
+        todo = mig.pending(mig.load_migrations(), self.applied_migrations())
+        fts = mig.full_text_search(self.server_version)
+        for migration in todo:
+            for statement in migration.statements(full_text_search=fts):
+                with self._errors(f"migration {migration.label}"):
+                    self.client.command(statement)
+            self.insert(
+                "spendscope_migrations",
+                [[migration.version, migration.name, migration.checksum, datetime.now(UTC)]],
+                ["version", "name", "checksum", "applied_at"],
+                column_type_names=["UInt32", "String", "String", "DateTime64(3, 'UTC')"],
+            )
+        return [m.label for m in todo]
+
+    # --- the collector's SpanSink ---------------------------------------------------------------------
+    def insert_spans(self, records: Sequence[SpanRecord], *, dedup_token: str) -> None:
+        """Insert `records` as one block. The same block inserted again with the same `dedup_token`
+        changes nothing, in otel_traces or in llm_usage and the rollups fed from it."""
+        if not dedup_token:
+            raise ValueError("dedup_token must not be empty")
+        if not records:
+            return
+        with self._lock:
+            if self._span_types is None:
+                with self._errors("insert into otel_traces"):
+                    context = self.client.create_insert_context(OTEL_TRACES, list(OTEL_TRACES_COLUMNS))
+                self._span_types = context.column_types
+            self.insert(
+                OTEL_TRACES,
+                span_rows(records),
+                OTEL_TRACES_COLUMNS,
+                settings={**DEDUP_SETTINGS, "insert_deduplication_token": dedup_token},
+                column_types=self._span_types,
+            )
+
+
+def open_store(dsn: str | None = None, *, database: str | None = None, migrate: bool = False) -> Store:
+    """Open the store at `dsn` (default: SPENDSCOPE_STORE, else ./spendscope-data), creating its
+    database if needed; with `migrate`, bring its schema up to date."""
+    store = Store.connect(parse_dsn(dsn, database=database))
+    if migrate:
+        try:
+            store.migrate()
+        except BaseException:
+            store.close()
+            raise
+    return store

@@ -1,0 +1,245 @@
+"""The store's CLI commands: formats, the collector's HTTP API when it holds the store, clear errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from spendscope.cli import app
+from spendscope.store import Store
+from tests.store_fixtures import llm_record, serve_reports
+
+ROOT = Path(__file__).resolve().parents[1]
+NOV = ["--since", "2026-11-01", "--until", "2026-12-01"]
+
+
+def at(day: int, hour: int) -> datetime:
+    return datetime(2026, 11, day, hour, tzinfo=UTC)
+
+
+@pytest.fixture
+def month(store: Store, monkeypatch: pytest.MonkeyPatch) -> Store:
+    monkeypatch.delenv("SPENDSCOPE_STORE", raising=False)
+    monkeypatch.delenv("SPENDSCOPE_MARGIN_PERCENT", raising=False)
+    monkeypatch.delenv("SPENDSCOPE_PRICE_FILE", raising=False)
+    store.insert_spans(
+        [
+            llm_record(at(3, 10), user="u-1", cost="0.001", extra={"job_id": "J-1"}),
+            llm_record(at(3, 11), user="u-1", cost="0.002", extra={"job_id": "J-2"}),
+            llm_record(
+                at(4, 9), user="u-2", model="gpt-4.1-2025-04-14", cost="0.01", extra={"job_id": "J-1"}
+            ),
+            llm_record(
+                at(5, 9), user="u-2", model="acme-llm-1", input_tokens=1000, output_tokens=500, cost=None
+            ),
+        ],
+        dedup_token="month",
+    )
+    return store
+
+
+def cli(*args: str) -> Result:
+    return CliRunner().invoke(app, list(args))
+
+
+def test_report_as_csv_json_and_table(month: Store, store_dsn: str) -> None:
+    done = cli("report", "--by", "user", *NOV, "--store", store_dsn)  # not a terminal: csv
+    assert done.exit_code == 0, done.output
+    assert done.stdout == (
+        "user,calls,input_tokens,output_tokens,cached_input_tokens,reasoning_tokens,cost_usd,"
+        "unpriced_calls,usage_unavailable_calls,error_calls\n"
+        "u-2,2,1100,520,0,0,0.01,1,0,0\n"
+        "u-1,2,200,40,0,0,0.003,0,0,0\n"
+    )
+    as_json = json.loads(
+        cli("report", "--by", "attr:job_id", *NOV, "--format", "json", "--store", store_dsn).stdout
+    )
+    assert as_json["columns"][:2] == ["attr:job_id", "calls"]
+    assert [(row[0], row[1], row[6]) for row in as_json["rows"]] == [
+        ("J-1", 2, "0.011"),
+        ("J-2", 1, "0.002"),
+        ("", 1, "0"),
+    ]
+    table = cli(
+        "report", "--by", "model", *NOV, "--where", "user=u-2", "--format", "table", "--store", store_dsn
+    )
+    assert table.exit_code == 0
+    assert "Cost by model, 2026-11-01 00:00 to 2026-12-01 00:00 UTC" in table.stdout
+    assert "$0.01000000" in table.stdout and "acme-llm-1" in table.stdout
+
+
+def test_export_one_row_per_call_and_invoice_with_margin(month: Store, store_dsn: str) -> None:
+    assert (
+        cli(
+            "margin", "--tenant", "acme", "--percent", "20", "--from", "2026-11-01", "--store", store_dsn
+        ).exit_code
+        == 0
+    )
+    exported = cli("export", *NOV, "--store", store_dsn)
+    assert exported.exit_code == 0, exported.output
+    rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    assert [(r["user"], r["model"], r["cost_usd"], r["billed_usd"], r["attributes"]) for r in rows] == [
+        ("u-1", "gpt-4o-mini-2024-07-18", "0.001", "0.0012", '{"job_id":"J-1"}'),
+        ("u-1", "gpt-4o-mini-2024-07-18", "0.002", "0.0024", '{"job_id":"J-2"}'),
+        ("u-2", "gpt-4.1-2025-04-14", "0.01", "0.012", '{"job_id":"J-1"}'),
+        ("u-2", "acme-llm-1", "", "", "{}"),  # unknown, not 0
+    ]
+    invoice = cli(
+        "invoice", "--tenant", "acme", "--month", "2026-11", "--by", "attr:job_id", "--store", store_dsn
+    )
+    assert invoice.exit_code == 0, invoice.output
+    assert invoice.stdout.splitlines() == [
+        "attr:job_id,calls,priced_calls,unpriced_calls,input_tokens,output_tokens,cost_usd,billed_usd",
+        "J-1,2,2,0,200,40,0.011,0.0132",
+        "J-2,1,1,0,100,20,0.002,0.0024",
+        ",1,0,1,1000,500,0,0",
+    ]
+
+
+def test_reprice_after_adding_a_missing_price(month: Store, store_dsn: str, tmp_path: Path) -> None:
+    prices = tmp_path / "prices.toml"
+    prices.write_text('[[models]]\nmatch = "acme-llm-1"\ninput_mtok = 2\noutput_mtok = 8\n')
+    nov_5 = ["--since", "2026-11-05", "--until", "2026-11-06"]
+    done = cli("reprice", *nov_5, "--price-file", str(prices), "--store", store_dsn)
+    assert done.exit_code == 0, done.output
+    assert (
+        done.stdout
+        == "1 calls examined: 1 re-costed (1 newly priced), 0 still without a price, 0 kept (no current price)\n"
+    )
+    report = cli("report", "--by", "model", *NOV, "--where", "model=acme-llm-1", "--store", store_dsn)
+    assert report.stdout.splitlines()[1] == "acme-llm-1,1,1000,500,0,0,0.006,0,0,0"
+
+
+def test_migrate_is_idempotent(store_dsn: str) -> None:
+    done = cli("migrate", "--store", store_dsn)
+    assert done.exit_code == 0, done.output
+    assert "schema already up to date" in done.stdout and "model price rows loaded" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["report", "--since", "3x"], "error: bad --since '3x': use 30d, 12h, 90m, 2w, today, now"),
+        (["report", "--by", "colour"], "error: unknown --by 'colour': choose user, endpoint, tenant"),
+        (["report", "--where", "tenant"], "error: bad --where 'tenant': use KEY=VALUE"),
+        (["report", "--since", "1d", "--until", "2d"], "error: empty time range"),
+        (
+            ["report", "--store", "ftp://x/y"],
+            "error: bad store DSN 'ftp://x/y': use chdb:///path/to/dir, a directory",
+        ),
+        (
+            ["export", "--store", "chdb://memory"],
+            "error: bad store DSN 'chdb://memory': give the chdb data directory",
+        ),
+        (["invoice", "--tenant", "acme", "--month", "2026-13"], "error: bad month '2026-13': use YYYY-MM"),
+        (["margin", "--tenant", "acme", "--percent", "lots"], "error: bad --percent 'lots'"),
+        (["reprice", "--price-file", "/nonexistent.toml"], "error: SpendScope setting price_file"),
+    ],
+)
+def test_bad_inputs_are_one_line_and_exit_1(args: list[str], message: str, chdb_dsn: str) -> None:
+    done = cli(*args)
+    assert done.exit_code == 1
+    assert done.stderr.startswith(message) and done.stderr.count("\n") == 1, done.stderr
+
+
+def test_bad_margin_setting_is_one_line(
+    month: Store, store_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SPENDSCOPE_MARGIN_PERCENT", "ten")
+    done = cli("export", *NOV, "--store", store_dsn)
+    assert (done.exit_code, done.stderr) == (
+        1,
+        "error: bad environment variable SPENDSCOPE_MARGIN_PERCENT 'ten': a percentage such as 20 or 12.5\n",
+    )
+
+
+# --- when a collector holds the embedded store ----------------------------------------------------------
+@pytest.fixture
+def held_dir(tmp_path: Path, month: Store) -> Iterator[Path]:
+    """A chdb directory "held" by a collector (this process, alive) serving reports from `month`."""
+    directory = tmp_path / "held"
+    directory.mkdir()
+    with serve_reports(month, token="t0k") as url:
+        (directory / "collector.json").write_text(
+            json.dumps({"url": url, "pid": os.getpid(), "token": "t0k"})
+        )
+        yield directory
+
+
+def test_report_goes_through_the_collector_that_holds_the_store(held_dir: Path, store_dsn: str) -> None:
+    remote = cli("report", "--by", "user", *NOV, "--store", f"chdb://{held_dir}")
+    local = cli("report", "--by", "user", *NOV, "--store", store_dsn)
+    assert remote.exit_code == 0, remote.output
+    assert remote.stdout == local.stdout
+    refused = cli("export", *NOV, "--store", f"chdb://{held_dir}")
+    assert refused.exit_code == 1
+    assert refused.stderr.startswith(f"error: the collector (pid {os.getpid()}, http://127.0.0.1:")
+    assert "`spendscope report` works through it; stop it to run `spendscope export`" in refused.stderr
+
+
+def test_a_dead_collectors_file_is_ignored(tmp_path: Path) -> None:
+    from spendscope.store.remote import running_collector
+
+    (tmp_path / "collector.json").write_text(json.dumps({"url": "http://127.0.0.1:9", "pid": 2**22 + 12345}))
+    assert running_collector(tmp_path) is None
+    (tmp_path / "collector.json").write_text("{not json")
+    assert running_collector(tmp_path) is None
+
+
+def test_a_chdb_directory_locked_by_another_process_is_named(tmp_path: Path) -> None:
+    """Needs two fresh processes: this one already has the shared test directory open."""
+    directory = tmp_path / "locked"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, clickhouse_connect\n"
+            f"c = clickhouse_connect.get_client(dsn='chdb://{directory}')\n"
+            "print('ready', flush=True)\nsys.stdin.readline()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "ready\n"
+        done = subprocess.run(
+            [sys.executable, "-m", "spendscope", "export", "--store", f"chdb://{directory}"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+        )
+    finally:
+        holder.communicate(input="\n", timeout=30)  # let it go; closes the pipes
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last == (
+        f"error: the chdb data directory {directory} is in use by another process (pid {holder.pid}): "
+        "a spendscope collector may be running on it (Cannot lock file); stop it, or query it through its HTTP API"
+    )
+
+
+def test_a_store_without_the_schema_says_to_migrate(chdb_dsn: str, store: Store) -> None:
+    bare = f"{chdb_dsn}?database=bare_{store.database}"
+    done = cli("export", "--store", bare)
+    assert done.exit_code == 1
+    assert done.stderr.startswith(
+        f"error: {chdb_dsn} (database bare_{store.database}) lacks SpendScope's schema"
+    )
+    assert (
+        "lacks SpendScope's schema (0001_otel_traces, " in done.stderr
+        and "run `spendscope migrate`" in done.stderr
+    )
+    store.command(f"DROP DATABASE `bare_{store.database}` SYNC")
