@@ -224,13 +224,11 @@ def test_migrated_otel_traces_is_the_exporters_plus_a_deduplication_window(
 
 def test_sql_uses_only_attribute_names_from_names_py() -> None:
     known = {v for k, v in vars(n).items() if k.isupper() and isinstance(v, str)}
-    # Not in names.py yet: the batch flag (the instrumentation does not record Batch API calls yet).
-    pending = {"spendscope.batch"}
     used: set[str] = set()
     for path in (clickhouse_dir() / "migrations").glob("*.sql"):
         used |= set(re.findall(r"SpanAttributes\['([^']+)'\]", path.read_text()))
         used |= set(re.findall(r"'(spendscope\.[a-z_.]+)'", path.read_text()))
-    assert used - known - pending == set()
+    assert used - known == set()
     prefix_free = {n.EXTRA_PREFIX}  # used as a prefix, not a key
     assert used >= {n.COST_USD, n.USER_ID, n.TENANT, n.ENDPOINT, n.OPERATION_NAME} | prefix_free
 
