@@ -1,76 +1,110 @@
-"""Summarise captured LLM spans into the cost tables the demo prints."""
+"""Format the demo's ClickHouse reports for people."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from spendscope import names as n
+from rich.console import Console
+from rich.table import Table
 
+from spendscope.names import PROM_COST
+from spendscope.store.reports import json_value
 
-@dataclass
-class Row:
-    key: str
-    calls: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: Decimal = Decimal(0)
-    unpriced_calls: int = 0
-    usage_unavailable: int = 0
-    errors: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "key": self.key,
-            "calls": self.calls,
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "cost_usd": str(self.cost_usd),
-            "cost_complete": self.unpriced_calls == 0,  # False: some calls have no known price
-            "unpriced_calls": self.unpriced_calls,
-            "usage_unavailable": self.usage_unavailable,
-            "errors": self.errors,
-        }
+if TYPE_CHECKING:
+    from spendscope.demo.runner import DemoResult
 
 
-def _add(row: Row, attrs: Mapping[str, Any]) -> None:
-    row.calls += 1
-    if n.ERROR_TYPE in attrs:
-        row.errors += 1
-        return
-    if attrs.get(n.USAGE_STATE) == n.USAGE_STATE_UNAVAILABLE:
-        row.usage_unavailable += 1
-        return
-    row.input_tokens += int(attrs.get(n.USAGE_INPUT_TOKENS, 0))
-    row.output_tokens += int(attrs.get(n.USAGE_OUTPUT_TOKENS, 0))
-    if n.COST_USD in attrs:
-        # repr of the float is the shortest string that round-trips: the Decimal the span was given
-        row.cost_usd += Decimal(repr(attrs[n.COST_USD]))
-    else:
-        row.unpriced_calls += 1
+def money(value: Decimal | float | str) -> str:
+    return f"${Decimal(str(value)):,.6f}"
 
 
-def summarize(spans: Iterable[Mapping[str, Any]], attribute: str | None) -> list[Row]:
-    """One row per value of `attribute` (None: one total row), most expensive first."""
-    rows: dict[str, Row] = {}
-    for attrs in spans:
-        if attribute == n.RESPONSE_MODEL:
-            key = str(attrs.get(n.RESPONSE_MODEL) or attrs.get(n.REQUEST_MODEL, "?"))
-        else:
-            key = "total" if attribute is None else str(attrs.get(attribute, "(none)"))
-        _add(rows.setdefault(key, Row(key)), attrs)
-    return sorted(rows.values(), key=lambda r: (-r.cost_usd, r.key))
+def cost_text(row: dict[str, Any]) -> str:
+    """A row's cost; calls without a known price are shown as unknown, never as $0."""
+    unpriced = int(row.get("unpriced_calls", 0))
+    failed = int(row.get("error_calls", 0)) + int(row.get("usage_unavailable_calls", 0))
+    priced = int(row.get("calls", 0)) - failed - unpriced
+    if not unpriced:
+        return money(row["cost_usd"]) if priced else "-"  # "-": only failed or usage-less calls
+    return f"{money(row['cost_usd'])} + unknown" if priced else "unknown"
 
 
-def money(value: Decimal) -> str:
-    return f"${value:,.6f}"
+_COLUMNS = (
+    ("calls", "calls"),
+    ("input_tokens", "input tok"),
+    ("output_tokens", "output tok"),
+    ("cached_input_tokens", "cached tok"),
+)
+_COUNTS = (("unpriced_calls", "unpriced"), ("usage_unavailable_calls", "no usage"), ("error_calls", "errors"))
 
 
-def cost_text(row: Row) -> str:
-    """The row's cost; calls without a known price are shown as unknown, never as $0."""
-    priced = row.calls - row.errors - row.usage_unavailable - row.unpriced_calls
-    if not row.unpriced_calls:
-        return money(row.cost_usd) if priced else "-"  # "-": only failed or usage-less calls
-    return f"{money(row.cost_usd)} + unknown" if priced else "unknown"
+def _table(title: str, key: str, rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column(key)
+    for _, header in (*_COLUMNS, ("cost", "cost (USD)"), *_COUNTS):
+        table.add_column(header, justify="right")
+    for row in rows:
+        numbers = [f"{int(row[c]):,}" for c, _ in _COLUMNS]
+        counts = [str(int(row[c])) for c, _ in _COUNTS]
+        table.add_row(str(row[key]) or "(none)", *numbers, cost_text(row), *counts)
+    return table
+
+
+def render(result: DemoResult, console: Console) -> None:
+    outcome = result.outcome
+    console.print(
+        f"[bold]SpendScope demo[/]: {outcome.calls} OpenAI calls from two instrumented services, "
+        f"through the real openai client, sent over OTLP to the collector at {result.collector_url} "
+        f"and stored in ClickHouse ({result.store_dsn})."
+    )
+    tenants = Table(title="Cost by tenant, with margin (this month)", title_justify="left")
+    for header in ("tenant", "calls", "provider cost (USD)", "margin", "billed (USD)"):
+        tenants.add_column(header, justify="left" if header == "tenant" else "right")
+    for row in result.tenants:
+        tenants.add_row(
+            row["tenant"],
+            str(row["calls"]),
+            cost_text(row),
+            f"{row['margin_percent']}%",
+            money(row["billed_usd"]),
+        )
+    console.print(tenants)
+    for by in ("endpoint", "user", "model"):
+        console.print(_table(f"Cost by {by}", by, result.reports[by].as_dicts()))
+    console.print(
+        _table("talentco: cost per job (attr:job_id)", "attr:job_id", result.reports["job"].as_dicts())
+    )
+    total = sum(int(r["calls"]) for r in result.reports["tenant"].as_dicts())
+    unpriced = sum(int(r["unpriced_calls"]) for r in result.reports["tenant"].as_dicts())
+    unavailable = sum(int(r["usage_unavailable_calls"]) for r in result.reports["tenant"].as_dicts())
+    console.print(
+        f"ClickHouse holds {result.llm_calls_stored} calls costing {money(result.total_cost_usd)}; the "
+        f"collector's Prometheus metric {PROM_COST} says ${result.metric_cost_usd:,.6f}.\n"
+        f"{unpriced} call(s) on a model with no known price are [bold]unknown[/], not $0; {unavailable} "
+        f"stream(s) ended before usage arrived; {len(outcome.errors)} call(s) failed "
+        f"({', '.join(outcome.errors)}). {total} calls in all.\n"
+        "Where to look next:\n"
+        f"  spendscope report --store {result.store_dsn} --by user --since 1d\n"
+        f"  spendscope invoice --store {result.store_dsn} --tenant talentco --month {_month()}"
+        " --by attr:job_id\n"
+        "  spendscope collector   # then point your apps' OTEL_EXPORTER_OTLP_ENDPOINT at http://127.0.0.1:4318\n"
+        "  README: 'Instrument your app' (two lines), and the tests (its second command)."
+    )
+
+
+def _month() -> str:
+    return datetime.now(UTC).strftime("%Y-%m")
+
+
+def to_json(result: DemoResult) -> dict[str, Any]:
+    return {
+        "calls": result.outcome.calls,
+        "stored_calls": result.llm_calls_stored,
+        "errors": result.outcome.errors,
+        "store": result.store_dsn,
+        "total_cost_usd": str(result.total_cost_usd),
+        "metric_cost_usd": result.metric_cost_usd,
+        "tenants": [{key: json_value(value) for key, value in row.items()} for row in result.tenants],
+        "reports": {name: report.to_json() for name, report in result.reports.items()},
+    }

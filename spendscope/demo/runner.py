@@ -1,58 +1,119 @@
-"""Run the demo workload with SpendScope instrumenting it, into an in-memory OpenTelemetry pipeline."""
+"""The main job on embedded defaults: a collector on an embedded ClickHouse store, a fake OpenAI
+server, two instrumented services sending OTLP to the collector, and the cost reports read back from
+ClickHouse — checked against the Prometheus metrics the collector re-exposes."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import tempfile
+import time
+import urllib.request
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client.parser import text_string_to_metric_families
 
-from spendscope import instrument_openai, names, uninstrument_openai
+from spendscope import names
+from spendscope.collector import Collector, CollectorConfig
+from spendscope.config import Configuration, configure
 from spendscope.demo import workload
-from spendscope.demo.report import summarize
 from spendscope.fake_openai import FakeOpenAI
+from spendscope.instrumentation import instrument, uninstrument_openai
+from spendscope.store import Report, Store, report
+from spendscope.store.billing import default_margin, set_margin
+from spendscope.store.reports import invoice
+
+# The demo's HR platform resells its LLM use to its customers with a margin; the school does not.
+DEMO_MARGINS = {"talentco": Decimal(25)}
+GROUPS = ("tenant", "endpoint", "user", "model")
 
 
 @dataclass
 class DemoResult:
     outcome: workload.Outcome
-    spans: Sequence[Mapping[str, Any]]  # span attributes, one mapping per LLM call
-    span_cost_usd: Decimal
-    metric_cost_usd: float
+    store_dsn: str
+    collector_url: str
+    reports: dict[str, Report]  # by dimension, plus "job" (talentco per job_id)
+    tenants: list[dict[str, Any]]  # tenant, calls, cost_usd, margin_percent, billed_usd
+    total_cost_usd: Decimal  # from ClickHouse
+    metric_cost_usd: float  # spendscope_cost_usd_total as the collector exposes it to Prometheus
+    llm_calls_stored: int
 
 
-def _counter_total(reader: InMemoryMetricReader, name: str) -> float:
-    data = reader.get_metrics_data()
-    total = 0.0
-    for resource in data.resource_metrics if data else []:
-        for scope in resource.scope_metrics:
-            for metric in scope.metrics:
-                if metric.name == name:
-                    total += sum(getattr(point, "value", 0) for point in metric.data.data_points)
-    return total
+def _wait_for_calls(store: Store, expected: int, timeout: float = 30.0) -> int:
+    """The collector batches inserts; wait until every exported call is in ClickHouse."""
+    deadline = time.monotonic() + timeout
+    stored = 0
+    while time.monotonic() < deadline:
+        stored = int(store.query("SELECT count() FROM llm_usage FINAL").rows[0][0])
+        if stored >= expected:
+            return stored
+        time.sleep(0.1)
+    return stored
 
 
-def run_demo(seed: int = 7) -> DemoResult:
-    exporter = InMemorySpanExporter()
-    tracer_provider = TracerProvider(resource=Resource.create({"service.name": "spendscope-demo"}))
-    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-    reader = InMemoryMetricReader()
-    meter_provider = MeterProvider(resource=tracer_provider.resource, metric_readers=[reader])
-    with FakeOpenAI() as server:
-        instrument_openai(tracer_provider=tracer_provider, meter_provider=meter_provider)
+def _metric_total(url: str, name: str) -> float:
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    )
+
+
+def run_demo(*, seed: int = 7, store: str | None = None) -> DemoResult:
+    data = Path(tempfile.mkdtemp(prefix="spendscope-demo-"))
+    dsn = store or f"chdb://{data / 'store'}"
+    config = CollectorConfig.resolve(listen="127.0.0.1:0", store=dsn, spool=str(data / "spool"))
+    services: dict[str, Configuration] = {}
+    with Collector(config) as collector, FakeOpenAI() as server:
+
+        def instrument_client(client: Any, service: str) -> None:
+            if service not in services:
+                services[service] = configure(
+                    service_name=service,
+                    otlp_endpoint=collector.url,
+                    traces_exporter="otlp",
+                    metrics_exporter="otlp",
+                    instrument_openai=False,
+                    set_global=False,
+                )
+            conf = services[service]
+            instrument(
+                client, tracer_provider=conf.tracer_provider, meter_provider=conf.meter_provider, options=None
+            )
+
         try:
-            outcome = workload.run(server, seed=seed)
+            outcome = workload.run(server, seed=seed, on_client=instrument_client)
         finally:
             uninstrument_openai()
-    spans = [dict(span.attributes or {}) for span in exporter.get_finished_spans()]
-    metric_cost = _counter_total(reader, names.METRIC_COST)
-    tracer_provider.shutdown()
-    meter_provider.shutdown()
-    return DemoResult(outcome, spans, summarize(spans, None)[0].cost_usd, metric_cost)
+            for conf in services.values():
+                conf.tracer_provider.force_flush()
+                conf.meter_provider.force_flush()
+                conf.shutdown()
+        db = cast(Store, collector.store.get())
+        stored = _wait_for_calls(db, outcome.calls)
+        for tenant, percent in DEMO_MARGINS.items():
+            set_margin(db, tenant, percent)
+        now = datetime.now(UTC)
+        since, until = now - timedelta(days=1), now + timedelta(minutes=1)
+        reports = {by: report(db, by=by, since=since, until=until) for by in GROUPS}
+        reports["job"] = report(db, by="attr:job_id", since=since, until=until, where={"tenant": "talentco"})
+        tenants = _tenants_with_margin(db, reports["tenant"], now)
+        total = sum((Decimal(str(row["cost_usd"])) for row in reports["tenant"].as_dicts()), Decimal(0))
+        metric_cost = _metric_total(collector.url, names.PROM_COST)
+        return DemoResult(outcome, dsn, collector.url, reports, tenants, total, metric_cost, stored)
+
+
+def _tenants_with_margin(db: Store, by_tenant: Report, now: datetime) -> list[dict[str, Any]]:
+    rows = []
+    for row in by_tenant.as_dicts():
+        bill = invoice(db, tenant=row["tenant"], month=now.date(), default_margin=default_margin())
+        billed = sum((Decimal(str(r["billed_usd"])) for r in bill.as_dicts()), Decimal(0))
+        margin = DEMO_MARGINS.get(row["tenant"], default_margin())
+        rows.append({**row, "margin_percent": margin, "billed_usd": billed})
+    return rows

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import openai
@@ -18,6 +19,8 @@ from pydantic import BaseModel
 import spendscope
 from spendscope.fake_openai import FakeOpenAI, Reply
 
+HR_SERVICE = "hr-platform"
+SCHOOL_SERVICE = "homework-helper"
 _ERROR_429 = {"error": {"message": "Rate limit reached for gpt-4o-mini", "type": "requests", "param": None,
                         "code": "rate_limit_exceeded"}}  # fmt: skip
 
@@ -95,10 +98,20 @@ async def run_homework_helper(client: openai.AsyncOpenAI, rng: random.Random, ou
                     outcome.calls += 1
 
     await asyncio.gather(*(student(f"student-{i:02d}") for i in range(8)))
+    with spendscope.attributes(user="student-03", tenant="brightschool", endpoint="analyze_homework"):
+        stream = await client.chat.completions.create(
+            model="gpt-4o-mini", messages=_chat("essay"), stream=True
+        )
+        async with stream:
+            await stream.__anext__()  # the student closed the tab: usage never arrives
+        outcome.calls += 1
+        # a self-hosted fine-tune nobody has a price for: its cost is unknown, never $0
+        await client.chat.completions.create(model="brightschool-tutor-v2", messages=_chat("hi"))
+        outcome.calls += 1
 
 
 def run_edge_cases(client: openai.OpenAI, server: FakeOpenAI, outcome: Outcome) -> None:
-    """What trips cost tracking elsewhere: rate limits, bad models, abandoned streams, unpriced models."""
+    """What trips cost tracking elsewhere: rate limits and bad model names."""
     with spendscope.attributes(user="recruiter-1", tenant="talentco", endpoint="cv-parsing"):
         server.enqueue("/v1/chat/completions", Reply(status=429, json=_ERROR_429))
         try:
@@ -111,29 +124,28 @@ def run_edge_cases(client: openai.OpenAI, server: FakeOpenAI, outcome: Outcome) 
         except openai.NotFoundError as exc:
             outcome.errors.append(f"404 {type(exc).__name__}")
         outcome.calls += 1
-    with spendscope.attributes(user="student-03", tenant="brightschool", endpoint="analyze_homework"):
-        with client.chat.completions.create(
-            model="gpt-4o-mini", messages=_chat("long essay"), stream=True
-        ) as s:
-            next(iter(s))  # the student closed the tab: usage never arrives
-        outcome.calls += 1
-        # a self-hosted fine-tune nobody has a price for: its cost is unknown, never $0
-        client.chat.completions.create(model="brightschool-tutor-v2", messages=_chat("hi"))
-        outcome.calls += 1
 
 
-def run(server: FakeOpenAI, *, seed: int = 7) -> Outcome:
-    """Run the whole workload against `server`; SpendScope must already be instrumenting."""
+ClientHook = Callable[[openai.OpenAI | openai.AsyncOpenAI, str], None]
+
+
+def run(server: FakeOpenAI, *, seed: int = 7, on_client: ClientHook | None = None) -> Outcome:
+    """Run the whole workload against `server`. `on_client(client, service)` sees each client before
+    it is used (the demo instruments each service's client with that service's providers)."""
     rng = random.Random(seed)
     outcome = Outcome()
     options = {"api_key": "sk-proj-demo000000000000000000d3m0", "base_url": server.base_url,
                "websocket_base_url": server.websocket_base_url, "max_retries": 0}  # fmt: skip
     with openai.OpenAI(**options, project="proj_talentco") as client:  # type: ignore[arg-type]
+        if on_client is not None:
+            on_client(client, HR_SERVICE)
         run_hr_platform(client, rng, outcome)
         run_edge_cases(client, server, outcome)
 
     async def homework() -> None:
         async with openai.AsyncOpenAI(**options, project="proj_brightschool") as aclient:  # type: ignore[arg-type]
+            if on_client is not None:
+                on_client(aclient, SCHOOL_SERVICE)
             await run_homework_helper(aclient, rng, outcome)
 
     asyncio.run(homework())

@@ -1,0 +1,244 @@
+"""`Collector`: the receiver, the pipeline to the store and the HTTP server, started and stopped as one.
+
+    with Collector(CollectorConfig.resolve(listen="127.0.0.1:0", store="chdb:///tmp/x")) as c:
+        ...  # send OTLP to c.url
+
+`start()` opens the store and applies its migrations (if it cannot, it keeps serving and spools),
+replays a spool left by an earlier run, and writes `<chdb dir>/collector.json` so the CLI can find
+it. `stop()` stops taking requests, writes what is queued (or spools it), and removes the file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from spendscope.collector._config import CollectorConfig
+from spendscope.collector._metrics import MetricsState
+from spendscope.collector._pipeline import Pipeline, Store, StoreHandle
+from spendscope.collector._server import Server
+from spendscope.collector._spool import Spool
+from spendscope.collector._telemetry import Health
+
+_log = logging.getLogger("spendscope.collector")
+DISCOVERY_FILE = "collector.json"
+
+
+class CollectorError(Exception):
+    """The collector cannot start: the message says why, in one line."""
+
+
+class _MetricsCollector:
+    """prometheus-client's custom-collector interface over the re-exposed metrics."""
+
+    def __init__(self, state: MetricsState) -> None:
+        self._state = state
+
+    def collect(self) -> Any:
+        return self._state.collect()
+
+
+class Collector:
+    """An OTLP/HTTP collector writing spans to the store and serving metrics and reports."""
+
+    def __init__(self, config: CollectorConfig | None = None, *, store: Store | None = None) -> None:
+        """`store`: an already open store to use (and not close), for tests; by default the collector
+        opens `config.store` itself."""
+        self.config = config or CollectorConfig.resolve()
+        self.registry = CollectorRegistry()
+        self.health = Health(self.registry)
+        self.metrics = MetricsState()
+        self.registry.register(_MetricsCollector(self.metrics))
+        try:
+            self.spool = Spool(self.config.spool_dir)
+        except OSError as exc:
+            raise CollectorError(
+                f"cannot use the spool directory {self.config.spool_dir}: {exc.strerror}"
+            ) from None
+        if store is None:
+            self.store = StoreHandle(self._open_store)
+        else:
+            given = store
+            self.store = StoreHandle(lambda: _migrated(given), owned=False)
+        self.pipeline = Pipeline(
+            self.store,
+            self.spool,
+            self.health,
+            queue_spans=self.config.queue_spans,
+            queue_bytes=self.config.queue_bytes,
+            batch_spans=self.config.batch_spans,
+            flush_interval=self.config.flush_interval,
+            spool_max_bytes=self.config.spool_max_bytes,
+            dedup_window=self.config.dedup_window,
+        )
+        self._server: Server | None = None
+        self._thread: threading.Thread | None = None
+        self._discovery: Path | None = None
+
+    def _open_store(self) -> Store:
+        from spendscope.store.store import open_store
+
+        store: Store = open_store(self.config.store, migrate=True)
+        return store
+
+    # --- lifecycle ----------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the collector is not started")
+        host, port = self._server.server_address[:2]
+        host = str(host)
+        if host in ("0.0.0.0", ""):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    def start(self) -> Collector:
+        if self._server is not None:
+            return self
+        self._check_discovery()
+        host, port = self.config.listen
+        server_class = _IPv6Server if ":" in host else Server
+        try:
+            self._server = server_class((host, port), self, self.registry)
+        except OSError as exc:
+            raise CollectorError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name="spendscope-http",
+            daemon=True,
+        )
+        if not self.pipeline.start():
+            _log.warning(
+                "spendscope collector: store unavailable (%s); accepting spans into the spool %s until it is",
+                self.store.last_error,
+                self.spool.directory,
+            )
+        self._thread.start()
+        self._write_discovery()
+        _log.info(
+            "spendscope collector on %s: OTLP/HTTP at %s/v1/traces and /v1/metrics, Prometheus at %s/metrics",
+            self.url,
+            self.url,
+            self.url,
+        )
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, write or spool everything accepted, close the store."""
+        if self._server is not None:
+            self._server.closing = True
+            self._server.shutdown()
+            self._server.server_close()
+            self._server.drain(timeout=10.0)  # answers in flight are sent before the queue is flushed
+        if self._thread is not None:
+            self._thread.join()
+        self.pipeline.stop()
+        self.store.close()
+        self._remove_discovery()
+        self._server = None
+
+    def __enter__(self) -> Collector:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def serve_forever(self) -> None:
+        """Run until SIGTERM or SIGINT, then stop cleanly (for the command line)."""
+        done = threading.Event()
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            _log.info("spendscope collector: %s, flushing and stopping", signal.Signals(signum).name)
+            done.set()
+
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            self.start()
+            done.wait()
+        finally:
+            self.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    # --- discovery file -----------------------------------------------------------------------------
+
+    def _discovery_path(self) -> Path | None:
+        directory = self.config.chdb_dir
+        return None if directory is None else directory / DISCOVERY_FILE
+
+    def _check_discovery(self) -> None:
+        path = self._discovery_path()
+        if path is None:
+            return
+        other = read_discovery(path)
+        if other is not None and other.get("pid") != os.getpid():
+            raise CollectorError(
+                f"another spendscope collector (pid {other.get('pid')}) serves this store "
+                f"at {other.get('url')}"
+            )
+
+    def _write_discovery(self) -> None:
+        path = self._discovery_path()
+        if path is None:
+            return
+        info = {"url": self.url, "pid": os.getpid(), "token_required": self.config.token is not None}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{DISCOVERY_FILE}.{os.getpid()}")
+        tmp.write_text(json.dumps(info) + "\n")
+        os.replace(tmp, path)
+        self._discovery = path
+
+    def _remove_discovery(self) -> None:
+        if self._discovery is None:
+            return
+        current = read_discovery(self._discovery)
+        if current is not None and current.get("pid") == os.getpid():
+            self._discovery.unlink(missing_ok=True)
+        self._discovery = None
+
+
+def read_discovery(path: Path) -> dict[str, Any] | None:
+    """A running collector's collector.json, or None (missing, unreadable, or its process is gone)."""
+    try:
+        info = json.loads(path.read_text())
+        pid = int(info["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(info, dict) or not _alive(pid):
+        return None
+    return info
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _migrated(store: Any) -> Store:
+    store.migrate()
+    result: Store = store
+    return result
+
+
+class _IPv6Server(Server):
+    address_family = socket.AF_INET6

@@ -1,0 +1,214 @@
+"""The on-disk spool: batches the store could not take, kept until it can.
+
+One file per batch, written to a temporary name, flushed to disk (fsync) and renamed, so a file is
+either complete or absent. The file starts with one JSON header line, then the batch as one JSON
+array of rows:
+
+    {"format": "spendscope-spool/1", "dedup_token": "<64 hex>", "spans": 812, "sha256": "<payload>"}
+    [[timestamp_ns, trace_id, span_id, ...], ...]
+
+The dedup token travels with the batch, so replaying a batch the store had in fact already written
+(an insert that failed after ClickHouse committed it) is a no-op there. Files are named
+`<unix-ns>-<seq>.batch` and replayed oldest first. A file that fails its checksum is moved to
+`corrupt/`, and a batch the store keeps refusing while it answers queries to `refused/`: both are
+reported (log and metrics) and kept, never deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from spendscope.store.records import SpanEvent, SpanLink, SpanRecord
+
+FORMAT = "spendscope-spool/1"
+SUFFIX = ".batch"
+_log = logging.getLogger("spendscope.collector")
+
+
+class SpoolError(Exception):
+    """A spool file cannot be read back (moved to corrupt/)."""
+
+
+@dataclass(frozen=True)
+class SpooledBatch:
+    path: Path
+    dedup_token: str
+    records: list[SpanRecord]
+    keys: list[bytes]
+
+
+def _row(r: SpanRecord) -> list[Any]:
+    return [
+        r.timestamp_ns,
+        r.trace_id,
+        r.span_id,
+        r.parent_span_id,
+        r.trace_state,
+        r.span_name,
+        r.span_kind,
+        r.service_name,
+        r.resource_attributes,
+        r.scope_name,
+        r.scope_version,
+        r.span_attributes,
+        r.duration_ns,
+        r.status_code,
+        r.status_message,
+        [[e.timestamp_ns, e.name, e.attributes] for e in r.events],
+        [[link.trace_id, link.span_id, link.trace_state, link.attributes] for link in r.links],
+    ]
+
+
+def _record(row: list[Any]) -> SpanRecord:
+    events = [SpanEvent(int(t), str(n), dict(a)) for t, n, a in row[15]]
+    links = [SpanLink(str(t), str(s), str(st), dict(a)) for t, s, st, a in row[16]]
+    return SpanRecord(
+        timestamp_ns=int(row[0]),
+        trace_id=row[1],
+        span_id=row[2],
+        parent_span_id=row[3],
+        trace_state=row[4],
+        span_name=row[5],
+        span_kind=row[6],
+        service_name=row[7],
+        resource_attributes=row[8],
+        scope_name=row[9],
+        scope_version=row[10],
+        span_attributes=row[11],
+        duration_ns=int(row[12]),
+        status_code=row[13],
+        status_message=row[14],
+        events=events,
+        links=links,
+    )
+
+
+def encode(records: list[SpanRecord], dedup_token: str) -> bytes:
+    payload = json.dumps([_row(r) for r in records], separators=(",", ":"), ensure_ascii=False).encode()
+    header = {
+        "format": FORMAT,
+        "dedup_token": dedup_token,
+        "spans": len(records),
+        "sha256": hashlib.sha256(payload).hexdigest(),
+    }
+    return json.dumps(header).encode() + b"\n" + payload
+
+
+def decode(data: bytes) -> tuple[str, list[SpanRecord]]:
+    head, sep, payload = data.partition(b"\n")
+    try:
+        header = json.loads(head)
+    except ValueError as exc:
+        raise SpoolError(f"bad header: {exc}") from None
+    if not sep or not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise SpoolError("not a spendscope spool file")
+    if hashlib.sha256(payload).hexdigest() != header.get("sha256"):
+        raise SpoolError("checksum mismatch (truncated or damaged)")
+    records = [_record(row) for row in json.loads(payload)]
+    if len(records) != header.get("spans"):
+        raise SpoolError("span count mismatch")
+    return str(header["dedup_token"]), records
+
+
+class Spool:
+    """A directory of spooled batches. Thread-safe."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._bytes = 0
+        self._files = 0
+        directory.mkdir(parents=True, exist_ok=True)
+        for leftover in directory.glob(".tmp-*"):  # a write that was interrupted: never acknowledged
+            leftover.unlink(missing_ok=True)
+        for path in self.paths():
+            self._bytes += path.stat().st_size
+            self._files += 1
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
+
+    @property
+    def files(self) -> int:
+        return self._files
+
+    def paths(self) -> list[Path]:
+        """Spooled batches, oldest first."""
+        return sorted(self.directory.glob("*" + SUFFIX))
+
+    def write(self, records: list[SpanRecord], dedup_token: str) -> Path:
+        """Write one batch durably. Raises OSError if the disk refuses it."""
+        data = encode(records, dedup_token)
+        with self._lock:
+            self._seq += 1
+            name = f"{time.time_ns():020d}-{self._seq:06d}{SUFFIX}"
+        path = self.directory / name
+        tmp = self.directory / f".tmp-{name}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        os.replace(tmp, path)
+        self._fsync_directory()
+        with self._lock:
+            self._bytes += len(data)
+            self._files += 1
+        return path
+
+    def read(self, path: Path) -> SpooledBatch:
+        """Read a batch back. A damaged file is moved to corrupt/ and SpoolError raised."""
+        data = path.read_bytes()
+        try:
+            token, records = decode(data)
+        except (SpoolError, ValueError, TypeError, IndexError) as exc:
+            target = self.set_aside(path, "corrupt")
+            _log.error("spool file %s is damaged (%s); moved to %s", path.name, exc, target)
+            raise SpoolError(f"{path.name}: {exc}") from None
+        keys = [bytes.fromhex(r.trace_id + r.span_id) for r in records]
+        return SpooledBatch(path, token, records, keys)
+
+    def set_aside(self, path: Path, folder: str) -> Path:
+        """Move a batch out of the replay queue into `folder/` (kept for a person to look at)."""
+        size = path.stat().st_size
+        aside = self.directory / folder
+        aside.mkdir(exist_ok=True)
+        target = aside / path.name
+        os.replace(path, target)
+        self._fsync_directory()
+        self._forget(size)
+        return target
+
+    def remove(self, path: Path) -> None:
+        size = path.stat().st_size
+        path.unlink()
+        self._fsync_directory()
+        self._forget(size)
+
+    def _forget(self, size: int) -> None:
+        with self._lock:
+            self._bytes -= size
+            self._files -= 1
+
+    def _fsync_directory(self) -> None:
+        fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -1,0 +1,229 @@
+"""Ingest benchmark: `python -m spendscope.collector.bench [--seconds 20] [--senders 2] [--spans 2000]`.
+
+Starts `spendscope collector` as its own process on a fresh chdb directory, then posts OTLP protobuf
+requests of LLM spans (23 attributes each, as SpendScope's instrumentation writes them; every span
+id unique) from sender threads as fast as the collector takes them (503s are retried after their
+Retry-After), for a fixed time. Reports spans/s accepted, spans/s written to the store (counted
+until the queue has drained), 503s, and the collector's RSS every second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+from spendscope import names as n
+
+
+def _kv(key: str, value: object) -> KeyValue:
+    v = AnyValue()
+    if isinstance(value, bool):
+        v.bool_value = value
+    elif isinstance(value, int):
+        v.int_value = value
+    elif isinstance(value, float):
+        v.double_value = value
+    elif isinstance(value, list):
+        v.array_value.values.extend(AnyValue(string_value=str(x)) for x in value)
+    else:
+        v.string_value = str(value)
+    return KeyValue(key=key, value=v)
+
+
+def llm_request(count: int, seed: int = 0) -> tuple[bytearray, list[int]]:
+    """An ExportTraceServiceRequest of `count` LLM spans, and the offset of each span's trace id."""
+    rnd = random.Random(seed)
+    request = ExportTraceServiceRequest()
+    rs = request.resource_spans.add()
+    resource = {
+        "service.name": "hr-app",
+        "service.instance.id": "bench-1",
+        "telemetry.sdk.name": "opentelemetry",
+        "telemetry.sdk.language": "python",
+        "telemetry.sdk.version": "1.45.2",
+    }
+    rs.resource.attributes.extend(_kv(k, v) for k, v in resource.items())
+    scope = rs.scope_spans.add()
+    scope.scope.name = "spendscope"
+    scope.scope.version = "0.1.0"
+    now = time.time_ns()
+    ids: list[bytes] = []
+    for i in range(count):
+        span = scope.spans.add()
+        span.trace_id = rnd.randbytes(16)
+        span.span_id = rnd.randbytes(8)
+        ids.append(span.trace_id)
+        span.name = "chat gpt-4o-mini"
+        span.kind = 3
+        span.start_time_unix_nano = now + i
+        span.end_time_unix_nano = now + i + rnd.randint(200_000_000, 3_000_000_000)
+        attributes = {
+            n.OPERATION_NAME: n.OP_CHAT,
+            n.PROVIDER_NAME: n.PROVIDER_OPENAI,
+            n.REQUEST_MODEL: "gpt-4o-mini",
+            n.RESPONSE_MODEL: "gpt-4o-mini-2024-07-18",
+            n.RESPONSE_ID: f"chatcmpl-{rnd.getrandbits(64):016x}",
+            n.USAGE_INPUT_TOKENS: rnd.randint(10, 5000),
+            n.USAGE_OUTPUT_TOKENS: rnd.randint(1, 900),
+            n.USAGE_CACHE_READ_INPUT_TOKENS: 0,
+            n.USAGE_REASONING_OUTPUT_TOKENS: 0,
+            n.OPENAI_API_TYPE: "chat_completions",
+            n.OPENAI_RESPONSE_SERVICE_TIER: "default",
+            n.SERVER_ADDRESS: "api.openai.com",
+            n.SERVER_PORT: 443,
+            n.USER_ID: f"user-{rnd.randint(1, 1000)}",
+            n.ENDPOINT: rnd.choice(["/interview", "/cv-parsing", "/homework"]),
+            n.TENANT: rnd.choice(["acme", "globex", "initech"]),
+            n.COST_USD: rnd.random() / 100,
+            n.PRICE_VERSION: "2026-01-01",
+            n.USAGE_STATE: n.USAGE_STATE_REPORTED,
+            n.OPENAI_PROJECT: "proj_bench",
+            n.OPENAI_API_KEY_REDACTED: "sk-...wxyz",
+            "gen_ai.response.finish_reasons": ["stop"],
+            n.REQUEST_STREAM: False,
+        }
+        span.attributes.extend(_kv(k, v) for k, v in attributes.items())
+    data = bytearray(request.SerializeToString())
+    offsets: list[int] = []
+    start = 0
+    for trace_id in ids:
+        start = data.index(trace_id, start)
+        offsets.append(start)
+    return data, offsets
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--senders", type=int, default=2)
+    parser.add_argument("--spans", type=int, default=2000, help="spans per request")
+    parser.add_argument("--batch-spans", default="20000")
+    parser.add_argument("--queue-spans", default="60000")
+    args = parser.parse_args()
+
+    import requests
+
+    workdir = Path(tempfile.mkdtemp(prefix="spendscope-bench-"))
+    data_dir = workdir / "chdb"
+    collector = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "spendscope",
+            "collector",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            f"chdb://{data_dir}",
+            "--batch-spans",
+            args.batch_spans,
+            "--queue-spans",
+            args.queue_spans,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(workdir / "collector.log").open("w"),
+    )
+    try:
+        discovery = data_dir / "collector.json"
+        while not discovery.exists():
+            if collector.poll() is not None:
+                raise SystemExit((workdir / "collector.log").read_text())
+            time.sleep(0.1)
+        url = json.loads(discovery.read_text())["url"]
+        template, offsets = llm_request(args.spans)
+        counter = iter(range(1, 1 << 62))
+        lock = threading.Lock()
+        sent = [0]
+        refused = [0]
+        stop = time.monotonic() + args.seconds
+
+        def sender() -> None:
+            session = requests.Session()
+            body = bytearray(template)
+            while time.monotonic() < stop:
+                with lock:
+                    first = next(counter)
+                for k, offset in enumerate(offsets):  # fresh trace ids: no span is a duplicate
+                    body[offset : offset + 8] = (first * len(offsets) + k).to_bytes(8, "big")
+                while True:
+                    response = session.post(
+                        url + "/v1/traces",
+                        data=bytes(body),
+                        headers={"Content-Type": "application/x-protobuf"},
+                        timeout=60,
+                    )
+                    if response.status_code == 200:
+                        with lock:
+                            sent[0] += len(offsets)
+                        break
+                    if response.status_code != 503:
+                        raise SystemExit(f"unexpected {response.status_code}: {response.text[:200]}")
+                    with lock:
+                        refused[0] += 1
+                    time.sleep(min(float(response.headers.get("Retry-After", "1")), 0.2))
+
+        started = time.monotonic()
+        threads = [threading.Thread(target=sender, daemon=True) for _ in range(args.senders)]
+        for thread in threads:
+            thread.start()
+        rss: list[int] = []
+        while any(t.is_alive() for t in threads):
+            rss.append(_rss_kib(collector.pid) // 1024)
+            time.sleep(1.0)
+        accepted_at = time.monotonic()
+
+        def health() -> dict[str, int]:
+            result: dict[str, int] = json.loads(urllib.request.urlopen(url + "/healthz", timeout=30).read())
+            return result
+
+        while health()["queue_spans"] > 0:
+            time.sleep(0.05)
+        drained_at = time.monotonic()
+        metrics = urllib.request.urlopen(url + "/metrics", timeout=30).read().decode()
+        written = next(
+            float(line.split()[-1])
+            for line in metrics.splitlines()
+            if line.startswith("spendscope_collector_written_spans_total ")
+        )
+        print(f"spans per request      {args.spans} ({len(template) / args.spans:.0f} bytes/span protobuf)")
+        print(
+            f"accepted               {sent[0]} spans in {accepted_at - started:.1f} s: "
+            f"{sent[0] / (accepted_at - started):,.0f} spans/s"
+        )
+        print(
+            f"written to the store   {written:.0f} spans in {drained_at - started:.1f} s: "
+            f"{written / (drained_at - started):,.0f} spans/s sustained"
+        )
+        print(f"503 (queue full)       {refused[0]}")
+        print(f"collector RSS, MiB/s   {rss}")
+    finally:
+        collector.terminate()
+        collector.wait(60)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()
