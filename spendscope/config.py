@@ -4,6 +4,7 @@ variables, optionally a Prometheus /metrics endpoint served by the app itself, a
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from opentelemetry.sdk.metrics.export import (
     MetricReader,
     PeriodicExportingMetricReader,
 )
-from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
@@ -77,6 +78,10 @@ def configure(
     )
 
     resource = Resource.create({SERVICE_NAME: name} if name else {})
+    if SERVICE_INSTANCE_ID not in resource.attributes:
+        # Several processes of one service must not overwrite each other's series once a collector
+        # re-exposes their metrics (Prometheus' `instance` label comes from this attribute).
+        resource = resource.merge(Resource({SERVICE_INSTANCE_ID: str(uuid.uuid4())}))
     tracer_provider = TracerProvider(resource=resource)
     for exporter in span_exporters:
         if exporter == "otlp":

@@ -165,13 +165,15 @@ def test_bad_margin_setting_is_one_line(
 
 # --- when a collector holds the embedded store ----------------------------------------------------------
 @pytest.fixture
-def held_dir(tmp_path: Path, month: Store) -> Iterator[Path]:
-    """A chdb directory "held" by a collector (this process, alive) serving reports from `month`."""
+def held_dir(tmp_path: Path, month: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A chdb directory "held" by a collector (this process, alive) serving reports from `month`; it
+    requires a token, which the CLI takes from SPENDSCOPE_COLLECTOR_TOKEN (never from the file)."""
     directory = tmp_path / "held"
     directory.mkdir()
+    monkeypatch.setenv("SPENDSCOPE_COLLECTOR_TOKEN", "t0k")
     with serve_reports(month, token="t0k") as url:
         (directory / "collector.json").write_text(
-            json.dumps({"url": url, "pid": os.getpid(), "token": "t0k"})
+            json.dumps({"url": url, "pid": os.getpid(), "token_required": True})
         )
         yield directory
 

@@ -3,7 +3,10 @@
 chdb lets one process open a data directory, so while `spendscope collector` runs on it, the CLI asks
 the collector instead. The collector writes `<chdb dir>/collector.json`:
 
-    {"url": "http://127.0.0.1:4318", "pid": 1234, "token": "optional bearer token"}
+    {"url": "http://127.0.0.1:4318", "pid": 1234, "token_required": false}
+
+The token itself is never written there (anyone who can read the data directory would have it): when
+the collector requires one, the CLI sends `SPENDSCOPE_COLLECTOR_TOKEN`.
 
 and serves `GET {url}/api/usage/report?by=..&since=..&until=..&where=k=v&where=..&format=json` by
 calling `ReportRequest.from_query(...)` and `.run(store)`, answering `Report.to_json()`:
@@ -53,7 +56,8 @@ def running_collector(chdb_path: Path) -> Collector | None:
     """The collector serving the store in `chdb_path`, if its collector.json names a live process."""
     try:
         data = json.loads((chdb_path / COLLECTOR_FILE).read_text())
-        collector = Collector(str(data["url"]).rstrip("/"), int(data["pid"]), data.get("token") or None)
+        token = os.environ.get("SPENDSCOPE_COLLECTOR_TOKEN") or None
+        collector = Collector(str(data["url"]).rstrip("/"), int(data["pid"]), token)
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return collector if collector.pid > 0 and _alive(collector.pid) else None
