@@ -135,14 +135,17 @@ def show_create(store: Store, database: str, table: str) -> str:
 # --- migrations ----------------------------------------------------------------------------------------
 def test_migrations_are_recorded_and_idempotent(store: Store) -> None:
     files = mig.load_migrations()
-    assert [m.label for m in files] == [
+    labels = [m.label for m in files]
+    assert labels[:7] == [
         "0001_otel_traces",
         "0002_insert_deduplication",
         "0003_llm_usage",
         "0004_rollups",
         "0005_prices_and_margins",
         "0006_usage_window",
+        "0007_usage_window_fast_edges",
     ]
+    assert labels == sorted(set(labels))  # ordered, each once (later components number from 0100)
     recorded = store.query(
         "SELECT version, name, checksum, applied_at FROM spendscope_migrations ORDER BY version"
     )
