@@ -1,6 +1,6 @@
 """Query latency on 10 million synthetic LLM calls in the embedded ClickHouse store.
 
-    python bench/queries.py [--calls 10000000] [--users 20000] [--repeats 7] [--dir /tmp/spendscope-bench-queries]
+    python bench/queries.py [--calls 10000000] [--users 20000] [--repeats 7] [--dir DIR]
 
 The calls are generated inside ClickHouse (INSERT ... SELECT FROM numbers()) into `llm_usage`, so the
 materialized views fill the hourly and daily rollups exactly as live ingest does. Each report query
@@ -74,7 +74,8 @@ def generate(store: Any, calls: int, users: int, days: int, chunk: int = 1_000_0
                 100 + cityHash64(number, 6) % 4000 AS input_tokens,
                 10 + cityHash64(number, 7) % 800 AS output_tokens,
                 intDiv(input_tokens, 3) AS cached_input_tokens, 0 AS cache_write_input_tokens,
-                intDiv(output_tokens, 4) AS reasoning_tokens, 0 AS input_audio_tokens, 0 AS output_audio_tokens,
+                intDiv(output_tokens, 4) AS reasoning_tokens,
+                0 AS input_audio_tokens, 0 AS output_audio_tokens,
                 0 AS audio_seconds,
                 toDecimal128((input_tokens * 0.15 + output_tokens * 0.6) / 1000000, 18) AS cost_usd,
                 'genai-prices 0.2.3' AS price_version, 'reported' AS usage_state, 'ok' AS status,
@@ -166,7 +167,8 @@ def main() -> None:
             "top 10 users (last 30 days)",
             lambda: r.top_users(store, limit=10, **window),
             raw(
-                "SELECT user_id, sum(sign * cost_usd) AS cost FROM llm_usage WHERE time >= {s:DateTime64(9, 'UTC')} "
+                "SELECT user_id, sum(sign * cost_usd) AS cost FROM llm_usage "
+                "WHERE time >= {s:DateTime64(9, 'UTC')} "
                 "GROUP BY user_id ORDER BY cost DESC LIMIT 10",
                 {"s": since},
             ),
@@ -188,7 +190,8 @@ def main() -> None:
         )
     store.close()
     print(
-        f"{args.calls:,} calls, {args.users:,} users, {args.days} days; generated in {generate_s:.1f} s; rows: "
+        f"{args.calls:,} calls, {args.users:,} users, {args.days} days; "
+        f"generated in {generate_s:.1f} s; rows: "
         + ", ".join(f"{t} {c:,}" for t, c in counts.items())
     )
     print(
