@@ -191,8 +191,7 @@ def main() -> None:
     store.close()
     print(
         f"{args.calls:,} calls, {args.users:,} users, {args.days} days; "
-        f"generated in {generate_s:.1f} s; rows: "
-        + ", ".join(f"{t} {c:,}" for t, c in counts.items())
+        f"generated in {generate_s:.1f} s; rows: " + ", ".join(f"{t} {c:,}" for t, c in counts.items())
     )
     print(
         "\n| query | from rollups (median ms) | raw scan (median ms) | raw / rollup |\n|---|---:|---:|---:|"
