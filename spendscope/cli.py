@@ -390,3 +390,58 @@ def collector(
         Collector(config).serve_forever()
     except (ConfigurationError, CollectorError) as exc:
         _fail(str(exc))
+
+
+# --- budgets -------------------------------------------------------------------------------------------
+@app.command()
+def budgets(
+    config: Annotated[
+        str | None,
+        typer.Option(help=_setting_help("the budgets file", "SPENDSCOPE_BUDGETS_CONFIG", "./budgets.yaml")),
+    ] = None,
+    listen: Annotated[
+        str | None,
+        typer.Option(
+            help=_setting_help("HOST:PORT for /metrics", "SPENDSCOPE_BUDGETS_LISTEN", "127.0.0.1:9465")
+        ),
+    ] = None,
+    interval: Annotated[
+        str | None,
+        typer.Option(
+            help=_setting_help("time between evaluations: 60s, 5m", "SPENDSCOPE_BUDGETS_INTERVAL", "60s")
+        ),
+    ] = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="evaluate once, print the metrics (Prometheus text) and exit")
+    ] = False,
+    store: StoreOption = None,
+) -> None:
+    """Evaluate every user's and tenant's spend today (UTC) and this month against budgets.yaml, from the
+    ClickHouse rollups (one query per evaluation), and serve /metrics for Prometheus: series only for
+    the users at or above the warning percentage. Stops cleanly on SIGTERM or Ctrl-C."""
+    import logging
+    import signal
+    import threading
+    from contextlib import suppress
+
+    from spendscope.budgets import BudgetConfigError, BudgetEvaluator, BudgetSettings, load_budgets
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    with _domain_errors():
+        try:
+            settings = BudgetSettings.resolve(config=config, listen=listen, interval=interval)
+            budget_config = load_budgets(settings.config)
+        except BudgetConfigError as exc:
+            _fail(str(exc))
+        with _open(store, "budgets") as opened:
+            evaluator = BudgetEvaluator(opened, budget_config)
+            if once:
+                evaluator.evaluate()
+                typer.echo(evaluator.exposition(), nl=False)
+                return
+            stop = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            with evaluator.serving(settings.listen, settings.interval) as url:
+                typer.echo(f"serving {url}, evaluating {settings.config} every {settings.interval:g}s")
+                with suppress(KeyboardInterrupt):
+                    stop.wait()

@@ -110,3 +110,46 @@ TOKEN_BUCKETS: Final = (
 DURATION_BUCKETS: Final = (
     0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
 )  # fmt: skip
+
+# --- reconciliation (spendscope reconcile): Prometheus metrics of the last run ----------------------
+# Gauges describe the latest complete run's window; `cause` is one of spendscope/reconciler's causes
+# (untracked, usage_unavailable, failed_billed, tier_batch_mispricing, missing_price, stale_price,
+# unexplained); `type` is requests, input or output.
+PROM_RECONCILIATION_LAST_SUCCESS: Final = "spendscope_reconciliation_last_success_timestamp_seconds"
+PROM_RECONCILIATION_LAST_RUN: Final = "spendscope_reconciliation_last_run_timestamp_seconds"
+PROM_RECONCILIATION_RUNS: Final = "spendscope_reconciliation_runs"  # counter: ..._runs_total{status}
+PROM_RECONCILIATION_WINDOW_END: Final = "spendscope_reconciliation_window_end_timestamp_seconds"
+PROM_RECONCILIATION_TRACKED_TOKENS: Final = "spendscope_reconciliation_tracked_tokens"
+PROM_RECONCILIATION_REPORTED_TOKENS: Final = "spendscope_reconciliation_reported_tokens"
+PROM_RECONCILIATION_TRACKED_USD: Final = "spendscope_reconciliation_tracked_usd"
+PROM_RECONCILIATION_REPORTED_USD: Final = "spendscope_reconciliation_reported_usd"
+PROM_RECONCILIATION_COVERAGE: Final = "spendscope_reconciliation_coverage_ratio"
+PROM_RECONCILIATION_TOKEN_COVERAGE: Final = "spendscope_reconciliation_token_coverage_ratio"
+PROM_RECONCILIATION_RESIDUAL_TOKENS: Final = "spendscope_reconciliation_residual_tokens"
+PROM_RECONCILIATION_RESIDUAL_USD: Final = "spendscope_reconciliation_residual_usd"
+PROM_RECONCILIATION_AMBIGUOUS_KEYS: Final = "spendscope_reconciliation_ambiguous_keys"
+LABEL_CAUSE: Final = "cause"
+LABEL_STATUS: Final = "status"
+
+# --- budgets (spendscope budgets): spend against budgets.yaml, from the ClickHouse rollups ------------
+# Per-user series exist only for users at or above the warning percentage of a limit (bounded series);
+# tenant series for every tenant with a total budget. `window` is day (UTC) or month (calendar, UTC).
+PROM_BUDGET_SPEND: Final = "spendscope_budget_spend_usd"  # {tenant, user, window}
+PROM_BUDGET_LIMIT: Final = "spendscope_budget_limit_usd"  # {tenant, user, window}
+PROM_BUDGET_TENANT_SPEND: Final = "spendscope_budget_tenant_spend_usd"  # {tenant, window}
+PROM_BUDGET_TENANT_LIMIT: Final = "spendscope_budget_tenant_limit_usd"  # {tenant, window}
+PROM_BUDGET_LAST_EVALUATION: Final = "spendscope_budget_last_evaluation_timestamp_seconds"
+PROM_BUDGET_EVALUATION_DURATION: Final = "spendscope_budget_evaluation_duration_seconds"
+PROM_BUDGET_EVALUATIONS: Final = "spendscope_budget_evaluations"  # counter: ..._total{status}
+PROM_BUDGET_USERS_EVALUATED: Final = "spendscope_budget_users_evaluated"
+PROM_BUDGET_USERS_OVER_WARNING: Final = "spendscope_budget_users_over_warning"
+PROM_BUDGET_USERS_EXPORTED: Final = "spendscope_budget_users_exported"
+LABEL_WINDOW: Final = "window"
+WINDOW_DAY: Final = "day"
+WINDOW_MONTH: Final = "month"
+
+# --- Prometheus scrape jobs (prometheus/prometheus.yml); the alert rules select on them -------------
+JOB_COLLECTOR: Final = "spendscope-collector"  # the collector's /metrics: apps' metrics + its health
+JOB_APPS: Final = "spendscope-apps"  # apps serving their own /metrics (metrics_exporter=prometheus)
+JOB_BUDGETS: Final = "spendscope-budgets"  # spendscope budgets
+JOB_RECONCILER: Final = "spendscope-reconciler"  # spendscope reconcile

@@ -251,6 +251,8 @@ def test_every_named_query_runs_with_bound_parameters(usage: Store) -> None:
         "UInt32": 10,
         "Date": "2026-11-01",
         "Decimal(9, 4)": "12.5",
+        "Float64": 80.0,
+        "Array(Nullable(Float64))": [],
     }
     for name in query_names():
         query = named_query(name)
