@@ -113,10 +113,12 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--dir", default="/tmp/spendscope-bench-queries")
+    parser.add_argument("--reuse", action="store_true", help="time the queries on data generated before")
     args = parser.parse_args()
-    shutil.rmtree(args.dir, ignore_errors=True)
+    if not args.reuse:
+        shutil.rmtree(args.dir, ignore_errors=True)
     store = open_store(f"chdb://{args.dir}", database="bench", migrate=True)
-    generate_s = generate(store, args.calls, args.users, args.days)
+    generate_s = 0.0 if args.reuse else generate(store, args.calls, args.users, args.days)
     counts = {
         table: int(store.query(f"SELECT count() FROM {table}").rows[0][0])
         for table in ("llm_usage", "llm_usage_hourly", "llm_usage_daily")
