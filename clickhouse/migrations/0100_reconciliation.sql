@@ -13,9 +13,25 @@
 -- state through reconciliation_runs_latest; diffs never overlap after a complete run.
 --
 -- Staging (per run, dropped when the run ends; the TTL removes what a killed run left behind):
---   reconciliation_pages    Usage API pages exactly as received, typed on insert (JSONEachRow), so
---                           pages stream through ClickHouse and are never all held in memory.
---   reconciliation_tracked  llm_usage of the window, aggregated to the comparison grain.
+--   reconciliation_raw_pages  Usage API pages exactly as received (the bytes, inserted as RawBLOB: no
+--                             parsing on the way in). Each insert is labelled through the standard
+--                             `log_comment` setting, "<run_id> <source> <page_no>", which also names it
+--                             in system.query_log.
+--   reconciliation_pages      the same pages parsed (JSONExtract, by reconciliation_extract_page), so
+--                             pages stream through ClickHouse and are never all held in memory.
+--   reconciliation_tracked    llm_usage of the window, aggregated to the comparison grain.
+CREATE TABLE IF NOT EXISTS reconciliation_raw_pages (
+    label String DEFAULT getSetting('log_comment'),
+    run_id String DEFAULT splitByChar(' ', label)[1],
+    source LowCardinality(String) DEFAULT splitByChar(' ', label)[2],
+    page_no UInt32 DEFAULT toUInt32OrZero(splitByChar(' ', label)[3]),
+    fetched_at DateTime('UTC') DEFAULT now(),
+    body String
+) ENGINE = MergeTree
+PARTITION BY run_id
+ORDER BY (source, page_no)
+TTL fetched_at + INTERVAL 2 DAY;
+
 CREATE TABLE IF NOT EXISTS reconciliation_pages (
     run_id String,
     source LowCardinality(String),

@@ -1,4 +1,6 @@
--- Reconciliation: the envelope of one staged Usage API page (what to fetch next).
-SELECT object, has_more, next_page, length(data) AS buckets
+-- Reconciliation: the envelope of every staged Usage API page of a run, as ClickHouse parsed it (the
+-- reconciler checks it against the has_more/next_page it followed).
+SELECT source, page_no, object, has_more, next_page, length(data) AS buckets
 FROM reconciliation_pages
-WHERE run_id = {run_id:String} AND source = {source:String} AND page_no = {page_no:UInt32}
+WHERE run_id = {run_id:String}
+ORDER BY source, page_no

@@ -1,5 +1,5 @@
 -- Reconciliation: what SpendScope tracked and what the Usage API reported over a run's usage window,
--- per source.
+-- per source (transcription tokens aside: that endpoint reports seconds).
 SELECT
     source,
     reported_requests, reported_input_tokens, reported_output_tokens, reported_buckets, empty_buckets,
@@ -22,8 +22,8 @@ FULL OUTER JOIN (
     SELECT
         source,
         sum(ok_calls) AS tracked_requests,
-        sum(input_tokens) AS tracked_input_tokens,
-        sum(output_tokens) AS tracked_output_tokens,
+        sumIf(input_tokens, source != 'audio_transcriptions') AS tracked_input_tokens,
+        sumIf(output_tokens, source != 'audio_transcriptions') AS tracked_output_tokens,
         sum(unavailable_calls) AS tracked_unavailable_calls,
         sum(error_calls) AS tracked_error_calls
     FROM reconciliation_tracked

@@ -23,8 +23,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from spendscope.collector._config import CollectorConfig
+from spendscope.collector._handle import Store, StoreHandle
 from spendscope.collector._metrics import MetricsState
-from spendscope.collector._pipeline import Pipeline, Store, StoreHandle
+from spendscope.collector._pipeline import Pipeline
 from spendscope.collector._server import Server
 from spendscope.collector._spool import Spool
 from spendscope.collector._telemetry import Health
@@ -66,9 +67,13 @@ class Collector:
             ) from None
         if store is None:
             self.store = StoreHandle(self._open_store)
-        else:
+            self._writer_stores = [
+                StoreHandle(self._open_writer_store) for _ in range(self.config.writers - 1)
+            ]
+        else:  # one connection: the writers take turns on it
             given = store
             self.store = StoreHandle(lambda: _migrated(given), owned=False)
+            self._writer_stores = [self.store] * (self.config.writers - 1)
         self.pipeline = Pipeline(
             self.store,
             self.spool,
@@ -79,6 +84,7 @@ class Collector:
             flush_interval=self.config.flush_interval,
             spool_max_bytes=self.config.spool_max_bytes,
             dedup_window=self.config.dedup_window,
+            writer_stores=self._writer_stores,
         )
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
@@ -88,6 +94,13 @@ class Collector:
         from spendscope.store.store import open_store
 
         store: Store = open_store(self.config.store, migrate=True)
+        return store
+
+    def _open_writer_store(self) -> Store:
+        """Another connection for another writer (used once the first has migrated the store)."""
+        from spendscope.store.store import open_store
+
+        store: Store = open_store(self.config.store)
         return store
 
     # --- lifecycle ----------------------------------------------------------------------------------
@@ -147,6 +160,8 @@ class Collector:
             self._thread.join()
         self.pipeline.stop()
         self.store.close()
+        for handle in self._writer_stores:
+            handle.close()
         self._remove_discovery()
         self._server = None
 

@@ -69,6 +69,15 @@ def _dsn(raw: str) -> str:
     return text
 
 
+def _bool(raw: str) -> bool:
+    text = raw.strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
 def _path(raw: str) -> Path:
     return Path(_text(raw)).expanduser().absolute()
 
@@ -154,6 +163,20 @@ SETTINGS: tuple[Setting, ...] = (
         500_000,
         "recently accepted span ids remembered to drop retried exports (0: off)",
     ),
+    Setting(
+        "writers",
+        "SPENDSCOPE_COLLECTOR_WRITERS",
+        _int_at_least(1),
+        2,
+        "batches inserted at once, each on its own store connection",
+    ),
+    Setting(
+        "sql_decode",
+        "SPENDSCOPE_COLLECTOR_SQL_DECODE",
+        _bool,
+        True,
+        "let ClickHouse decode OTLP protobuf requests (else the collector decodes them in Python)",
+    ),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -174,6 +197,8 @@ class CollectorConfig:
     token: str | None = None
     spool_max_bytes: int = 4096 * MiB
     dedup_window: int = 500_000
+    writers: int = 2
+    sql_decode: bool = True
 
     @classmethod
     def resolve(cls, environ: Mapping[str, str] | None = None, **explicit: Any) -> CollectorConfig:

@@ -1,17 +1,21 @@
 """From accepted spans to the store: the dedup window, the bounded queue, batching, the spool.
 
-    HTTP threads --offer()--> queue --writer thread--> store.insert_spans(batch, dedup_token)
-                                                   \\--> spool (store unavailable) --replayer thread--> store
+    HTTP threads --offer()/offer_raw()--> queue --writer threads--> store (batch, dedup_token)
+                                                 \\--> spool (store down) --replayer thread--> store
 
 - `offer` drops spans whose (trace_id, span_id) was accepted recently (a retried export), then takes
   the rest only if they fit the queue (spans and bytes); otherwise nothing is taken and the caller
   answers 503. Taken spans are in the queue or, later, in the spool: never only in flight.
-- The writer cuts batches of `batch_spans` (or what is there after `flush_interval`), names each by
-  a dedup token (sha256 of its sorted span keys) and inserts it; if the store fails, the batch goes
-  to the spool with its token and the store is marked down; while it is down, batches go straight
-  to the spool.
+- `offer_raw` takes a raw OTLP request whole (the fast path: ClickHouse decodes it, see
+  _otlp_sql.py) if none of its keys is a duplicate; if some are, it takes nothing and the caller
+  decodes the request in Python and offers its spans.
+- Writers (`writers` threads, each with its own store connection) cut batches of `batch_spans` (or
+  what is there after `flush_interval`), of SpanRecords or of raw requests (whole requests, never
+  mixed), name each by a dedup token (sha256 of its sorted span keys) and insert it; if the store
+  fails, the batch goes to the spool with its token and the store is marked down; while it is down,
+  batches go straight to the spool.
 - The replayer opens the store, or retries the spool's oldest batch, with backoff; once that
-  succeeds the store is up again and it drains the spool, oldest first, while the writer inserts
+  succeeds the store is up again and it drains the spool, oldest first, while the writers insert
   new batches. `stop()` drains the queue (into the store, or the spool).
 """
 
@@ -22,89 +26,22 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
 
-from spendscope.collector._spool import Spool, SpoolError
+from spendscope.collector._handle import Store, StoreHandle, StoreUnavailable
+from spendscope.collector._spool import Spool, SpooledBatch, SpoolError
 from spendscope.collector._telemetry import Health
 from spendscope.store.records import SpanRecord
+
+__all__ = ["DedupWindow", "Offer", "Pipeline", "Store", "StoreHandle", "StoreUnavailable", "dedup_token"]
 
 _log = logging.getLogger("spendscope.collector")
 
 RETRY_MIN_S = 0.25
 RETRY_MAX_S = 5.0
 REFUSED_ATTEMPTS = 3  # a batch the store refuses this often while answering queries is set aside
-
-
-class Store(Protocol):
-    """What the collector uses of `spendscope.store.Store`."""
-
-    def insert_spans(self, records: Sequence[SpanRecord], *, dedup_token: str) -> None: ...
-
-    def run(self, name: str, params: Mapping[str, Any]) -> Any: ...
-
-    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> Any: ...
-
-    def close(self) -> None: ...
-
-
-class StoreUnavailable(Exception):
-    """The store could not be opened or used; details in the message."""
-
-
-class StoreHandle:
-    """Opens the store lazily (and again after failures) and serializes access to it."""
-
-    def __init__(self, opener: Callable[[], Store], *, owned: bool = True) -> None:
-        self._opener = opener
-        self._owned = owned
-        self._store: Store | None = None
-        self.lock = threading.RLock()
-        self.last_error = ""
-
-    def get(self) -> Store:
-        """The open store; opens it if needed. Call with `lock` held."""
-        if self._store is None:
-            try:
-                self._store = self._opener()
-            except Exception as exc:
-                self.last_error = _one_line(exc)
-                raise StoreUnavailable(self.last_error) from exc
-        return self._store
-
-    def insert(self, records: Sequence[SpanRecord], dedup_token: str) -> None:
-        with self.lock:
-            store = self.get()
-            try:
-                store.insert_spans(records, dedup_token=dedup_token)
-            except Exception as exc:
-                self.last_error = _one_line(exc)
-                raise StoreUnavailable(self.last_error) from exc
-
-    def answers(self) -> bool:
-        """Whether the store opens and answers a trivial query (this tells a down store from a
-        refused batch)."""
-        with self.lock:
-            try:
-                self.get().query("SELECT 1")
-            except Exception as exc:
-                if not isinstance(exc, StoreUnavailable):
-                    self.last_error = _one_line(exc)
-                return False
-        return True
-
-    def close(self) -> None:
-        with self.lock:
-            if self._store is not None and self._owned:
-                self._store.close()
-            self._store = None
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
 class DedupWindow:
@@ -139,10 +76,15 @@ def dedup_token(keys: Sequence[bytes]) -> str:
 
 @dataclass
 class _Chunk:
+    """Spans in the queue: SpanRecords (`keys` parallel to them), or raw requests (`requests`, with
+    `spans[i]` the keys of request i)."""
+
     records: list[SpanRecord]
     keys: list[bytes]
     nbytes: int
     enqueued: float
+    requests: list[bytes] | None = None
+    spans: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -165,7 +107,10 @@ class Pipeline:
         flush_interval: float,
         spool_max_bytes: int,
         dedup_window: int,
+        writer_stores: Sequence[StoreHandle] = (),
     ) -> None:
+        """`store` serves the replayer (and the first writer); each of `writer_stores` one more
+        writer."""
         self.store = store
         self.spool = spool
         self.health = health
@@ -178,13 +123,19 @@ class Pipeline:
         self._queue: deque[_Chunk] = deque()
         self._queued_spans = 0  # in the queue plus the batch being written
         self._queued_bytes = 0
+        self._waiting_spans = 0  # in the queue only
         self._cond = threading.Condition()
         self._stopping = False
-        self._writer_done = False
+        self._writers_done = 0
         self._store_up = False  # set by the first successful insert or replay
         self._wake_replayer = threading.Event()
         self._refusals: dict[str, int] = {}
-        self._writer = threading.Thread(target=self._write_loop, name="spendscope-writer", daemon=True)
+        self._writers = [
+            threading.Thread(
+                target=self._write_loop, args=(handle,), name=f"spendscope-writer-{n}", daemon=True
+            )
+            for n, handle in enumerate([store, *writer_stores])
+        ]
         self._replayer = threading.Thread(target=self._replay_loop, name="spendscope-replayer", daemon=True)
         self._update_gauges()
 
@@ -209,22 +160,54 @@ class Pipeline:
             if not fresh_records:
                 return Offer(0, duplicates)
             size = nbytes * len(fresh_records) // max(len(records), 1)
-            over_spans = self._queued_spans + len(fresh_records) > self.queue_spans
-            over_bytes = self._queued_bytes + size > self.queue_bytes
-            # An empty queue takes any one request, so a request larger than the queue still gets in.
-            if (over_spans or over_bytes) and self._queued_spans > 0:
-                return Offer(0, 0, full=True)
-            if self._spool_full():
+            if not self._room(len(fresh_records), size):
                 return Offer(0, 0, full=True)
             window.add_all(fresh_keys)
-            was_empty = not self._queue
-            self._queue.append(_Chunk(fresh_records, fresh_keys, size, time.monotonic()))
-            self._queued_spans += len(fresh_records)
-            self._queued_bytes += size
-            if was_empty or self._queued_spans >= self.batch_spans:
-                self._cond.notify_all()  # the writer starts its flush timer, or cuts a full batch
+            self._enqueue(_Chunk(fresh_records, fresh_keys, size, time.monotonic()))
         self._update_gauges()
         return Offer(len(fresh_records), duplicates)
+
+    def offer_raw(self, request: bytes, keys: list[bytes], nbytes: int) -> Offer | None:
+        """Take a raw request whole (its keys as the scan found them). None if some of its spans,
+        not all, are duplicates: then nothing is taken, and the caller decodes the request and
+        offers its fresh spans."""
+        with self._cond:
+            if self._stopping:
+                return Offer(0, 0, full=True)
+            window = self._window
+            seen: set[bytes] = set()
+            duplicates = 0
+            for key in keys:
+                if key in window or key in seen:
+                    duplicates += 1
+                seen.add(key)
+            if duplicates == len(keys):
+                return Offer(0, duplicates)
+            if duplicates:
+                return None
+            if not self._room(len(keys), nbytes):
+                return Offer(0, 0, full=True)
+            window.add_all(keys)
+            self._enqueue(_Chunk([], keys, nbytes, time.monotonic(), [request], [len(keys)]))
+        self._update_gauges()
+        return Offer(len(keys), 0)
+
+    def _room(self, spans: int, nbytes: int) -> bool:
+        over_spans = self._queued_spans + spans > self.queue_spans
+        over_bytes = self._queued_bytes + nbytes > self.queue_bytes
+        # An empty queue takes any one request, so a request larger than the queue still gets in.
+        if (over_spans or over_bytes) and self._queued_spans > 0:
+            return False
+        return not self._spool_full()
+
+    def _enqueue(self, chunk: _Chunk) -> None:
+        was_empty = not self._queue
+        self._queue.append(chunk)
+        self._queued_spans += len(chunk.keys)
+        self._waiting_spans += len(chunk.keys)
+        self._queued_bytes += chunk.nbytes
+        if was_empty or self._waiting_spans >= self.batch_spans:
+            self._cond.notify_all()  # a writer starts its flush timer, or cuts a full batch
 
     def _spool_full(self) -> bool:
         return bool(self.spool_max_bytes) and not self._store_up and self.spool.bytes >= self.spool_max_bytes
@@ -238,7 +221,8 @@ class Pipeline:
     def start(self) -> bool:
         """Open the store (applying migrations), start the threads. False if the store is down."""
         up = self._probe()
-        self._writer.start()
+        for writer in self._writers:
+            writer.start()
         self._replayer.start()
         self._wake_replayer.set()
         return up
@@ -249,7 +233,8 @@ class Pipeline:
             self._stopping = True
             self._cond.notify_all()
         self._wake_replayer.set()
-        self._writer.join(timeout)
+        for writer in self._writers:
+            writer.join(timeout)
         self._replayer.join(timeout)
 
     @property
@@ -269,81 +254,115 @@ class Pipeline:
 
     # --- writer -------------------------------------------------------------------------------------
 
-    def _next_batch(self) -> tuple[list[SpanRecord], list[bytes], int] | None:
+    def _next_batch(self) -> _Chunk | None:
         """Wait for a full batch, the flush interval, or stop. None when stopped and drained."""
         with self._cond:
             while True:
                 if self._queue:
                     age = time.monotonic() - self._queue[0].enqueued
-                    if self._queued_spans >= self.batch_spans or age >= self.flush_interval or self._stopping:
+                    if (
+                        self._waiting_spans >= self.batch_spans
+                        or age >= self.flush_interval
+                        or self._stopping
+                    ):
                         break
                     self._cond.wait(self.flush_interval - age)
                 elif self._stopping:
                     return None
                 else:
                     self._cond.wait()
-            records: list[SpanRecord] = []
-            keys: list[bytes] = []
-            nbytes = 0
-            while self._queue and len(records) < self.batch_spans:
-                chunk = self._queue[0]
-                room = self.batch_spans - len(records)
-                if len(chunk.records) <= room:
-                    self._queue.popleft()
-                    records += chunk.records
-                    keys += chunk.keys
-                    nbytes += chunk.nbytes
-                else:  # split the chunk
-                    share = chunk.nbytes * room // len(chunk.records)
-                    records += chunk.records[:room]
-                    keys += chunk.keys[:room]
-                    nbytes += share
-                    self._queue[0] = _Chunk(
-                        chunk.records[room:], chunk.keys[room:], chunk.nbytes - share, chunk.enqueued
-                    )
-            return records, keys, nbytes
+            batch = self._cut()
+            self._waiting_spans -= len(batch.keys)
+            return batch
 
-    def _write_loop(self) -> None:
+    def _cut(self) -> _Chunk:
+        """The next batch off the queue: SpanRecords (chunks split to fit) or whole raw requests."""
+        first = self._queue[0]
+        raw = first.requests is not None
+        batch = _Chunk([], [], 0, first.enqueued, [] if raw else None)
+        while self._queue and len(batch.keys) < self.batch_spans:
+            chunk = self._queue[0]
+            if (chunk.requests is not None) != raw:
+                break
+            room = self.batch_spans - len(batch.keys)
+            if raw and batch.keys and len(chunk.keys) > room:
+                break
+            if raw or len(chunk.records) <= room:
+                self._queue.popleft()
+                batch.records += chunk.records
+                batch.keys += chunk.keys
+                batch.nbytes += chunk.nbytes
+                if batch.requests is not None and chunk.requests is not None:
+                    batch.requests += chunk.requests
+                    batch.spans += chunk.spans
+            else:  # split the chunk
+                share = chunk.nbytes * room // len(chunk.records)
+                batch.records += chunk.records[:room]
+                batch.keys += chunk.keys[:room]
+                batch.nbytes += share
+                self._queue[0] = _Chunk(
+                    chunk.records[room:], chunk.keys[room:], chunk.nbytes - share, chunk.enqueued
+                )
+        return batch
+
+    def _write_loop(self, handle: StoreHandle) -> None:
         while True:
             batch = self._next_batch()
             if batch is None:
-                self._writer_done = True
-                self._wake_replayer.set()  # let it finish the spool and see that the writer is done
+                with self._cond:
+                    self._writers_done += 1
+                self._wake_replayer.set()  # let it finish the spool and see that the writers are done
                 return
-            records, keys, nbytes = batch
-            token = dedup_token(keys)
+            token = dedup_token(batch.keys)
             try:
-                self._write(records, token)
+                self._write(handle, batch, token)
             except Exception:  # never die: the spans are still counted as queued until written
                 _log.exception("spendscope collector: writing a batch failed unexpectedly")
                 time.sleep(RETRY_MIN_S)
                 with self._cond:
-                    self._queue.appendleft(_Chunk(records, keys, nbytes, time.monotonic()))
+                    batch.enqueued = time.monotonic()
+                    self._queue.appendleft(batch)
+                    self._waiting_spans += len(batch.keys)
                 continue
             with self._cond:
-                self._queued_spans -= len(records)
-                self._queued_bytes -= nbytes
+                self._queued_spans -= len(batch.keys)
+                self._queued_bytes -= batch.nbytes
                 self._cond.notify_all()
             self._update_gauges()
 
-    def _write(self, records: list[SpanRecord], token: str) -> None:
+    def _write(self, handle: StoreHandle, batch: _Chunk, token: str) -> None:
         if self._store_up:
             started = time.perf_counter()
             try:
-                self.store.insert(records, token)
+                self._insert(handle, batch, token)
             except StoreUnavailable as exc:
-                if not self.store.answers():
+                if not handle.answers():
                     self._store_down(exc)
                 else:  # the store is up but refused this batch: the replayer retries it, then sets it aside
                     self.health.store_errors.inc()
                     _log.warning("spendscope collector: the store refused a batch, spooling it: %s", exc)
             else:
                 self.health.insert_seconds.observe(time.perf_counter() - started)
-                self.health.written.inc(len(records))
                 return
-        self.spool.write(records, token)  # OSError propagates: the batch stays queued, retried
-        self.health.spooled.inc(len(records))
+        if batch.requests is not None:
+            self.spool.write_requests(batch.requests, batch.spans, token)  # OSError: stays queued, retried
+        else:
+            self.spool.write(batch.records, token)
+        self.health.spooled.inc(len(batch.keys))
         self._wake_replayer.set()
+
+    def _insert(self, handle: StoreHandle, batch: _Chunk | SpooledBatch, token: str) -> None:
+        """Insert a batch (counted as written); raises StoreUnavailable."""
+        if batch.requests is None:
+            handle.insert(batch.records, token)
+            self.health.written.inc(len(batch.records))
+            return
+        written = handle.insert_requests(batch.requests, batch.spans, token)
+        self.health.written.inc(sum(batch.spans) - written.dropped_spans)
+        if written.python_requests:
+            self.health.python_decoded.inc(written.python_requests)
+        if written.dropped_spans:
+            self.health.rejected.labels("malformed").inc(written.dropped_spans)
 
     def _store_down(self, exc: Exception) -> None:
         if self._store_up:
@@ -363,9 +382,9 @@ class Pipeline:
             self._wake_replayer.clear()
             stopping = self._stopping
             delay = RETRY_MIN_S if self._replay_all() else min(delay * 2, RETRY_MAX_S)
-            if stopping and self._writer_done:
+            if stopping and self._writers_done == len(self._writers):
                 if self._store_up:
-                    self._replay_all()  # what the writer spooled while stopping
+                    self._replay_all()  # what the writers spooled while stopping
                 return
 
     def _replay_all(self) -> bool:
@@ -382,7 +401,7 @@ class Pipeline:
                 continue
             started = time.perf_counter()
             try:
-                self.store.insert(batch.records, batch.dedup_token)
+                self._insert(self.store, batch, batch.dedup_token)
             except StoreUnavailable as exc:
                 if not self.store.answers():
                     self._store_down(exc)
@@ -390,8 +409,7 @@ class Pipeline:
                 self._refused(path, exc)
                 continue
             self.health.insert_seconds.observe(time.perf_counter() - started)
-            self.health.written.inc(len(batch.records))
-            self.health.replayed.inc(len(batch.records))
+            self.health.replayed.inc(batch.span_count)
             self.spool.remove(path)
             self._mark_up()
         return True

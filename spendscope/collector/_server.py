@@ -23,9 +23,11 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from spendscope.collector import _api, _otlp
+from spendscope.collector._handle import StoreUnavailable
 from spendscope.collector._otlp import BadRequest
-from spendscope.collector._pipeline import StoreUnavailable
-from spendscope.collector._spans import DecodeError, decode_spans
+from spendscope.collector._pipeline import Offer
+from spendscope.collector._scan import ScannedSpans, scan_spans
+from spendscope.collector._spans import DecodedSpans, DecodeError, decode_spans
 from spendscope.store.errors import ReportError, StoreError
 
 if TYPE_CHECKING:
@@ -241,18 +243,27 @@ class Handler(BaseHTTPRequestHandler):
 
     def _traces(self, data: bytes, kind: str) -> None:
         collector = self.server.collector
+        pipeline = collector.pipeline
+        request = _otlp.traces_protobuf(data, kind)
+        decoded: DecodedSpans | ScannedSpans
+        offer: Offer | None = None
         try:
-            decoded = decode_spans(_otlp.traces_protobuf(data, kind))
+            if collector.config.sql_decode:  # the fast path: ClickHouse decodes the request
+                scanned = decoded = scan_spans(request)
+                if scanned.suffix is not None:
+                    offer = pipeline.offer_raw(request + scanned.suffix, scanned.keys, len(data))
+            if offer is None:  # duplicates among its spans, or a spelling only Python reads right
+                decoded = decode_spans(request)
+                offer = pipeline.offer(decoded.records, decoded.keys, len(data))
         except DecodeError as exc:
             raise BadRequest(400, str(exc)) from None
-        received = len(decoded.records) + decoded.rejected
+        received = len(decoded.keys) + decoded.rejected
         collector.health.received.inc(received)
         if decoded.rejected:
             collector.health.rejected.labels("invalid").inc(decoded.rejected)
-        offer = collector.pipeline.offer(decoded.records, decoded.keys, len(data))
         if offer.full:
-            collector.health.rejected.labels("queue_full").inc(len(decoded.records))
-            retry = str(collector.pipeline.retry_after())
+            collector.health.rejected.labels("queue_full").inc(len(decoded.keys))
+            retry = str(pipeline.retry_after())
             return self._error(503, "queue full: retry later", kind=kind, Retry_After=retry)
         if offer.duplicates:
             collector.health.duplicates.inc(offer.duplicates)

@@ -1,10 +1,14 @@
-"""Ingest benchmark: `python -m spendscope.collector.bench [--seconds 20] [--senders 2] [--spans 2000]`.
+"""Ingest benchmark: `python -m spendscope.collector.bench [--seconds 20] [--senders 2] [--spans 2000]
+[--path sql|python] [--writers 2]`.
 
 Starts `spendscope collector` as its own process on a fresh chdb directory, then posts OTLP protobuf
 requests of LLM spans (23 attributes each, as SpendScope's instrumentation writes them; every span
 id unique) from sender threads as fast as the collector takes them (503s are retried after their
 Retry-After), for a fixed time. Reports spans/s accepted, spans/s written to the store (counted
-until the queue has drained), 503s, and the collector's RSS every second.
+until the queue has drained), 503s, the collector's CPU time and its RSS every second.
+
+`--path sql` (the default) lets ClickHouse decode the requests (SPENDSCOPE_COLLECTOR_SQL_DECODE);
+`--path python` decodes them in the collector, as before. `--writers` batches are inserted at once.
 """
 
 from __future__ import annotations
@@ -112,6 +116,26 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_by_thread(pid: int) -> dict[str, float]:
+    """CPU seconds of a process's threads, by thread name (ClickHouse names its pools)."""
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            comm = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        name = comm.rstrip("0123456789-_ ") or comm
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -121,6 +145,9 @@ def main() -> None:
     parser.add_argument("--spans", type=int, default=2000, help="spans per request")
     parser.add_argument("--batch-spans", default="20000")
     parser.add_argument("--queue-spans", default="60000")
+    parser.add_argument("--queue-mib", type=int, default=64, help="queue limit in encoded MiB")
+    parser.add_argument("--path", choices=("sql", "python"), default="sql", help="who decodes OTLP")
+    parser.add_argument("--writers", type=int, default=2, help="batches inserted at once")
     args = parser.parse_args()
 
     import requests
@@ -144,6 +171,12 @@ def main() -> None:
         ],
         stdout=subprocess.DEVNULL,
         stderr=(workdir / "collector.log").open("w"),
+        env={
+            **os.environ,
+            "SPENDSCOPE_COLLECTOR_SQL_DECODE": "true" if args.path == "sql" else "false",
+            "SPENDSCOPE_COLLECTOR_WRITERS": str(args.writers),
+            "SPENDSCOPE_COLLECTOR_QUEUE_BYTES": str(args.queue_mib * 1024 * 1024),
+        },
     )
     try:
         discovery = data_dir / "collector.json"
@@ -201,12 +234,17 @@ def main() -> None:
         while health()["queue_spans"] > 0:
             time.sleep(0.05)
         drained_at = time.monotonic()
+        cpu = _cpu_seconds(collector.pid)
+        by_thread = sorted(_cpu_by_thread(collector.pid).items(), key=lambda kv: -kv[1])
         metrics = urllib.request.urlopen(url + "/metrics", timeout=30).read().decode()
-        written = next(
-            float(line.split()[-1])
-            for line in metrics.splitlines()
-            if line.startswith("spendscope_collector_written_spans_total ")
-        )
+
+        def metric(name: str) -> float:
+            return next(
+                (float(line.split()[-1]) for line in metrics.splitlines() if line.startswith(name + " ")), 0.0
+            )
+
+        written = metric("spendscope_collector_written_spans_total")
+        python_decoded = metric("spendscope_collector_python_decoded_requests_total")
         print(f"spans per request      {args.spans} ({len(template) / args.spans:.0f} bytes/span protobuf)")
         print(
             f"accepted               {sent[0]} spans in {accepted_at - started:.1f} s: "
@@ -217,7 +255,17 @@ def main() -> None:
             f"{written / (drained_at - started):,.0f} spans/s sustained"
         )
         print(f"503 (queue full)       {refused[0]}")
+        print(f"decoded by             {args.path} ({python_decoded:.0f} requests left to Python by SQL)")
+        print(f"collector CPU          {cpu:.1f} s ({cpu / max(written, 1) * 1e6:.1f} us/span)")
+        inserts = metric("spendscope_collector_insert_duration_seconds_count")
+        insert_seconds = metric("spendscope_collector_insert_duration_seconds_sum")
+        print(
+            f"inserts                {inserts:.0f} of {written / max(inserts, 1):,.0f} spans, "
+            f"{insert_seconds / max(inserts, 1):.2f} s each"
+        )
         print(f"collector RSS, MiB/s   {rss}")
+        busy = ", ".join(f"{name} {sec:.1f}s" for name, sec in by_thread[:8] if sec >= 0.1)
+        print(f"collector CPU by thread {busy}")
     finally:
         collector.terminate()
         collector.wait(60)

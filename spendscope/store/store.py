@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -260,6 +261,51 @@ class Store:
                 settings={**DEDUP_SETTINGS, "insert_deduplication_token": dedup_token},
                 column_types=self._span_types,
             )
+
+    def insert_select(
+        self,
+        table: str,
+        columns: Sequence[str],
+        select: str,
+        data: bytes,
+        *,
+        structure: str,
+        fmt: str,
+        settings: Mapping[str, Any],
+        dedup_token: str,
+    ) -> None:
+        """`INSERT INTO table (columns) SELECT ...` where the SELECT reads `data` (in format `fmt`, of
+        `structure`) as the table `{input}` it names: `input(...)` with the data as the request's body
+        on a server, a `file(...)` the data is written to on chdb. Deduplicated by `dedup_token` as
+        `insert_spans` is: the same data inserted again under the same token changes nothing, in
+        `table` or in the views fed from it (`settings` decide how the data is cut into blocks, so a
+        replay must pass the same). Raises StoreError (the server's message) on failure."""
+        if not dedup_token:
+            raise ValueError("dedup_token must not be empty")
+        applied = {**settings, **DEDUP_SETTINGS, "insert_deduplication_token": dedup_token}
+        clause = ", ".join(f"{name} = {_literal(value)}" for name, value in applied.items())
+        head = f"INSERT INTO {table} ({', '.join(f'`{c}`' for c in columns)}) SETTINGS {clause} "
+        with self._errors(f"insert into {table}"):
+            if self.target.chdb_path is None:
+                source = f"input({_literal(structure)})"
+                self.client.command(f"{head}{select.replace('{input}', source)} FORMAT {fmt}", data=data)
+                return
+            with tempfile.NamedTemporaryFile(dir=_INPUT_DIR, prefix="spendscope-", suffix=".input") as file:
+                file.write(data)
+                file.flush()
+                source = f"file({_literal(file.name)}, {_literal(fmt)}, {_literal(structure)})"
+                self.client.command(head + select.replace("{input}", source))
+
+
+def _literal(value: Any) -> str:
+    """A setting value or string as a ClickHouse literal."""
+    if isinstance(value, bool | int):
+        return str(int(value))
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+# chdb reads the input of `insert_select` from a file: in memory where there is a tmpfs.
+_INPUT_DIR = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 
 
 def open_store(dsn: str | None = None, *, database: str | None = None, migrate: bool = False) -> Store:

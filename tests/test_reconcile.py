@@ -1,0 +1,366 @@
+"""The reconciler end to end: tracked calls in chdb, OpenAI's side from the fake admin API on 127.0.0.1,
+the real openai SDK in between. Each scenario of the issue with its exact expected outcome."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from datetime import timedelta
+from decimal import Decimal as D
+
+import pytest
+
+from spendscope import names as n
+from spendscope.fake_openai.admin import FakeAdminAPI
+from spendscope.store import Store
+from tests.reconcile_helpers import (
+    DAY,
+    EMBED,
+    EMBED_IN,
+    GPT5_MINI,
+    GPT5_MINI_IN,
+    GPT5_MINI_OUT,
+    MINI,
+    MINI_CACHED,
+    MINI_IN,
+    MINI_OUT,
+    NOW,
+    bill,
+    call,
+    reconcile,
+    summary,
+    track,
+    use,
+)
+
+MINI_PRICES = (MINI_IN, MINI_CACHED, MINI_OUT)
+
+
+@pytest.fixture
+def admin() -> Iterator[FakeAdminAPI]:
+    with FakeAdminAPI(now=NOW) as api:
+        api.add_project("proj_a")
+        api.add_key("proj_a", "key_a", "sk-proj-****...****9f2c")
+        yield api
+
+
+def fully_tracked(store: Store, admin: FakeAdminAPI) -> None:
+    """Two chat calls (one with cached input) and an embedding, tracked and reported alike."""
+    track(
+        store,
+        call(input_tokens=100, output_tokens=20),
+        call(input_tokens=200, output_tokens=40, cached=100),
+        call(model=EMBED, input_tokens=1000, output_tokens=0, operation=n.OP_EMBEDDINGS),
+    )
+    use(admin, requests=2, input_tokens=300, cached_tokens=100, output_tokens=60)
+    use(admin, source="embeddings", model=EMBED, requests=1, input_tokens=1000)
+    bill(admin, MINI, input_tokens=300, cached=100, output_tokens=60, prices=MINI_PRICES)
+    bill(admin, EMBED, input_tokens=1000, prices=(EMBED_IN, EMBED_IN, EMBED_IN))
+
+
+TRACKED = D("0.0000935")  # 0.000027 + 0.0000465 + 0.00002
+
+
+def test_fully_tracked_is_covered_100_percent_with_no_residual(store: Store, admin: FakeAdminAPI) -> None:
+    fully_tracked(store, admin)
+    result = reconcile(store, admin)
+    assert summary(result) == {
+        "tracked_tokens": 1360,
+        "reported_tokens": 1360,
+        "tracked_usd": TRACKED,
+        "reported_usd": TRACKED,
+        "residual_usd": D(0),
+        "coverage": 1.0,
+        "causes": {},
+    }
+    assert result.pieces == []
+    assert result.passed
+    assert result.totals.tracked_requests == result.totals.reported_requests == 3
+    # dollars per line item: SpendScope's cost split like OpenAI's bill, equal line by line
+    assert {(line.line_item, line.tracked_usd, line.reported_usd) for line in result.lines} == {
+        ("gpt-4o-mini, input", D("0.00003"), D("0.00003")),
+        ("gpt-4o-mini, cached input", D("0.0000075"), D("0.0000075")),
+        ("gpt-4o-mini, output", D("0.000036"), D("0.000036")),
+        ("text-embedding-3-small, input", D("0.00002"), D("0.00002")),
+    }
+    run = store.query("SELECT status, coverage_ratio, residual_usd, passed FROM reconciliation_runs").rows
+    assert run == [["complete", 1.0, D(0), True]]
+
+
+def test_an_uninstrumented_service_on_another_key_is_untracked(store: Store, admin: FakeAdminAPI) -> None:
+    fully_tracked(store, admin)
+    admin.add_key("proj_a", "key_b", "sk-proj-****...****7a1e")
+    use(admin, api_key_id="key_b", requests=5, input_tokens=5000, output_tokens=1000)
+    extra = bill(admin, MINI, input_tokens=5000, output_tokens=1000, prices=MINI_PRICES)
+    assert extra == D("0.00135")
+
+    result = reconcile(store, admin)
+    assert summary(result) == {
+        "tracked_tokens": 1360,
+        "reported_tokens": 7360,
+        "tracked_usd": TRACKED,
+        "reported_usd": TRACKED + extra,
+        "residual_usd": extra,
+        "coverage": round(float(TRACKED / (TRACKED + extra)), 6),  # 6.48%
+        "causes": {"untracked": (6000, extra)},
+    }
+    [piece] = result.pieces
+    assert (piece.key.api_key_id, piece.key.model, piece.detail) == (
+        "key_b",
+        "gpt-4o-mini",
+        "no spans in the window for api key key_b",
+    )
+    assert (piece.tokens.requests, piece.tokens.input, piece.tokens.output) == (5, 5000, 1000)
+    assert not result.passed
+
+
+def test_an_interrupted_stream_is_usage_unavailable(store: Store, admin: FakeAdminAPI) -> None:
+    track(
+        store,
+        call(input_tokens=100, output_tokens=20),
+        call(input_tokens=100, output_tokens=20),
+        call(state=n.USAGE_STATE_UNAVAILABLE),  # the stream was closed before its usage chunk
+    )
+    use(admin, requests=3, input_tokens=500, output_tokens=120)
+    reported = bill(admin, MINI, input_tokens=500, output_tokens=120, prices=MINI_PRICES)
+
+    result = reconcile(store, admin)
+    unavailable = 300 * MINI_IN + 80 * MINI_OUT
+    assert unavailable == D("0.000093")
+    assert summary(result) == {
+        "tracked_tokens": 240,
+        "reported_tokens": 620,
+        "tracked_usd": D("0.000054"),
+        "reported_usd": reported,
+        "residual_usd": unavailable,
+        "coverage": round(float(D("0.000054") / reported), 6),
+        "causes": {"usage_unavailable": (380, unavailable)},
+    }
+    assert result.pieces[0].detail == "1 call(s) answered without usage"
+    assert result.pieces[0].tokens.requests == 0  # the request was counted; its tokens were not
+
+
+@pytest.mark.parametrize(
+    "recorded_tier", ["default", "flex"], ids=["tier-recorded-default", "tier-recorded-flex"]
+)
+def test_a_flex_call_priced_as_default_is_tier_mispricing(
+    store: Store, admin: FakeAdminAPI, recorded_tier: str
+) -> None:
+    # SpendScope priced 1000 in / 500 out at the default rate; OpenAI served and billed it as flex
+    track(
+        store,
+        call(
+            model=GPT5_MINI,
+            input_tokens=1000,
+            output_tokens=500,
+            tier=recorded_tier,
+            priced_as=("default", False),
+        ),
+    )
+    use(admin, model=GPT5_MINI, service_tier="flex", requests=1, input_tokens=1000, output_tokens=500)
+    flex = (GPT5_MINI_IN / 2, GPT5_MINI_IN / 4, GPT5_MINI_OUT / 2)
+    reported = bill(admin, GPT5_MINI, input_tokens=1000, output_tokens=500, prices=flex, prefix="flex | ")
+    default = 1000 * GPT5_MINI_IN + 500 * GPT5_MINI_OUT
+    assert (default, reported) == (D("0.00125"), D("0.000625"))
+
+    result = reconcile(store, admin)
+    assert summary(result) == {
+        "tracked_tokens": 1500,
+        "reported_tokens": 1500,
+        "tracked_usd": default,
+        "reported_usd": reported,
+        "residual_usd": -D("0.000625"),
+        "coverage": 2.0,
+        "causes": {"tier_batch_mispricing": (1500, -D("0.000625"))},
+    }
+    [piece] = result.pieces
+    assert (
+        piece.detail
+        == {
+            "default": "tracked as default, OpenAI served it as flex",
+            "flex": "recorded as flex but priced at the default rate",
+        }[recorded_tier]
+    )
+
+
+def test_a_batch_job_tracked_as_synchronous_calls_is_batch_mispricing(
+    store: Store, admin: FakeAdminAPI
+) -> None:
+    track(store, *(call(input_tokens=1000, output_tokens=200) for _ in range(2)))
+    use(admin, batch=True, requests=2, input_tokens=2000, output_tokens=400)
+    reported = bill(
+        admin,
+        MINI,
+        input_tokens=2000,
+        output_tokens=400,
+        prices=(MINI_IN / 2, 0, MINI_OUT / 2),
+        prefix="batch | ",
+    )
+    assert reported == D("0.00027")
+
+    result = reconcile(store, admin)
+    assert summary(result) == {
+        "tracked_tokens": 2400,
+        "reported_tokens": 2400,
+        "tracked_usd": D("0.00054"),
+        "reported_usd": reported,
+        "residual_usd": -D("0.00027"),
+        "coverage": 2.0,
+        "causes": {"tier_batch_mispricing": (2400, -D("0.00027"))},
+    }
+    assert result.pieces[0].detail == "tracked as default, OpenAI served it as default batch"
+
+
+def test_a_batch_job_tracked_as_batch_is_covered(store: Store, admin: FakeAdminAPI) -> None:
+    track(store, *(call(input_tokens=1000, output_tokens=200, batch=True) for _ in range(2)))
+    use(admin, batch=True, requests=2, input_tokens=2000, output_tokens=400)
+    reported = bill(
+        admin,
+        MINI,
+        input_tokens=2000,
+        output_tokens=400,
+        prices=(MINI_IN / 2, 0, MINI_OUT / 2),
+        prefix="batch | ",
+    )
+
+    result = reconcile(store, admin)
+    assert summary(result)["causes"] == {}
+    assert (result.totals.tracked_usd, result.totals.reported_usd, result.totals.coverage_ratio) == (
+        reported,
+        reported,
+        1.0,
+    )
+    assert {line.line_item for line in result.lines} == {
+        "batch | gpt-4o-mini, input",
+        "batch | gpt-4o-mini, output",
+    }
+
+
+def test_an_ambiguous_key_is_reported_and_compared_as_one(store: Store, admin: FakeAdminAPI) -> None:
+    # two keys of proj_a end in 9f2c: the client's sk-proj-...9f2c could be either
+    admin.add_key("proj_a", "key_c", "sk-proj-abc...9f2c", owner_type="service_account")
+    track(store, call(), call())
+    use(admin, requests=2, input_tokens=200, output_tokens=40)
+    use(admin, api_key_id="key_c", requests=1, input_tokens=500, output_tokens=100)
+    reported = bill(admin, MINI, input_tokens=700, output_tokens=140, prices=MINI_PRICES)
+
+    result = reconcile(store, admin)
+    assert result.ambiguous_keys == ["sk-proj-...9f2c in proj_a -> key_a, key_c"]
+    other = 500 * MINI_IN + 100 * MINI_OUT
+    assert summary(result) == {
+        "tracked_tokens": 240,
+        "reported_tokens": 840,
+        "tracked_usd": D("0.000054"),
+        "reported_usd": reported,
+        "residual_usd": other,
+        "coverage": round(float(D("0.000054") / reported), 6),
+        "causes": {"untracked": (600, other)},
+    }
+    [piece] = result.pieces
+    assert (piece.key.api_key_id, piece.key_mapping, piece.detail) == (
+        "key_a|key_c",
+        "ambiguous",
+        "more requests than spans",
+    )
+    stored = store.query("SELECT ambiguous_keys FROM reconciliation_runs").rows
+    assert stored == [[["sk-proj-...9f2c in proj_a -> key_a, key_c"]]]
+
+
+def test_a_failed_call_openai_billed(store: Store, admin: FakeAdminAPI) -> None:
+    track(store, call(), call(state=n.USAGE_STATE_UNAVAILABLE, error="APITimeoutError"))
+    use(admin, requests=2, input_tokens=1100, output_tokens=220)
+    bill(admin, MINI, input_tokens=1100, output_tokens=220, prices=MINI_PRICES)
+    result = reconcile(store, admin)
+    billed = 1000 * MINI_IN + 200 * MINI_OUT
+    assert summary(result)["causes"] == {"failed_billed": (1200, billed)}
+    assert result.pieces[0].tokens.requests == 1
+
+
+def test_a_missing_price_is_valued_at_the_price_the_costs_api_implies(
+    store: Store, admin: FakeAdminAPI
+) -> None:
+    track(store, call(model="acme-llm-1", input_tokens=1000, output_tokens=100))
+    use(admin, model="acme-llm-1", requests=1, input_tokens=1000, output_tokens=100)
+    reported = bill(
+        admin, "acme-llm-1", input_tokens=1000, output_tokens=100, prices=(D("1e-6"), 0, D("4e-6"))
+    )
+    result = reconcile(store, admin)
+    assert summary(result)["causes"] == {"missing_price": (1100, reported)}
+    assert result.totals.tracked_usd == 0
+    assert result.pieces[0].detail == "no price for acme-llm-1"
+
+
+def test_a_stale_price(store: Store, admin: FakeAdminAPI) -> None:
+    # priced with older price data at twice today's rate
+    old = 2 * (100 * MINI_IN + 20 * MINI_OUT)
+    track(store, call(cost=old, price_version="genai-prices 0.1.0"))
+    use(admin, requests=1, input_tokens=100, output_tokens=20)
+    bill(admin, MINI, input_tokens=100, output_tokens=20, prices=MINI_PRICES)
+    result = reconcile(store, admin)
+    assert summary(result)["causes"] == {"stale_price": (120, -D("0.000027"))}
+    assert (
+        result.pieces[0].detail == "priced with genai-prices 0.1.0; genai-prices 0.2.3 prices it differently"
+    )
+
+
+def test_tool_fees_are_untracked_line_items_and_the_rest_unexplained(
+    store: Store, admin: FakeAdminAPI
+) -> None:
+    fully_tracked(store, admin)
+    admin.add_cost(DAY, project_id="proj_a", line_item="web search tool calls", amount="0.02")
+    admin.add_cost(DAY, project_id="proj_a", line_item="gpt-4o-mini-2024-07-18, output", amount="0.000001")
+    result = reconcile(store, admin)
+    assert summary(result)["causes"] == {"untracked": (0, D("0.02")), "unexplained": (0, D("0.000001"))}
+    assert result.totals.residual_usd == D("0.020001")
+
+
+def test_the_audio_semantics_change_of_2026_07_15_is_handled_by_date(store: Store) -> None:
+    """Before 2026-07-15 input_audio_tokens counted cached audio; from then on only uncached audio.
+    A realtime call with 300 audio input tokens (100 cached) matches on both sides of the change."""
+    before = DAY.replace(month=7, day=1)
+    after = DAY.replace(month=7, day=20)
+    with FakeAdminAPI() as admin:
+        admin.add_project("proj_a")
+        admin.add_key("proj_a", "key_a", "sk-proj-...9f2c")
+        for day in (before, after):
+            record = call(
+                day + timedelta(hours=10),
+                model="gpt-realtime",
+                input_tokens=500,
+                output_tokens=50,
+                cached=100,
+            )
+            attrs = record.span_attributes | {
+                n.USAGE_AUDIO_INPUT_TOKENS: "300",
+                n.USAGE_AUDIO_OUTPUT_TOKENS: "40",
+                n.OPERATION_NAME: n.OP_REALTIME,
+            }
+            track(store, dataclasses.replace(record, span_attributes=attrs))
+            use(
+                admin, day + timedelta(hours=10), model="gpt-realtime", requests=1, input_tokens=500,
+                cached_tokens=100, output_tokens=50, input_audio_tokens=300, cached_audio_tokens=100,
+                output_audio_tokens=40,
+            )  # fmt: skip
+            result = reconcile(
+                store, admin, since=day, until=day + timedelta(days=1), costs=False,
+                clock=lambda d=day: d + timedelta(days=2),
+            )  # fmt: skip
+            assert result.pieces == [], day
+            assert result.totals.reported_tokens == 550
+        pages = [r for r in admin.requests if r.path.endswith("/usage/completions")]
+        assert len(pages) == 2
+
+
+def test_a_duration_billed_transcription(store: Store, admin: FakeAdminAPI) -> None:
+    record = call(
+        model="whisper-1", input_tokens=0, output_tokens=0, operation=n.OP_TRANSCRIPTION, cost=D("0.006")
+    )
+    seconds = record.span_attributes | {n.USAGE_AUDIO_SECONDS: "60"}
+    track(store, dataclasses.replace(record, span_attributes=seconds))
+    use(admin, source="audio_transcriptions", model="whisper-1", requests=1, seconds=60)
+    admin.add_cost(DAY, project_id="proj_a", line_item="whisper-1, audio", amount="0.006")
+    result = reconcile(store, admin)
+    assert result.pieces == []
+    assert [(line.line_item, line.tracked_usd, line.reported_usd) for line in result.lines] == [
+        ("whisper-1, audio", D("0.006"), D("0.006"))
+    ]

@@ -1,0 +1,149 @@
+"""`spendscope reconcile`: formats, exit status against the coverage threshold, metrics, --watch."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner, Result
+
+from spendscope.cli import app
+from spendscope.fake_openai.admin import ADMIN_KEY, FakeAdminAPI
+from spendscope.reconciler._command import Command, watch
+from spendscope.store import Store
+from tests.reconcile_helpers import MINI, MINI_CACHED, MINI_IN, MINI_OUT, NOW, bill, call, track, use
+
+WINDOW = ["--since", "2026-11-10", "--until", "2026-11-11"]
+
+
+@pytest.fixture
+def admin(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAdminAPI]:
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", ADMIN_KEY)
+    for name in ("SPENDSCOPE_STORE", "OPENAI_BASE_URL", "SPENDSCOPE_RECONCILE_MIN_COVERAGE"):
+        monkeypatch.delenv(name, raising=False)
+    with FakeAdminAPI(now=NOW) as api:
+        api.add_project("proj_a")
+        api.add_key("proj_a", "key_a", "sk-proj-...9f2c")
+        yield api
+
+
+@pytest.fixture
+def day(store: Store, admin: FakeAdminAPI) -> Store:
+    """One tracked call, and OpenAI reporting it plus 1000/100 tokens from another key."""
+    track(store, call())
+    use(admin, requests=1, input_tokens=100, output_tokens=20)
+    use(admin, api_key_id="key_b", requests=1, input_tokens=1000, output_tokens=100)
+    bill(admin, MINI, input_tokens=1100, output_tokens=120, prices=(MINI_IN, MINI_CACHED, MINI_OUT))
+    return store
+
+
+def cli(admin: FakeAdminAPI, store_dsn: str, *args: str) -> Result:
+    return CliRunner().invoke(
+        app, ["reconcile", *WINDOW, "--store", store_dsn, "--base-url", admin.base_url, *args]
+    )
+
+
+def test_json_summary_and_exit_3_below_the_threshold(day: Store, admin: FakeAdminAPI, store_dsn: str) -> None:
+    done = cli(admin, store_dsn, "--format", "json")
+    assert done.exit_code == 3, done.output
+    body = json.loads(done.stdout)
+    assert body["passed"] is False and body["coverage"] == 0.113924
+    assert body["tokens"] == {
+        "tracked": 120,
+        "reported": 1220,
+        "residual": 1100,
+        "coverage_ratio": 0.098361,
+        "tracked_requests": 1,
+        "reported_requests": 2,
+    }
+    assert body["usd"] == {
+        "tracked": "0.000027",
+        "reported": "0.000237",
+        "residual": "0.00021",
+        "coverage_ratio": 0.113924,
+    }
+    assert body["causes"]["untracked"] == {"tokens": 1100, "usd": "0.00021"}
+    assert body["causes"]["unexplained"] == {"tokens": 0, "usd": "0"}
+    assert ADMIN_KEY not in done.output
+    # a lower threshold passes
+    assert cli(admin, store_dsn, "--format", "json", "--min-coverage", "10%").exit_code == 0
+
+
+def test_csv_is_the_diffs_and_the_table_is_for_people(
+    day: Store, admin: FakeAdminAPI, store_dsn: str
+) -> None:
+    done = cli(admin, store_dsn, "--min-coverage", "0")  # piped: csv
+    assert done.exit_code == 0, done.output
+    rows = list(csv.DictReader(io.StringIO(done.stdout)))
+    assert [
+        (r["kind"], r["cause"], r["api_key_id"], r["tokens"], r["usd"]) for r in rows if r["kind"] == "cause"
+    ] == [("cause", "untracked", "key_b", "1100", "0.00021")]
+    assert {r["line_item"] for r in rows if r["kind"] == "line_item"} == {
+        "gpt-4o-mini, input",
+        "gpt-4o-mini, output",
+    }
+    table = cli(admin, store_dsn, "--format", "table", "--min-coverage", "0")
+    assert table.exit_code == 0, table.output
+    for text in (
+        "SpendScope vs OpenAI",
+        "Residual (reported - tracked) by cause",
+        "untracked",
+        "$0.000210",
+        "11.39%",
+    ):
+        assert text in table.stdout, text
+
+
+def test_errors_are_one_line_naming_the_admin_key(
+    store: Store, admin: FakeAdminAPI, store_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", "sk-proj-projectkeynotadmin00000000abcd")
+    done = cli(admin, store_dsn)
+    assert done.exit_code == 1
+    assert done.stderr.startswith("error: OpenAI refused the admin key (HTTP 403): ")
+    assert "OPENAI_ADMIN_KEY" in done.stderr and "projectkey" not in done.stderr and "abcd" not in done.stderr
+    monkeypatch.delenv("OPENAI_ADMIN_KEY")
+    assert cli(admin, store_dsn).stderr.startswith(
+        "error: no admin key: the organization Usage and Costs APIs"
+    )
+    bad = cli(admin, store_dsn, "--min-coverage", "most")
+    assert (
+        bad.exit_code == 1 and "reconcile setting min_coverage (option --min-coverage='most')" in bad.stderr
+    )
+
+
+def test_metrics_file_for_cron(day: Store, admin: FakeAdminAPI, store_dsn: str, tmp_path: Path) -> None:
+    target = tmp_path / "textfile" / "spendscope_reconcile.prom"
+    done = cli(admin, store_dsn, "--format", "json", "--metrics-file", str(target))
+    assert done.exit_code == 3
+    text = target.read_text()
+    assert 'spendscope_reconciliation_residual_usd{cause="untracked"} 0.00021' in text
+    assert "spendscope_reconciliation_coverage_ratio 0.11392405063291139" in text
+
+
+def test_watch_runs_until_stopped_and_serves_metrics(day: Store, admin: FakeAdminAPI) -> None:
+    stop = threading.Event()
+    outputs: list[str] = []
+    ports: list[int] = []
+
+    def echo(text: str) -> None:
+        outputs.append(text)
+        scraped = httpx2.get(f"http://127.0.0.1:{ports[0]}/metrics").text
+        assert 'spendscope_reconciliation_residual_tokens{cause="untracked"} 1100.0' in scraped
+        stop.set()  # after the first run
+
+    command = Command.resolve(
+        since="2026-11-10", until="2026-11-11", output="json", base_url=admin.base_url, costs=True,
+        min_coverage=None, usage_settle=None, costs_settle=None, bucket_width=None, interval="1s",
+        max_retries=None, max_retry_wait=None, page_bytes=None, metrics_file=None, metrics_listen="127.0.0.1:0",
+    )  # fmt: skip
+    assert watch(command, day, echo=echo, console=Console(), stop=stop, on_listen=ports.append) == 0
+    [output] = outputs
+    assert json.loads(output)["causes"]["untracked"]["tokens"] == 1100
