@@ -11,8 +11,10 @@ Three processes, so each figure is the reconciler's own:
    cache its pages, so the measured (second) run times the reconciler, not the fake's JSON encoding;
 3. the reconciler (`Reconciler.run`, as `spendscope reconcile` runs it): key listing, every usage page
    streamed into ClickHouse, llm_usage aggregated, compared, explained, results written. It prints
-   the wall time, the time spent waiting for HTTP, and its peak RSS (ru_maxrss of that process,
-   chdb included). The run must find coverage 100% and a zero residual.
+   the wall time, its CPU time (all its threads, the embedded ClickHouse included: the figure that does
+   not depend on what else the machine runs), the time spent waiting for HTTP, the 1-minute load
+   average before and after, and its peak RSS (ru_maxrss of that process, chdb included). The run
+   must find coverage 100% and a zero residual.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import resource
 import sys
 import tempfile
@@ -276,7 +279,9 @@ def reconcile(
             slowest.append((round(took, 3), what))
 
     api.call = timed  # type: ignore[method-assign]
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    rss_before = before.ru_maxrss
+    load_before = os.getloadavg()[0]
     profile = None
     if profile_to:
         import cProfile
@@ -289,11 +294,15 @@ def reconcile(
     if profile is not None:
         profile.disable()
         profile.dump_stats(profile_to)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    rss = after.ru_maxrss
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     t = result.totals
     queue.put(
         {
             "reconcile_s": round(elapsed, 2),
+            "cpu_s": round(cpu, 2),
+            "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
             "http_wait_s": round(waiting[0], 2),
             "peak_rss_mib": round(rss / 1024),
             "rss_before_run_mib": round(rss_before / 1024),

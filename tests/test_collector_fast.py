@@ -32,7 +32,7 @@ from spendscope.collector._spool import Spool, SpoolError, decode_requests, enco
 from spendscope.collector.bench import llm_request
 from spendscope.store import Store
 from spendscope.store.dsn import parse_dsn
-from tests import fast_corpus
+from tests import test_collector_fast_corpus as fast_corpus
 from tests.store_fixtures import fresh_store
 from tests.test_collector import config, metric, request, rows, wait_for
 
@@ -314,7 +314,8 @@ def test_the_scan_agrees_with_the_decoder() -> None:
 # --- the collector ----------------------------------------------------------------------------------------
 @pytest.fixture
 def collector(tmp_path: Path, store_dsn: str, store: Store) -> Iterator[Collector]:
-    with Collector(config(tmp_path, store_dsn), store=store) as running:
+    """A collector that sends even small batches through SQL."""
+    with Collector(config(tmp_path, store_dsn, sql_min_spans=0), store=store) as running:
         yield running
 
 
@@ -354,9 +355,10 @@ def test_raw_batches_spool_as_requests_and_replay_with_their_token(
     spool.write_requests(raw, spans, token)
     write_requests(store, raw, spans, token)  # it had reached the store before the crash
     spool.write_requests(raw, spans, token)  # and was spooled twice
-    with Collector(config(tmp_path, store_dsn), store=store) as restarted:
+    with Collector(config(tmp_path, store_dsn, sql_min_spans=0), store=store) as restarted:
         wait_for(lambda: restarted.spool.files == 0)
         assert metric(restarted, "spendscope_collector_replayed_spans_total") == 120
+        assert metric(restarted, "spendscope_collector_python_decoded_requests_total") == 0
     assert rows(store) == 60
     assert store.query("SELECT count() FROM llm_usage").rows == [[60]]
 
@@ -377,6 +379,18 @@ def test_spool_format_two_round_trip_and_damage(tmp_path: Path) -> None:
     with pytest.raises(SpoolError, match="checksum"):
         spool.read(path)
     assert (tmp_path / "spool" / "corrupt" / path.name).exists()
+
+
+def test_small_batches_are_decoded_in_python_when_written(
+    tmp_path: Path, store_dsn: str, store: Store
+) -> None:
+    with Collector(config(tmp_path, store_dsn, sql_min_spans=100), store=store) as running:
+        assert post(running, bytes(llm_request(25)[0])) == 200
+        wait_for(lambda: rows(store) == 25)
+        assert metric(running, "spendscope_collector_python_decoded_requests_total") == 1
+        assert post(running, bytes(llm_request(150, seed=2)[0])) == 200
+        wait_for(lambda: rows(store) == 175)
+        assert metric(running, "spendscope_collector_python_decoded_requests_total") == 1
 
 
 def test_the_python_path_stays_available(tmp_path: Path, store_dsn: str, store: Store) -> None:

@@ -191,7 +191,7 @@ def test_a_partial_fetch_is_never_written_as_complete(store: Store, admin: FakeA
     ]
     # the earlier complete result stands; nothing of the failed run was kept
     assert store.query("SELECT DISTINCT run_id FROM reconciliation_diffs").rows == [[first.run_id]]
-    for table in ("reconciliation_raw_pages", "reconciliation_pages", "reconciliation_tracked"):
+    for table in ("reconciliation_pages", "reconciliation_tracked"):
         assert store.query(f"SELECT count() FROM {table}").rows == [[0]], table
 
 

@@ -13,25 +13,10 @@
 -- state through reconciliation_runs_latest; diffs never overlap after a complete run.
 --
 -- Staging (per run, dropped when the run ends; the TTL removes what a killed run left behind):
---   reconciliation_raw_pages  Usage API pages exactly as received (the bytes, inserted as RawBLOB: no
---                             parsing on the way in). Each insert is labelled through the standard
---                             `log_comment` setting, "<run_id> <source> <page_no>", which also names it
---                             in system.query_log.
---   reconciliation_pages      the same pages parsed (JSONExtract, by reconciliation_extract_page), so
---                             pages stream through ClickHouse and are never all held in memory.
---   reconciliation_tracked    llm_usage of the window, aggregated to the comparison grain.
-CREATE TABLE IF NOT EXISTS reconciliation_raw_pages (
-    label String DEFAULT getSetting('log_comment'),
-    run_id String DEFAULT splitByChar(' ', label)[1],
-    source LowCardinality(String) DEFAULT splitByChar(' ', label)[2],
-    page_no UInt32 DEFAULT toUInt32OrZero(splitByChar(' ', label)[3]),
-    fetched_at DateTime('UTC') DEFAULT now(),
-    body String
-) ENGINE = MergeTree
-PARTITION BY run_id
-ORDER BY (source, page_no)
-TTL fetched_at + INTERVAL 2 DAY;
-
+--   reconciliation_pages    Usage API pages as received, parsed by ClickHouse on insert (JSONEachRow into
+--                           the documented envelope's types), so pages stream through ClickHouse and
+--                           are never all held in memory; fields the reconciler does not read are skipped.
+--   reconciliation_tracked  llm_usage of the window, aggregated to the comparison grain.
 CREATE TABLE IF NOT EXISTS reconciliation_pages (
     run_id String,
     source LowCardinality(String),
@@ -41,11 +26,9 @@ CREATE TABLE IF NOT EXISTS reconciliation_pages (
     has_more Bool,
     next_page Nullable(String),
     data Array(Tuple(
-        object String,
         start_time Int64,
         end_time Int64,
         results Array(Tuple(
-            object String,
             project_id Nullable(String),
             api_key_id Nullable(String),
             model Nullable(String),
@@ -55,7 +38,6 @@ CREATE TABLE IF NOT EXISTS reconciliation_pages (
             input_tokens UInt64,
             output_tokens UInt64,
             input_cached_tokens Nullable(UInt64),
-            input_cache_write_tokens Nullable(UInt64),
             input_audio_tokens Nullable(UInt64),
             input_cached_audio_tokens Nullable(UInt64),
             output_audio_tokens Nullable(UInt64),
@@ -95,7 +77,7 @@ CREATE TABLE IF NOT EXISTS reconciliation_tracked (
     max_input_tokens Int64
 ) ENGINE = MergeTree
 PARTITION BY run_id
-ORDER BY (source, bucket, project_id, api_key_id, model)
+ORDER BY tuple()
 TTL fetched_at + INTERVAL 2 DAY;
 
 CREATE TABLE IF NOT EXISTS reconciliation_runs (

@@ -177,6 +177,13 @@ SETTINGS: tuple[Setting, ...] = (
         True,
         "let ClickHouse decode OTLP protobuf requests (else the collector decodes them in Python)",
     ),
+    Setting(
+        "sql_min_spans",
+        "SPENDSCOPE_COLLECTOR_SQL_MIN_SPANS",
+        _int_at_least(0),
+        5_000,
+        "smaller batches of such requests are decoded in Python (an SQL insert has a fixed cost)",
+    ),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -199,6 +206,7 @@ class CollectorConfig:
     dedup_window: int = 500_000
     writers: int = 2
     sql_decode: bool = True
+    sql_min_spans: int = 5_000
 
     @classmethod
     def resolve(cls, environ: Mapping[str, str] | None = None, **explicit: Any) -> CollectorConfig:

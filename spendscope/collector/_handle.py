@@ -39,9 +39,11 @@ class StoreUnavailable(Exception):
 class StoreHandle:
     """Opens the store lazily (and again after failures) and serializes access to it."""
 
-    def __init__(self, opener: Callable[[], Store], *, owned: bool = True) -> None:
+    def __init__(self, opener: Callable[[], Store], *, owned: bool = True, sql_min_spans: int = 0) -> None:
+        """`sql_min_spans`: raw batches smaller than this are decoded in Python (see _rawwrite.py)."""
         self._opener = opener
         self._owned = owned
+        self.sql_min_spans = sql_min_spans
         self._store: Store | None = None
         self._sql: bool | None = None  # whether the open store decodes OTLP in SQL
         self.lock = threading.RLock()
@@ -74,18 +76,27 @@ class StoreHandle:
         with self.lock:
             store = self.get()
             try:
-                return write_requests(store, requests, spans, dedup_token, use_sql=self._decodes_sql(store))  # type: ignore[arg-type]
+                return write_requests(
+                    store,  # type: ignore[arg-type]
+                    requests,
+                    spans,
+                    dedup_token,
+                    use_sql=self._decodes_sql(store),
+                    sql_min_spans=self.sql_min_spans,
+                )
             except Exception as exc:
                 self.last_error = _one_line(exc)
                 raise StoreUnavailable(self.last_error) from exc
 
     def _decodes_sql(self, store: Store) -> bool:
         if self._sql is None:
-            self._sql = False
+            sql = False
             if hasattr(store, "insert_select"):
                 names = ", ".join(f"'{name}'" for name in _SQL_SETTINGS)
+                # (raises if the store fails: the batch is then spooled, never decided on a guess)
                 rows = store.query(f"SELECT count() FROM system.settings WHERE name IN ({names})").rows
-                self._sql = int(rows[0][0]) == len(_SQL_SETTINGS)
+                sql = int(rows[0][0]) == len(_SQL_SETTINGS)
+            self._sql = sql
         return self._sql
 
     def answers(self) -> bool:

@@ -47,7 +47,7 @@ class Health:
         )
         self.python_decoded = counter(
             PYTHON_DECODED,
-            "Raw OTLP requests ClickHouse did not decode, decoded by the Python decoder instead.",
+            "Raw OTLP requests decoded in Python when written (a small batch, or refused by SQL).",
         )
         self.duplicates = counter(DUPLICATE_SPANS, "Spans dropped because they were accepted recently.")
         self.spooled = counter(SPOOLED_SPANS, "Spans written to the spool while the store was unavailable.")

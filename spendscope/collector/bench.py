@@ -1,14 +1,16 @@
 """Ingest benchmark: `python -m spendscope.collector.bench [--seconds 20] [--senders 2] [--spans 2000]
-[--path sql|python] [--writers 2]`.
+[--path sql|python] [--writers 2] [--batch-spans 20000] [--queue-spans 60000] [--queue-mib 64]`.
 
 Starts `spendscope collector` as its own process on a fresh chdb directory, then posts OTLP protobuf
 requests of LLM spans (23 attributes each, as SpendScope's instrumentation writes them; every span
 id unique) from sender threads as fast as the collector takes them (503s are retried after their
 Retry-After), for a fixed time. Reports spans/s accepted, spans/s written to the store (counted
-until the queue has drained), 503s, the collector's CPU time and its RSS every second.
+until the queue has drained), 503s, the inserts, the collector's CPU time (in all, and by thread:
+ClickHouse's query pool, Python, merges) and its RSS every second.
 
 `--path sql` (the default) lets ClickHouse decode the requests (SPENDSCOPE_COLLECTOR_SQL_DECODE);
 `--path python` decodes them in the collector, as before. `--writers` batches are inserted at once.
+The machine's other load counts: compare runs made one after the other, and look at the CPU per span.
 """
 
 from __future__ import annotations
@@ -255,7 +257,7 @@ def main() -> None:
             f"{written / (drained_at - started):,.0f} spans/s sustained"
         )
         print(f"503 (queue full)       {refused[0]}")
-        print(f"decoded by             {args.path} ({python_decoded:.0f} requests left to Python by SQL)")
+        print(f"decoded by             {args.path} ({python_decoded:.0f} requests by Python on writing)")
         print(f"collector CPU          {cpu:.1f} s ({cpu / max(written, 1) * 1e6:.1f} us/span)")
         inserts = metric("spendscope_collector_insert_duration_seconds_count")
         insert_seconds = metric("spendscope_collector_insert_duration_seconds_sum")

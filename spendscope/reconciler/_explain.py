@@ -186,8 +186,8 @@ class Explainer:
     # --- dollars --------------------------------------------------------------------------------------
     def explain_costs(
         self, costs: Sequence[CostLine], daily: Sequence[DailyTracked], token_pieces: Sequence[Piece]
-    ) -> tuple[list[LineRow], list[Piece]]:
-        lines = self._lines(costs, daily)
+    ) -> list[Piece]:
+        """The dollar-side pieces of the residual (price causes, untracked line items, the rest)."""
         pieces = self._price_pieces(daily)
         # (day, project, model) whose dollars the comparison covers: tracked calls, or usage explained
         covered = {(d.day, d.project_id, d.model) for d in daily} | {
@@ -227,9 +227,11 @@ class Explainer:
                         rest,
                     )
                 )
-        return lines, pieces
+        return pieces
 
-    def _lines(self, costs: Sequence[CostLine], daily: Sequence[DailyTracked]) -> list[LineRow]:
+    def lines(self, costs: Sequence[CostLine], daily: Sequence[DailyTracked]) -> list[LineRow]:
+        """SpendScope's stored cost split into the Costs API's line items (in the proportions of the
+        current prices), against the Costs API's amounts, per day and project."""
         reported: dict[tuple[datetime, str, str], Decimal] = defaultdict(Decimal)
         labels: dict[tuple[datetime, str, str], tuple[str, str, bool]] = {}
         for line in costs:

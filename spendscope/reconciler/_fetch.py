@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from spendscope.reconciler._errors import ADMIN_KEY_ENV, AdminKeyError, FetchError, admin_key_message, scrub
@@ -178,7 +179,7 @@ class AdminAPI:
         }
         if page:
             params["page"] = page
-        raw = self.call(f"usage/{source} page {number}", lambda: method(**params))
+        raw = self.call(f"usage/{source} page {number}", partial(method, **params))
         content: bytes = raw.content
         return content
 
@@ -202,7 +203,7 @@ class AdminAPI:
             }
             if page:
                 params["page"] = page
-            raw = self.call(f"costs page {number}", lambda p=params: usage.costs(**p))  # type: ignore[misc]
+            raw = self.call(f"costs page {number}", partial(usage.costs, **params))
             try:
                 body = json.loads(raw.content, parse_float=Decimal)
                 if not isinstance(body, dict) or not isinstance(body.get("data"), list):
@@ -219,26 +220,20 @@ class AdminAPI:
         whose owner lost access are listed too."""
         admin = self._client.admin.organization
         keys: list[ProjectKey] = []
-        for project in self._list(
-            "projects", lambda after: admin.projects.list(**after, include_archived=True)
-        ):
+        for project in self._list("projects", partial(admin.projects.list, include_archived=True)):
             project_id = str(project.id)
-            for key in self._list(
-                f"api keys of {project_id}",
-                lambda after, p=project_id: admin.projects.api_keys.list(  # type: ignore[misc]
-                    p, **after, owner_project_access="any"
-                ),
-            ):
+            listing = partial(admin.projects.api_keys.list, project_id, owner_project_access="any")
+            for key in self._list(f"api keys of {project_id}", listing):
                 keys.append(ProjectKey(str(key.id), project_id, str(key.redacted_value), str(key.name or "")))
         return keys
 
-    def _list(self, what: str, fetch: Callable[[dict[str, Any]], Any]) -> Iterator[Any]:
+    def _list(self, what: str, fetch: Callable[..., Any]) -> Iterator[Any]:
         after: dict[str, Any] = {"limit": LIST_LIMIT}
         seen: set[str] = set()
         number = 0
         while True:
             number += 1
-            page = self.call(f"{what} page {number}", lambda a=after: fetch(a))  # type: ignore[misc]
+            page = self.call(f"{what} page {number}", partial(fetch, **after))
             items = list(page.data or [])
             yield from items
             last = page.last_id or (items[-1].id if items else None)

@@ -20,7 +20,8 @@ from spendscope.reconciler._explain import Explainer, Seen
 from spendscope.reconciler._fetch import MAX_PAGE_BUCKETS, USAGE_GROUP_BY, AdminAPI, envelope, next_page
 from spendscope.reconciler._keys import KeyMapping, map_keys
 from spendscope.reconciler._model import CostLine, ReconciliationResult, Windows
-from spendscope.reconciler._staging import Staging, failed_row, write_failure, write_result
+from spendscope.reconciler._results import failed_row, write_failure, write_result
+from spendscope.reconciler._staging import Staging
 from spendscope.reconciler._value import Valuer
 from spendscope.store import Store, StoreError
 
@@ -221,18 +222,18 @@ class Reconciler:
                     totals = other.totals()
                     seen = Seen.of(other.seen())
                     daily = other.daily(windows)
+                    valuer = Valuer(self.pricer)
+                    valuer.learn(costs)
+                    explainer = Explainer(valuer, windows)
+                    with timer("lines"):  # while the comparison runs
+                        lines = explainer.lines(costs, daily) if windows.has_costs else []
                 except BaseException:
                     wait([compared])
                     raise
                 groups = compared.result()
         with timer("explain"):
-            valuer = Valuer(self.pricer)
-            valuer.learn(costs)
-            explainer = Explainer(valuer, windows)
             pieces = explainer.explain_groups(groups, seen)
-            lines, cost_pieces = (
-                explainer.explain_costs(costs, daily, pieces) if windows.has_costs else ([], [])
-            )
+            cost_pieces = explainer.explain_costs(costs, daily, pieces) if windows.has_costs else []
         if windows.has_costs:
             totals.reported_usd = sum((c.amount for c in costs), Decimal(0))
             totals.tracked_usd = sum((d.usd for d in daily), Decimal(0))

@@ -4,23 +4,19 @@ are bound parameters."""
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final
 
+from spendscope.reconciler._errors import FetchError
 from spendscope.reconciler._keys import KeyMapping
 from spendscope.reconciler._model import (
-    KIND_CAUSE,
-    KIND_LINE_ITEM,
-    SOURCE_COSTS,
     DailyTracked,
     Group,
     GroupKey,
-    LineRow,
-    Piece,
-    ReconciliationResult,
     Tokens,
     Totals,
     Windows,
@@ -32,76 +28,20 @@ from spendscope.reconciler._normalize import (
     TIER_ALIASES,
     TIER_SUFFIX,
 )
-from spendscope.store import Store, StoreError
+from spendscope.store import Store
 from spendscope.store.sqlfiles import named_query
 from spendscope.store.times import ch_time
 
-RAW_PAGES: Final = "reconciliation_raw_pages"
 PAGES: Final = "reconciliation_pages"
-PAGE_COLUMNS: Final = ("run_id", "source", "page_no", "object", "has_more", "next_page", "data")
+_JSON_SETTINGS: Final = {
+    "input_format_skip_unknown_fields": 1,
+    "input_format_json_ignore_unknown_keys_in_named_tuple": 1,
+    "input_format_json_defaults_for_missing_elements_in_named_tuple": 1,
+    "input_format_null_as_default": 1,
+    "async_insert": 0,
+}
 TRACKED: Final = "reconciliation_tracked"
-RUNS: Final = "reconciliation_runs"
-DIFFS: Final = "reconciliation_diffs"
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
-
-DIFF_COLUMNS: Final = (
-    "run_id",
-    "kind",
-    "cause",
-    "detail",
-    "source",
-    "bucket",
-    "bucket_end",
-    "project_id",
-    "api_key_id",
-    "key_mapping",
-    "model",
-    "batch",
-    "service_tier",
-    "line_item",
-    "requests",
-    "input_tokens",
-    "cached_input_tokens",
-    "output_tokens",
-    "input_audio_tokens",
-    "output_audio_tokens",
-    "audio_seconds",
-    "tokens",
-    "usd",
-    "tracked_usd",
-    "reported_usd",
-)
-RUN_COLUMNS: Final = (
-    "run_id",
-    "status",
-    "error",
-    "window_start",
-    "window_end",
-    "usage_end",
-    "costs_start",
-    "costs_end",
-    "bucket_width",
-    "started_at",
-    "finished_at",
-    "tracked_requests",
-    "reported_requests",
-    "tracked_tokens",
-    "reported_tokens",
-    "residual_tokens",
-    "tracked_usd",
-    "reported_usd",
-    "residual_usd",
-    "coverage_ratio",
-    "token_coverage_ratio",
-    "min_coverage",
-    "passed",
-    "cause_tokens",
-    "cause_usd",
-    "ambiguous_keys",
-    "unmapped_keys",
-    "pages",
-    "requests_made",
-)
 
 
 def normalisation_params() -> dict[str, Any]:
@@ -137,26 +77,29 @@ class Staging:
         self.run_id = run_id
 
     def run(self, name: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        bound = {"run_id": self.run_id, **params} if "run_id" in named_query(name).params else dict(params)
-        rows = self.store.run(name, bound)
+        query = named_query(name)
+        bound = {"run_id": self.run_id, **params} if "run_id" in query.params else dict(params)
+        rows = self.store.query(query.sql, query.bind(bound))
         return [dict(zip(rows.columns, row, strict=True)) for row in rows.rows]
 
     # --- usage pages ---------------------------------------------------------------------------------
     def add_page(self, source: str, page_no: int, body: bytes) -> None:
-        """Stage one raw Usage API page: its bytes as they came (no parsing on the way in), then parsed
-        by ClickHouse into reconciliation_pages."""
+        """Stage one raw Usage API page: ClickHouse parses it into reconciliation_pages' columns (the
+        run, source and page number are prepended to the page object as three more keys)."""
         from clickhouse_connect.driver.exceptions import ClickHouseError
 
-        label = f"{self.run_id} {source} {page_no}"
+        text = body.lstrip()
+        if not text.startswith(b"{"):
+            raise FetchError(f"usage/{source} page {page_no} is not a JSON object")
+        head = json.dumps({"run_id": self.run_id, "source": source, "page_no": page_no})[:-1].encode()
         try:
             self.store.client.raw_insert(
-                RAW_PAGES, ["body"], body, settings={"log_comment": label}, fmt="RawBLOB"
+                PAGES, None, head + b"," + text[1:], settings=_JSON_SETTINGS, fmt="JSONEachRow"
             )
         except ClickHouseError as exc:
-            raise StoreError(f"staging usage/{source} page {page_no} failed: {_first_line(exc)}") from None
-        query = named_query("reconciliation_extract_page")
-        params = query.bind({"run_id": self.run_id, "source": source, "page_no": page_no})
-        self.store.command(f"INSERT INTO {PAGES} ({', '.join(PAGE_COLUMNS)}) {query.sql}", params)
+            raise FetchError(
+                f"usage/{source} page {page_no} is not a Usage API page: {_first_line(exc)}"
+            ) from None
 
     def envelopes(self) -> dict[tuple[str, int], tuple[bool, str | None]]:
         """(source, page) -> (has_more, next_page) of every staged page that is a `page` object."""
@@ -307,7 +250,7 @@ class Staging:
         ]
 
     def drop(self) -> None:
-        for table in (RAW_PAGES, PAGES, TRACKED):
+        for table in (PAGES, TRACKED):
             self.store.command(f"ALTER TABLE {table} DROP PARTITION '{self.run_id}'")
 
 
@@ -338,176 +281,3 @@ TRACKED_COLUMNS: Final = (
     "cost_usd",
     "max_input_tokens",
 )
-
-
-# --- results ----------------------------------------------------------------------------------------------
-def diff_rows(run_id: str, result_pieces: Sequence[Piece], lines: Sequence[LineRow]) -> list[list[Any]]:
-    rows: list[list[Any]] = []
-    for p in result_pieces:
-        t = p.tokens
-        k = p.key
-        rows.append(
-            [
-                run_id,
-                KIND_CAUSE,
-                p.cause,
-                p.detail,
-                k.source,
-                k.bucket,
-                p.bucket_end,
-                k.project_id,
-                k.api_key_id,
-                p.key_mapping,
-                k.model,
-                k.batch,
-                k.service_tier,
-                p.line_item,
-                t.requests,
-                t.input,
-                t.cached_input,
-                t.output,
-                t.input_audio,
-                t.output_audio,
-                float(t.audio_seconds),
-                t.total,
-                p.usd,
-                None,
-                None,
-            ]
-        )
-    for line in lines:
-        rows.append(
-            [
-                run_id,
-                KIND_LINE_ITEM,
-                "",
-                "",
-                SOURCE_COSTS,
-                line.day,
-                line.day + _ONE_DAY,
-                line.project_id,
-                "",
-                "",
-                line.model,
-                line.batch,
-                line.service_tier,
-                line.line_item,
-                0,
-                0,
-                0,
-                0,
-                0,
-                0,
-                0.0,
-                0,
-                line.diff_usd,
-                line.tracked_usd,
-                line.reported_usd,
-            ]
-        )
-    return rows
-
-
-def run_row(result: ReconciliationResult) -> list[Any]:
-    t = result.totals
-    w = result.windows
-    return [
-        result.run_id,
-        "complete",
-        "",
-        w.start,
-        w.until,
-        w.usage_end,
-        w.costs_start,
-        w.costs_end,
-        w.bucket_width,
-        result.started_at,
-        result.finished_at,
-        t.tracked_requests,
-        t.reported_requests,
-        t.tracked_tokens,
-        t.reported_tokens,
-        t.residual_tokens,
-        t.tracked_usd,
-        t.reported_usd,
-        t.residual_usd,
-        _finite(t.coverage_ratio),
-        t.token_coverage_ratio,
-        result.min_coverage,
-        result.passed,
-        result.cause_tokens(),
-        result.cause_usd(),
-        result.ambiguous_keys,
-        result.unmapped_keys,
-        result.pages,
-        result.requests_made,
-    ]
-
-
-def failed_row(
-    run_id: str, windows: Windows, started_at: datetime, error: str, min_coverage: float, requests_made: int
-) -> list[Any]:
-    w = windows
-    return [
-        run_id,
-        "failed",
-        error[:2000],
-        w.start,
-        w.until,
-        w.usage_end,
-        w.costs_start,
-        w.costs_end,
-        w.bucket_width,
-        started_at,
-        datetime.now(UTC),
-        0,
-        0,
-        0,
-        0,
-        0,
-        Decimal(0),
-        None,
-        None,
-        None,
-        None,
-        min_coverage,
-        False,
-        {},
-        {},
-        [],
-        [],
-        0,
-        requests_made,
-    ]
-
-
-def _finite(value: float | None) -> float | None:
-    return None if value is None or value == float("inf") else value
-
-
-_ONE_DAY = timedelta(days=1)
-
-
-def write_result(store: Store, result: ReconciliationResult) -> None:
-    """Write the diffs, then the run (the commit: only a complete run is written as complete), then
-    delete what earlier runs wrote for the same buckets and window."""
-    w = result.windows
-    rows = diff_rows(result.run_id, result.pieces, result.lines)
-    for start in range(0, len(rows), 50_000):
-        store.insert(DIFFS, rows[start : start + 50_000], DIFF_COLUMNS)
-    store.insert(RUNS, [run_row(result)], RUN_COLUMNS)
-    params = {"run_id": result.run_id, "start": ch_time(w.start), "end": ch_time(w.usage_end)}
-    store.command(
-        f"DELETE FROM {DIFFS} WHERE run_id != {{run_id:String}} "
-        "AND bucket >= {start:DateTime64(9, 'UTC')} AND bucket_end <= {end:DateTime64(9, 'UTC')}",
-        params,
-    )
-    store.command(
-        f"DELETE FROM {RUNS} WHERE run_id != {{run_id:String}} "
-        "AND window_start = {start:DateTime64(9, 'UTC')} AND usage_end = {end:DateTime64(9, 'UTC')}",
-        params,
-    )
-
-
-def write_failure(store: Store, row: list[Any]) -> None:
-    store.insert(RUNS, [row], RUN_COLUMNS)

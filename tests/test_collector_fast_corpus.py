@@ -1,6 +1,7 @@
-"""Random OTLP requests for the fast path's tests: every value type, one level of arrays and maps,
-strings that JSON escapes, doubles from random bits, events, links, bad ids and timestamps; keys
-unique unless asked (a duplicate key is one of the things SQL leaves to Python)."""
+"""Random OTLP requests for the fast path's tests (a helper module, no tests of its own): every
+value type, one level of arrays and maps, strings that JSON escapes, doubles from random bits,
+events, links, bad ids and timestamps; keys unique unless asked (a duplicate key is one of the
+things SQL leaves to Python)."""
 
 from __future__ import annotations
 
