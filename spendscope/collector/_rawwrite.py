@@ -2,14 +2,16 @@
 _otlp_sql.py), and the Python decoder for the requests SQL refuses.
 
 A batch goes in as one block under its dedup token, like a batch of SpanRecords (a small one is
-simply decoded in Python: see `write_requests`). If ClickHouse
-refuses it for its content (FALLBACK_MARKER: a value SQL does not render exactly; or a Protobuf
-error: bytes the scan did not read are malformed), nothing of it was written, and each request is
-inserted on its own under `<token>-<index>`: by SQL again, or, where SQL refuses that request too,
-as the Python decoder's SpanRecords (identical rows). A request the Python decoder cannot decode
-either is malformed: it was answered 200 on the scan's word, so it is dropped here and reported.
+simply decoded in Python: see `write_requests`). If ClickHouse refuses it for its content
+(FALLBACK_MARKER: a value SQL does not render exactly; or a Protobuf error: bytes the scan did not
+read are malformed), nothing of it was written, and each request is inserted on its own under
+`<token>-<index>`: by SQL again, or, where SQL refuses that request too, as the Python decoder's
+SpanRecords (identical rows). A request the Python decoder cannot decode either is malformed: it
+was answered 200 on the scan's word, so it is dropped here and reported.
 The split is a function of the batch's content, so a replayed batch splits the same way and every
-part is deduplicated by its own token.
+part is deduplicated by its own token. (The SQL path cuts its input into blocks otherwise than the
+Python one, so the same spans inserted once each way under one token are not recognised as one
+block: a batch always takes the same path, and replays it.)
 """
 
 from __future__ import annotations

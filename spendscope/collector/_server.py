@@ -1,11 +1,14 @@
 """The HTTP side: OTLP/HTTP receiver, /metrics, /healthz and the reports API, on ThreadingHTTPServer.
 
 Status codes (OTLP/HTTP spec): 200 accepted (with `partial_success` when some spans were invalid);
-400 malformed body (protobuf, JSON, gzip); 401 missing or wrong bearer token; 404 unknown path;
-405 wrong method; 411 no Content-Length; 413 body over the limit (checked on Content-Length before
-reading, and again after decompression); 415 other Content-Type or Content-Encoding; 503 with
-Retry-After when the queue is full or too many bytes are being decoded at once (the exporter
-retries). Error bodies are google.rpc.Status in the request's encoding.
+400 malformed body (protobuf, JSON, gzip; on the fast path, where ClickHouse decodes the request,
+as far as the scan reads it: bytes malformed inside KeyValues, or strings that are not UTF-8, are
+found when the batch is written, and that request is dropped and counted then, see _rawwrite.py);
+401 missing or wrong bearer token; 404 unknown path; 405 wrong method; 411 no Content-Length; 413
+body over the limit (checked on Content-Length before reading, and again after decompression); 415
+other Content-Type or Content-Encoding; 503 with Retry-After when the queue is full or too many
+bytes are being decoded at once (the exporter retries). Error bodies are google.rpc.Status in the
+request's encoding.
 """
 
 from __future__ import annotations
