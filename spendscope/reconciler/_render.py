@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from spendscope.reconciler._model import CAUSES, TOKEN_CAUSES, ReconciliationResult
+from spendscope.reconciler._results import DIFF_COLUMNS
 
 CAUSE_HELP: Final = {
     "untracked": "usage on a key, project or model with no spans (an un-instrumented service), tool fees",
@@ -19,32 +20,7 @@ CAUSE_HELP: Final = {
     "stale_price": "calls priced with price data that has changed since",
     "unexplained": "what none of the above accounts for",
 }
-CSV_COLUMNS: Final = (
-    "kind",
-    "cause",
-    "detail",
-    "source",
-    "bucket",
-    "bucket_end",
-    "project_id",
-    "api_key_id",
-    "key_mapping",
-    "model",
-    "batch",
-    "service_tier",
-    "line_item",
-    "requests",
-    "input_tokens",
-    "cached_input_tokens",
-    "output_tokens",
-    "input_audio_tokens",
-    "output_audio_tokens",
-    "audio_seconds",
-    "tokens",
-    "usd",
-    "tracked_usd",
-    "reported_usd",
-)
+CSV_COLUMNS: Final = DIFF_COLUMNS[1:]  # the stored diff columns, less run_id
 
 
 def money(value: Decimal | None) -> str | None:
