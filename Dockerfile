@@ -1,10 +1,14 @@
-# SpendScope's server side: the collector, migrations, reports and the reconciler.
+# SpendScope's side of docker-compose.yml, one image for all of it: the collector, migrations, the budget
+# evaluator, the reconciler and the demo workload.
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY spendscope ./spendscope
 COPY clickhouse ./clickhouse
-RUN pip install --no-cache-dir '.[collector]'
+# /var/lib/spendscope belongs to nobody so that a named volume mounted there (the collector's spool)
+# starts out writable.
+RUN pip install --no-cache-dir '.[demo]' \
+    && mkdir -p /var/lib/spendscope && chown nobody:nogroup /var/lib/spendscope
 USER nobody
 EXPOSE 4318
 ENTRYPOINT ["spendscope"]

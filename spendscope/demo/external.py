@@ -1,0 +1,101 @@
+"""`spendscope demo --collector URL`: the demo's workload, instrumented as in the demo, sent over
+OTLP/HTTP to a collector that is already running (docker compose's) instead of one the demo starts on
+an embedded store. With `every`, the same two services run it again and again until stopped, so the
+counters Prometheus scrapes keep growing (a process that exports once shows Prometheus no increase).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+from opentelemetry.util.re import parse_env_headers
+
+from spendscope.config import Configuration, configure
+from spendscope.demo import workload
+from spendscope.fake_openai import FakeOpenAI
+from spendscope.instrumentation import instrument, uninstrument_openai
+
+_INTERVAL = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m)\s*")
+
+
+class CollectorUnreachable(Exception):
+    """The collector refused or did not answer an empty OTLP export."""
+
+
+def parse_every(raw: str) -> float:
+    """`30s`, `0.5s`, `5m` as seconds (at most an hour)."""
+    match = _INTERVAL.fullmatch(raw)
+    seconds = float(match.group(1)) * (60 if match.group(2) == "m" else 1) if match else 0.0
+    if not 0 < seconds <= 3600:
+        raise ValueError(f"bad --every {raw!r}: use a duration such as 30s or 5m (at most 1h)")
+    return seconds
+
+
+def check_collector(url: str, timeout: float = 5.0) -> None:
+    """Send an empty OTLP/HTTP export with the exporters' headers: a wrong address or token fails
+    here, where the OTLP exporters would only log and drop."""
+    headers = dict(parse_env_headers(os.environ.get("OTEL_EXPORTER_OTLP_HEADERS", ""), liberal=True))
+    request = urllib.request.Request(
+        f"{url}/v1/traces", data=b"{}", headers={**headers, "Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout):
+            return
+    except urllib.error.HTTPError as exc:
+        hint = " (OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer%20<token>)" if exc.code == 401 else ""
+        raise CollectorUnreachable(f"the collector at {url} answered {exc.code}{hint}") from None
+    except (OSError, ValueError) as exc:
+        raise CollectorUnreachable(f"no collector at {url}: {exc}") from None
+
+
+def send_rounds(
+    url: str,
+    *,
+    seed: int,
+    every: float | None,
+    stop: threading.Event,
+    echo: Callable[[str], None],
+) -> int:
+    """Run the workload once, or every `every` seconds until `stop` is set, from the demo's two
+    instrumented services exporting to `url`; returns the calls made."""
+    services: dict[str, Configuration] = {}
+
+    def instrument_client(client: Any, service: str) -> None:
+        if service not in services:
+            services[service] = configure(
+                service_name=service,
+                otlp_endpoint=url,
+                traces_exporter="otlp",
+                metrics_exporter="otlp",
+                instrument_openai=False,
+                set_global=False,
+            )
+        conf = services[service]
+        instrument(
+            client, tracer_provider=conf.tracer_provider, meter_provider=conf.meter_provider, options=None
+        )
+
+    calls = rounds = 0
+    try:
+        with FakeOpenAI() as server:
+            while True:
+                outcome = workload.run(server, seed=seed + rounds, on_client=instrument_client)
+                for conf in services.values():  # export now, not at the next metric interval
+                    conf.tracer_provider.force_flush()
+                    conf.meter_provider.force_flush()
+                rounds += 1
+                calls += outcome.calls
+                echo(f"round {rounds}: {outcome.calls} calls ({len(outcome.errors)} failed) sent to {url}")
+                if every is None or stop.wait(every):
+                    break
+    finally:
+        uninstrument_openai()
+        for conf in services.values():
+            conf.shutdown()
+    return calls
