@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -403,17 +403,33 @@ def collector(
             )
         ),
     ] = None,
+    budgets: Annotated[
+        str | None,
+        typer.Option(
+            help="also evaluate this budgets file, as `spendscope budgets` does, on the collector's store "
+            "(the embedded store opens in one process only); /metrics on SPENDSCOPE_BUDGETS_LISTEN "
+            "(127.0.0.1:9465) every SPENDSCOPE_BUDGETS_INTERVAL (60s)"
+        ),
+    ] = None,
 ) -> None:
     """Receive OTLP/HTTP from your apps (POST /v1/traces, /v1/metrics), write spans to ClickHouse, serve
     their metrics and the collector's own on /metrics, and reports on /api/usage/. Stops cleanly on
     SIGTERM or Ctrl-C."""
     import logging
+    from contextlib import AbstractContextManager
 
+    from spendscope.budgets import BudgetConfigError, BudgetSettings, load_budgets
     from spendscope.collector import Collector, CollectorConfig, CollectorError
+    from spendscope.collector._budgets import serving_budgets
     from spendscope.settings import ConfigurationError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    services: list[Callable[[Collector], AbstractContextManager[str]]] = []
     try:
+        if budgets is not None:
+            settings = BudgetSettings.resolve(config=budgets)
+            budget_config = load_budgets(settings.config)
+            services.append(lambda c: serving_budgets(c.store, budget_config, settings))
         config = CollectorConfig.resolve(
             listen=listen,
             store=store,
@@ -424,8 +440,8 @@ def collector(
             flush_interval=flush_interval,
             token=token,
         )
-        Collector(config).serve_forever()
-    except (ConfigurationError, CollectorError) as exc:
+        Collector(config).serve_forever(*services)
+    except (ConfigurationError, CollectorError, BudgetConfigError) as exc:
         _fail(str(exc))
 
 

@@ -1,5 +1,6 @@
 """`python -m spendscope collector` as a real process, on a chdb directory another process holds locked:
-spans are accepted into the spool, survive a restart, and land exactly once when the lock goes."""
+spans are accepted into the spool, survive a restart, and land exactly once when the lock goes; with
+`--budgets` it evaluates budgets on its own store."""
 
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ from typing import Any
 import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace.export import SpanExportResult
+from prometheus_client.parser import text_string_to_metric_families
 
+from spendscope import names as n
+from tests.monitoring import free_port
 from tests.test_collector import make_spans, wait_for
 
 HOLD_LOCK = """
@@ -49,7 +53,7 @@ def lock_holder(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
 
 
 class Running:
-    def __init__(self, tmp_path: Path, name: str) -> None:
+    def __init__(self, tmp_path: Path, name: str, *extra: str, env: dict[str, str] | None = None) -> None:
         self.data = tmp_path / "chdb"
         self.log = (tmp_path / f"{name}.log").open("w")
         self.process = subprocess.Popen(
@@ -66,10 +70,11 @@ class Running:
                 str(tmp_path / "spool"),
                 "--flush-interval",
                 "0.1",
+                *extra,
             ],
             stdout=self.log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "SPENDSCOPE_COLLECTOR_TOKEN": ""},
+            env={**os.environ, "SPENDSCOPE_COLLECTOR_TOKEN": "", **(env or {})},
         )
         discovery = self.data / "collector.json"
 
@@ -129,3 +134,57 @@ def test_store_locked_by_another_process_spools_then_lands_exactly_once(
     wait_for(lambda: second.calls() == 50, timeout=10)
     second.terminate()
     assert not list((tmp_path / "spool").glob("*.batch"))
+
+
+def test_the_collector_evaluates_budgets_on_its_own_embedded_store(tmp_path: Path) -> None:
+    """`--budgets`: the embedded store opens in one process only, so the collector runs the budget
+    evaluator itself and serves `spendscope budgets`' metrics at `spendscope budgets`' address."""
+    budgets = tmp_path / "budgets.yaml"
+    budgets.write_text("warning_percent: 50\nper_user: {daily_usd: 0.0001, monthly_usd: 1}\n")
+    listen = f"127.0.0.1:{free_port()}"
+    env = {"SPENDSCOPE_BUDGETS_LISTEN": listen, "SPENDSCOPE_BUDGETS_INTERVAL": "1s"}
+    collector = Running(tmp_path, "collector", "--budgets", str(budgets), env=env)
+    try:
+        collector.export(10)  # users u-0 (4 calls), u-1 and u-2 (3 each) at $0.000027 a call
+        wait_for(lambda: collector.calls() == 10, timeout=30)
+
+        found: dict[tuple[str, str], float] = {}
+
+        def spend() -> bool:
+            text = urllib.request.urlopen(f"http://{listen}/metrics", timeout=10).read().decode()
+            found.clear()
+            found.update(
+                ((s.labels["user"], s.labels["window"]), s.value)
+                for family in text_string_to_metric_families(text)
+                for s in family.samples
+                if s.name == n.PROM_BUDGET_SPEND
+            )
+            return len(found) == 3
+
+        wait_for(spend, timeout=30)
+        assert found == pytest.approx(
+            {("u-0", "day"): 0.000108, ("u-1", "day"): 0.000081, ("u-2", "day"): 0.000081}
+        )
+    finally:
+        collector.terminate()
+
+
+def test_a_bad_budgets_file_stops_the_collector_with_one_line(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "spendscope",
+            "collector",
+            "--store",
+            f"chdb://{tmp_path / 'chdb'}",
+            "--budgets",
+            str(tmp_path / "missing.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert f"cannot read the budgets file {tmp_path / 'missing.yaml'}" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -16,6 +16,8 @@ import os
 import signal
 import socket
 import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
@@ -173,8 +175,9 @@ class Collector:
     ) -> None:
         self.stop()
 
-    def serve_forever(self) -> None:
-        """Run until SIGTERM or SIGINT, then stop cleanly (for the command line)."""
+    def serve_forever(self, *alongside: Callable[[Collector], AbstractContextManager[Any]]) -> None:
+        """Run until SIGTERM or SIGINT, then stop cleanly (for the command line). `alongside`: services
+        entered once the collector has started and left before it stops (the budget evaluator)."""
         done = threading.Event()
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -184,7 +187,10 @@ class Collector:
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             self.start()
-            done.wait()
+            with ExitStack() as services:
+                for service in alongside:
+                    services.enter_context(service(self))
+                done.wait()
         finally:
             self.stop()
             for sig, handler in previous.items():
