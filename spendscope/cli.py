@@ -411,6 +411,14 @@ def collector(
             "(127.0.0.1:9465) every SPENDSCOPE_BUDGETS_INTERVAL (60s)"
         ),
     ] = None,
+    reconcile: Annotated[
+        bool,
+        typer.Option(
+            "--reconcile",
+            help="also run `spendscope reconcile --watch` (settings from SPENDSCOPE_RECONCILE_*, the admin "
+            "key from OPENAI_ADMIN_KEY) on the collector's store; /metrics on 127.0.0.1:9466",
+        ),
+    ] = False,
 ) -> None:
     """Receive OTLP/HTTP from your apps (POST /v1/traces, /v1/metrics), write spans to ClickHouse, serve
     their metrics and the collector's own on /metrics, and reports on /api/usage/. Stops cleanly on
@@ -421,15 +429,22 @@ def collector(
     from spendscope.budgets import BudgetConfigError, BudgetSettings, load_budgets
     from spendscope.collector import Collector, CollectorConfig, CollectorError
     from spendscope.collector._budgets import serving_budgets
+    from spendscope.collector._reconcile import reconciling, watch_command
+    from spendscope.reconciler import ReconcileError
+    from spendscope.reconciler._fetch import resolve_admin_key
     from spendscope.settings import ConfigurationError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    services: list[Callable[[Collector], AbstractContextManager[str]]] = []
+    services: list[Callable[[Collector], AbstractContextManager[Any]]] = []
     try:
         if budgets is not None:
             settings = BudgetSettings.resolve(config=budgets)
             budget_config = load_budgets(settings.config)
             services.append(lambda c: serving_budgets(c.store, budget_config, settings))
+        if reconcile:
+            resolve_admin_key()  # a missing key stops the start, not every run an hour later
+            command = watch_command()
+            services.append(lambda c: reconciling(c.config.store, command))
         config = CollectorConfig.resolve(
             listen=listen,
             store=store,
@@ -441,7 +456,7 @@ def collector(
             token=token,
         )
         Collector(config).serve_forever(*services)
-    except (ConfigurationError, CollectorError, BudgetConfigError) as exc:
+    except (ConfigurationError, CollectorError, BudgetConfigError, ReconcileError) as exc:
         _fail(str(exc))
 
 

@@ -9,8 +9,10 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,9 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from prometheus_client.parser import text_string_to_metric_families
 
 from spendscope import names as n
+from spendscope.fake_openai.admin import ADMIN_KEY, FakeAdminAPI
 from tests.monitoring import free_port
+from tests.reconcile_helpers import use
 from tests.test_collector import make_spans, wait_for
 
 HOLD_LOCK = """
@@ -187,4 +191,53 @@ def test_a_bad_budgets_file_stops_the_collector_with_one_line(tmp_path: Path) ->
     )
     assert done.returncode != 0
     assert f"cannot read the budgets file {tmp_path / 'missing.yaml'}" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_collector_reconciles_its_own_embedded_store(tmp_path: Path) -> None:
+    """`--reconcile`: `spendscope reconcile --watch` inside the collector, on its store, serving the
+    reconciler's metrics at the reconciler's address."""
+    two_days_ago = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
+    with FakeAdminAPI() as admin:
+        use(admin, two_days_ago, input_tokens=1000, output_tokens=200, requests=3)
+        listen = f"127.0.0.1:{free_port()}"
+        env = {
+            "OPENAI_ADMIN_KEY": ADMIN_KEY,
+            "OPENAI_BASE_URL": admin.base_url,
+            "SPENDSCOPE_RECONCILE_METRICS_LISTEN": listen,
+        }
+        collector = Running(tmp_path, "collector", "--reconcile", env=env)
+        try:
+            found: dict[str, float] = {}
+
+            def reconciled() -> bool:
+                try:  # served once the collector has started
+                    text = urllib.request.urlopen(f"http://{listen}/metrics", timeout=10).read().decode()
+                except urllib.error.URLError:
+                    return False
+                found.clear()
+                found.update(
+                    (f"{s.name}{sorted(s.labels.items())}", s.value)
+                    for family in text_string_to_metric_families(text)
+                    for s in family.samples
+                )
+                return found.get("spendscope_reconciliation_runs_total[('status', 'complete')]", 0) >= 1
+
+            wait_for(reconciled, timeout=60)
+        finally:
+            collector.terminate()
+    # OpenAI's side as the fake reported it; nothing tracked (no spans were sent)
+    assert found["spendscope_reconciliation_reported_tokens[('type', 'input')]"] == 1000
+    assert found["spendscope_reconciliation_reported_tokens[('type', 'output')]"] == 200
+    assert found["spendscope_reconciliation_tracked_tokens[('type', 'input')]"] == 0
+
+
+def test_reconcile_without_an_admin_key_stops_the_collector_with_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_ADMIN_KEY"}
+    done = subprocess.run(
+        [sys.executable, "-m", "spendscope", "collector", "--store", f"chdb://{tmp_path / 'chdb'}", "--reconcile"],
+        capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "no admin key" in done.stderr
     assert "Traceback" not in done.stderr
