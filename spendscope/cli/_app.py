@@ -1,0 +1,122 @@
+"""The `spendscope` Typer app and what its commands share: store and format options, one-line
+errors, opening the store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+try:
+    import typer
+    from rich.console import Console
+    from rich.table import Table
+except ImportError as exc:  # the app-side install has no CLI dependencies
+    raise SystemExit("the spendscope command needs the CLI extras: pip install 'spendscope[demo]'") from exc
+
+
+if TYPE_CHECKING:
+    from spendscope.store import Report, Store
+
+app = typer.Typer(help="SpendScope: LLM cost observability for OpenAI.", no_args_is_help=True)
+
+
+@app.callback()
+def main() -> None:
+    """SpendScope: what every OpenAI call costs, per user, feature and tenant."""
+
+
+# --- the store: migrate, report, export, reprice, invoice, margin -------------------------------------
+class OutputFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+StoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        envvar="SPENDSCOPE_STORE",
+        help="chdb:///dir, a directory, or http(s)://user:pass@host:8123/db [default: ./spendscope-data]",
+    ),
+]
+FormatOption = Annotated[
+    OutputFormat | None,
+    typer.Option("--format", help="table on a terminal, csv when piped, unless given"),
+]
+SinceOption = Annotated[
+    str, typer.Option(help="start: 30d, 12h, today, 2026-11-01 or 2026-11-01T10:00Z (UTC)")
+]
+UntilOption = Annotated[
+    str | None, typer.Option(help="end (exclusive), same forms as --since [default: now]")
+]
+WhereOption = Annotated[
+    list[str] | None,
+    typer.Option("--where", help="KEY=VALUE filter, repeatable: tenant=acme, user=u-42, attr:job_id=J-42"),
+]
+
+
+def fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+@contextmanager
+def domain_errors() -> Iterator[None]:
+    """Store, report, price-file and setting errors become one line and exit status 1."""
+    from spendscope.pricing import PriceFileError
+    from spendscope.settings import ConfigurationError
+    from spendscope.store.errors import ReportError, StoreError
+
+    try:
+        yield
+    except (StoreError, ReportError, PriceFileError, ConfigurationError) as exc:
+        fail(str(exc))
+
+
+def open_local(store: str | None, command: str) -> Store:
+    """The store, opened locally; refused while a collector holds the embedded store."""
+    from spendscope.store import open_store
+    from spendscope.store.dsn import parse_dsn
+    from spendscope.store.remote import running_collector
+
+    target = parse_dsn(store)
+    if target.chdb_path is not None and (collector := running_collector(target.chdb_path)):
+        fail(
+            f"the collector (pid {collector.pid}, {collector.url}) holds {target.chdb_path}: "
+            f"`spendscope report` works through it; stop it to run `spendscope {command}`"
+        )
+    opened = open_store(store)
+    if command != "migrate" and (missing := opened.pending_migrations()):
+        opened.close()
+        fail(
+            f"{target.describe()} lacks SpendScope's schema ({', '.join(missing)}): run `spendscope migrate`"
+        )
+    return opened
+
+
+def emit_report(report: Report, output: OutputFormat | None, title: str) -> None:
+    from spendscope.store import formatting
+
+    console = Console()
+    chosen = output or (OutputFormat.table if console.is_terminal else OutputFormat.csv)
+    if chosen is OutputFormat.csv:
+        typer.echo(formatting.to_csv(report), nl=False)
+        return
+    if chosen is OutputFormat.json:
+        typer.echo(formatting.to_json(report))
+        return
+    if not console.is_terminal:  # a table asked for while piped: do not squeeze it into 80 columns
+        console = Console(width=200)
+    table = Table(title=title, title_justify="left")
+    for column in report.columns:
+        table.add_column(column, justify="right" if formatting.numeric(column) else "left")
+    for row in report.rows:
+        table.add_row(*(formatting.table_cell(c, v) for c, v in zip(report.columns, row, strict=True)))
+    console.print(table)
+
+
+def setting_help(text: str, env: str, default: str) -> str:
+    return f"{text} (env {env}; default {default})"

@@ -1,0 +1,80 @@
+"""`spendscope demo`: the main job on embedded defaults, or the workload against a running collector."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from spendscope.cli._app import (
+    app,
+    fail,
+)
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+
+
+@app.command()
+def demo(
+    output: Annotated[
+        Format, typer.Option("--format", help="table for people, json for scripts")
+    ] = Format.table,
+    seed: Annotated[int, typer.Option(help="seed of the simulated workload")] = 7,
+    collector: Annotated[
+        str | None,
+        typer.Option(
+            help="send the workload to this running collector (http://host:4318) instead of starting one "
+            "on an embedded store; OTEL_EXPORTER_OTLP_HEADERS carries its token"
+        ),
+    ] = None,
+    every: Annotated[
+        str | None,
+        typer.Option(help="with --collector: run the workload again every interval (30s, 5m) until stopped"),
+    ] = None,
+) -> None:
+    """Run the whole pipeline on embedded defaults: a collector on an embedded ClickHouse store, a
+    local fake OpenAI server, and a realistic workload through the real openai client with SpendScope
+    instrumenting it; then show what every tenant, feature, user and model cost."""
+    if collector is not None:
+        _demo_to_collector(collector.rstrip("/"), seed, every)
+        return
+    if every is not None:
+        fail("--every needs --collector")
+    from spendscope.demo.report import render, to_json
+    from spendscope.demo.runner import run_demo
+
+    result = run_demo(seed=seed)
+    if output is Format.json:
+        typer.echo(json.dumps(to_json(result), indent=2))
+        return
+    console = Console()
+    if not console.is_terminal:  # piped: do not squeeze the tables into 80 columns
+        console = Console(width=160)
+    render(result, console)
+
+
+def _demo_to_collector(url: str, seed: int, every: str | None) -> None:
+    """`demo --collector`: the workload only, exported to a running collector (docker compose's demo)."""
+    import signal
+    import threading
+
+    from spendscope.demo.external import CollectorUnreachable, check_collector, parse_every, send_rounds
+
+    try:
+        interval = parse_every(every) if every is not None else None
+        check_collector(url)
+    except (ValueError, CollectorUnreachable) as exc:
+        fail(str(exc))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # docker stop: finish the round, flush, exit 0
+    try:
+        calls = send_rounds(url, seed=seed, every=interval, stop=stop, echo=typer.echo)
+    except KeyboardInterrupt:
+        return
+    typer.echo(f"{calls} calls sent to {url}: see them in its store and on its /metrics")

@@ -1,0 +1,195 @@
+"""The long-running services: `spendscope collector` and `spendscope budgets`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+
+from spendscope.cli._app import (
+    StoreOption,
+    app,
+    domain_errors,
+    fail,
+    open_local,
+    setting_help,
+)
+
+
+@app.command()
+def collector(
+    listen: Annotated[
+        str | None,
+        typer.Option(
+            help=setting_help("HOST:PORT to serve on", "SPENDSCOPE_COLLECTOR_LISTEN", "127.0.0.1:4318")
+        ),
+    ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help=setting_help(
+                "chdb:///dir, a directory, or http(s)://user:pass@host:8123/db",
+                "SPENDSCOPE_STORE",
+                "./spendscope-data",
+            )
+        ),
+    ] = None,
+    spool: Annotated[
+        str | None,
+        typer.Option(
+            help=setting_help(
+                "directory for batches the store cannot take yet",
+                "SPENDSCOPE_COLLECTOR_SPOOL",
+                "<store dir>-spool",
+            )
+        ),
+    ] = None,
+    max_body_bytes: Annotated[
+        str | None,
+        typer.Option(
+            help=setting_help(
+                "largest request body, also once decompressed",
+                "SPENDSCOPE_COLLECTOR_MAX_BODY_BYTES",
+                "20 MiB",
+            )
+        ),
+    ] = None,
+    queue_spans: Annotated[
+        str | None,
+        typer.Option(
+            help=setting_help("spans held in memory before 503", "SPENDSCOPE_COLLECTOR_QUEUE_SPANS", "60000")
+        ),
+    ] = None,
+    batch_spans: Annotated[
+        str | None,
+        typer.Option(help=setting_help("spans per insert", "SPENDSCOPE_COLLECTOR_BATCH_SPANS", "20000")),
+    ] = None,
+    flush_interval: Annotated[
+        str | None,
+        typer.Option(
+            help=setting_help(
+                "seconds a span may wait for its batch", "SPENDSCOPE_COLLECTOR_FLUSH_INTERVAL", "1"
+            )
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            help=setting_help(
+                "bearer token required on every request (prefer the env var)",
+                "SPENDSCOPE_COLLECTOR_TOKEN",
+                "none",
+            )
+        ),
+    ] = None,
+    budgets: Annotated[
+        str | None,
+        typer.Option(
+            help="also evaluate this budgets file, as `spendscope budgets` does, on the collector's store "
+            "(the embedded store opens in one process only); /metrics on SPENDSCOPE_BUDGETS_LISTEN "
+            "(127.0.0.1:9465) every SPENDSCOPE_BUDGETS_INTERVAL (60s)"
+        ),
+    ] = None,
+    reconcile: Annotated[
+        bool,
+        typer.Option(
+            "--reconcile",
+            help="also run `spendscope reconcile --watch` (settings from SPENDSCOPE_RECONCILE_*, the admin "
+            "key from OPENAI_ADMIN_KEY) on the collector's store; /metrics on 127.0.0.1:9466",
+        ),
+    ] = False,
+) -> None:
+    """Receive OTLP/HTTP from your apps (POST /v1/traces, /v1/metrics), write spans to ClickHouse, serve
+    their metrics and the collector's own on /metrics, and reports on /api/usage/. Stops cleanly on
+    SIGTERM or Ctrl-C."""
+    import logging
+    from contextlib import AbstractContextManager
+
+    from spendscope.budgets import BudgetConfigError, BudgetSettings, load_budgets
+    from spendscope.collector import Collector, CollectorConfig, CollectorError
+    from spendscope.collector._budgets import serving_budgets
+    from spendscope.collector._reconcile import reconciling, watch_command
+    from spendscope.reconciler import ReconcileError
+    from spendscope.reconciler._fetch import resolve_admin_key
+    from spendscope.settings import ConfigurationError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    services: list[Callable[[Collector], AbstractContextManager[Any]]] = []
+    try:
+        if budgets is not None:
+            settings = BudgetSettings.resolve(config=budgets)
+            budget_config = load_budgets(settings.config)
+            services.append(lambda c: serving_budgets(c.store, budget_config, settings))
+        if reconcile:
+            resolve_admin_key()  # a missing key stops the start, not every run an hour later
+            command = watch_command()
+            services.append(lambda c: reconciling(c.config.store, command))
+        config = CollectorConfig.resolve(
+            listen=listen,
+            store=store,
+            spool=spool,
+            max_body_bytes=max_body_bytes,
+            queue_spans=queue_spans,
+            batch_spans=batch_spans,
+            flush_interval=flush_interval,
+            token=token,
+        )
+        Collector(config).serve_forever(*services)
+    except (ConfigurationError, CollectorError, BudgetConfigError, ReconcileError) as exc:
+        fail(str(exc))
+
+
+# --- budgets -------------------------------------------------------------------------------------------
+@app.command()
+def budgets(
+    config: Annotated[
+        str | None,
+        typer.Option(help=setting_help("the budgets file", "SPENDSCOPE_BUDGETS_CONFIG", "./budgets.yaml")),
+    ] = None,
+    listen: Annotated[
+        str | None,
+        typer.Option(
+            help=setting_help("HOST:PORT for /metrics", "SPENDSCOPE_BUDGETS_LISTEN", "127.0.0.1:9465")
+        ),
+    ] = None,
+    interval: Annotated[
+        str | None,
+        typer.Option(
+            help=setting_help("time between evaluations: 60s, 5m", "SPENDSCOPE_BUDGETS_INTERVAL", "60s")
+        ),
+    ] = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="evaluate once, print the metrics (Prometheus text) and exit")
+    ] = False,
+    store: StoreOption = None,
+) -> None:
+    """Evaluate every user's and tenant's spend today (UTC) and this month against budgets.yaml, from the
+    ClickHouse rollups (one query per evaluation), and serve /metrics for Prometheus: series only for
+    the users at or above the warning percentage. Stops cleanly on SIGTERM or Ctrl-C."""
+    import logging
+    import signal
+    import threading
+    from contextlib import suppress
+
+    from spendscope.budgets import BudgetConfigError, BudgetEvaluator, BudgetSettings, load_budgets
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    with domain_errors():
+        try:
+            settings = BudgetSettings.resolve(config=config, listen=listen, interval=interval)
+            budget_config = load_budgets(settings.config)
+        except BudgetConfigError as exc:
+            fail(str(exc))
+        with open_local(store, "budgets") as opened:
+            evaluator = BudgetEvaluator(opened, budget_config)
+            if once:
+                evaluator.evaluate()
+                typer.echo(evaluator.exposition(), nl=False)
+                return
+            stop = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            with evaluator.serving(settings.listen, settings.interval) as url:
+                typer.echo(f"serving {url}, evaluating {settings.config} every {settings.interval:g}s")
+                with suppress(KeyboardInterrupt):
+                    stop.wait()

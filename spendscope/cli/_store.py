@@ -1,0 +1,168 @@
+"""The store's commands: migrate, report, export, reprice, invoice, margin."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from spendscope.cli._app import (
+    FormatOption,
+    SinceOption,
+    StoreOption,
+    UntilOption,
+    WhereOption,
+    app,
+    domain_errors,
+    emit_report,
+    open_local,
+)
+
+
+@app.command()
+def migrate(store: StoreOption = None) -> None:
+    """Create or update the ClickHouse schema (idempotent; the collector also does it on start)."""
+    with domain_errors():
+        opened = open_local(store, "migrate")
+        with opened:
+            applied = opened.migrate()
+            from spendscope.pricing import Pricer
+            from spendscope.store.prices import load_model_prices
+
+            prices = load_model_prices(opened, Pricer(_price_file(None)))
+        where = opened.target.describe()
+    done = f"applied {', '.join(applied)}" if applied else "schema already up to date"
+    typer.echo(f"{where}: {done}; {prices} model price rows loaded")
+
+
+def _price_file(path: str | None) -> Any:
+    from spendscope.pricing import PriceFile
+    from spendscope.settings import resolve
+
+    chosen = resolve("price_file", path)
+    return PriceFile.load(chosen) if chosen is not None else None
+
+
+@app.command()
+def report(
+    by: Annotated[
+        str, typer.Option(help="user, endpoint, model, tenant, service, operation, ... or attr:KEY")
+    ] = "user",
+    since: SinceOption = "30d",
+    until: UntilOption = None,
+    where: WhereOption = None,
+    output: FormatOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Calls, tokens and cost by one dimension (through the collector when it holds the store)."""
+    from spendscope.store.dsn import parse_dsn
+    from spendscope.store.remote import ReportRequest, remote_report, running_collector
+    from spendscope.store.reports import check_dimension, parse_where
+    from spendscope.store.times import parse_range
+
+    with domain_errors():
+        start, end = parse_range(since, until)
+        request = ReportRequest(check_dimension(by), start, end, parse_where(where or []))
+        target = parse_dsn(store)
+        collector = running_collector(target.chdb_path) if target.chdb_path is not None else None
+        if collector is not None:
+            result = remote_report(collector, request)
+        else:
+            with open_local(store, "report") as opened:
+                result = request.run(opened)
+    emit_report(result, output, f"Cost by {request.by}, {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC")
+
+
+@app.command()
+def export(
+    since: SinceOption = "30d",
+    until: UntilOption = None,
+    where: WhereOption = None,
+    output: FormatOption = None,
+    store: StoreOption = None,
+) -> None:
+    """One row per call: tokens, provider cost and billed cost (csv when piped)."""
+    from spendscope.store.billing import default_margin
+    from spendscope.store.reports import export_calls, parse_where
+    from spendscope.store.times import parse_range
+
+    with domain_errors():
+        start, end = parse_range(since, until)
+        filters = parse_where(where or [])
+        with open_local(store, "export") as opened:
+            result = export_calls(
+                opened, since=start, until=end, where=filters, default_margin=default_margin()
+            )
+    emit_report(result, output, f"Calls, {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC")
+
+
+@app.command()
+def reprice(
+    since: SinceOption = "30d",
+    until: UntilOption = None,
+    price_file: Annotated[
+        str | None, typer.Option(help="TOML/JSON price overrides [env: SPENDSCOPE_PRICE_FILE]")
+    ] = None,
+    store: StoreOption = None,
+) -> None:
+    """Re-cost the calls of a time range with today's prices (genai-prices and the price file), for
+    example after adding a missing price; the rollups follow."""
+    from spendscope.pricing import Pricer
+    from spendscope.store.prices import reprice as run_reprice
+    from spendscope.store.times import parse_range
+
+    with domain_errors():
+        start, end = parse_range(since, until)
+        pricer = Pricer(_price_file(price_file))
+        with open_local(store, "reprice") as opened:
+            result = run_reprice(opened, pricer, since=start, until=end)
+    typer.echo(
+        f"{result.examined} calls examined: {result.changed} re-costed ({result.newly_priced} newly priced), "
+        f"{result.still_unpriced} still without a price, {result.kept} kept (no current price)"
+    )
+
+
+@app.command()
+def invoice(
+    tenant: Annotated[str, typer.Option(help="the tenant to bill")],
+    month: Annotated[str, typer.Option(help="YYYY-MM (UTC)")],
+    by: Annotated[str, typer.Option(help="model, user, endpoint, service, operation or attr:KEY")] = "model",
+    output: FormatOption = None,
+    store: StoreOption = None,
+) -> None:
+    """A tenant's month: provider cost and billed cost (its margin, else SPENDSCOPE_MARGIN_PERCENT)."""
+    from spendscope.store.billing import default_margin
+    from spendscope.store.reports import invoice as run_invoice
+    from spendscope.store.times import parse_month
+
+    with domain_errors():
+        first, _ = parse_month(month)
+        with open_local(store, "invoice") as opened:
+            result = run_invoice(opened, tenant=tenant, month=first, by=by, default_margin=default_margin())
+    emit_report(result, output, f"Invoice {tenant} {month} by {by}")
+
+
+@app.command()
+def margin(
+    tenant: Annotated[str, typer.Option(help="the tenant")],
+    percent: Annotated[str, typer.Option(help="margin over provider cost, e.g. 20 or 12.5")],
+    effective_from: Annotated[
+        str | None, typer.Option("--from", help="YYYY-MM-DD (UTC) [default: today]")
+    ] = None,
+    store: StoreOption = None,
+) -> None:
+    """Bill a tenant at a margin over provider cost from a date on."""
+    from datetime import date
+
+    from spendscope.store.billing import parse_margin, set_margin
+    from spendscope.store.errors import ReportError
+
+    with domain_errors():
+        try:
+            day = date.fromisoformat(effective_from) if effective_from else None
+        except ValueError:
+            raise ReportError(f"bad --from {effective_from!r}: use YYYY-MM-DD") from None
+        value = parse_margin(percent, source="--percent")
+        with open_local(store, "margin") as opened:
+            set_margin(opened, tenant, value, effective_from=day)
+    typer.echo(f"{tenant}: {value}% from {day or 'today'}")
