@@ -91,8 +91,12 @@ def post_json(url: str, body: Any) -> None:
 
 
 def _ready(url: str) -> bool:
-    with urllib.request.urlopen(url, timeout=2) as response:
-        return response.status == 200
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except urllib.error.HTTPError as exc:  # 503 while starting: close its body, or its socket leaks
+        exc.close()
+        raise
 
 
 @contextmanager
