@@ -21,7 +21,7 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
 from spendscope import settings
-from spendscope.instrumentation import realtime
+from spendscope.instrumentation import batches, realtime
 from spendscope.instrumentation.calls import SDKTypes, wrap_async, wrap_sync
 from spendscope.instrumentation.endpoints import METHODS, Endpoint
 from spendscope.instrumentation.telemetry import Telemetry
@@ -91,6 +91,10 @@ def _install() -> None:
     for module_name, class_name, attribute, kind in realtime.PATCHES:
         owner = getattr(importlib.import_module(module_name), class_name)
         _patch(owner, attribute, factories[kind])
+    for module_name, class_name, attribute, is_async in batches.PATCHES:
+        owner = getattr(importlib.import_module(module_name), class_name)
+        wrap_content = batches.wrap_async_content if is_async else batches.wrap_content
+        _patch(owner, attribute, functools.partial(wrap_content, lookup=lookup))
 
 
 @dataclass(frozen=True)

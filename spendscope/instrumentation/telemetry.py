@@ -130,6 +130,7 @@ class Telemetry:
         service_tier: str | None = None,
         attribution: Attribution | None = None,
         start_ns: int | None = None,
+        batch: bool = False,
     ) -> LLMCall:
         return LLMCall(
             self,
@@ -141,6 +142,7 @@ class Telemetry:
             stream=stream,
             service_tier=service_tier,
             start_ns=start_ns,
+            batch=batch,
         )
 
 
@@ -150,6 +152,7 @@ class LLMCall:
     __slots__ = (
         "_done",
         "attribution",
+        "batch",
         "client",
         "first_chunk_ns",
         "hide_usage_chunk",
@@ -176,8 +179,10 @@ class LLMCall:
         stream: bool,
         service_tier: str | None,
         start_ns: int | None,
+        batch: bool = False,
     ) -> None:
         self.telemetry = telemetry
+        self.batch = batch
         self.operation = operation
         self.request_model = request_model
         self.client = client
@@ -199,6 +204,8 @@ class LLMCall:
         }
         if stream:
             attributes[n.REQUEST_STREAM] = True
+        if batch:
+            attributes[n.BATCH] = True
         if service_tier and service_tier != "auto":
             attributes[n.OPENAI_REQUEST_SERVICE_TIER] = service_tier
         if attribution.user is not None:
@@ -217,14 +224,17 @@ class LLMCall:
         )
 
     def note_response(self, obj: Any) -> None:
-        """Take model, id and service tier from a response, chunk or event payload."""
-        model = getattr(obj, "model", None)
+        """Take model, id and service tier from a response, chunk or event payload (or its JSON)."""
+        if isinstance(obj, dict):
+            model, response_id, tier = obj.get("model"), obj.get("id"), obj.get("service_tier")
+        else:
+            model = getattr(obj, "model", None)
+            response_id = getattr(obj, "id", None)
+            tier = getattr(obj, "service_tier", None)
         if isinstance(model, str) and model:
             self.response_model = model
-        response_id = getattr(obj, "id", None)
         if isinstance(response_id, str) and response_id:
             self.response_id = response_id
-        tier = getattr(obj, "service_tier", None)
         if isinstance(tier, str) and tier:
             self.service_tier = tier
 
@@ -244,7 +254,8 @@ class LLMCall:
 
     def _record(self, error: BaseException | None, responded: bool) -> None:
         t = self.telemetry
-        end_ns = time.time_ns()
+        # A batch request ran at `start_ns` for a time OpenAI does not report: no duration is made up.
+        end_ns = self.start_ns if self.batch else time.time_ns()
         model = self.response_model or self.request_model
         attribution = self.attribution
         semconv: dict[str, Any] = {
@@ -271,7 +282,8 @@ class LLMCall:
             if isinstance(status_code, int):
                 end[n.HTTP_RESPONSE_STATUS_CODE] = status_code
             self.span.set_status(Status(StatusCode.ERROR, f"{error_type}: {error}"[:1024]))
-        t.duration.record((end_ns - self.start_ns) / 1e9, duration_attrs)
+        if not self.batch:
+            t.duration.record((end_ns - self.start_ns) / 1e9, duration_attrs)
 
         labels = (
             (n.LABEL_MODEL, model),
@@ -298,7 +310,7 @@ class LLMCall:
             t.token_usage.record(usage.output, {**semconv, n.TOKEN_TYPE: "output"})
 
         at = datetime.fromtimestamp(self.start_ns / 1e9, UTC)
-        price = t.pricer.price(model, usage, at=at, service_tier=self.service_tier)
+        price = t.pricer.price(model, usage, at=at, service_tier=self.service_tier, batch=self.batch)
         if price is None:
             if usage.input or usage.output:
                 t.unpriced_tokens.add(usage.input + usage.output, labels)
