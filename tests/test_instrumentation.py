@@ -151,6 +151,85 @@ def test_stream_where_caller_asked_for_usage_keeps_the_usage_chunk(
     assert capture.attrs()[n.USAGE_INPUT_TOKENS] == 19
 
 
+def _count_sdk_chunk_models(client: openai.OpenAI, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every payload the SDK turns into a model (a spy on the client, which still does the work)."""
+    built: list[Any] = []
+    process = client._process_response_data
+
+    def spy(*, data: Any, **kwargs: Any) -> Any:
+        built.append(data)
+        return process(data=data, **kwargs)
+
+    monkeypatch.setattr(client, "_process_response_data", spy)
+    return built
+
+
+def test_injected_usage_chunk_is_read_from_its_json_and_never_built_by_the_sdk(
+    capture: Capture, server: FakeOpenAI, client: openai.OpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built = _count_sdk_chunk_models(client, monkeypatch)
+    server.enqueue(CHAT, Reply(sse=chat_sse(19, 10, cached=6)))
+    chunks = list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+    assert len(chunks) == len(built) == 4 and all(b["choices"] for b in built)
+    attrs = capture.attrs()
+    assert (attrs[n.USAGE_INPUT_TOKENS], attrs[n.USAGE_CACHE_READ_INPUT_TOKENS]) == (19, 6)
+    assert attrs[n.RESPONSE_ID] == "chatcmpl-stream1" and attrs[n.COST_USD] == mini_cost(19, 10, cached=6)
+
+
+def test_usage_is_asked_for_beside_the_callers_extra_body(
+    capture: Capture, server: FakeOpenAI, client: openai.OpenAI
+) -> None:
+    server.enqueue(CHAT, Reply(sse=chat_sse(19, 10)))
+    chunks = list(
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, stream=True, extra_body={"user": "u-1"}
+        )
+    )
+    sent = server.requests[-1].json
+    assert sent["user"] == "u-1" and sent["stream_options"] == {"include_usage": True}
+    assert all(chunk.choices for chunk in chunks) and capture.attrs()[n.USAGE_INPUT_TOKENS] == 19
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "sent"),
+    [
+        (
+            {"stream_options": {"include_obfuscation": False}},
+            {"include_obfuscation": False, "include_usage": True},
+        ),
+        (
+            {"extra_body": {"stream_options": {"include_obfuscation": False}}},
+            {"include_obfuscation": False, "include_usage": True},
+        ),
+    ],
+)
+def test_usage_is_added_to_the_callers_stream_options(
+    capture: Capture, server: FakeOpenAI, client: openai.OpenAI, kwargs: dict[str, Any], sent: dict[str, Any]
+) -> None:
+    server.enqueue(CHAT, Reply(sse=chat_sse(19, 10)))
+    chunks = list(
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True, **kwargs)
+    )
+    assert server.requests[-1].json["stream_options"] == sent
+    assert all(chunk.choices for chunk in chunks) and capture.attrs()[n.USAGE_INPUT_TOKENS] == 19
+
+
+def test_include_usage_in_the_callers_extra_body_keeps_the_usage_chunk(
+    capture: Capture, server: FakeOpenAI, client: openai.OpenAI
+) -> None:
+    server.enqueue(CHAT, Reply(sse=chat_sse(19, 10)))
+    chunks = list(
+        client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=MESSAGES,
+            stream=True,
+            extra_body={"stream_options": {"include_usage": True}},
+        )
+    )
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None and chunks[-1].usage.total_tokens == 29
+    assert capture.attrs()[n.USAGE_INPUT_TOKENS] == 19
+
+
 def test_stream_against_default_server_gets_real_usage(
     capture: Capture, server: FakeOpenAI, client: openai.OpenAI
 ) -> None:

@@ -1,6 +1,6 @@
 """Per-call overhead of OpenAI instrumentation: SpendScope vs peers, one command.
 
-python bench/overhead/run.py [--calls N] [--repeats R] [--interleave] [--only ENV ...]
+python bench/overhead/run.py [--calls N] [--repeats R] [--block B] [--no-interleave] [--only ENV ...]
 
 Creates bench/.venvs/<env> (once), installs requirements-<env>.txt into it, runs worker.py there for
 each subject, prints a Markdown table and writes bench/results/overhead.json.
@@ -94,7 +94,8 @@ def install(env: Env) -> str | None:
 
 def run_worker(env: Env, subject: str, args: argparse.Namespace) -> dict[str, Any]:
     cmd = [str(venv_python(env)), str(HERE / "worker.py"), "--subject", subject]
-    cmd += ["--calls", str(args.calls), "--repeats", str(args.repeats)] + ["--interleave"] * args.interleave
+    cmd += ["--calls", str(args.calls), "--repeats", str(args.repeats), "--block", str(args.block)]
+    cmd += ["--interleave"] * args.interleave
     child_env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACELOOP_", "OPENLIT_"))}
     print(f"[{env.name}] {subject}: measuring", file=sys.stderr, flush=True)
     try:
@@ -172,6 +173,7 @@ def main() -> None:
         action="store_false",
         help="measure baseline first, then instrumented (default: alternate them, robust to drift)",
     )
+    parser.add_argument("--block", type=int, default=10, help="calls per alternating block (default 10)")
     parser.add_argument("--worker-timeout", type=float, default=1200.0, help="seconds per worker")
     args = parser.parse_args()
     started = time.monotonic()
@@ -200,7 +202,11 @@ def main() -> None:
     for name, w in raw.get("spendscope/baseline", {}).get("workloads", {}).items():
         if abs(w["ratio"] - 1) > 0.05:
             print(f"\nWARNING: the A/A baseline ({name}) is off by {w['ratio'] - 1:+.0%}: noisy machine.")
-    order = "interleaved (AB/BA)" if args.interleave else "baseline first, then instrumented"
+    order = (
+        f"interleaved in blocks of {args.block} (AB/BA)"
+        if args.interleave
+        else "baseline first, then instrumented"
+    )
     print(
         f"\n{args.calls} calls x {args.repeats} repeats per workload, {order}; "
         "process CPU time, fastest repeat. "
@@ -212,6 +218,7 @@ def main() -> None:
         "calls": args.calls,
         "repeats": args.repeats,
         "interleaved": args.interleave,
+        "block": args.block if args.interleave else None,
         "elapsed_s": round(elapsed, 1),
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),

@@ -1,7 +1,7 @@
 """Measure one subject's per-call overhead on the openai client, inside one virtualenv.
 
 python worker.py --subject baseline|spendscope|otel-genai|openllmetry|openlit --calls N --repeats R
-                 [--interleave]
+                 [--interleave [--block B]]
 
 Prints one JSON object on stdout (anything the subject prints is sent to stderr).
 """
@@ -260,18 +260,37 @@ class Swap:
         self.owner.create = self.instrumented if instrumented else self.original
 
 
+def timed_pair(
+    fn: Callable[[], object], calls: int, block: int, tel: Telemetry, swap: Swap
+) -> dict[bool, float]:
+    """Microseconds per call, baseline and instrumented, over one repeat of `calls` calls each, run in
+    alternating blocks of `block` calls (AB, BA, ...): both sides see the same moments of the machine."""
+    tel.clear()
+    gc.collect()
+    spent = {False: 0, True: 0}
+    clock = time.process_time_ns
+    for b in range(max(1, calls // block)):
+        for instrumented in (False, True) if b % 2 == 0 else (True, False):
+            swap(instrumented)
+            start = clock()
+            for _ in range(block):
+                fn()
+            spent[instrumented] += clock() - start
+    n = max(1, calls // block) * block
+    return {side: ns / n / 1000 for side, ns in spent.items()}
+
+
 def measure_interleaved(
-    fn: Callable[[], object], calls: int, repeats: int, tel: Telemetry, swap: Swap
+    fn: Callable[[], object], calls: int, repeats: int, tel: Telemetry, swap: Swap, block: int
 ) -> tuple[list[float], list[float]]:
-    """Alternate baseline and instrumented repeats (AB, BA, ...) so drift in the machine hits both."""
+    """Alternate baseline and instrumented blocks within each repeat so drift in the machine hits both."""
     times: dict[bool, list[float]] = {False: [], True: []}
     for instrumented in (False, True):
         swap(instrumented)
         warm_up(fn, calls)
-    for r in range(repeats):
-        for instrumented in (False, True) if r % 2 == 0 else (True, False):
-            swap(instrumented)
-            times[instrumented].append(timed(fn, calls, tel))
+    for _ in range(repeats):
+        for side, us in timed_pair(fn, calls, block, tel, swap).items():
+            times[side].append(us)
     swap(True)
     return times[False], times[True]
 
@@ -315,9 +334,10 @@ def capture(fn: Callable[[], object], tel: Telemetry, handler: FakeOpenAI) -> di
     }
 
 
-def run(subject: str, calls: int, repeats: int, interleave: bool) -> dict[str, Any]:
+def run(subject: str, calls: int, repeats: int, interleave: bool, block: int) -> dict[str, Any]:
     result: dict[str, Any] = {"subject": subject, "calls": calls, "repeats": repeats}
     result["interleaved"] = interleave
+    result["block"] = block if interleave else None
     versions = {}
     for dist in ("openai", "httpx2", "opentelemetry-sdk", DISTRIBUTIONS.get(subject)):
         if dist:
@@ -348,7 +368,9 @@ def run(subject: str, calls: int, repeats: int, interleave: bool) -> dict[str, A
             swap(False)
             if capture(loads["non-stream"], tel, handler)["spans"]:
                 raise RuntimeError("--interleave: still records spans with Completions.create unpatched")
-            pairs = {name: measure_interleaved(fn, calls, repeats, tel, swap) for name, fn in loads.items()}
+            pairs = {
+                name: measure_interleaved(fn, calls, repeats, tel, swap, block) for name, fn in loads.items()
+            }
             base = {name: pair[0] for name, pair in pairs.items()}
             instr = {name: pair[1] for name, pair in pairs.items()}
     except Exception as exc:  # a peer that breaks on openai 3.x is a result, not a crash
@@ -361,11 +383,13 @@ def run(subject: str, calls: int, repeats: int, interleave: bool) -> dict[str, A
     for name in loads:
         # The fastest repeat is the one least disturbed by the rest of the machine.
         b, i = min(base[name]), min(instr[name])
+        paired = sorted(y - x for x, y in zip(base[name], instr[name], strict=True))
         result["workloads"][name] = {
             "baseline_us": round(b, 2),
             "instrumented_us": round(i, 2),
             "added_us": round(i - b, 2),
             "ratio": round(i / b, 3),
+            "added_us_median_of_repeats": round(paired[len(paired) // 2], 2),
             "baseline_repeats_us": [round(x, 2) for x in base[name]],
             "instrumented_repeats_us": [round(x, 2) for x in instr[name]],
             "captured": captured[name],
@@ -381,9 +405,10 @@ def main() -> None:
     parser.add_argument(
         "--interleave",
         action="store_true",
-        help="after instrumenting, alternate uninstrumented and instrumented repeats by swapping "
+        help="after instrumenting, alternate uninstrumented and instrumented blocks of calls by swapping "
         "Completions.create (default: all baseline repeats first, then all instrumented ones)",
     )
+    parser.add_argument("--block", type=int, default=10, help="--interleave: calls per block (default 10)")
     args = parser.parse_args()
     # Keep content capture off everywhere; no network: anything that tries fails fast.
     os.environ["TRACELOOP_TRACE_CONTENT"] = "false"
@@ -394,7 +419,7 @@ def main() -> None:
     out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # whatever a subject prints goes to stderr; stdout carries only our JSON
     try:
-        result = run(args.subject, args.calls, args.repeats, args.interleave)
+        result = run(args.subject, args.calls, args.repeats, args.interleave, args.block)
     except Exception as exc:
         traceback.print_exc()
         result = {"subject": args.subject, "error": f"{type(exc).__name__}: {exc}".splitlines()[0][:300]}

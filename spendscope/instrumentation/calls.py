@@ -39,15 +39,34 @@ def _begin(
             service_tier=tier if isinstance(tier, str) else None,
         )
         if stream and endpoint.inject_stream_usage and telemetry.inject_stream_usage:
-            options = kwargs.get("stream_options")
-            options = options if isinstance(options, Mapping) else {}
-            if not options.get("include_usage"):
-                kwargs = {**kwargs, "stream_options": {**options, "include_usage": True}}
-                call.hide_usage_chunk = True
+            kwargs, call.hide_usage_chunk = _ask_for_usage(kwargs)
         return call, kwargs
     except Exception:
         internal_error("start", telemetry.count_error)
         return None, kwargs
+
+
+def _ask_for_usage(kwargs: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """Ask for the stream's usage chunk unless the caller did; True when we asked (so it is hidden).
+
+    Without `stream_options` from the caller it goes in `extra_body`: the same request body, but the
+    SDK does not run its typed-parameter transform over one more field.
+    """
+    options = kwargs.get("stream_options")
+    extra = kwargs.get("extra_body")
+    body: Mapping[str, Any] = extra if isinstance(extra, Mapping) else {}
+    sent = body.get("stream_options")
+    if isinstance(sent, Mapping):  # extra_body wins over stream_options in the request body
+        if sent.get("include_usage"):
+            return kwargs, False
+        return {**kwargs, "extra_body": {**body, "stream_options": {**sent, "include_usage": True}}}, True
+    if isinstance(options, Mapping):
+        if options.get("include_usage"):
+            return kwargs, False
+        return {**kwargs, "stream_options": {**options, "include_usage": True}}, True
+    if extra is None or (isinstance(extra, Mapping) and "stream_options" not in extra):
+        return {**kwargs, "extra_body": {**body, "stream_options": {"include_usage": True}}}, True
+    return {**kwargs, "stream_options": {"include_usage": True}}, True
 
 
 class SDKTypes:
@@ -69,9 +88,9 @@ def _observe(result: Any, call: LLMCall, endpoint: Endpoint, types: SDKTypes) ->
     """Attach telemetry to what the call returned; never raises."""
     try:
         if isinstance(result, types.stream):
-            observe_stream(result, call, endpoint.stream_handler)
+            observe_stream(result, call, endpoint.stream_handler, endpoint.read_usage)
         elif isinstance(result, types.async_stream):
-            observe_async_stream(result, call, endpoint.stream_handler)
+            observe_async_stream(result, call, endpoint.stream_handler, endpoint.read_usage)
         elif isinstance(result, types.legacy_response):
             # `with_raw_response`: parse() is cached by the SDK, so the caller gets the same object.
             _observe(result.parse(), call, endpoint, types)

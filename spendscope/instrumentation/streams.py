@@ -1,12 +1,16 @@
 """Observe `openai.Stream` / `AsyncStream` without changing their type or what the caller sees.
 
-The stream's private iterator is replaced by a generator that reads usage as items pass and hides
-the usage-only chunk we asked for on the caller's behalf. The span is finished exactly once: when the
-stream ends, breaks, is closed, or is garbage-collected unread (usage state `unavailable`).
+The stream's private iterator is replaced by a generator that reads usage as items pass. The usage-only
+chunk we asked for on the caller's behalf is taken out of the server-sent events before the SDK builds
+a model of it (read from its JSON instead), so the caller pays nothing for a chunk it never sees. The
+span is finished exactly once: when the stream ends, breaks, is closed, or is garbage-collected unread
+(usage state `unavailable`).
 """
 
 from __future__ import annotations
 
+import json
+import re
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -21,6 +25,10 @@ ItemHandler = Callable[[LLMCall, Any], bool]
 UsageReader = Callable[[Any], TokenUsage | None]
 
 _RESPONSES_TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+# An event whose `usage` is an object, not null: the candidate usage chunk. Inside JSON strings quotes
+# are escaped, so this only matches the key itself.
+_USAGE_OBJECT = re.compile(r'"usage"\s*:\s*\{')
 
 
 def chunk_handler(read_usage: UsageReader) -> ItemHandler:
@@ -71,21 +79,67 @@ def transcript_event_handler(read_usage: UsageReader) -> ItemHandler:
     return handle
 
 
-def _safe(handle: ItemHandler, call: LLMCall, item: Any) -> bool:
+def _take_usage_event(call: LLMCall, data: str, read_usage: UsageReader) -> bool:
+    """Read the usage-only chunk from its raw JSON; True when it was ours to hide. Anything else (a
+    chunk that also has choices, an error) is left to the SDK, and to `handle`."""
     try:
-        return handle(call, item)
+        chunk = json.loads(data)
+        if not isinstance(chunk, dict) or chunk.get("choices") or chunk.get("error"):
+            return False
+        usage = chunk.get("usage")
+        if not isinstance(usage, dict):
+            return False
+        call.note_response(chunk)
+        call.usage = read_usage(usage)
+        return True
     except Exception:
-        internal_error("stream item", call.telemetry.count_error)
+        internal_error("stream event", call.telemetry.count_error)
         return False
 
 
-def observe_stream(stream: Any, call: LLMCall, handle: ItemHandler) -> None:
+def _hide_usage_event(stream: Any, ref: weakref.ref[Any], call: LLMCall, read_usage: UsageReader) -> None:
+    """Filter the SDK's server-sent events (`Stream._iter_events`, looked up when iteration starts).
+    The stream is held weakly, so that a finished stream is not left in a reference cycle."""
+    events: Callable[[Any], Iterator[Any]] = type(stream)._iter_events
+
+    def iter_events() -> Iterator[Any]:
+        for sse in events(ref()):
+            data = sse.data
+            if _USAGE_OBJECT.search(data) is None or not _take_usage_event(call, data, read_usage):
+                yield sse
+
+    stream._iter_events = iter_events
+
+
+def _hide_async_usage_event(
+    stream: Any, ref: weakref.ref[Any], call: LLMCall, read_usage: UsageReader
+) -> None:
+    events: Callable[[Any], AsyncIterator[Any]] = type(stream)._iter_events
+
+    async def iter_events() -> AsyncIterator[Any]:
+        async for sse in events(ref()):
+            data = sse.data
+            if _USAGE_OBJECT.search(data) is None or not _take_usage_event(call, data, read_usage):
+                yield sse
+
+    stream._iter_events = iter_events
+
+
+def observe_stream(stream: Any, call: LLMCall, handle: ItemHandler, read_usage: UsageReader) -> None:
     inner: Iterator[Any] = stream._iterator
+    ref = weakref.ref(stream)
+    if call.hide_usage_chunk and callable(getattr(type(stream), "_iter_events", None)):
+        _hide_usage_event(stream, ref, call, read_usage)
 
     def iterate() -> Iterator[Any]:
         try:
             for item in inner:
-                if not _safe(handle, call, item):
+                try:
+                    hide = handle(call, item)
+                except Exception:
+                    internal_error("stream item", call.telemetry.count_error)
+                    hide = False
+                if not hide:
                     yield item
         except GeneratorExit:
             call.finish()
@@ -96,7 +150,6 @@ def observe_stream(stream: Any, call: LLMCall, handle: ItemHandler) -> None:
         call.finish()
 
     stream._iterator = iterate()
-    ref = weakref.ref(stream)
     close = type(stream).close
 
     def close_and_finish() -> None:
@@ -110,13 +163,21 @@ def observe_stream(stream: Any, call: LLMCall, handle: ItemHandler) -> None:
     weakref.finalize(stream, call.finish)
 
 
-def observe_async_stream(stream: Any, call: LLMCall, handle: ItemHandler) -> None:
+def observe_async_stream(stream: Any, call: LLMCall, handle: ItemHandler, read_usage: UsageReader) -> None:
     inner: AsyncIterator[Any] = stream._iterator
+    ref = weakref.ref(stream)
+    if call.hide_usage_chunk and callable(getattr(type(stream), "_iter_events", None)):
+        _hide_async_usage_event(stream, ref, call, read_usage)
 
     async def iterate() -> AsyncIterator[Any]:
         try:
             async for item in inner:
-                if not _safe(handle, call, item):
+                try:
+                    hide = handle(call, item)
+                except Exception:
+                    internal_error("stream item", call.telemetry.count_error)
+                    hide = False
+                if not hide:
                     yield item
         except GeneratorExit:
             call.finish()
@@ -127,7 +188,6 @@ def observe_async_stream(stream: Any, call: LLMCall, handle: ItemHandler) -> Non
         call.finish()
 
     stream._iterator = iterate()
-    ref = weakref.ref(stream)
     close = type(stream).close
 
     async def close_and_finish() -> None:
