@@ -58,12 +58,12 @@ def collector(
     queue_spans: Annotated[
         str | None,
         typer.Option(
-            help=setting_help("spans held in memory before 503", "SPENDSCOPE_COLLECTOR_QUEUE_SPANS", "60000")
+            help=setting_help("spans held in memory before 503", "SPENDSCOPE_COLLECTOR_QUEUE_SPANS", "150000")
         ),
     ] = None,
     batch_spans: Annotated[
         str | None,
-        typer.Option(help=setting_help("spans per insert", "SPENDSCOPE_COLLECTOR_BATCH_SPANS", "20000")),
+        typer.Option(help=setting_help("spans per insert", "SPENDSCOPE_COLLECTOR_BATCH_SPANS", "50000")),
     ] = None,
     flush_interval: Annotated[
         str | None,

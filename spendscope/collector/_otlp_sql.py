@@ -99,12 +99,14 @@ SETTINGS: Final[Mapping[str, Any]] = {
     "format_schema": PROTO,
     "format_schema_message_name": MESSAGE,
     "input_format_protobuf_oneof_presence": 1,
-    # One stream; read one request at a time (memory stays that of a request, not of the batch);
+    # One stream; read requests in blocks of about 16 MiB (the SELECT's cost per block is ~8 ms
+    # whatever its size: one request per block made requests of a few hundred spans, the exporters'
+    # usual size, cost twice as much per span; memory stays that of a block, not of the batch);
     # squash everything into one insert block: the batch is deduplicated by its token as a whole, and
     # a span refused late fails the INSERT before anything is written.
     "max_threads": 1,
     "max_insert_threads": 1,
-    "input_format_max_block_size_bytes": 1,
+    "input_format_max_block_size_bytes": 16 << 20,
     "min_insert_block_size_rows": 1 << 40,
     "min_insert_block_size_bytes": 1 << 40,
 }

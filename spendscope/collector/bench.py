@@ -1,5 +1,6 @@
 """Ingest benchmark: `python -m spendscope.collector.bench [--seconds 20] [--senders 2] [--spans 2000]
-[--path sql|python] [--writers 2] [--batch-spans 20000] [--queue-spans 60000] [--queue-mib 64]`.
+[--path sql|python] [--writers 2] [--batch-spans N] [--queue-spans N] [--queue-mib N]
+[--trace-indexes auto|text|bloom_filter]` (the collector's defaults where not given).
 
 Starts `spendscope collector` as its own process on a fresh chdb directory, then posts OTLP protobuf
 requests of LLM spans (23 attributes each, as SpendScope's instrumentation writes them; every span
@@ -10,7 +11,9 @@ ClickHouse's query pool, Python, merges) and its RSS every second.
 
 `--path sql` (the default) lets ClickHouse decode the requests (SPENDSCOPE_COLLECTOR_SQL_DECODE);
 `--path python` decodes them in the collector, as before. `--writers` batches are inserted at once.
-The machine's other load counts: compare runs made one after the other, and look at the CPU per span.
+The machine's other load counts: compare runs made one after the other, and look at the CPU per span
+(counted from the first request on, so the collector's start and migrations are left out) and at
+the capacity it implies: the spans per second the collector would take with every core to itself.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from spendscope import names as n
+from spendscope.store.migrations import TRACE_INDEXES_ENV
 
 
 def _kv(key: str, value: object) -> KeyValue:
@@ -145,9 +149,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--senders", type=int, default=2)
     parser.add_argument("--spans", type=int, default=2000, help="spans per request")
-    parser.add_argument("--batch-spans", default="20000")
-    parser.add_argument("--queue-spans", default="60000")
-    parser.add_argument("--queue-mib", type=int, default=64, help="queue limit in encoded MiB")
+    parser.add_argument("--batch-spans", help="spans per insert (default: the collector's)")
+    parser.add_argument("--queue-spans", help="queue limit in spans (default: the collector's)")
+    parser.add_argument("--queue-mib", type=int, help="queue limit in encoded MiB (default: the collector's)")
+    indexes = ("auto", "text", "bloom_filter")
+    parser.add_argument("--trace-indexes", choices=indexes, help="otel_traces index set (store setting)")
     parser.add_argument("--path", choices=("sql", "python"), default="sql", help="who decodes OTLP")
     parser.add_argument("--writers", type=int, default=2, help="batches inserted at once")
     args = parser.parse_args()
@@ -166,10 +172,8 @@ def main() -> None:
             "127.0.0.1:0",
             "--store",
             f"chdb://{data_dir}",
-            "--batch-spans",
-            args.batch_spans,
-            "--queue-spans",
-            args.queue_spans,
+            *(["--batch-spans", args.batch_spans] if args.batch_spans else []),
+            *(["--queue-spans", args.queue_spans] if args.queue_spans else []),
         ],
         stdout=subprocess.DEVNULL,
         stderr=(workdir / "collector.log").open("w"),
@@ -177,7 +181,8 @@ def main() -> None:
             **os.environ,
             "SPENDSCOPE_COLLECTOR_SQL_DECODE": "true" if args.path == "sql" else "false",
             "SPENDSCOPE_COLLECTOR_WRITERS": str(args.writers),
-            "SPENDSCOPE_COLLECTOR_QUEUE_BYTES": str(args.queue_mib * 1024 * 1024),
+            **({"SPENDSCOPE_COLLECTOR_QUEUE_BYTES": str(args.queue_mib << 20)} if args.queue_mib else {}),
+            **({TRACE_INDEXES_ENV: args.trace_indexes} if args.trace_indexes else {}),
         },
     )
     try:
@@ -188,6 +193,10 @@ def main() -> None:
             time.sleep(0.1)
         url = json.loads(discovery.read_text())["url"]
         template, offsets = llm_request(args.spans)
+        # CPU from here on: the collector's start (imports, migrations) is not ingest
+        cpu_start = _cpu_seconds(collector.pid)
+        threads_start = _cpu_by_thread(collector.pid)
+        own_start = time.process_time()
         counter = iter(range(1, 1 << 62))
         lock = threading.Lock()
         sent = [0]
@@ -236,8 +245,12 @@ def main() -> None:
         while health()["queue_spans"] > 0:
             time.sleep(0.05)
         drained_at = time.monotonic()
-        cpu = _cpu_seconds(collector.pid)
-        by_thread = sorted(_cpu_by_thread(collector.pid).items(), key=lambda kv: -kv[1])
+        cpu = _cpu_seconds(collector.pid) - cpu_start
+        senders_cpu = time.process_time() - own_start
+        threads_now = _cpu_by_thread(collector.pid).items()
+        by_thread = sorted(
+            ((name, sec - threads_start.get(name, 0.0)) for name, sec in threads_now), key=lambda kv: -kv[1]
+        )
         metrics = urllib.request.urlopen(url + "/metrics", timeout=30).read().decode()
 
         def metric(name: str) -> float:
@@ -258,7 +271,15 @@ def main() -> None:
         )
         print(f"503 (queue full)       {refused[0]}")
         print(f"decoded by             {args.path} ({python_decoded:.0f} requests by Python on writing)")
-        print(f"collector CPU          {cpu:.1f} s ({cpu / max(written, 1) * 1e6:.1f} us/span)")
+        per_span = cpu / max(written, 1) * 1e6
+        senders_per_span = senders_cpu / max(written, 1) * 1e6
+        print(f"collector CPU          {cpu:.1f} s ({per_span:.1f} us/span, from the first request on)")
+        print(f"senders' CPU           {senders_cpu:.1f} s ({senders_per_span:.1f} us/span)")
+        cores = os.cpu_count() or 1
+        print(
+            f"CPU-bound capacity     {cores * 1e6 / per_span:,.0f} spans/s if the collector had all "
+            f"{cores} cores ({cores * 1e6 / (per_span + senders_per_span):,.0f} with these senders beside it)"
+        )
         inserts = metric("spendscope_collector_insert_duration_seconds_count")
         insert_seconds = metric("spendscope_collector_insert_duration_seconds_sum")
         print(

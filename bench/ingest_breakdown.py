@@ -1,0 +1,250 @@
+"""Where the collector's CPU goes per span, part by part: `python bench/ingest_breakdown.py
+[--batch 30000] [--rounds 8] [--spans 2000]`.
+
+Complements `python -m spendscope.collector.bench` (the whole collector, end to end) by measuring
+each part in this one process, in CPU time (all threads, the embedded ClickHouse included), with
+the variants of each section interleaved round by round, so the machine's other load weighs on all
+of them alike; compare within a section, as ratios. Background merges are stopped while measuring.
+
+1. Python: the fast path's scan of a request, and the Python decoder, per span.
+2. The ClickHouse decode (the fast path's SELECT over raw OTLP requests, into nothing): its stages,
+   as a cost per span and a fixed cost per insert (the query's analysis, measured on a 1-span input).
+3. The insert of ready-made rows into `otel_traces` (one database per variant, the migrations as
+   shipped): all views; each materialized view removed in turn (and what it feeds); no views; no
+   views and no skip indexes; the exporter's bloom-filter indexes instead of text indexes; and the
+   collector's insert settings against `optimize_on_insert = 1` (ClickHouse's default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from spendscope.collector import _otlp_sql as sql  # noqa: E402
+from spendscope.collector._rawwrite import frame  # noqa: E402
+from spendscope.collector._scan import scan_spans  # noqa: E402
+from spendscope.collector._spans import decode_spans  # noqa: E402
+from spendscope.collector.bench import llm_request  # noqa: E402
+from spendscope.store import migrations as mig  # noqa: E402
+from spendscope.store.store import SPAN_INSERT_SETTINGS, Store, _literal, open_store  # noqa: E402
+
+
+def cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def interleaved(variants: dict[str, Callable[[], int]], rounds: int) -> dict[str, list[float]]:
+    """µs of CPU per span of each variant (each call returns the spans it handled), in shuffled order
+    round by round."""
+    out: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        order = list(variants)
+        random.shuffle(order)
+        for name in order:
+            start = cpu()
+            spans = variants[name]()
+            out[name].append((cpu() - start) / spans * 1e6)
+    return out
+
+
+def table(
+    title: str, results: dict[str, list[float]], extra: dict[str, str] | None = None, extra_name: str = ""
+) -> None:
+    base = statistics.median(next(iter(results.values())))
+    head = f" {extra_name} |" if extra else ""
+    print(f"\n{title}\n\n| variant | µs CPU per span (median) | x first | min |{head}")
+    print(f"|---|---:|---:|---:|{'---|' if extra else ''}")
+    for name, xs in results.items():
+        median = statistics.median(xs)
+        note = f" {extra.get(name, '')} |" if extra else ""
+        print(f"| {name} | {median:.1f} | {median / base:.2f} | {min(xs):.1f} |{note}")
+
+
+def python_parts(requests: list[bytes], rounds: int) -> None:
+    spans = sum(len(scan_spans(r).keys) for r in requests)
+
+    def scan() -> int:
+        for request in requests:
+            scan_spans(request)
+        return spans
+
+    def decode() -> int:
+        for request in requests:
+            decode_spans(request)
+        return spans
+
+    table("Python, per span", interleaved({"scan (fast path)": scan, "decode (Python path)": decode}, rounds))
+
+
+def decode_parts(store: Store, request: bytes, count: int, rounds: int, batch: int) -> None:
+    one, _ = llm_request(1)
+    suffixed = [
+        request + (scan_spans(request).suffix or b""),
+        bytes(one) + (scan_spans(bytes(one)).suffix or b""),
+    ]
+    files = []
+    sources = []
+    for data in (frame([suffixed[0]] * max(batch // count, 1)), frame([suffixed[1]])):
+        file = tempfile.NamedTemporaryFile(suffix=".input")  # noqa: SIM115 (closed at exit)
+        file.write(data)
+        file.flush()
+        files.append(file)
+        sources.append(f"file({_literal(file.name)}, 'Protobuf', {_literal(sql.STRUCTURE)})")
+    spans = max(batch // count, 1) * count
+    settings = ", ".join(
+        f"{k} = {_literal(v)}" for k, v in sql.SETTINGS.items() if not k.startswith("min_insert")
+    )
+    refused = f"throwIf({sql._refused()}, '{sql.FALLBACK_MARKER}') = 0 AND "
+    stages = {
+        "parse the protobuf": "SELECT sum(length(resource_spans)) FROM {input}",
+        "+ flatten to spans": sql._spans("{input}"),
+        "+ render values and maps": sql.SELECT.replace(refused, ""),
+        "+ refusal checks (the whole SELECT)": sql.SELECT,
+    }
+    fixed: dict[str, list[float]] = {name: [] for name in stages}
+
+    def run(name: str, query: str) -> Callable[[], int]:
+        def go() -> int:
+            start = cpu()
+            store.client.command(
+                f"SELECT * FROM ({query.replace('{input}', sources[1])}) FORMAT Null SETTINGS {settings}"
+            )
+            fixed[name].append(cpu() - start)
+            store.client.command(
+                f"SELECT * FROM ({query.replace('{input}', sources[0])}) FORMAT Null SETTINGS {settings}"
+            )
+            return spans
+
+        return go
+
+    results = interleaved({name: run(name, query) for name, query in stages.items()}, rounds)
+    # each measurement ran the query twice (1 span, then `spans`): take its fixed cost out twice
+    per_span = {
+        name: [x - 2 * f / spans * 1e6 for x, f in zip(xs, fixed[name], strict=True)]
+        for name, xs in results.items()
+    }
+    notes = {name: f"{statistics.median(fixed[name]) * 1000:.0f} ms" for name in stages}
+    title = f"ClickHouse decode (requests of {count} spans, {spans} per SELECT), beyond its fixed cost"
+    table(title, per_span, notes, "fixed cost per insert")
+    for file in files:
+        file.close()
+
+
+def _views(store: Store, database: str) -> list[str]:
+    rows = store.query(
+        "SELECT name FROM system.tables WHERE database = {db:String} "
+        "AND engine = 'MaterializedView' ORDER BY name",
+        {"db": database},
+    ).rows
+    return [str(r[0]) for r in rows]
+
+
+def _migrate(store: Store, database: str, full_text_search: bool) -> None:
+    store.command(f"CREATE DATABASE {database}")
+    store.client.database = database
+    for migration in mig.load_migrations():
+        for statement in migration.statements(full_text_search=full_text_search):
+            store.client.command(statement)
+    store.client.database = "seed"
+
+
+def insert_parts(store: Store, rounds: int, batch: int) -> None:
+    fts = mig.full_text_search(store.server_version)
+    _migrate(store, "v_all", fts)
+    views = _views(store, "v_all")
+    variants: dict[str, tuple[bool, list[str], dict[str, Any]]] = {
+        "all views, the collector's settings": (fts, [], {}),
+        "all views, optimize_on_insert = 1": (fts, [], {"optimize_on_insert": 1}),
+        f"{'bloom-filter' if fts else 'text'} indexes instead": (not fts, [], {}),
+        "no views": (fts, [f"DROP VIEW {v}" for v in views], {}),  # (a view gone stops what it feeds)
+        "no views, no skip indexes": (fts, [f"DROP VIEW {v}" for v in views], {}),
+    }
+    for view in views:
+        variants[f"without {view}"] = (fts, [f"DROP VIEW {view}"], {})
+    databases = {}
+    for n, (name, (full_text, edits, _)) in enumerate(variants.items()):
+        database = "v_all" if n == 0 else f"v_{n}"
+        if n:
+            _migrate(store, database, full_text)
+        for edit in edits:
+            store.command(edit.replace("DROP VIEW ", f"DROP VIEW {database}."))
+        if name == "no views, no skip indexes":
+            for index in store.query(
+                "SELECT name FROM system.data_skipping_indices "
+                "WHERE database = {db:String} AND table = 'otel_traces'",
+                {"db": database},
+            ).rows:
+                store.command(f"ALTER TABLE {database}.otel_traces DROP INDEX {index[0]}")
+        databases[name] = database
+    store.command("SYSTEM STOP MERGES")
+
+    def insert(name: str) -> Callable[[], int]:
+        batches = iter(range(1, rounds + 1))  # a new batch each time: a repeated one would be deduplicated
+
+        def go() -> int:
+            k = next(batches)
+            settings = {
+                **SPAN_INSERT_SETTINGS,
+                "insert_deduplication_token": f"t{k}-{name}",
+                **variants[name][2],
+            }
+            clause = ", ".join(f"{a} = {_literal(b)}" for a, b in settings.items())
+            store.client.command(
+                f"INSERT INTO {databases[name]}.otel_traces SELECT * EXCEPT batch FROM seed.stage "
+                f"WHERE batch = {k} SETTINGS {clause}"
+            )
+            return batch
+
+        return go
+
+    results = interleaved({name: insert(name) for name in variants}, rounds)
+    table(f"Insert of ready rows into otel_traces ({batch} spans per insert)", results)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--batch", type=int, default=30_000, help="spans per insert")
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--spans", type=int, default=2000, help="spans per OTLP request")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="spendscope-breakdown-"))
+    try:
+        store = open_store(f"chdb://{workdir}", database="seed", migrate=True)
+        data, _ = llm_request(args.spans)
+        request = bytes(data)
+        print(
+            f"{args.spans} spans per request, {len(request) / args.spans:.0f} bytes per span, "
+            f"ClickHouse {store.server_version}"
+        )
+        python_parts([request] * max(20_000 // args.spans, 1), args.rounds)
+        decode_parts(store, request, args.spans, args.rounds, 20_000)
+        store.insert_spans(decode_spans(request).records, dedup_token="seed")
+        store.command("CREATE TABLE stage0 ENGINE = Memory AS SELECT * FROM otel_traces")
+        copies = -(-args.batch // args.spans)
+        store.command(
+            f"CREATE TABLE stage ENGINE = Memory AS SELECT toUInt32(intDiv(n, {copies}) + 1) AS batch, "
+            "stage0.* REPLACE (lower(hex(MD5(concat(TraceId, toString(n))))) AS TraceId) FROM stage0, "
+            f"(SELECT number AS n FROM numbers({copies * args.rounds})) AS copies"
+        )
+        insert_parts(store, args.rounds, copies * args.spans)
+        store.close()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
