@@ -3,16 +3,20 @@
     python bench/queries.py [--calls 10000000] [--users 20000] [--repeats 7] [--dir DIR]
 
 The calls are generated inside ClickHouse (INSERT ... SELECT FROM numbers()) into `llm_usage`, so the
-materialized views fill the hourly and daily rollups exactly as live ingest does. Each report query
-(from clickhouse/queries, through spendscope.store.reports, reading the rollups) is timed beside the
-same answer computed by scanning `llm_usage` itself: the ratio is what the rollups buy.
-Prints a Markdown table and writes bench/results/queries.json.
+materialized views fill every rollup exactly as live ingest does. Each report query (from
+clickhouse/queries, through spendscope.store.reports, reading the rollups) is timed beside the same
+answer computed by scanning `llm_usage` itself: the ratio is what the rollups buy. Wall time (min and
+median of --repeats after a warm-up), the process CPU time (chdb runs in-process, so it is the
+query's work whatever else runs on the machine) and the rows ClickHouse plans to read (EXPLAIN
+ESTIMATE: whole granules of 8,192 rows) are recorded. Prints a Markdown table and writes
+bench/results/queries.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import statistics
 import sys
@@ -26,6 +30,7 @@ from spendscope.store import open_store
 from spendscope.store import reports as r
 
 RESULTS = Path(__file__).resolve().parent / "results" / "queries.json"
+ROLLUPS = ("llm_usage_hourly", "llm_usage_daily", "llm_usage_by_dimension", "llm_usage_timeline")
 ENDPOINTS = [
     "cv-parsing",
     "question-generation",
@@ -46,19 +51,26 @@ MODELS = [
 ]
 
 
-def generate(store: Any, calls: int, users: int, days: int, chunk: int = 1_000_000) -> float:
-    """Insert `calls` synthetic calls spread over the last `days` days; returns seconds taken."""
+def generate(
+    store: Any, calls: int, users: int, days: int, chunk: int = 1_000_000, *, live: bool = False
+) -> float:
+    """Insert `calls` synthetic calls spread over the last `days` days (`live`: one a millisecond from
+    now on, so each insert is a few seconds of calls, as a collector's batch); returns seconds taken."""
     started = time.perf_counter()
     now = datetime.now(UTC).replace(microsecond=0)
     columns = ", ".join(str(row[0]) for row in store.query("DESCRIBE TABLE llm_usage").rows)
+    offset_time = (
+        "+ toIntervalMillisecond(number)"
+        if live
+        else f"- toIntervalSecond(cityHash64(number, 1) % {days * 86400})"
+    )
     for offset in range(0, calls, chunk):
         store.command(
             f"""
             INSERT INTO llm_usage ({columns})
             SELECT {columns} FROM (
             SELECT
-                toDateTime64({{now:DateTime64(9, 'UTC')}}, 9, 'UTC')
-                    - toIntervalSecond(cityHash64(number, 1) % {days * 86400}) AS time,
+                toDateTime64({{now:DateTime64(9, 'UTC')}}, 9, 'UTC') {offset_time} AS time,
                 concat('user-', toString(cityHash64(number, 8) % {users})) AS user_id,
                 ['hr-platform', 'homework-helper', 'search'][1 + cityHash64(user_id) % 3] AS service,
                 hex(cityHash64(number, 2)) || hex(cityHash64(number, 3)) AS trace_id,
@@ -90,20 +102,50 @@ def generate(store: Any, calls: int, users: int, days: int, chunk: int = 1_000_0
             """,
             {"now": now, "models": MODELS, "endpoints": ENDPOINTS},
         )
-    store.command("OPTIMIZE TABLE llm_usage_daily FINAL")
-    store.command("OPTIMIZE TABLE llm_usage_hourly FINAL")
+    if not live:
+        for table in ROLLUPS:  # what background merges do on a live store
+            store.command(f"OPTIMIZE TABLE {table} FINAL")
     return time.perf_counter() - started
 
 
-def timed(fn: Callable[[], object], repeats: int) -> tuple[float, float, object]:
-    """(median ms, min ms, last result) after one warm-up run."""
-    result = fn()
-    samples = []
+def ingest_cost(store: Any, calls: int, users: int) -> dict[str, float]:
+    """Process CPU seconds to insert `calls` live calls in blocks of 5,000, with every view and
+    without 0008's (llm_usage_by_dimension, llm_usage_timeline), in this store's fresh database."""
+    out = {}
+    for label in ("with_0008_views", "without_0008_views"):
+        if label.startswith("without"):
+            for view in ("llm_usage_by_dimension_mv", "llm_usage_timeline_mv"):
+                store.command(f"DROP TABLE {view}")
+        cpu_start = _cpu_s()
+        generate(store, calls, users, 1, chunk=5_000, live=True)
+        out[label] = round(_cpu_s() - cpu_start, 1)
+    return out
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(fn: Callable[[], object], repeats: int) -> dict[str, float]:
+    """Wall ms (median, min) and process CPU ms (median) after one warm-up run."""
+    fn()
+    wall, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        samples.append((time.perf_counter() - start) * 1000)
-    return statistics.median(samples), min(samples), result
+        cpu_start, start = _cpu_s(), time.perf_counter()
+        fn()
+        wall.append((time.perf_counter() - start) * 1000)
+        cpu.append((_cpu_s() - cpu_start) * 1000)
+    return {
+        "ms": round(statistics.median(wall), 1),
+        "min_ms": round(min(wall), 1),
+        "cpu_ms": round(statistics.median(cpu), 1),
+    }
+
+
+def rows_planned(store: Any, sql: str, params: dict[str, Any]) -> int:
+    """Rows in the granules ClickHouse will read for `sql`, over every table it touches."""
+    return sum(int(row[3]) for row in store.query(f"EXPLAIN ESTIMATE {sql}", params).rows)
 
 
 def main() -> None:
@@ -114,34 +156,50 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--dir", default="/tmp/spendscope-bench-queries")
     parser.add_argument("--reuse", action="store_true", help="time the queries on data generated before")
+    parser.add_argument(
+        "--ingest-cost",
+        type=int,
+        default=0,
+        metavar="CALLS",
+        help="also measure what 0008's views add to inserts",
+    )
     args = parser.parse_args()
     if not args.reuse:
         shutil.rmtree(args.dir, ignore_errors=True)
+    ingest = {}
+    if args.ingest_cost:
+        # a database of its own in the same directory (chdb opens one directory per process)
+        with open_store(f"chdb://{args.dir}", database="bench_ingest", migrate=True) as scratch:
+            ingest = ingest_cost(scratch, args.ingest_cost, args.users)
+            scratch.command("DROP DATABASE bench_ingest SYNC")
+        print(f"CPU to insert {args.ingest_cost:,} calls in blocks of 5,000: {ingest}")
     store = open_store(f"chdb://{args.dir}", database="bench", migrate=True)
     generate_s = 0.0 if args.reuse else generate(store, args.calls, args.users, args.days)
     counts = {
         table: int(store.query(f"SELECT count() FROM {table}").rows[0][0])
-        for table in ("llm_usage", "llm_usage_hourly", "llm_usage_daily")
+        for table in ("llm_usage", *ROLLUPS)
     }
     now = datetime.now(UTC)
     since, until = now - timedelta(days=args.days), now
     month = date(now.year, now.month, 1)
     month_since = datetime(month.year, month.month, 1, tzinfo=UTC)
-    user = str(
-        store.query(
-            "SELECT user_id FROM llm_usage_daily GROUP BY user_id ORDER BY sum(calls) DESC LIMIT 1"
-        ).rows[0][0]
+    busiest = (
+        "SELECT user_id, any(tenant) FROM llm_usage_daily GROUP BY user_id ORDER BY sum(calls) DESC LIMIT 1"
     )
+    user, tenant = (str(v) for v in store.query(busiest).rows[0])
     window = {"since": since, "until": until}
+    scan_window = "time >= {s:DateTime64(9, 'UTC')} AND time < {u:DateTime64(9, 'UTC')}"
+    scan_params = {"s": since, "u": until}
 
-    def raw(sql: str, params: dict[str, Any]) -> Callable[[], object]:
-        return lambda: store.query(sql, params).rows
+    def scan(sql: str, params: dict[str, Any] = scan_params) -> tuple[str, dict[str, Any]]:
+        return sql, params
 
-    cases: list[tuple[str, Callable[[], object], Callable[[], object]]] = [
+    # (name, the report's query, the raw scan answering the same question)
+    cases: list[tuple[str, r.Query, tuple[str, dict[str, Any]]]] = [
         (
             f"one user's monthly cost by model ({user})",
-            lambda: r.user_month(store, user=user, month=month),
-            raw(
+            r.user_month_query(user, month),
+            scan(
                 "SELECT model, sum(sign * cost_usd) FROM llm_usage WHERE user_id = {u:String} "
                 "AND time >= {s:DateTime64(9, 'UTC')} GROUP BY model",
                 {"u": user, "s": month_since},
@@ -150,12 +208,10 @@ def main() -> None:
         *(
             (
                 f"report --by {by} (last {args.days} days)",
-                (lambda by=by: r.report(store, by=by, **window)),
-                raw(
+                r.usage_query(by, **window),
+                scan(
                     f"SELECT {col} AS key, sum(sign) AS calls, sum(sign * cost_usd) AS cost FROM llm_usage "
-                    "WHERE time >= {s:DateTime64(9, 'UTC')} AND time < {u:DateTime64(9, 'UTC')} "
-                    "GROUP BY key ORDER BY cost DESC",
-                    {"s": since, "u": until},
+                    f"WHERE {scan_window} GROUP BY key ORDER BY cost DESC"
                 ),
             )
             for by, col in (
@@ -166,28 +222,48 @@ def main() -> None:
             )
         ),
         (
-            "top 10 users (last 30 days)",
-            lambda: r.top_users(store, limit=10, **window),
-            raw(
-                "SELECT user_id, sum(sign * cost_usd) AS cost FROM llm_usage "
-                "WHERE time >= {s:DateTime64(9, 'UTC')} "
-                "GROUP BY user_id ORDER BY cost DESC LIMIT 10",
-                {"s": since},
+            f"top 10 users (last {args.days} days)",
+            r.top_users_query(limit=10, **window),
+            scan(
+                f"SELECT user_id, sum(sign * cost_usd) AS cost FROM llm_usage WHERE {scan_window} "
+                "GROUP BY user_id ORDER BY cost DESC LIMIT 10"
+            ),
+        ),
+        (
+            f"daily cost (last {args.days} days)",
+            r.series_query("day", **window),
+            scan(
+                f"SELECT toDate(time) AS day, sum(sign * cost_usd) FROM llm_usage WHERE {scan_window} "
+                "GROUP BY day ORDER BY day"
+            ),
+        ),
+        (
+            f"report --by model --where tenant={tenant} (last {args.days} days)",
+            r.usage_query("model", where={"tenant": tenant}, **window),
+            scan(
+                "SELECT model, sum(sign * cost_usd) AS cost FROM llm_usage "
+                f"WHERE tenant = {{t:String}} AND {scan_window} GROUP BY model ORDER BY cost DESC",
+                {"t": tenant, **scan_params},
             ),
         ),
     ]
     rows = []
-    for name, rollup, scan in cases:
-        rollup_med, rollup_min, _ = timed(rollup, args.repeats)
-        scan_med, scan_min, _ = timed(scan, args.repeats)
+    for name, query, (sql, params) in cases:
+        rollup = timed(lambda query=query: r.run(store, query), args.repeats)
+        raw = timed(lambda sql=sql, params=params: store.query(sql, params), args.repeats)
         rows.append(
             {
                 "query": name,
-                "rollup_ms": round(rollup_med, 1),
-                "rollup_min_ms": round(rollup_min, 1),
-                "raw_scan_ms": round(scan_med, 1),
-                "raw_scan_min_ms": round(scan_min, 1),
-                "raw_over_rollup": round(scan_med / rollup_med, 1),
+                "named_query": query.name,
+                "rollup_ms": rollup["ms"],
+                "rollup_min_ms": rollup["min_ms"],
+                "rollup_cpu_ms": rollup["cpu_ms"],
+                "rollup_rows_planned": rows_planned(store, query.sql, query.params),
+                "raw_scan_ms": raw["ms"],
+                "raw_scan_min_ms": raw["min_ms"],
+                "raw_scan_cpu_ms": raw["cpu_ms"],
+                "raw_scan_rows_planned": rows_planned(store, sql, params),
+                "raw_over_rollup": round(raw["ms"] / rollup["ms"], 1),
             }
         )
     store.close()
@@ -196,10 +272,15 @@ def main() -> None:
         f"generated in {generate_s:.1f} s; rows: " + ", ".join(f"{t} {c:,}" for t, c in counts.items())
     )
     print(
-        "\n| query | from rollups (median ms) | raw scan (median ms) | raw / rollup |\n|---|---:|---:|---:|"
+        "\n| query | rollups: median (min) ms | CPU ms | rows planned | raw scan: median (min) ms "
+        "| CPU ms | rows planned | raw / rollup |\n|---|---:|---:|---:|---:|---:|---:|---:|"
     )
     for row in rows:
-        print(f"| {row['query']} | {row['rollup_ms']} | {row['raw_scan_ms']} | {row['raw_over_rollup']}x |")
+        print(
+            f"| {row['query']} | {row['rollup_ms']} ({row['rollup_min_ms']}) | {row['rollup_cpu_ms']} "
+            f"| {row['rollup_rows_planned']:,} | {row['raw_scan_ms']} ({row['raw_scan_min_ms']}) "
+            f"| {row['raw_scan_cpu_ms']} | {row['raw_scan_rows_planned']:,} | {row['raw_over_rollup']}x |"
+        )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
         json.dumps(
@@ -207,6 +288,7 @@ def main() -> None:
                 "args": vars(args),
                 "generate_s": generate_s,
                 "rows_in": counts,
+                "ingest_cpu_s": ingest,
                 "results": rows,
                 "python": sys.version.split()[0],
             },

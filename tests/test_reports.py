@@ -27,8 +27,8 @@ NOV = datetime(2026, 11, 1, tzinfo=UTC)
 DEC = datetime(2026, 12, 1, tzinfo=UTC)
 
 
-def at(day: int, hour: int, minute: int = 0) -> datetime:
-    return datetime(2026, 11, day, hour, minute, tzinfo=UTC)
+def at(day: int, hour: int, minute: int = 0, microsecond: int = 0) -> datetime:
+    return datetime(2026, 11, day, hour, minute, microsecond=microsecond, tzinfo=UTC)
 
 
 def add_month_of_calls(store: Store) -> Store:
@@ -120,17 +120,35 @@ def test_cost_by_extra_attribute_with_filters(usage: Store) -> None:
         (at(3, 10, 30), at(3, 11, 30)),  # inside two partial hours: llm_usage only
         (at(3, 10, 30), at(5, 0)),  # a partial hour, whole hours, a whole day
         (at(3, 11), at(6, 12, 30)),  # whole hours, whole days, a partial hour
-        (NOV, DEC),  # whole days
-        (NOV - timedelta(minutes=1), at(30, 23, 59)),
+        (NOV, DEC),  # a whole month
+        (NOV - timedelta(minutes=1), at(30, 23, 59)),  # partial hours, hours, days, weeks
+        (datetime(2026, 10, 31, 23, 59, 30, tzinfo=UTC), at(20, 15, 0, 1)),  # to the microsecond
+        (datetime(2026, 9, 30, 12, tzinfo=UTC), at(4, 9, 30)),  # a month, days, hours
     ],
 )
 def test_rollup_reports_equal_llm_usage_reports_over_any_range(
     usage: Store, since: datetime, until: datetime
 ) -> None:
-    for by in ("user", "model", "tenant"):
-        fast = r.run(usage, r.usage_query(by, since, until))
-        raw = r.run(usage, r.Query("usage_by_raw", r.usage_query(by, since, until).params))
-        assert fast == raw
+    questions: list[tuple[str, dict[str, str]]] = [
+        *((by, {}) for by in r.ROLLUP_DIMENSIONS),  # one dimension: llm_usage_by_dimension
+        ("user", {"user": "u-1"}),
+        ("model", {"tenant": "acme"}),  # two: the rollups of all five
+        ("endpoint", {"user": "u-1", "model": "gpt-4o-mini-2024-07-18"}),
+    ]
+    for by, where in questions:
+        fast = r.usage_query(by, since, until, where)
+        assert fast.name == ("usage_by_dimension" if len({by, *where}) == 1 else "usage_by")
+        raw = r.usage_query(by, since, until, where, raw=True)
+        assert r.run(usage, fast) == r.run(usage, raw), (by, where)
+    # usage_window (the view dashboards read) holds the same calls
+    window = "usage_window(since = {since:DateTime64(9, 'UTC')}, until = {until:DateTime64(9, 'UTC')})"
+    by_user = (
+        f"SELECT user_id, sum(calls), sum(cost_usd), sum(error_calls) FROM {window} GROUP BY ALL ORDER BY ALL"
+    )
+    expected = r.run(usage, r.usage_query("user", since, until, raw=True)).as_dicts()
+    assert usage.query(by_user, {"since": since, "until": until}).rows == sorted(
+        [x["key"], x["calls"], x["cost_usd"], x["error_calls"]] for x in expected
+    )
     edge = by_key(report(usage, by="user", since=at(3, 10, 30), until=at(3, 11, 30)))
     assert {k: (v["calls"], v["cost_usd"]) for k, v in edge.items()} == {"u-1": (2, D("0.002"))}
 
@@ -253,6 +271,9 @@ def test_every_named_query_runs_with_bound_parameters(usage: Store) -> None:
         "Decimal(9, 4)": "12.5",
         "Float64": 80.0,
         "Array(Nullable(Float64))": [],
+        "Array(Date)": ["2026-11-03"],
+        "Array(DateTime('UTC'))": ["2026-11-03 10:00:00"],
+        "Array(Tuple(String, DateTime('UTC')))": [("day", "2026-11-03 00:00:00")],
     }
     for name in query_names():
         query = named_query(name)
@@ -266,19 +287,59 @@ def test_every_named_query_runs_with_bound_parameters(usage: Store) -> None:
 
 
 # --- pure builders ------------------------------------------------------------------------------------
-def test_rollups_are_used_where_the_grouping_allows() -> None:
-    assert r.usage_query("user", NOV, DEC).name == "usage_by"
+def test_the_smallest_rollup_that_answers_is_used() -> None:
+    aligned = {
+        "head_since": "2026-11-01 00:00:00.000000",
+        "head_until": "2026-11-01 00:00:00.000000",
+        "tail_since": "2026-12-01 00:00:00.000000",
+        "tail_until": "2026-12-01 00:00:00.000000",
+    }
+    assert r.usage_query("user", NOV, DEC).params == {
+        "dimension": "user",
+        "values": [],
+        "buckets": [("month", "2026-11-01 00:00:00")],
+        "minus_buckets": [],
+        **aligned,
+    }
+    assert r.usage_query("user", NOV, DEC, {"tenant": "acme"}).params == {
+        "by": "user",
+        "where_keys": ["tenant"],
+        "where_values": ["acme"],
+        "days": [f"2026-11-{d:02d}" for d in range(1, 31)],
+        "hours": [],
+        **aligned,
+    }
+    # the partial day of Nov 3 is read as the day minus its first 11 hours (the ranges above check it)
+    assert r.usage_query("user", at(3, 10, 30), at(5, 0)).params["minus_buckets"] == [
+        ("hour", f"2026-11-03 {h:02d}:00:00") for h in range(11)
+    ]
+    assert r.usage_query("tenant", NOV, DEC, {"tenant": "acme"}).name == "usage_by_dimension"
     assert r.usage_query("model", NOV, DEC, {"tenant": "acme"}).name == "usage_by"
     assert r.usage_query("attr:job_id", NOV, DEC).name == "usage_by_raw"
     assert r.usage_query("user", NOV, DEC, {"attr:job_id": "J-1"}).name == "usage_by_raw"
     assert r.usage_query("operation", NOV, DEC).name == "usage_by_raw"
-    assert r.usage_query("user", NOV, DEC, {"tenant": "acme"}).params == {
+    assert r.usage_query("user", NOV, DEC, raw=True).params == {
         "by": "user",
         "since": "2026-11-01 00:00:00.000000",
         "until": "2026-12-01 00:00:00.000000",
-        "where_keys": ["tenant"],
-        "where_values": ["acme"],
+        "where_keys": [],
+        "where_values": [],
     }
+    assert r.top_users_query(NOV, DEC, where={"user": "u-1"}).name == "top_users_by_dimension"
+    assert r.top_users_query(NOV, DEC, where={"tenant": "acme"}).name == "top_users"
+    daily = r.series_query("day", NOV, DEC)  # one series: any dimension's rows hold every call
+    assert (daily.name, daily.params["dimension"], daily.params["buckets"][0]) == (
+        "daily_cost_by_dimension",
+        "service",
+        ("day", "2026-11-01 00:00:00"),  # never a month or week bucket in a daily series
+    )
+    monthly = r.series_query("month", NOV, DEC, by="model")
+    assert (monthly.name, monthly.params["buckets"]) == (
+        "monthly_cost_by_dimension",
+        [("month", "2026-11-01 00:00:00")],
+    )
+    assert r.series_query("month", NOV, DEC, by="model", where={"tenant": "acme"}).name == "monthly_cost"
+    assert r.user_month_query("u-1", date(2026, 11, 17)).params == {"user": "u-1", "month": "2026-11-01"}
     assert r.invoice_query("acme", date(2026, 11, 1)).name == "tenant_invoice"
     assert (
         r.invoice_query("acme", date(2026, 11, 1), by="attr:job_id").params["until"]

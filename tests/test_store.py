@@ -177,6 +177,24 @@ def test_server_version_picks_the_otel_traces_index_variant() -> None:
     assert not mig.full_text_search("25.8.3.1") and not mig.full_text_search("weird")
 
 
+def test_trace_indexes_setting_overrides_the_version_and_refuses_unknown_values() -> None:
+    assert mig.full_text_search("26.9.2.1", "auto") and not mig.full_text_search("25.8.3.1", "auto")
+    assert not mig.full_text_search("26.9.2.1", "bloom_filter") and mig.full_text_search("25.8.3.1", "text")
+    assert mig.trace_indexes({}) == "auto"
+    assert mig.trace_indexes({mig.TRACE_INDEXES_ENV: "bloom_filter"}) == "bloom_filter"
+    with pytest.raises(StoreError, match=r"SPENDSCOPE_STORE_TRACE_INDEXES='bogus'.*auto, text, bloom_filter"):
+        mig.trace_indexes({mig.TRACE_INDEXES_ENV: "bogus"})
+
+
+def test_a_store_migrated_with_bloom_filter_trace_indexes_gets_the_exporters_other_branch(
+    chdb_dsn: str, scratch: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(mig.TRACE_INDEXES_ENV, "bloom_filter")
+    with open_store(f"{chdb_dsn}?database={scratch[0]}", migrate=True) as chosen:
+        ddl = show_create(chosen, scratch[0], "otel_traces")
+    assert "TYPE bloom_filter(0.001)" in ddl and "TYPE text(" not in ddl
+
+
 @pytest.mark.parametrize("fts", [True, False], ids=["text-index (>= 26.2)", "bloom-filter (older)"])
 def test_otel_traces_ddl_is_the_exporters(store: Store, scratch: list[str], fts: bool) -> None:
     ours, theirs = scratch
@@ -353,6 +371,10 @@ def totals(store: Store) -> dict[str, list[object]]:
         "llm_usage FINAL": store.query(f"SELECT {usage} FROM llm_usage FINAL").rows[0],
         "hourly": store.query(f"SELECT {rollup} FROM llm_usage_hourly").rows[0],
         "daily": store.query(f"SELECT {rollup} FROM llm_usage_daily").rows[0],
+        "timeline": store.query(f"SELECT {rollup} FROM llm_usage_timeline").rows[0],
+        "by dimension": store.query(
+            f"SELECT {rollup} FROM llm_usage_by_dimension WHERE dimension = 'user' AND grain = 'week'"
+        ).rows[0],
     }
 
 
@@ -428,6 +450,19 @@ def test_rollup_totals_equal_llm_usage_totals(store: Store) -> None:
         f"SELECT {group}, {summed} FROM llm_usage_daily GROUP BY {group} ORDER BY {group}"
     ).rows
     assert raw == hourly == daily
+    timeline = f"SELECT {group}, {summed} FROM llm_usage_timeline GROUP BY {group} ORDER BY {group}"
+    assert store.query(timeline).rows == raw  # 0008's, fed the same way
+    by_endpoint = store.query(
+        f"SELECT endpoint, {columns} FROM llm_usage FINAL GROUP BY endpoint ORDER BY endpoint"
+    ).rows
+    for grain in ("hour", "day", "week", "month"):
+        assert (
+            store.query(
+                f"SELECT key, {summed} FROM llm_usage_by_dimension WHERE dimension = 'endpoint' "
+                f"AND grain = '{grain}' GROUP BY key ORDER BY key"
+            ).rows
+            == by_endpoint
+        )
     assert len(raw) > 20
     store.command("OPTIMIZE TABLE llm_usage_daily FINAL")  # what background merges do
     assert store.query("SELECT count() FROM llm_usage_daily").rows[0][0] < len(records) / 2

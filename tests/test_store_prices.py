@@ -42,11 +42,25 @@ def assert_rollups_match_llm_usage(store: Store) -> None:
         f"FROM llm_usage FINAL GROUP BY {GROUP} ORDER BY {GROUP}"
     ).rows
     summed = "sum(calls), sum(input_tokens), sum(cost_usd), sum(priced_calls), sum(unpriced_calls)"
-    for table in ("llm_usage_hourly", "llm_usage_daily"):
+    for table in ("llm_usage_hourly", "llm_usage_daily", "llm_usage_timeline"):
         assert (
             store.query(f"SELECT {GROUP}, {summed} FROM {table} GROUP BY {GROUP} ORDER BY {GROUP}").rows
             == raw
-        )
+        ), table
+    for dimension, column in (("user", "user_id"), ("model", "model"), ("tenant", "tenant")):
+        by_value = store.query(
+            f"SELECT {column}, count(), sum(input_tokens), sum(ifNull(cost_usd, 0)), countIf(cost_usd IS NOT NULL), "
+            f"countIf(status = 'ok' AND usage_state != 'unavailable' AND cost_usd IS NULL) "
+            f"FROM llm_usage FINAL GROUP BY {column} ORDER BY {column}"
+        ).rows
+        for grain in ("hour", "day", "week", "month"):
+            assert (
+                store.query(
+                    f"SELECT key, {summed} FROM llm_usage_by_dimension "
+                    f"WHERE dimension = '{dimension}' AND grain = '{grain}' GROUP BY key ORDER BY key"
+                ).rows
+                == by_value
+            ), (dimension, grain)
 
 
 @pytest.fixture
@@ -98,7 +112,13 @@ def test_reprice_prices_a_model_that_had_no_price_and_the_rollups_follow(
     assert (again.examined, again.changed) == (5, 0)
     assert_rollups_match_llm_usage(history)
     # merges (what ClickHouse does in the background) change nothing either
-    for table in ("llm_usage", "llm_usage_hourly", "llm_usage_daily"):
+    for table in (
+        "llm_usage",
+        "llm_usage_hourly",
+        "llm_usage_daily",
+        "llm_usage_by_dimension",
+        "llm_usage_timeline",
+    ):
         history.command(f"OPTIMIZE TABLE {table} FINAL")
     assert history.query("SELECT count() FROM llm_usage").rows == [[5]]
     assert_rollups_match_llm_usage(history)

@@ -1,5 +1,5 @@
--- What one user cost in one month, by model: `since` and `until` are the first days (UTC) of the month
--- and of the next one. From the rollups.
+-- What one user cost in one calendar month (UTC), by model: the user's rows of the daily rollup for
+-- the month's days (the user_id bloom filter of 0007 skips the granules of other users).
 SELECT
     model,
     sum(calls) AS calls,
@@ -11,7 +11,7 @@ SELECT
     sum(unpriced_calls) AS unpriced_calls,
     sum(usage_unavailable_calls) AS usage_unavailable_calls,
     sum(error_calls) AS error_calls
-FROM usage_window(since = {since:DateTime64(9, 'UTC')}, until = {until:DateTime64(9, 'UTC')})
-WHERE user_id = {user:String}
+FROM llm_usage_daily
+WHERE user_id = {user:String} AND day >= {month:Date} AND day < addMonths({month:Date}, 1)
 GROUP BY model
 ORDER BY cost_usd DESC, model

@@ -6,6 +6,11 @@ functions that run them.
 Dimensions: user, endpoint, tenant, model, service (answered from the rollups), operation,
 service_tier, project, api_key, status, error_type and attr:KEY (answered from llm_usage). Every value
 a caller gives, filter values included, is a bound query parameter, never SQL text.
+
+The smallest rollup that answers wins: a question about one rollup dimension (grouped by it and
+filtered on nothing else) reads llm_usage_by_dimension; several read the daily and hourly rollups of
+all five; the window is cut into their buckets by `windows` (whole months, weeks, days, hours and the
+partial hours at its ends, read from llm_usage_timeline).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any, Protocol
 from spendscope.store.errors import ReportError
 from spendscope.store.sqlfiles import named_query
 from spendscope.store.times import ch_time
+from spendscope.store.windows import Grain, dimension_params, rollup_params
 
 ROLLUP_DIMENSIONS = ("user", "endpoint", "tenant", "model", "service")
 RAW_DIMENSIONS = (
@@ -115,31 +121,54 @@ def _rollup(by: str | None, where: Mapping[str, str]) -> bool:
     return (by is None or by in ROLLUP_DIMENSIONS) and all(k in ROLLUP_DIMENSIONS for k in where)
 
 
+def _one_dimension(by: str | None, where: Mapping[str, str]) -> str | None:
+    """The one rollup dimension a question groups and filters on, if it involves one only (a total:
+    service, since every call is in one service's rows)."""
+    involved = set(where) | ({by} if by else set())
+    return next(iter(involved), "service") if len(involved) <= 1 else None
+
+
+def _values(dimension: str, where: Mapping[str, str]) -> list[str]:
+    return [str(where[dimension])] if dimension in where else []
+
+
 def _where(where: Mapping[str, str]) -> dict[str, list[str]]:
     return {"where_keys": list(where), "where_values": [str(v) for v in where.values()]}
 
 
-def _range(since: datetime, until: datetime) -> dict[str, str]:
+def _check_range(since: datetime, until: datetime) -> None:
     if until <= since:
         raise ReportError("empty time range: until is not after since")
+
+
+def _range(since: datetime, until: datetime) -> dict[str, str]:
+    _check_range(since, until)
     return {"since": ch_time(since), "until": ch_time(until)}
 
 
-def _rollup_where(where: Mapping[str, str], what: str) -> dict[str, list[str]]:
+def _rollup_where(where: Mapping[str, str], what: str) -> Mapping[str, str]:
     for key in where:
         check_dimension(key, ROLLUP_DIMENSIONS, option=f"filter of {what}")
         if key.startswith(ATTR):
             raise ReportError(f"{what} filters on {', '.join(ROLLUP_DIMENSIONS)} only, not {key}")
-    return _where(where)
+    return where
 
 
 # --- queries (pure) ----------------------------------------------------------------------------------
-def usage_query(by: str, since: datetime, until: datetime, where: Mapping[str, str] | None = None) -> Query:
-    """Cost by one dimension: from the rollups when the dimension and filters allow, else llm_usage."""
+def usage_query(
+    by: str, since: datetime, until: datetime, where: Mapping[str, str] | None = None, *, raw: bool = False
+) -> Query:
+    """Cost by one dimension: from the rollups when the dimension and filters allow, else (or with
+    `raw`) from llm_usage itself."""
     by = check_dimension(by)
     filters = {check_dimension(k, option="--where key"): v for k, v in (where or {}).items()}
-    name = "usage_by" if _rollup(by, filters) else "usage_by_raw"
-    return Query(name, {"by": by, **_range(since, until), **_where(filters)})
+    if raw or not _rollup(by, filters):
+        return Query("usage_by_raw", {"by": by, **_range(since, until), **_where(filters)})
+    _check_range(since, until)
+    if (dimension := _one_dimension(by, filters)) is not None:
+        params = {"dimension": dimension, "values": _values(dimension, filters)}
+        return Query("usage_by_dimension", {**params, **dimension_params(since, until)})
+    return Query("usage_by", {"by": by, **_where(filters), **rollup_params(since, until)})
 
 
 def series_query(
@@ -153,8 +182,14 @@ def series_query(
     if period not in ("day", "month"):
         raise ReportError(f"unknown period {period!r}: day or month")
     by_ = check_dimension(by, ROLLUP_DIMENSIONS) if by else ""
+    filters = where or {}
     name = "daily_cost" if period == "day" else "monthly_cost"
-    return Query(name, {"by": by_, **_range(since, until), **_rollup_where(where or {}, "a cost series")})
+    _check_range(since, until)
+    if (dimension := _one_dimension(by_, _rollup_where(filters, "a cost series"))) is not None:
+        grains: tuple[Grain, ...] = ("day",) if period == "day" else ("month", "day")
+        params = {"dimension": dimension, "by": by_, "values": _values(dimension, filters)}
+        return Query(f"{name}_by_dimension", {**params, **dimension_params(since, until, grains)})
+    return Query(name, {"by": by_, **_where(filters), **rollup_params(since, until)})
 
 
 def top_users_query(
@@ -162,9 +197,12 @@ def top_users_query(
 ) -> Query:
     if limit < 1:
         raise ReportError("limit must be at least 1")
-    return Query(
-        "top_users", {**_range(since, until), **_rollup_where(where or {}, "top users"), "limit": limit}
-    )
+    filters = where or {}
+    _check_range(since, until)
+    if _one_dimension("user", _rollup_where(filters, "top users")) == "user":
+        params = {"values": _values("user", filters), "limit": limit}
+        return Query("top_users_by_dimension", {**params, **dimension_params(since, until)})
+    return Query("top_users", {**_where(filters), **rollup_params(since, until), "limit": limit})
 
 
 def _month_range(month: date) -> tuple[datetime, datetime]:
@@ -176,8 +214,7 @@ def _month_range(month: date) -> tuple[datetime, datetime]:
 
 
 def user_month_query(user: str, month: date) -> Query:
-    since, until = _month_range(month)
-    return Query("user_monthly_by_model", {"user": user, **_range(since, until)})
+    return Query("user_monthly_by_model", {"user": user, "month": month.replace(day=1).isoformat()})
 
 
 def invoice_query(
@@ -214,7 +251,8 @@ def unpriced_query(since: datetime, until: datetime, *, limit: int = 100) -> Que
 
 
 def cache_savings_query(since: datetime, until: datetime, *, where: Mapping[str, str] | None = None) -> Query:
-    return Query("cache_savings", {**_range(since, until), **_rollup_where(where or {}, "cache savings")})
+    filters = _rollup_where(where or {}, "cache savings")
+    return Query("cache_savings", {**_range(since, until), **_where(filters)})
 
 
 # --- I/O ---------------------------------------------------------------------------------------------

@@ -1,0 +1,36 @@
+-- The `limit` users who cost most in a window, from the user rows of llm_usage_by_dimension and, for
+-- the partial hours at the window's ends, llm_usage_timeline (see usage_by_dimension).
+--   values      only these users (empty: every user)
+SELECT
+    user,
+    sum(calls) AS calls,
+    sum(input_tokens) AS input_tokens,
+    sum(output_tokens) AS output_tokens,
+    sum(cost_usd) AS cost_usd,
+    sum(unpriced_calls) AS unpriced_calls,
+    sum(usage_unavailable_calls) AS usage_unavailable_calls,
+    sum(error_calls) AS error_calls
+FROM (
+    SELECT
+        key AS user, calls, input_tokens, output_tokens, cost_usd, unpriced_calls, usage_unavailable_calls,
+        error_calls
+    FROM llm_usage_by_dimension
+    WHERE dimension = 'user' AND (grain, bucket) IN {buckets:Array(Tuple(String, DateTime('UTC')))}
+    UNION ALL
+    SELECT
+        key, -calls, -input_tokens, -output_tokens, -cost_usd, -unpriced_calls, -usage_unavailable_calls,
+        -error_calls
+    FROM llm_usage_by_dimension
+    WHERE dimension = 'user' AND (grain, bucket) IN {minus_buckets:Array(Tuple(String, DateTime('UTC')))}
+    UNION ALL
+    SELECT
+        user_id AS user, calls, input_tokens, output_tokens, cost_usd, unpriced_calls, usage_unavailable_calls,
+        error_calls
+    FROM llm_usage_timeline
+    WHERE (time >= {head_since:DateTime64(9, 'UTC')} AND time < {head_until:DateTime64(9, 'UTC')})
+        OR (time >= {tail_since:DateTime64(9, 'UTC')} AND time < {tail_until:DateTime64(9, 'UTC')})
+)
+WHERE empty({values:Array(String)}) OR user IN {values:Array(String)}
+GROUP BY user
+ORDER BY cost_usd DESC, user
+LIMIT {limit:UInt32}
