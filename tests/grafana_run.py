@@ -14,7 +14,6 @@ for); then runs the reconciler once to completion and once into a failing Costs 
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -29,7 +28,7 @@ import spendscope
 from spendscope.collector import Collector, CollectorConfig
 from spendscope.config import Configuration
 from spendscope.demo import workload
-from spendscope.demo.runner import DEMO_MARGINS
+from spendscope.demo.runner import DEMO_MARGINS, wait_for_calls
 from spendscope.fake_openai import FakeOpenAI
 from spendscope.fake_openai.admin import ADMIN_KEY, FakeAdminAPI
 from spendscope.pricing import Pricer
@@ -60,11 +59,9 @@ Key = tuple[date, str, str]  # (UTC day, project, model as the reconciler names 
 
 
 def _wait_for_calls(store: Store, expected: int) -> None:
-    deadline = time.monotonic() + 30
-    while int(store.query("SELECT count() FROM llm_usage FINAL").rows[0][0]) < expected:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the collector did not store {expected} calls in time")
-        time.sleep(0.05)
+    """Every call in llm_usage and in the rollups the dashboards read (see the demo's runner)."""
+    if wait_for_calls(store, expected) < expected:
+        raise AssertionError(f"the collector did not store {expected} calls in time")
 
 
 def _cached_cv_parsing(client: openai.OpenAI) -> int:

@@ -42,13 +42,20 @@ class DemoResult:
     llm_calls_stored: int
 
 
-def _wait_for_calls(store: Store, expected: int, timeout: float = 30.0) -> int:
-    """The collector batches inserts; wait until every exported call is in ClickHouse."""
+def wait_for_calls(store: Store, expected: int, timeout: float = 30.0) -> int:
+    """The collector batches inserts; wait until every exported call is in ClickHouse: in `llm_usage`
+    and in the rollups fed from it, whose parts an insert commits after `llm_usage`'s (the reports
+    read the rollups)."""
     deadline = time.monotonic() + timeout
     stored = 0
     while time.monotonic() < deadline:
-        stored = int(store.query("SELECT count() FROM llm_usage FINAL").rows[0][0])
-        if stored >= expected:
+        stored, rolled_up = (
+            int(v)
+            for v in store.query(
+                "SELECT (SELECT count() FROM llm_usage FINAL), (SELECT sum(calls) FROM llm_usage_timeline)"
+            ).rows[0]
+        )
+        if stored >= expected and rolled_up >= stored:
             return stored
         time.sleep(0.1)
     return stored
@@ -96,7 +103,7 @@ def run_demo(*, seed: int = 7, store: str | None = None) -> DemoResult:
                 conf.meter_provider.force_flush()
                 conf.shutdown()
         db = cast(Store, collector.store.get())
-        stored = _wait_for_calls(db, outcome.calls)
+        stored = wait_for_calls(db, outcome.calls)
         for tenant, percent in DEMO_MARGINS.items():
             set_margin(db, tenant, percent)
         now = datetime.now(UTC)
