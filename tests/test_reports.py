@@ -167,12 +167,14 @@ def test_a_filter_value_is_a_value_not_sql(usage: Store) -> None:
 
 def test_daily_and_monthly_series(usage: Store) -> None:
     daily = r.daily_series(usage, since=at(3, 10, 30), until=at(5, 12))
+    assert daily.columns[:2] == ["day", "key"]
     assert [(row[0], row[1], row[2], row[5]) for row in daily.rows] == [
         (date(2026, 11, 3), "", 2, D("0.002")),
         (date(2026, 11, 4), "", 1, D("0.01")),
         (date(2026, 11, 5), "", 1, D("0.005")),
     ]
     monthly = r.monthly_series(usage, since=datetime(2026, 10, 1, tzinfo=UTC), until=DEC, by="tenant")
+    assert monthly.columns[:2] == ["month", "tenant"]
     assert [(row[0], row[1], row[5]) for row in monthly.rows] == [
         (date(2026, 10, 1), "acme", D("0.5")),
         (date(2026, 11, 1), "acme", D("0.015")),
@@ -329,16 +331,16 @@ def test_the_smallest_rollup_that_answers_is_used() -> None:
     assert r.top_users_query(NOV, DEC, where={"tenant": "acme"}).name == "top_users"
     daily = r.series_query("day", NOV, DEC)  # one series: any dimension's rows hold every call
     assert (daily.name, daily.params["dimension"], daily.params["buckets"][0]) == (
-        "daily_cost_by_dimension",
+        "cost_series_by_dimension",
         "service",
         ("day", "2026-11-01 00:00:00"),  # never a month or week bucket in a daily series
     )
     monthly = r.series_query("month", NOV, DEC, by="model")
     assert (monthly.name, monthly.params["buckets"]) == (
-        "monthly_cost_by_dimension",
+        "cost_series_by_dimension",
         [("month", "2026-11-01 00:00:00")],
     )
-    assert r.series_query("month", NOV, DEC, by="model", where={"tenant": "acme"}).name == "monthly_cost"
+    assert r.series_query("month", NOV, DEC, by="model", where={"tenant": "acme"}).name == "cost_series"
     assert r.user_month_query("u-1", date(2026, 11, 17)).params == {"user": "u-1", "month": "2026-11-01"}
     assert r.invoice_query("acme", date(2026, 11, 1)).name == "tenant_invoice"
     assert (

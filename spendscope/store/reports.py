@@ -183,13 +183,13 @@ def series_query(
         raise ReportError(f"unknown period {period!r}: day or month")
     by_ = check_dimension(by, ROLLUP_DIMENSIONS) if by else ""
     filters = where or {}
-    name = "daily_cost" if period == "day" else "monthly_cost"
+    name = "cost_series"
     _check_range(since, until)
     if (dimension := _one_dimension(by_, _rollup_where(filters, "a cost series"))) is not None:
         grains: tuple[Grain, ...] = ("day",) if period == "day" else ("month", "day")
-        params = {"dimension": dimension, "by": by_, "values": _values(dimension, filters)}
+        params = {"period": period, "dimension": dimension, "by": by_, "values": _values(dimension, filters)}
         return Query(f"{name}_by_dimension", {**params, **dimension_params(since, until, grains)})
-    return Query(name, {"by": by_, **_where(filters), **rollup_params(since, until)})
+    return Query(name, {"period": period, "by": by_, **_where(filters), **rollup_params(since, until)})
 
 
 def top_users_query(
@@ -301,7 +301,7 @@ def daily_series(
     by: str | None = None,
     where: Mapping[str, str] | None = None,
 ) -> Report:
-    return run(store, series_query("day", since, until, by=by, where=where), key=by or "key")
+    return _series(store, "day", since, until, by, where)
 
 
 def monthly_series(
@@ -312,7 +312,19 @@ def monthly_series(
     by: str | None = None,
     where: Mapping[str, str] | None = None,
 ) -> Report:
-    return run(store, series_query("month", since, until, by=by, where=where), key=by or "key")
+    return _series(store, "month", since, until, by, where)
+
+
+def _series(
+    store: QueryRunner,
+    period: str,
+    since: datetime,
+    until: datetime,
+    by: str | None,
+    where: Mapping[str, str] | None,
+) -> Report:
+    result = run(store, series_query(period, since, until, by=by, where=where), key=by or "key")
+    return Report([period if c == "period" else c for c in result.columns], result.rows)
 
 
 def top_users(

@@ -1,12 +1,13 @@
--- Cost per calendar month (UTC) in a window, one series or one per value of a dimension, from
--- llm_usage_by_dimension (months, days and hours only, so that no bucket spans two months) and, for
--- the partial hours at the window's ends, llm_usage_timeline (see usage_by_dimension: a subtracted
--- bucket lies in the day or month of the bucket it is subtracted from).
+-- Cost per UTC day or calendar month (`period`: day | month) in a window, one series or one per
+-- value of a dimension, from llm_usage_by_dimension (months for a monthly series, days and hours:
+-- no bucket spans two periods) and, for the partial hours at the window's ends, llm_usage_timeline
+-- (see usage_by_dimension: a subtracted bucket lies in the day or month of the bucket it is
+-- subtracted from).
 --   dimension   user | endpoint | tenant | model | service (for one series, any: every call is in each)
 --   by          '' (one series) or the dimension
 --   values      only these values of the dimension (empty: every value)
 SELECT
-    toStartOfMonth(bucket) AS month,
+    if({period:String} = 'month', toStartOfMonth(bucket), toDate(bucket)) AS period,
     if({by:String} = '', '', value) AS key,
     sum(calls) AS calls,
     sum(input_tokens) AS input_tokens,
@@ -45,5 +46,5 @@ FROM (
         OR (time >= {tail_since:DateTime64(9, 'UTC')} AND time < {tail_until:DateTime64(9, 'UTC')})
 )
 WHERE empty({values:Array(String)}) OR value IN {values:Array(String)}
-GROUP BY month, key
-ORDER BY month, cost_usd DESC, key
+GROUP BY period, key
+ORDER BY period, cost_usd DESC, key

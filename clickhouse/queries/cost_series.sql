@@ -1,5 +1,6 @@
--- Cost per calendar month (UTC) in a window (the first and last may be partial), one series or one
--- per value of a rollup dimension, with filters, from the rollups of all five dimensions.
+-- Cost per UTC day or calendar month (`period`: day | month) in a window (the first and last
+-- may be partial), one series or one per value of a rollup dimension, with filters, from the
+-- rollups of all five dimensions.
 -- The window comes cut into whole `days` and `hours` and the partial hours at its ends (head and tail
 -- spans) by spendscope/store/windows.py; each part is read from the rollup of its size (llm_usage_daily,
 -- _hourly) or, for the partial hours, llm_usage_timeline.
@@ -7,7 +8,7 @@
 --   where_keys    dimensions to filter on (user, endpoint, tenant, model, service), where_values their
 --                 values (same order)
 SELECT
-    toStartOfMonth(bucket) AS month,
+    if({period:String} = 'month', toStartOfMonth(bucket), toDate(bucket)) AS period,
     multiIf(
         {by:String} = 'user', user_id,
         {by:String} = 'endpoint', endpoint,
@@ -45,5 +46,5 @@ WHERE (NOT has({where_keys:Array(String)}, 'user') OR user_id = {where_values:Ar
     AND (NOT has({where_keys:Array(String)}, 'tenant') OR tenant = {where_values:Array(String)}[indexOf({where_keys:Array(String)}, 'tenant')])
     AND (NOT has({where_keys:Array(String)}, 'model') OR model = {where_values:Array(String)}[indexOf({where_keys:Array(String)}, 'model')])
     AND (NOT has({where_keys:Array(String)}, 'service') OR service = {where_values:Array(String)}[indexOf({where_keys:Array(String)}, 'service')])
-GROUP BY month, key
-ORDER BY month, cost_usd DESC, key
+GROUP BY period, key
+ORDER BY period, cost_usd DESC, key
