@@ -50,6 +50,15 @@ def _clamped(usage: TokenUsage) -> TokenUsage:
     cached_audio = min(usage.cached_input_audio, cached, input_audio)
     reasoning = min(usage.reasoning, usage.output)
     output_audio = min(usage.output_audio, usage.output)
+    if (cached, cache_write, input_audio, cached_audio, reasoning, output_audio) == (
+        usage.cached_input,
+        usage.cache_write_input,
+        usage.input_audio,
+        usage.cached_input_audio,
+        usage.reasoning,
+        usage.output_audio,
+    ):
+        return usage  # the usual case: consistent, no second object (this runs on every call)
     clamped = TokenUsage(
         input=usage.input,
         output=usage.output,
@@ -61,8 +70,7 @@ def _clamped(usage: TokenUsage) -> TokenUsage:
         output_audio=output_audio,
         audio_seconds=usage.audio_seconds,
     )
-    if clamped != usage:
-        _log.warning("spendscope: inconsistent usage from OpenAI %s, clamped to %s", usage, clamped)
+    _log.warning("spendscope: inconsistent usage from OpenAI %s, clamped to %s", usage, clamped)
     return clamped
 
 

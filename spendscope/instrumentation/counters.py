@@ -25,6 +25,13 @@ class SummedCounter:
         with self._lock:
             self._sums[labels] = self._sums.get(labels, 0) + amount
 
+    def add_all(self, amounts: Iterable[tuple[float, LabelKey]]) -> None:
+        """Several series at once (a call's token types): one lock instead of one per series."""
+        sums = self._sums
+        with self._lock:
+            for amount, labels in amounts:
+                sums[labels] = sums.get(labels, 0) + amount
+
     def _observe(self, options: CallbackOptions) -> Iterable[Observation]:
         with self._lock:
             sums = list(self._sums.items())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,6 +50,33 @@ class UserLabels:
         return None
 
 
+_SEMCONV_CACHE_LIMIT = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class SemconvAttributes:
+    duration: dict[str, Any]
+    input_tokens: dict[str, Any]
+    output_tokens: dict[str, Any]
+
+    @classmethod
+    def build(
+        cls, operation: str, provider: str, request_model: str, response_model: str | None
+    ) -> SemconvAttributes:
+        base: dict[str, Any] = {
+            n.OPERATION_NAME: operation,
+            n.PROVIDER_NAME: provider,
+            n.REQUEST_MODEL: request_model,
+        }
+        if response_model:
+            base[n.RESPONSE_MODEL] = response_model
+        return cls(
+            base,
+            {**base, n.TOKEN_TYPE: n.TOKEN_TYPE_INPUT},
+            {**base, n.TOKEN_TYPE: n.TOKEN_TYPE_OUTPUT},
+        )
+
+
 class Telemetry:
     def __init__(
         self,
@@ -66,6 +94,7 @@ class Telemetry:
         self.pricer = pricer
         self.inject_stream_usage = inject_stream_usage
         self.users = UserLabels(user_label_limit)
+        self._semconv: dict[tuple[str, str, str, str | None], SemconvAttributes] = {}
         self.service = _service_name(tracer_provider or trace.get_tracer_provider())
         self.cost = SummedCounter(
             meter,
@@ -115,6 +144,20 @@ class Telemetry:
             description="GenAI operation duration.",
             explicit_bucket_boundaries_advisory=list(n.DURATION_BUCKETS),
         )
+
+    def semconv_attributes(
+        self, operation: str, provider: str, request_model: str, response_model: str | None
+    ) -> SemconvAttributes:
+        """The semconv histograms' attribute sets for one model pair, built once: the SDK copies what
+        it is given, so the same dicts serve every call."""
+        key = (operation, provider, request_model, response_model)
+        cached = self._semconv.get(key)
+        if cached is None:
+            cached = SemconvAttributes.build(*key)
+            if len(self._semconv) >= _SEMCONV_CACHE_LIMIT:
+                self._semconv.clear()
+            self._semconv[key] = cached
+        return cached
 
     def count_error(self, where: str) -> None:
         self.errors.add(1, ((n.LABEL_WHERE, where), (n.LABEL_SERVICE, self.service)))
@@ -258,14 +301,12 @@ class LLMCall:
         end_ns = self.start_ns if self.batch else time.time_ns()
         model = self.response_model or self.request_model
         attribution = self.attribution
-        semconv: dict[str, Any] = {
-            n.OPERATION_NAME: self.operation,
-            n.PROVIDER_NAME: self.client.provider,
-            n.REQUEST_MODEL: self.request_model,
-        }
+        semconv = t.semconv_attributes(
+            self.operation, self.client.provider, self.request_model, self.response_model
+        )
         end: dict[str, Any] = {}  # span attributes, set in one call
         if self.response_model:
-            semconv[n.RESPONSE_MODEL] = end[n.RESPONSE_MODEL] = self.response_model
+            end[n.RESPONSE_MODEL] = self.response_model
         if self.response_id:
             end[n.RESPONSE_ID] = self.response_id
         if self.service_tier:
@@ -273,10 +314,10 @@ class LLMCall:
         if self.first_chunk_ns is not None:
             end[n.RESPONSE_TIME_TO_FIRST_CHUNK] = (self.first_chunk_ns - self.start_ns) / 1e9
 
-        duration_attrs = semconv
+        duration_attrs = semconv.duration
         if error is not None:
             error_type = type(error).__qualname__
-            duration_attrs = {**semconv, n.ERROR_TYPE: error_type}
+            duration_attrs = {**duration_attrs, n.ERROR_TYPE: error_type}
             end[n.ERROR_TYPE] = error_type
             status_code = getattr(error, "status_code", None)
             if isinstance(status_code, int):
@@ -303,11 +344,10 @@ class LLMCall:
 
         end.update(_usage_attributes(usage))
         end[n.USAGE_STATE] = n.USAGE_STATE_REPORTED
-        for token_type, count in _token_counts(usage):
-            t.tokens.add(count, (*labels, (n.LABEL_TYPE, token_type)))
+        t.tokens.add_all((count, (*labels, (n.LABEL_TYPE, kind))) for kind, count in _token_counts(usage))
         if usage.audio_seconds is None:
-            t.token_usage.record(usage.input, {**semconv, n.TOKEN_TYPE: "input"})
-            t.token_usage.record(usage.output, {**semconv, n.TOKEN_TYPE: "output"})
+            t.token_usage.record(usage.input, semconv.input_tokens)
+            t.token_usage.record(usage.output, semconv.output_tokens)
 
         at = datetime.fromtimestamp(self.start_ns / 1e9, UTC)
         price = t.pricer.price(model, usage, at=at, service_tier=self.service_tier, batch=self.batch)
