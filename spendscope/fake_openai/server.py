@@ -6,6 +6,7 @@ import contextlib
 import email.parser
 import email.policy
 import json
+import re
 import socket
 import socketserver
 import sys
@@ -21,6 +22,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from spendscope.fake_openai import synth
 from spendscope.fake_openai.realtime import RealtimeConnect, RealtimeServer
+from spendscope.fake_openai.stored import NotBackground, StoredResponses
 
 if TYPE_CHECKING:
     from spendscope.fake_openai.conformance import ConformanceCase
@@ -74,35 +76,77 @@ def sse_text(events: Iterable[tuple[str | None, object]], *, done: bool) -> str:
     return "".join(lines) + ("data: [DONE]\n\n" if done else "")
 
 
-Route = Callable[[dict[str, Any], Mapping[str, bytes]], Reply]
+# (request body, uploaded files, the server's stored responses) -> reply
+Route = Callable[[dict[str, Any], Mapping[str, bytes], StoredResponses], Reply]
+_STORED_PATH = re.compile(r"/v1/responses/([^/]+)(/cancel)?")
 
 
-def _chat(body: dict[str, Any], files: Mapping[str, bytes]) -> Reply:
+def _chat(body: dict[str, Any], files: Mapping[str, bytes], stored: StoredResponses) -> Reply:
     if body.get("stream"):
         return Reply(sse=sse_text(((None, c) for c in synth.chat_completion_chunks(body)), done=True))
     return Reply(json=synth.chat_completion(body))
 
 
-def _responses(body: dict[str, Any], files: Mapping[str, bytes]) -> Reply:
+def _responses(body: dict[str, Any], files: Mapping[str, bytes], stored: StoredResponses) -> Reply:
+    if body.get("background") is True:
+        if body.get("stream"):
+            return Reply(sse=sse_text(stored.stream_background(body), done=False))
+        return Reply(json=stored.start_background(body))
     if body.get("stream"):
-        return Reply(sse=sse_text(synth.response_events(body), done=False))
-    return Reply(json=synth.response_object(body))
+        events = synth.response_events(body)
+        stored.remember(events[-1][1]["response"], body)
+        return Reply(sse=sse_text(events, done=False))
+    response = synth.response_object(body)
+    stored.remember(response, body)
+    return Reply(json=response)
 
 
-def _completions(body: dict[str, Any], files: Mapping[str, bytes]) -> Reply:
+def _response_by_id(request: RecordedRequest, stored: StoredResponses) -> Reply | None:
+    """``/v1/responses/{id}`` and ``/v1/responses/{id}/cancel``; None when the path is not one of them."""
+    match = _STORED_PATH.fullmatch(request.path)
+    if match is None:
+        return None
+    response_id, cancel = match.group(1), match.group(2) is not None
+    try:
+        if cancel and request.method == "POST":
+            found = stored.cancel(response_id)
+        elif not cancel and request.method == "DELETE":
+            if not stored.delete(response_id):
+                return _not_found(response_id)
+            return Reply(json={"id": response_id, "object": "response.deleted", "deleted": True})
+        elif not cancel and request.method == "GET" and request.query.get("stream") == "true":
+            after = request.query.get("starting_after")
+            if after is not None and not after.isdigit():
+                return error_reply(400, "'starting_after' must be an integer.", param="starting_after")
+            events = stored.stream(response_id, int(after) if after is not None else None)
+            return _not_found(response_id) if events is None else Reply(sse=sse_text(events, done=False))
+        elif not cancel and request.method == "GET":
+            found = stored.retrieve(response_id)
+        else:
+            return None
+    except NotBackground as exc:
+        return error_reply(400, str(exc))
+    return _not_found(response_id) if found is None else Reply(json=found)
+
+
+def _not_found(response_id: str) -> Reply:
+    return error_reply(404, f"Response with id '{response_id}' not found.")
+
+
+def _completions(body: dict[str, Any], files: Mapping[str, bytes], stored: StoredResponses) -> Reply:
     if body.get("stream"):
         return Reply(sse=sse_text(((None, c) for c in synth.text_completion_chunks(body)), done=True))
     return Reply(json=synth.text_completion(body))
 
 
-def _embeddings(body: dict[str, Any], files: Mapping[str, bytes]) -> Reply:
+def _embeddings(body: dict[str, Any], files: Mapping[str, bytes], stored: StoredResponses) -> Reply:
     try:
         return Reply(json=synth.embeddings(body))
     except ValueError as exc:
         return error_reply(400, str(exc), param="input")
 
 
-def _transcriptions(form: dict[str, Any], files: Mapping[str, bytes]) -> Reply:
+def _transcriptions(form: dict[str, Any], files: Mapping[str, bytes], stored: StoredResponses) -> Reply:
     if "file" not in files:
         return error_reply(
             400, "Missing required parameter: 'file'.", param="file", code="missing_required_parameter"
@@ -133,14 +177,17 @@ def _auth_error(headers: Mapping[str, str]) -> Reply | None:
     return None
 
 
-def default_reply(request: RecordedRequest, files: Mapping[str, bytes], raw: bytes) -> Reply:
+def default_reply(
+    request: RecordedRequest, files: Mapping[str, bytes], raw: bytes, stored: StoredResponses
+) -> Reply:
     """What the real API would answer when nothing is queued for the path."""
     auth = _auth_error(request.headers)
     if auth is not None:
         return auth
     route = ROUTES.get(request.path) if request.method == "POST" else None
     if route is None:
-        return error_reply(404, f"Invalid URL ({request.method} {request.path})")
+        found = _response_by_id(request, stored)
+        return found or error_reply(404, f"Invalid URL ({request.method} {request.path})")
     body = request.form if request.form is not None else request.json
     if not isinstance(body, dict):
         detail = "We could not parse the JSON body of your request." if raw else "The request body is empty."
@@ -153,7 +200,7 @@ def default_reply(request: RecordedRequest, files: Mapping[str, bytes], raw: byt
         status = 400 if request.path == "/v1/responses" else 404
         message = f"The model `{model}` does not exist or you do not have access to it."
         return error_reply(status, message, code="model_not_found", param="model" if status == 400 else None)
-    return route(body, files)
+    return route(body, files, stored)
 
 
 def parse_multipart(content_type: str, raw: bytes) -> tuple[dict[str, str], dict[str, bytes]]:
@@ -224,7 +271,7 @@ class _Handler(BaseHTTPRequestHandler):
         reply = fake._record(request)
         if reply is None:
             try:
-                reply = default_reply(request, files, raw)
+                reply = default_reply(request, files, raw, fake.stored)
             except Exception as exc:  # a fake-server bug must reach the client as a visible 500
                 traceback.print_exc(file=sys.stderr)
                 reply = error_reply(500, f"fake server error: {exc!r}")
@@ -331,6 +378,8 @@ class FakeOpenAI:
     ):
         self.log_requests = log_requests
         self.requests: list[RecordedRequest] = []
+        # Responses the default replies created, for retrieve/cancel/stream by id (see ``stored``).
+        self.stored = StoredResponses()
         self._queues: defaultdict[str, deque[Reply]] = defaultdict(deque)
         self._lock = threading.Lock()
         self._stopping = threading.Event()

@@ -18,6 +18,9 @@ Token rule (documented so tests can compute expected usage):
   down to a multiple of 128.
 - Transcription: whisper-1 bills ``ceil(seconds)``; the gpt-4o transcribe models bill
   ``ceil(10 * seconds)`` audio tokens plus ``text_tokens(prompt)`` in, ``text_tokens(text)`` out.
+
+A background response (``background: true``) is the same run: it starts ``queued`` with
+``usage: null`` and ends as the ``completed`` response a plain request would have got.
 """
 
 from __future__ import annotations
@@ -360,12 +363,13 @@ def _response_plan(body: Mapping[str, Any]) -> tuple[JSONObject, str, JSONObject
         "output_tokens_details": {"reasoning_tokens": reasoning},
         "total_tokens": used + out,
     }
+    background = body.get("background") is True
     response = {
         "id": "resp_" + secrets.token_hex(24),
         "object": "response",
         "created_at": int(time.time()),
-        "status": "in_progress",
-        "background": False,
+        "status": "queued" if background else "in_progress",
+        "background": background,
         "completed_at": None,
         "error": None,
         "incomplete_details": None,
@@ -416,15 +420,18 @@ def response_object(body: Mapping[str, Any]) -> JSONObject:
 
 
 def response_events(body: Mapping[str, Any]) -> list[tuple[str, JSONObject]]:
-    """(event name, data) in the order the SDK's ``responses.stream()`` helper requires."""
+    """(event name, data) in the order the SDK's ``responses.stream()`` helper requires. A background
+    run is created ``queued`` and says so (``response.queued``) before it starts."""
     response, text, usage = _response_plan(body)
     item_id = "msg_" + secrets.token_hex(24)
     where = {"item_id": item_id, "output_index": 0, "content_index": 0}
     part = {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}
     done_item = _message_item(item_id, text)
-    events: list[tuple[str, JSONObject]] = [
-        ("response.created", {"response": response}),
-        ("response.in_progress", {"response": response}),
+    events: list[tuple[str, JSONObject]] = [("response.created", {"response": response})]
+    if response["background"]:
+        events.append(("response.queued", {"response": response}))
+    events += [
+        ("response.in_progress", {"response": response | {"status": "in_progress"}}),
         ("response.output_item.added", {"output_index": 0, "item": _message_item(item_id, None)}),
         ("response.content_part.added", where | {"part": part}),
     ]

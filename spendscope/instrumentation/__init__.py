@@ -21,7 +21,7 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
 from spendscope import settings
-from spendscope.instrumentation import batches, realtime
+from spendscope.instrumentation import background, batches, realtime
 from spendscope.instrumentation.calls import SDKTypes, wrap_async, wrap_sync
 from spendscope.instrumentation.endpoints import METHODS, Endpoint
 from spendscope.instrumentation.telemetry import Telemetry
@@ -95,6 +95,10 @@ def _install() -> None:
         owner = getattr(importlib.import_module(module_name), class_name)
         wrap_content = batches.wrap_async_content if is_async else batches.wrap_content
         _patch(owner, attribute, functools.partial(wrap_content, lookup=lookup))
+    for module_name, class_name, attribute, is_async in background.PATCHES:
+        owner = getattr(importlib.import_module(module_name), class_name)
+        wrap_poll = background.wrap_async_poll if is_async else background.wrap_poll
+        _patch(owner, attribute, functools.partial(wrap_poll, lookup=lookup, types=types))
 
 
 @dataclass(frozen=True)
@@ -187,3 +191,5 @@ def uninstrument_openai(client: Any = None) -> None:
             else:
                 setattr(owner, attribute, original)
         _state.patched.clear()
+        # Nothing will poll them now: finished as usage unavailable, as they would have been before.
+        background.pending.finish_all()

@@ -9,6 +9,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from spendscope._internal import internal_error
+from spendscope.instrumentation import background
 from spendscope.instrumentation.endpoints import Endpoint
 from spendscope.instrumentation.streams import observe_async_stream, observe_stream
 from spendscope.instrumentation.telemetry import LLMCall, Telemetry
@@ -100,6 +101,8 @@ def _observe(result: Any, call: LLMCall, endpoint: Endpoint, types: SDKTypes) ->
             _observe_async_streamed_response(result, call, endpoint, types)
         else:
             call.note_response(result)
+            if background.keep_pending(call, result):
+                return  # a background response still running: its usage comes with a later poll
             call.usage = endpoint.read_usage(getattr(result, "usage", None))
             call.finish()
     except Exception:
@@ -120,7 +123,8 @@ def _observe_streamed_response(result: Any, call: LLMCall, endpoint: Endpoint, t
         try:
             close()
         finally:
-            call.finish()
+            if not background.pending.holds(call):
+                call.finish()
 
     result.parse, result.close = parse_and_observe, close_and_finish
 
@@ -137,7 +141,8 @@ def _observe_async_streamed_response(result: Any, call: LLMCall, endpoint: Endpo
         try:
             await close()
         finally:
-            call.finish()
+            if not background.pending.holds(call):
+                call.finish()
 
     result.parse, result.close = parse_and_observe, close_and_finish
 
