@@ -193,6 +193,29 @@ def test_background_stream_create_then_resume_counts_once(
     assert_one_reported_span(capture, response_id)  # the create's stream span, counted once
 
 
+@pytest.mark.parametrize("resume", [False, True], ids=["then-polled", "then-resumed"])
+def test_background_stream_broken_before_usage_is_finished_by_the_next_poll_or_resume(
+    capture: Capture, server: FakeOpenAI, client: openai.OpenAI, resume: bool
+) -> None:
+    with spendscope.attributes(**ATTRIBUTION):
+        stream = client.responses.create(model="gpt-4o-mini", input=PROMPT, background=True, stream=True)
+        for event in stream:
+            if event.type == "response.in_progress":
+                response_id = event.response.id
+                break
+        stream.close()
+    del stream
+    assert capture.spans() == []  # the response runs on at OpenAI: its call waits for the usage
+    assert response_id in background.pending
+    if resume:
+        with client.responses.stream(response_id=response_id, starting_after=2) as resumed:
+            assert [e.type for e in resumed][-1] == "response.completed"
+    else:
+        poll(client, client.responses.retrieve(response_id))
+    attrs = assert_one_reported_span(capture, response_id)
+    assert attrs[n.REQUEST_STREAM] is True  # the create's own span, finished once
+
+
 def test_raw_and_streaming_response_variants(
     capture: Capture, server: FakeOpenAI, client: openai.OpenAI
 ) -> None:

@@ -195,6 +195,7 @@ class LLMCall:
     __slots__ = (
         "_done",
         "attribution",
+        "background",
         "batch",
         "client",
         "first_chunk_ns",
@@ -236,6 +237,8 @@ class LLMCall:
         self.service_tier: str | None = None
         self.usage: TokenUsage | None = None
         self.hide_usage_chunk = False
+        # a background Response: its stream ending before usage leaves the call to a later poll
+        self.background = False
         self.first_chunk_ns: int | None = None
         self._done = False
         attributes: dict[str, Any] = {
@@ -280,6 +283,10 @@ class LLMCall:
             self.response_id = response_id
         if isinstance(tier, str) and tier:
             self.service_tier = tier
+
+    @property
+    def finished(self) -> bool:
+        return self._done
 
     def finish(self, *, error: BaseException | None = None, responded: bool = True) -> None:
         """End the span and record metrics, once. `responded` is False when the request itself failed."""
