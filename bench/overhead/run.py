@@ -41,7 +41,7 @@ class Env:
 
 
 ENVS = (
-    Env("spendscope", ("baseline", "spendscope"), editable_repo=True),
+    Env("spendscope", ("baseline", "otel-floor", "spendscope"), editable_repo=True),
     Env("otel-genai", ("otel-genai",)),
     Env("openllmetry", ("openllmetry",)),
     Env("openlit", ("openlit",)),
@@ -114,6 +114,8 @@ def run_worker(env: Env, subject: str, args: argparse.Namespace) -> dict[str, An
 def captured_summary(subject: str, workload: str, cap: dict[str, Any], metrics: list[str]) -> str:
     if subject == "baseline":
         return "uninstrumented twice (A/A): noise floor"
+    if subject == "otel-floor":
+        return "SpendScope's span and semconv histogram records alone (constant attributes): the SDK's share"
     parts = [f"tokens: {cap['tokens']}"]
     if workload == "stream":
         parts.append(f"injects include_usage: {'yes' if cap['injected_include_usage'] else 'no'}")
