@@ -5,11 +5,12 @@
 The calls are generated inside ClickHouse (INSERT ... SELECT FROM numbers()) into `llm_usage`, so the
 materialized views fill every rollup exactly as live ingest does. Each report query (from
 clickhouse/queries, through spendscope.store.reports, reading the rollups) is timed beside the same
-answer computed by scanning `llm_usage` itself: the ratio is what the rollups buy. Wall time (min and
-median of --repeats after a warm-up), the process CPU time (chdb runs in-process, so it is the
-query's work whatever else runs on the machine) and the rows ClickHouse plans to read (EXPLAIN
+answer computed by scanning `llm_usage` itself: the ratio is what the rollups buy, and the two
+answers must be equal (each value's cost, and calls where the scan counts them: `exact`). Wall time
+(min and median of --repeats after a warm-up), the process CPU time (chdb runs in-process, so it is
+the query's work whatever else runs on the machine) and the rows ClickHouse plans to read (EXPLAIN
 ESTIMATE: whole granules of 8,192 rows) are recorded. Prints a Markdown table and writes
-bench/results/queries.json.
+bench/results/queries.json; exits non-zero if an answer differs from its scan.
 """
 
 from __future__ import annotations
@@ -143,6 +144,16 @@ def timed(fn: Callable[[], object], repeats: int) -> dict[str, float]:
     }
 
 
+def same_answer(report: r.Report, scan: list[list[Any]]) -> bool:
+    """The report equals the raw scan, whose rows are (value, [calls,] cost): the report's first
+    column is the value (a model, user, day, ...)."""
+    calls = bool(scan) and len(scan[0]) == 3
+    mine = [
+        (d[report.columns[0]], *([d["calls"]] if calls else []), d["cost_usd"]) for d in report.as_dicts()
+    ]
+    return sorted(mine) == sorted(tuple(row) for row in scan)
+
+
 def rows_planned(store: Any, sql: str, params: dict[str, Any]) -> int:
     """Rows in the granules ClickHouse will read for `sql`, over every table it touches."""
     return sum(int(row[3]) for row in store.query(f"EXPLAIN ESTIMATE {sql}", params).rows)
@@ -226,7 +237,7 @@ def main() -> None:
             r.top_users_query(limit=10, **window),
             scan(
                 f"SELECT user_id, sum(sign * cost_usd) AS cost FROM llm_usage WHERE {scan_window} "
-                "GROUP BY user_id ORDER BY cost DESC LIMIT 10"
+                "GROUP BY user_id ORDER BY cost DESC, user_id LIMIT 10"
             ),
         ),
         (
@@ -251,10 +262,12 @@ def main() -> None:
     for name, query, (sql, params) in cases:
         rollup = timed(lambda query=query: r.run(store, query), args.repeats)
         raw = timed(lambda sql=sql, params=params: store.query(sql, params), args.repeats)
+        exact = same_answer(r.run(store, query), store.query(sql, params).rows)
         rows.append(
             {
                 "query": name,
                 "named_query": query.name,
+                "exact": exact,
                 "rollup_ms": rollup["ms"],
                 "rollup_min_ms": rollup["min_ms"],
                 "rollup_cpu_ms": rollup["cpu_ms"],
@@ -273,13 +286,14 @@ def main() -> None:
     )
     print(
         "\n| query | rollups: median (min) ms | CPU ms | rows planned | raw scan: median (min) ms "
-        "| CPU ms | rows planned | raw / rollup |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+        "| CPU ms | rows planned | raw / rollup | equal |\n|---|---:|---:|---:|---:|---:|---:|---:|---|"
     )
     for row in rows:
         print(
             f"| {row['query']} | {row['rollup_ms']} ({row['rollup_min_ms']}) | {row['rollup_cpu_ms']} "
             f"| {row['rollup_rows_planned']:,} | {row['raw_scan_ms']} ({row['raw_scan_min_ms']}) "
-            f"| {row['raw_scan_cpu_ms']} | {row['raw_scan_rows_planned']:,} | {row['raw_over_rollup']}x |"
+            f"| {row['raw_scan_cpu_ms']} | {row['raw_scan_rows_planned']:,} | {row['raw_over_rollup']}x "
+            f"| {'yes' if row['exact'] else 'NO'} |"
         )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
@@ -295,6 +309,8 @@ def main() -> None:
             indent=2,
         )
     )
+    if not all(row["exact"] for row in rows):
+        sys.exit("a report differs from the raw scan of llm_usage")
 
 
 if __name__ == "__main__":

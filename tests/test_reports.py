@@ -136,10 +136,12 @@ def test_rollup_reports_equal_llm_usage_reports_over_any_range(
         ("endpoint", {"user": "u-1", "model": "gpt-4o-mini-2024-07-18"}),
     ]
     for by, where in questions:
-        fast = r.usage_query(by, since, until, where)
-        assert fast.name == ("usage_by_dimension" if len({by, *where}) == 1 else "usage_by")
-        raw = r.usage_query(by, since, until, where, raw=True)
-        assert r.run(usage, fast) == r.run(usage, raw), (by, where)
+        raw = r.run(usage, r.usage_query(by, since, until, where, raw=True))
+        # now: the window's end (later calls cancel out), long after it, before it (a clock behind)
+        for now in (until, until + timedelta(days=40), since):
+            fast = r.usage_query(by, since, until, where, now=now)
+            assert fast.name == ("usage_by_dimension" if len({by, *where}) == 1 else "usage_by")
+            assert r.run(usage, fast) == raw, (by, where, now)
     # usage_window (the view dashboards read) holds the same calls
     window = "usage_window(since = {since:DateTime64(9, 'UTC')}, until = {until:DateTime64(9, 'UTC')})"
     by_user = (
@@ -151,6 +153,43 @@ def test_rollup_reports_equal_llm_usage_reports_over_any_range(
     )
     edge = by_key(report(usage, by="user", since=at(3, 10, 30), until=at(3, 11, 30)))
     assert {k: (v["calls"], v["cost_usd"]) for k, v in edge.items()} == {"u-1": (2, D("0.002"))}
+
+
+def test_calls_after_until_are_never_counted(usage: Store) -> None:
+    """A window ending now is read as whole buckets running past its end (to the end of November here)
+    minus the timeline from `until` on: the calls stamped after `until` cancel out, and a value whose
+    only call is after it (the interview endpoint, Nov 20 15:00) is no row at all."""
+    since, until = at(3, 10, 30), at(20, 12)
+    raw = "time >= {since:DateTime64(9, 'UTC')} AND time < {until:DateTime64(9, 'UTC')}"
+    for by in r.ROLLUP_DIMENSIONS:
+        fast = r.usage_query(by, since, until, now=until)
+        assert (fast.params["tail_since"], fast.params["tail_sign"]) == ("2026-11-20 12:00:00.000000", -1)
+        assert fast.params["tail_until"] > "2026-11-21"  # the buckets run past the calls after `until`
+        assert r.run(usage, fast) == r.run(usage, r.usage_query(by, since, until, raw=True)), by
+    endpoints = by_key(r.run(usage, r.usage_query("endpoint", since, until, now=until)))
+    assert list(endpoints) == ["questions", "cv-parsing"]
+    top = r.top_users_query(since, until, now=until)
+    assert top.params["tail_sign"] == -1
+    assert [(row[0], row[1], row[4]) for row in r.run(usage, top).rows] == [
+        ("u-2", 1, D("0.01")),  # not its Nov 20 15:00 call
+        ("u-3", 1, D("0.005")),
+        ("u-1", 4, D("0.002")),  # Nov 3 10:40 and 11:20, Nov 6 12:00 and 13:00 (unpriced)
+    ]
+    daily = r.series_query("day", since, until, now=until)
+    assert daily.params["tail_sign"] == -1
+    expected = usage.query(
+        f"SELECT toDate(time), '', count(), sum(ifNull(cost_usd, 0)) FROM llm_usage FINAL WHERE {raw} "
+        "GROUP BY 1 ORDER BY 1",
+        {"since": since, "until": until},
+    ).rows
+    assert [[row[0], row[1], row[2], row[5]] for row in r.run(usage, daily).rows] == expected
+    monthly = r.series_query("month", NOV - timedelta(days=3), until, by="tenant", now=until)
+    assert monthly.params["tail_sign"] == -1
+    assert [(row[0], row[1], row[2], row[5]) for row in r.run(usage, monthly).rows] == [
+        (date(2026, 10, 1), "acme", 1, D("0.5")),
+        (date(2026, 11, 1), "acme", 6, D("0.013")),  # not u-2's Nov 20 interview, after `until`
+        (date(2026, 11, 1), "globex", 1, D("0.005")),
+    ]
 
 
 def test_a_filter_value_is_a_value_not_sql(usage: Store) -> None:
@@ -269,6 +308,8 @@ def test_every_named_query_runs_with_bound_parameters(usage: Store) -> None:
         "DateTime64(9, 'UTC')": "2026-11-01 00:00:00.000000",
         "Array(String)": [],
         "UInt32": 10,
+        "Int8": -1,
+        "Identifier": "service",
         "Date": "2026-11-01",
         "Decimal(9, 4)": "12.5",
         "Float64": 80.0,
@@ -298,10 +339,13 @@ def test_the_smallest_rollup_that_answers_is_used() -> None:
     }
     assert r.usage_query("user", NOV, DEC).params == {
         "dimension": "user",
+        "column": "user_id",
         "values": [],
         "buckets": [("month", "2026-11-01 00:00:00")],
         "minus_buckets": [],
         **aligned,
+        "head_sign": 1,
+        "tail_sign": 1,
     }
     assert r.usage_query("user", NOV, DEC, {"tenant": "acme"}).params == {
         "by": "user",
@@ -311,10 +355,15 @@ def test_the_smallest_rollup_that_answers_is_used() -> None:
         "hours": [],
         **aligned,
     }
-    # the partial day of Nov 3 is read as the day minus its first 11 hours (the ranges above check it)
-    assert r.usage_query("user", at(3, 10, 30), at(5, 0)).params["minus_buckets"] == [
-        ("hour", f"2026-11-03 {h:02d}:00:00") for h in range(11)
-    ]
+    # the partial day of Nov 3 is read as the day minus its first 10 hours, minus the timeline's
+    # [10:00, 10:30) (the ranges above check it)
+    partial = r.usage_query("user", at(3, 10, 30), at(5, 0), now=at(30, 0)).params
+    assert partial["minus_buckets"] == [("hour", f"2026-11-03 {h:02d}:00:00") for h in range(10)]
+    assert (partial["head_since"], partial["head_until"], partial["head_sign"]) == (
+        "2026-11-03 10:00:00.000000",
+        "2026-11-03 10:30:00.000000",
+        -1,
+    )
     assert r.usage_query("tenant", NOV, DEC, {"tenant": "acme"}).name == "usage_by_dimension"
     assert r.usage_query("model", NOV, DEC, {"tenant": "acme"}).name == "usage_by"
     assert r.usage_query("attr:job_id", NOV, DEC).name == "usage_by_raw"

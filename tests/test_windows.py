@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
@@ -15,27 +16,29 @@ HOUR = timedelta(hours=1)
 SIZES = {"hour": HOUR, "day": timedelta(days=1), "week": timedelta(days=7)}
 
 
-def hours_counted(parts: Cover) -> Counter[datetime]:
-    """How many times each whole hour is counted: +1 per added bucket holding it, -1 per subtracted."""
-    counted: Counter[datetime] = Counter()
+def pieces(parts: Cover) -> list[tuple[datetime, datetime, int]]:
+    """The cover as signed spans of time: its buckets (+1 added, -1 subtracted) and timeline edges."""
+    out = []
     for month in parts.months:
         start = datetime(month.year, month.month, 1, tzinfo=UTC)
-        end = datetime(month.year + month.month // 12, month.month % 12 + 1, 1, tzinfo=UTC)
-        counted.update(start + i * HOUR for i in range(int((end - start) / HOUR)))
+        out.append((start, datetime(month.year + month.month // 12, month.month % 12 + 1, 1, tzinfo=UTC), 1))
     for buckets, sign in ((parts.plus, 1), (parts.minus, -1)):
-        for grain, start in buckets:
-            for i in range(int(SIZES[grain] / HOUR)):
-                counted[start + i * HOUR] += sign
-    return +counted  # drops hours counted 0 times
+        out += [(start, start + SIZES[grain], sign) for grain, start in buckets]
+    return out + [(start, end, sign) for (start, end), sign in zip(parts.edges, parts.signs, strict=True)]
 
 
 def assert_exact(parts: Cover, since: datetime, until: datetime) -> None:
-    """Every whole hour of the window counted once and nothing else; the rest in the two edges."""
+    """Every instant of the window counted once and nothing else counted, the timeline read in two
+    spans (the head before the tail, each added inside the window or subtracted just outside it)."""
+    spans = pieces(parts)
+    points = sorted({t for start, end, _ in spans for t in (start, end)} | {since, until})
+    for a, b in itertools.pairwise(points):
+        counted = sum(sign for start, end, sign in spans if start <= a and b <= end)
+        assert counted == (since <= a and b <= until), (a, b, counted)
     (head_since, head_until), (tail_since, tail_until) = parts.edges
-    assert head_since == since and tail_until == until
-    assert head_until - head_since < HOUR and tail_until - tail_since < HOUR
-    whole = int((tail_since - head_until) / HOUR) if tail_since > head_until else 0
-    assert hours_counted(parts) == Counter(head_until + i * HOUR for i in range(whole))
+    assert head_until <= tail_since
+    assert (head_since, head_until)[parts.signs[0] < 0] == since  # starts the window, or ends at it
+    assert (tail_until, tail_since)[parts.signs[1] < 0] == until
     assert all(n == 1 for n in Counter(parts.buckets() + parts.minus).values())  # no bucket twice
 
 
@@ -56,20 +59,81 @@ def test_thirty_days_to_now() -> None:
     assert plain.minus == []
     assert_exact(plain, since, SUNDAY)
 
-    signed = cover(since, SUNDAY, signed=True)  # 15 buckets instead of 34
+    signed = cover(since, SUNDAY, signed=True)  # 14 buckets instead of 34
     day = datetime(2026, 10, 23, tzinfo=UTC)
     assert signed.buckets() == [
-        ("day", day),  # Oct 23 minus its first four hours
+        ("day", day),  # Oct 23 minus its first three hours, minus the timeline's 03:00-03:06:30.25
         ("day", day + timedelta(days=1)),
         ("day", day + timedelta(days=2)),
         *(("week", datetime(2026, 10, 26, tzinfo=UTC) + timedelta(weeks=w)) for w in range(4)),
         *(("hour", datetime(2026, 11, 22, h, tzinfo=UTC)) for h in range(3)),
     ]
     assert signed.minus == [
-        *(("hour", day + timedelta(hours=h)) for h in range(4)),
+        *(("hour", day + timedelta(hours=h)) for h in range(3)),
         ("day", datetime(2026, 11, 22, tzinfo=UTC)),  # the last week minus its Sunday
     ]
+    three = datetime(2026, 10, 23, 3, tzinfo=UTC)
+    assert (signed.edges, signed.signs) == (
+        ((three, since), (SUNDAY.replace(minute=0, second=0, microsecond=0), SUNDAY)),
+        (-1, 1),
+    )
     assert_exact(signed, since, SUNDAY)
+
+
+def test_a_window_ending_now_runs_to_the_end_of_its_month() -> None:
+    """Nothing is recorded after now: November whole, minus the timeline from `until` on, is cheaper
+    than its weeks, days and hours; the rest of October is three days and a week minus Nov 1."""
+    since = SUNDAY - timedelta(days=30)
+    for now in (SUNDAY, SUNDAY + timedelta(minutes=5)):  # the few calls after `until` are read, subtracted
+        parts = cover(since, SUNDAY, signed=True, now=now)
+        day = datetime(2026, 10, 23, tzinfo=UTC)
+        assert parts.months == [date(2026, 11, 1)]
+        assert parts.plus == [
+            ("day", day),
+            ("day", day + timedelta(days=1)),
+            ("day", day + timedelta(days=2)),
+            ("week", datetime(2026, 10, 26, tzinfo=UTC)),
+        ]
+        assert parts.minus == [
+            *(("hour", day + timedelta(hours=h)) for h in range(3)),
+            ("day", datetime(2026, 11, 1, tzinfo=UTC)),
+        ]
+        assert (parts.edges[1], parts.signs) == ((SUNDAY, datetime(2026, 12, 1, tzinfo=UTC)), (-1, -1))
+        assert_exact(parts, since, SUNDAY)
+    # a window that ended two days ago keeps its end: two days of calls would be read to subtract them
+    assert cover(since, SUNDAY, signed=True, now=SUNDAY + timedelta(days=2)) == cover(
+        since, SUNDAY, signed=True
+    )
+    # a daily series runs to the end of the day at most, a monthly one never into a week
+    daily = cover(since, SUNDAY, ("day",), signed=True, now=SUNDAY)
+    assert daily.edges[1] == (SUNDAY, datetime(2026, 11, 23, tzinfo=UTC)) and daily.months == []
+    monthly = cover(since, SUNDAY, ("month", "day"), signed=True, now=SUNDAY)
+    assert monthly.months == [date(2026, 11, 1)] and monthly.starts("week") == []
+    for parts in (daily, monthly):
+        assert_exact(parts, since, SUNDAY)
+
+
+def test_a_window_starting_late_in_an_hour_subtracts_the_start_of_that_hour() -> None:
+    """[10:50, 14:00): the hours from 10:00 minus the timeline's 10:00-10:50 would read 50 minutes of
+    calls, the 10 minutes of [10:50, 11:00) read less; [10:10, 14:00) is the other way round."""
+    ten = datetime(2026, 11, 18, 10, tzinfo=UTC)
+    late = cover(ten + timedelta(minutes=50), ten + 4 * HOUR, signed=True)
+    assert (late.edges[0], late.signs[0], late.starts("hour")) == (
+        (ten + timedelta(minutes=50), ten + HOUR),
+        1,
+        [ten + h * HOUR for h in range(1, 4)],
+    )
+    early = cover(ten + timedelta(minutes=10), ten + 4 * HOUR, signed=True)
+    assert (early.edges[0], early.signs[0], early.starts("hour")) == (
+        (ten, ten + timedelta(minutes=10)),
+        -1,
+        [ten + h * HOUR for h in range(4)],
+    )
+    # unsigned covers (the rollups of all five dimensions) only ever add
+    plain = cover(ten + timedelta(minutes=10), ten + 4 * HOUR)
+    assert plain.signs == (1, 1) and plain.edges[0] == (ten + timedelta(minutes=10), ten + HOUR)
+    for parts in (late, early, plain):
+        assert_exact(parts, parts.edges[0][0] if parts.signs[0] > 0 else parts.edges[0][1], ten + 4 * HOUR)
 
 
 def test_whole_months_are_one_bucket_each_and_series_keep_their_periods() -> None:
@@ -112,11 +176,13 @@ def test_any_window_is_counted_exactly_once(grains: tuple[Grain, ...], signed: b
                 timedelta(days=rng.randrange(1, 75), seconds=rng.randrange(86400)),
             ]
         )
-        parts = cover(since, until, grains, signed=signed)
+        # now: unknown, at the window's end or a little after, long after, before it (a skewed clock)
+        now = rng.choice([None, until, until + timedelta(minutes=3), until + timedelta(days=9), since])
+        parts = cover(since, until, grains, signed=signed, now=now)
         assert_exact(parts, since, until)
         assert "week" in grains or parts.starts("week") == []
         assert "month" in grains or parts.months == []
-        assert signed or parts.minus == []
+        assert signed or (parts.minus == [] and parts.signs == (1, 1))
 
 
 def test_the_cover_as_query_parameters() -> None:
@@ -131,6 +197,19 @@ def test_the_cover_as_query_parameters() -> None:
         "buckets": [("month", "2026-11-01 00:00:00"), ("hour", "2026-12-01 00:00:00")],
         "minus_buckets": [],
         **edges,
+        "head_sign": 1,
+        "tail_sign": 1,
+    }
+    assert dimension_params(since, until, now=until) == dimension_params(since, until)  # none better
+    later = until + timedelta(minutes=30)  # nothing after it: Dec 1 whole, minus the timeline from 01:30
+    assert dimension_params(since, later, now=later) == {
+        "buckets": [("month", "2026-11-01 00:00:00"), ("day", "2026-12-01 00:00:00")],
+        "minus_buckets": [],
+        **edges,
+        "tail_since": "2026-12-01 01:30:00.000000",
+        "tail_until": "2026-12-02 00:00:00.000000",
+        "head_sign": 1,
+        "tail_sign": -1,
     }
     assert rollup_params(since, until) == {
         "days": [f"2026-11-{d:02d}" for d in range(1, 31)],

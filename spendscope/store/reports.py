@@ -10,7 +10,8 @@ a caller gives, filter values included, is a bound query parameter, never SQL te
 The smallest rollup that answers wins: a question about one rollup dimension (grouped by it and
 filtered on nothing else) reads llm_usage_by_dimension; several read the daily and hourly rollups of
 all five; the window is cut into their buckets by `windows` (whole months, weeks, days, hours and the
-partial hours at its ends, read from llm_usage_timeline).
+partial hours at its ends, read from llm_usage_timeline). The builders' `now` (default: the clock)
+only helps choose the cheapest cover (nothing is recorded after it yet), never changes the answer.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from spendscope.store.times import ch_time
 from spendscope.store.windows import Grain, dimension_params, rollup_params
 
 ROLLUP_DIMENSIONS = ("user", "endpoint", "tenant", "model", "service")
+# their columns in llm_usage_timeline (read for the partial hours at a window's ends)
+_TIMELINE_COLUMNS = {**{d: d for d in ROLLUP_DIMENSIONS}, "user": "user_id"}
 RAW_DIMENSIONS = (
     *ROLLUP_DIMENSIONS,
     "operation",
@@ -146,6 +149,10 @@ def _range(since: datetime, until: datetime) -> dict[str, str]:
     return {"since": ch_time(since), "until": ch_time(until)}
 
 
+def _now(now: datetime | None) -> datetime:
+    return now or datetime.now(UTC)
+
+
 def _rollup_where(where: Mapping[str, str], what: str) -> Mapping[str, str]:
     for key in where:
         check_dimension(key, ROLLUP_DIMENSIONS, option=f"filter of {what}")
@@ -156,7 +163,13 @@ def _rollup_where(where: Mapping[str, str], what: str) -> Mapping[str, str]:
 
 # --- queries (pure) ----------------------------------------------------------------------------------
 def usage_query(
-    by: str, since: datetime, until: datetime, where: Mapping[str, str] | None = None, *, raw: bool = False
+    by: str,
+    since: datetime,
+    until: datetime,
+    where: Mapping[str, str] | None = None,
+    *,
+    raw: bool = False,
+    now: datetime | None = None,
 ) -> Query:
     """Cost by one dimension: from the rollups when the dimension and filters allow, else (or with
     `raw`) from llm_usage itself."""
@@ -166,8 +179,9 @@ def usage_query(
         return Query("usage_by_raw", {"by": by, **_range(since, until), **_where(filters)})
     _check_range(since, until)
     if (dimension := _one_dimension(by, filters)) is not None:
-        params = {"dimension": dimension, "values": _values(dimension, filters)}
-        return Query("usage_by_dimension", {**params, **dimension_params(since, until)})
+        params = {"dimension": dimension, "column": _TIMELINE_COLUMNS[dimension]}
+        window = dimension_params(since, until, now=_now(now))
+        return Query("usage_by_dimension", {**params, "values": _values(dimension, filters), **window})
     return Query("usage_by", {"by": by, **_where(filters), **rollup_params(since, until)})
 
 
@@ -178,6 +192,7 @@ def series_query(
     *,
     by: str | None = None,
     where: Mapping[str, str] | None = None,
+    now: datetime | None = None,
 ) -> Query:
     if period not in ("day", "month"):
         raise ReportError(f"unknown period {period!r}: day or month")
@@ -187,13 +202,25 @@ def series_query(
     _check_range(since, until)
     if (dimension := _one_dimension(by_, _rollup_where(filters, "a cost series"))) is not None:
         grains: tuple[Grain, ...] = ("day",) if period == "day" else ("month", "day")
-        params = {"period": period, "dimension": dimension, "by": by_, "values": _values(dimension, filters)}
-        return Query(f"{name}_by_dimension", {**params, **dimension_params(since, until, grains)})
+        params = {
+            "period": period,
+            "dimension": dimension,
+            "column": _TIMELINE_COLUMNS[dimension],
+            "by": by_,
+            "values": _values(dimension, filters),
+        }
+        window = dimension_params(since, until, grains, now=_now(now))
+        return Query(f"{name}_by_dimension", {**params, **window})
     return Query(name, {"period": period, "by": by_, **_where(filters), **rollup_params(since, until)})
 
 
 def top_users_query(
-    since: datetime, until: datetime, *, limit: int = 10, where: Mapping[str, str] | None = None
+    since: datetime,
+    until: datetime,
+    *,
+    limit: int = 10,
+    where: Mapping[str, str] | None = None,
+    now: datetime | None = None,
 ) -> Query:
     if limit < 1:
         raise ReportError("limit must be at least 1")
@@ -201,7 +228,8 @@ def top_users_query(
     _check_range(since, until)
     if _one_dimension("user", _rollup_where(filters, "top users")) == "user":
         params = {"values": _values("user", filters), "limit": limit}
-        return Query("top_users_by_dimension", {**params, **dimension_params(since, until)})
+        window = dimension_params(since, until, now=_now(now))
+        return Query("top_users_by_dimension", {**params, **window})
     return Query("top_users", {**_where(filters), **rollup_params(since, until), "limit": limit})
 
 

@@ -8,6 +8,7 @@ open one directory only (chdb's rules); the errors say so in one line.
 from __future__ import annotations
 
 import fcntl
+import gc
 import os
 import re
 import tempfile
@@ -61,11 +62,19 @@ def _value(value: Any) -> Any:
     return value
 
 
-def _row(row: Sequence[Any], dated: list[int]) -> list[Any]:
-    values = list(row)
-    for i in dated:
-        values[i] = _value(values[i])
-    return values
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """For building the rows of a large result: thousands of new lists (no cycles among them) would
+    run the cyclic collector every 700 lists and, now and then, over the whole heap (20,000 rows:
+    10 ms, at times 50 ms -> 5 ms)."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _first_line(exc: BaseException) -> str:
@@ -194,9 +203,14 @@ class Store:
             if not columns:  # chdb sends no header for an empty result: ask for the columns
                 described = self.client.query(f"DESCRIBE TABLE ({sql})", parameters=bound)
                 columns = [str(row[0]) for row in described.result_rows]
-            # only DateTime columns need a look at each value (20,000 rows x 10 columns: 55 ms -> 7 ms)
-            dated = [i for i, type_ in enumerate(result.column_types) if "DateTime" in type_.name]
-            return Rows(columns, [_row(row, dated) for row in result.result_rows])
+            # read by column: only DateTime columns need a look at each value, and the rows are built
+            # in one pass (20,000 rows x 10 columns: 25 ms row by row -> 5 ms)
+            data = [
+                [_value(v) for v in values] if "DateTime" in type_.name else values
+                for values, type_ in zip(result.result_columns, result.column_types, strict=True)
+            ]
+            with _collector_paused():
+                return Rows(columns, list(map(list, zip(*data, strict=True))))
 
     def run(self, name: str, params: Mapping[str, Any]) -> Rows:
         """Run the named query `clickhouse/queries/<name>.sql` with exactly its bound parameters."""
