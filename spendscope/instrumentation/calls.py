@@ -10,7 +10,7 @@ from typing import Any
 
 from spendscope._internal import internal_error
 from spendscope.instrumentation import background
-from spendscope.instrumentation.endpoints import Endpoint
+from spendscope.instrumentation.endpoints import RESPONSES, Endpoint
 from spendscope.instrumentation.streams import observe_async_stream, observe_stream
 from spendscope.instrumentation.telemetry import LLMCall, Telemetry
 
@@ -101,7 +101,7 @@ def _observe(result: Any, call: LLMCall, endpoint: Endpoint, types: SDKTypes) ->
             _observe_async_streamed_response(result, call, endpoint, types)
         else:
             call.note_response(result)
-            if background.keep_pending(call, result):
+            if endpoint is RESPONSES and background.keep_pending(call, result):
                 return  # a background response still running: its usage comes with a later poll
             call.usage = endpoint.read_usage(getattr(result, "usage", None))
             call.finish()
