@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 try:
     import typer
@@ -118,5 +118,7 @@ def emit_report(report: Report, output: OutputFormat | None, title: str) -> None
     console.print(table)
 
 
-def setting_help(text: str, env: str, default: str) -> str:
-    return f"{text} (env {env}; default {default})"
+def setting(text: str, env: str, default: str) -> Any:
+    """A `--option` backed by a setting: the value is resolved (option, then `env`, then `default`) by
+    spendscope.settings, not by Typer, so the help only says where it comes from."""
+    return typer.Option(help=f"{text} (env {env}; default {default})")

@@ -16,7 +16,7 @@ from spendscope.cli._app import (
     domain_errors,
     fail,
     open_local,
-    setting_help,
+    setting,
 )
 
 
@@ -30,31 +30,23 @@ def reconcile(
     output: FormatOption = None,
     min_coverage: Annotated[
         str | None,
-        typer.Option(
-            help=setting_help(
-                "exit 3 when tracked/reported spend is below this (0.95 or 95%)",
-                "SPENDSCOPE_RECONCILE_MIN_COVERAGE",
-                "0.95",
-            )
+        setting(
+            "exit 3 when tracked/reported spend is below this (0.95 or 95%)",
+            "SPENDSCOPE_RECONCILE_MIN_COVERAGE",
+            "0.95",
         ),
     ] = None,
     usage_settle: Annotated[
         str | None,
-        typer.Option(
-            help=setting_help(
-                "compare usage buckets closed this long", "SPENDSCOPE_RECONCILE_USAGE_SETTLE", "1h"
-            )
-        ),
+        setting("compare usage buckets closed this long", "SPENDSCOPE_RECONCILE_USAGE_SETTLE", "1h"),
     ] = None,
     costs_settle: Annotated[
         str | None,
-        typer.Option(
-            help=setting_help("compare cost days closed this long", "SPENDSCOPE_RECONCILE_COSTS_SETTLE", "1d")
-        ),
+        setting("compare cost days closed this long", "SPENDSCOPE_RECONCILE_COSTS_SETTLE", "1d"),
     ] = None,
     bucket_width: Annotated[
         str | None,
-        typer.Option(help=setting_help("usage buckets, 1h or 1d", "SPENDSCOPE_RECONCILE_BUCKET_WIDTH", "1h")),
+        setting("usage buckets, 1h or 1d", "SPENDSCOPE_RECONCILE_BUCKET_WIDTH", "1h"),
     ] = None,
     costs: Annotated[
         bool, typer.Option("--costs/--no-costs", help="compare dollars with the Costs API")
@@ -62,39 +54,27 @@ def reconcile(
     watch: Annotated[bool, typer.Option("--watch", help="run again every --interval until stopped")] = False,
     interval: Annotated[
         str | None,
-        typer.Option(help=setting_help("--watch: time between runs", "SPENDSCOPE_RECONCILE_INTERVAL", "1h")),
+        setting("--watch: time between runs", "SPENDSCOPE_RECONCILE_INTERVAL", "1h"),
     ] = None,
     metrics_file: Annotated[
         str | None,
-        typer.Option(
-            help=setting_help(
-                "write Prometheus metrics here (textfile collector)",
-                "SPENDSCOPE_RECONCILE_METRICS_FILE",
-                "none",
-            )
+        setting(
+            "write Prometheus metrics here (textfile collector)", "SPENDSCOPE_RECONCILE_METRICS_FILE", "none"
         ),
     ] = None,
     metrics_listen: Annotated[
         str | None,
-        typer.Option(
-            help=setting_help(
-                "--watch: serve /metrics on HOST:PORT",
-                "SPENDSCOPE_RECONCILE_METRICS_LISTEN",
-                "127.0.0.1:9466",
-            )
+        setting(
+            "--watch: serve /metrics on HOST:PORT", "SPENDSCOPE_RECONCILE_METRICS_LISTEN", "127.0.0.1:9466"
         ),
     ] = None,
     max_retries: Annotated[
         str | None,
-        typer.Option(
-            help=setting_help("retries per API call on 429/5xx", "SPENDSCOPE_RECONCILE_MAX_RETRIES", "5")
-        ),
+        setting("retries per API call on 429/5xx", "SPENDSCOPE_RECONCILE_MAX_RETRIES", "5"),
     ] = None,
     max_retry_wait: Annotated[
         str | None,
-        typer.Option(
-            help=setting_help("longest Retry-After honoured", "SPENDSCOPE_RECONCILE_MAX_RETRY_WAIT", "120s")
-        ),
+        setting("longest Retry-After honoured", "SPENDSCOPE_RECONCILE_MAX_RETRY_WAIT", "120s"),
     ] = None,
     base_url: Annotated[
         str | None, typer.Option(help="OpenAI API base URL [default: OPENAI_BASE_URL, else api.openai.com]")

@@ -13,7 +13,7 @@ from spendscope.cli._app import (
     domain_errors,
     fail,
     open_local,
-    setting_help,
+    setting,
 )
 
 
@@ -21,66 +21,48 @@ from spendscope.cli._app import (
 def collector(
     listen: Annotated[
         str | None,
-        typer.Option(
-            help=setting_help("HOST:PORT to serve on", "SPENDSCOPE_COLLECTOR_LISTEN", "127.0.0.1:4318")
-        ),
+        setting("HOST:PORT to serve on", "SPENDSCOPE_COLLECTOR_LISTEN", "127.0.0.1:4318"),
     ] = None,
     store: Annotated[
         str | None,
-        typer.Option(
-            help=setting_help(
-                "chdb:///dir, a directory, or http(s)://user:pass@host:8123/db",
-                "SPENDSCOPE_STORE",
-                "./spendscope-data",
-            )
+        setting(
+            "chdb:///dir, a directory, or http(s)://user:pass@host:8123/db",
+            "SPENDSCOPE_STORE",
+            "./spendscope-data",
         ),
     ] = None,
     spool: Annotated[
         str | None,
-        typer.Option(
-            help=setting_help(
-                "directory for batches the store cannot take yet",
-                "SPENDSCOPE_COLLECTOR_SPOOL",
-                "<store dir>-spool",
-            )
+        setting(
+            "directory for batches the store cannot take yet",
+            "SPENDSCOPE_COLLECTOR_SPOOL",
+            "<store dir>-spool",
         ),
     ] = None,
     max_body_bytes: Annotated[
         str | None,
-        typer.Option(
-            help=setting_help(
-                "largest request body, also once decompressed",
-                "SPENDSCOPE_COLLECTOR_MAX_BODY_BYTES",
-                "20 MiB",
-            )
+        setting(
+            "largest request body, also once decompressed", "SPENDSCOPE_COLLECTOR_MAX_BODY_BYTES", "20 MiB"
         ),
     ] = None,
     queue_spans: Annotated[
         str | None,
-        typer.Option(
-            help=setting_help("spans held in memory before 503", "SPENDSCOPE_COLLECTOR_QUEUE_SPANS", "150000")
-        ),
+        setting("spans held in memory before 503", "SPENDSCOPE_COLLECTOR_QUEUE_SPANS", "150000"),
     ] = None,
     batch_spans: Annotated[
         str | None,
-        typer.Option(help=setting_help("spans per insert", "SPENDSCOPE_COLLECTOR_BATCH_SPANS", "50000")),
+        setting("spans per insert", "SPENDSCOPE_COLLECTOR_BATCH_SPANS", "50000"),
     ] = None,
     flush_interval: Annotated[
         str | None,
-        typer.Option(
-            help=setting_help(
-                "seconds a span may wait for its batch", "SPENDSCOPE_COLLECTOR_FLUSH_INTERVAL", "1"
-            )
-        ),
+        setting("seconds a span may wait for its batch", "SPENDSCOPE_COLLECTOR_FLUSH_INTERVAL", "1"),
     ] = None,
     token: Annotated[
         str | None,
-        typer.Option(
-            help=setting_help(
-                "bearer token required on every request (prefer the env var)",
-                "SPENDSCOPE_COLLECTOR_TOKEN",
-                "none",
-            )
+        setting(
+            "bearer token required on every request (prefer the env var)",
+            "SPENDSCOPE_COLLECTOR_TOKEN",
+            "none",
         ),
     ] = None,
     budgets: Annotated[
@@ -145,19 +127,15 @@ def collector(
 def budgets(
     config: Annotated[
         str | None,
-        typer.Option(help=setting_help("the budgets file", "SPENDSCOPE_BUDGETS_CONFIG", "./budgets.yaml")),
+        setting("the budgets file", "SPENDSCOPE_BUDGETS_CONFIG", "./budgets.yaml"),
     ] = None,
     listen: Annotated[
         str | None,
-        typer.Option(
-            help=setting_help("HOST:PORT for /metrics", "SPENDSCOPE_BUDGETS_LISTEN", "127.0.0.1:9465")
-        ),
+        setting("HOST:PORT for /metrics", "SPENDSCOPE_BUDGETS_LISTEN", "127.0.0.1:9465"),
     ] = None,
     interval: Annotated[
         str | None,
-        typer.Option(
-            help=setting_help("time between evaluations: 60s, 5m", "SPENDSCOPE_BUDGETS_INTERVAL", "60s")
-        ),
+        setting("time between evaluations: 60s, 5m", "SPENDSCOPE_BUDGETS_INTERVAL", "60s"),
     ] = None,
     once: Annotated[
         bool, typer.Option("--once", help="evaluate once, print the metrics (Prometheus text) and exit")
