@@ -26,9 +26,9 @@ import pytest
 
 import spendscope
 from spendscope.collector import Collector, CollectorConfig
-from spendscope.config import Configuration
 from spendscope.demo import workload
 from spendscope.demo.runner import DEMO_MARGINS, wait_for_calls
+from spendscope.demo.services import DemoServices
 from spendscope.fake_openai import FakeOpenAI
 from spendscope.fake_openai.admin import ADMIN_KEY, FakeAdminAPI
 from spendscope.pricing import Pricer
@@ -78,36 +78,14 @@ def _cached_cv_parsing(client: openai.OpenAI) -> int:
 def instrumented_run(store: Store, dsn: str, spool: Path) -> int:
     """Calls made (and stored)."""
     config = CollectorConfig(listen=("127.0.0.1", 0), store=dsn, spool=spool, flush_interval=0.05)
-    services: dict[str, Configuration] = {}
     with Collector(config, store=store) as collector, FakeOpenAI() as server:
-
-        def instrument_client(client: Any, service: str) -> None:
-            if service not in services:
-                services[service] = spendscope.configure(
-                    service_name=service,
-                    otlp_endpoint=collector.url,
-                    traces_exporter="otlp",
-                    metrics_exporter="none",
-                    instrument_openai=False,
-                    set_global=False,
-                )
-            conf = services[service]
-            spendscope.instrument_openai(
-                client, tracer_provider=conf.tracer_provider, meter_provider=conf.meter_provider
-            )
-
-        try:
-            calls = workload.run(server, on_client=instrument_client).calls
+        with DemoServices(collector.url, metrics_exporter="none") as services:
+            calls = workload.run(server, on_client=services.instrument).calls
             with openai.OpenAI(
                 api_key=API_KEY, project="proj_talentco", base_url=server.base_url, max_retries=0
             ) as client:
-                instrument_client(client, workload.HR_SERVICE)
+                services.instrument(client, workload.HR_SERVICE)
                 calls += _cached_cv_parsing(client)
-        finally:
-            spendscope.uninstrument_openai()
-            for conf in services.values():
-                conf.tracer_provider.force_flush()
-                conf.shutdown()
         _wait_for_calls(store, calls)
     for tenant, percent in DEMO_MARGINS.items():
         set_margin(store, tenant, percent)

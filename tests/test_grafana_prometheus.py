@@ -42,11 +42,10 @@ import spendscope
 from spendscope import names as n
 from spendscope.budgets import BudgetEvaluator, parse_budgets
 from spendscope.collector import Collector, CollectorConfig
-from spendscope.config import Configuration, configure
 from spendscope.demo import workload
+from spendscope.demo.services import DemoServices
 from spendscope.fake_openai import FakeOpenAI
 from spendscope.fake_openai.admin import FakeAdminAPI
-from spendscope.instrumentation import instrument, uninstrument_openai
 from spendscope.reconciler import ReconcileMetrics
 from spendscope.store import Store
 from tests import reconcile_helpers as rh
@@ -108,50 +107,27 @@ def stored_calls(store: Store) -> Truth:
 
 
 # --- the parts of the run ----------------------------------------------------------------------------------
-class Apps:
+class Apps(DemoServices):
     """The demo's two services, each with its own providers exporting OTLP to the collector (metrics only
     when flushed, so each round lands as one step)."""
 
     def __init__(self, collector_url: str) -> None:
-        self.collector_url = collector_url
-        self.services: dict[str, Configuration] = {}
-
-    def hook(self, client: Any, service: str) -> None:
-        if service not in self.services:
-            self.services[service] = configure(
-                service_name=service,
-                otlp_endpoint=self.collector_url,
-                traces_exporter="otlp",
-                metrics_exporter="otlp",
-                metric_export_interval_ms=3_600_000,
-                instrument_openai=False,
-                set_global=False,
-            )
-        conf = self.services[service]
-        instrument(
-            client, tracer_provider=conf.tracer_provider, meter_provider=conf.meter_provider, options=None
-        )
+        super().__init__(collector_url, metric_export_interval_ms=3_600_000)
 
     def round(self, server: FakeOpenAI) -> int:
         """The demo workload and one prompt-cached call (the demo has none); returns the calls made."""
-        calls = workload.run(server, seed=7, on_client=self.hook).calls
+        calls = workload.run(server, seed=7, on_client=self.instrument).calls
         with openai.OpenAI(api_key="sk-proj-test0000000000000000000wxyz", base_url=server.base_url,
                            max_retries=0) as client:  # fmt: skip
-            self.hook(client, workload.HR_SERVICE)
+            self.instrument(client, workload.HR_SERVICE)
             with spendscope.attributes(user="recruiter-1", tenant="talentco", endpoint="cv-parsing"):
                 client.chat.completions.create(
                     model="gpt-4o-mini",
                     messages=[{"role": "user", "content": "The same long job description. " * 200}],
                     prompt_cache_key="cv-parsing",
                 )
-        for conf in self.services.values():
-            assert conf.tracer_provider.force_flush() and conf.meter_provider.force_flush()
+        assert self.flush()
         return calls + 1
-
-    def close(self) -> None:
-        uninstrument_openai()
-        for conf in self.services.values():
-            conf.shutdown()
 
 
 def post_invalid_span(collector_url: str) -> None:
@@ -280,7 +256,7 @@ def run(chdb_dsn: str, _chdb_admin: Store, tmp_path_factory: pytest.TempPathFact
             running_prometheus(prometheus_config(targets), workdir / "prometheus")
         )
         apps = Apps(collector.url)
-        stack.callback(apps.close)
+        stack.enter_context(apps)
         wait_for("every target up", lambda: scalar(prometheus, "count(up == 1)") == 3, 15, prometheus.log)
 
         # Round 1 creates every series; Prometheus scrapes it before round 2 moves them (so rates exist).

@@ -12,14 +12,12 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from typing import Any
 
 from opentelemetry.util.re import parse_env_headers
 
-from spendscope.config import Configuration, configure
 from spendscope.demo import workload
+from spendscope.demo.services import DemoServices
 from spendscope.fake_openai import FakeOpenAI
-from spendscope.instrumentation import instrument, uninstrument_openai
 
 _INTERVAL = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m)\s*")
 
@@ -64,38 +62,14 @@ def send_rounds(
 ) -> int:
     """Run the workload once, or every `every` seconds until `stop` is set, from the demo's two
     instrumented services exporting to `url`; returns the calls made."""
-    services: dict[str, Configuration] = {}
-
-    def instrument_client(client: Any, service: str) -> None:
-        if service not in services:
-            services[service] = configure(
-                service_name=service,
-                otlp_endpoint=url,
-                traces_exporter="otlp",
-                metrics_exporter="otlp",
-                instrument_openai=False,
-                set_global=False,
-            )
-        conf = services[service]
-        instrument(
-            client, tracer_provider=conf.tracer_provider, meter_provider=conf.meter_provider, options=None
-        )
-
     calls = rounds = 0
-    try:
-        with FakeOpenAI() as server:
-            while True:
-                outcome = workload.run(server, seed=seed + rounds, on_client=instrument_client)
-                for conf in services.values():  # export now, not at the next metric interval
-                    conf.tracer_provider.force_flush()
-                    conf.meter_provider.force_flush()
-                rounds += 1
-                calls += outcome.calls
-                echo(f"round {rounds}: {outcome.calls} calls ({len(outcome.errors)} failed) sent to {url}")
-                if every is None or stop.wait(every):
-                    break
-    finally:
-        uninstrument_openai()
-        for conf in services.values():
-            conf.shutdown()
+    with FakeOpenAI() as server, DemoServices(url) as services:
+        while True:
+            outcome = workload.run(server, seed=seed + rounds, on_client=services.instrument)
+            services.flush()  # export now, not at the next metric interval
+            rounds += 1
+            calls += outcome.calls
+            echo(f"round {rounds}: {outcome.calls} calls ({len(outcome.errors)} failed) sent to {url}")
+            if every is None or stop.wait(every):
+                break
     return calls

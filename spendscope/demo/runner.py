@@ -17,10 +17,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from spendscope import names
 from spendscope.collector import Collector, CollectorConfig
-from spendscope.config import Configuration, configure
 from spendscope.demo import workload
+from spendscope.demo.services import DemoServices
 from spendscope.fake_openai import FakeOpenAI
-from spendscope.instrumentation import instrument, uninstrument_openai
 from spendscope.store import Report, Store, report
 from spendscope.store.billing import default_margin, set_margin
 from spendscope.store.reports import invoice
@@ -76,32 +75,9 @@ def run_demo(*, seed: int = 7, store: str | None = None) -> DemoResult:
     data = Path(tempfile.mkdtemp(prefix="spendscope-demo-"))
     dsn = store or f"chdb://{data / 'store'}"
     config = CollectorConfig.resolve(listen="127.0.0.1:0", store=dsn, spool=str(data / "spool"))
-    services: dict[str, Configuration] = {}
     with Collector(config) as collector, FakeOpenAI() as server:
-
-        def instrument_client(client: Any, service: str) -> None:
-            if service not in services:
-                services[service] = configure(
-                    service_name=service,
-                    otlp_endpoint=collector.url,
-                    traces_exporter="otlp",
-                    metrics_exporter="otlp",
-                    instrument_openai=False,
-                    set_global=False,
-                )
-            conf = services[service]
-            instrument(
-                client, tracer_provider=conf.tracer_provider, meter_provider=conf.meter_provider, options=None
-            )
-
-        try:
-            outcome = workload.run(server, seed=seed, on_client=instrument_client)
-        finally:
-            uninstrument_openai()
-            for conf in services.values():
-                conf.tracer_provider.force_flush()
-                conf.meter_provider.force_flush()
-                conf.shutdown()
+        with DemoServices(collector.url) as services:
+            outcome = workload.run(server, seed=seed, on_client=services.instrument)
         db = cast(Store, collector.store.get())
         stored = wait_for_calls(db, outcome.calls)
         for tenant, percent in DEMO_MARGINS.items():
