@@ -14,9 +14,6 @@ from typing import Any, Final
 
 import yaml
 
-from spendscope import names as n
-from spendscope.collector import _telemetry
-
 REPO = Path(__file__).resolve().parents[1]
 GRAFANA_DIR = REPO / "grafana"
 DASHBOARD_DIR = GRAFANA_DIR / "dashboards"
@@ -154,18 +151,6 @@ def recording_rules() -> set[str]:
         for rule in group["rules"]
         if "record" in rule
     }
-
-
-def known_metrics() -> set[str]:
-    """Series SpendScope emits, as tests/test_prometheus_rules.py determines them: the PROM_* names of
-    spendscope/names.py and the collector's health metrics (with their counter and histogram
-    suffixes), and Prometheus' own `up`."""
-    known = {"up"}
-    constants = [v for k, v in vars(n).items() if k.startswith("PROM_") and isinstance(v, str)]
-    constants += [v for v in vars(_telemetry).values() if isinstance(v, str) and v.startswith("spendscope_")]
-    for name in constants:
-        known |= {name, f"{name}_total", f"{name}_bucket", f"{name}_count", f"{name}_sum"}
-    return known
 
 
 # PromQL's functions, aggregations and keywords (everything else that looks like a name is a series)

@@ -23,6 +23,9 @@ from typing import Any, TypeVar
 
 import pytest
 
+from spendscope import names as n
+from spendscope.collector import _telemetry
+
 REPO = Path(__file__).resolve().parents[1]
 PROMETHEUS_DIR = REPO / "prometheus"
 ALERTMANAGER_DIR = REPO / "alertmanager"
@@ -229,3 +232,14 @@ def webhook_receiver() -> Iterator[Webhook]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def known_metrics() -> set[str]:
+    """Every Prometheus series name SpendScope emits: the PROM_* names of spendscope/names.py and the
+    collector's health metrics (with their counter and histogram suffixes), and Prometheus' own `up`."""
+    known = {"up"}
+    constants = [v for k, v in vars(n).items() if k.startswith("PROM_") and isinstance(v, str)]
+    constants += [v for v in vars(_telemetry).values() if isinstance(v, str) and v.startswith("spendscope_")]
+    for name in constants:
+        known |= {name, f"{name}_total", f"{name}_bucket", f"{name}_count", f"{name}_sum"}
+    return known

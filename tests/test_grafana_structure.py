@@ -20,7 +20,6 @@ from tests.grafana_dashboards import (
     REPO,
     Panel,
     dashboard_files,
-    known_metrics,
     load,
     panels,
     promql_series,
@@ -31,6 +30,7 @@ from tests.grafana_dashboards import (
     variable_query,
     variables,
 )
+from tests.monitoring import known_metrics
 
 FILES = dashboard_files()
 PROMETHEUS_UID = "spendscope-prometheus"

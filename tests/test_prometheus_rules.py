@@ -12,8 +12,7 @@ import pytest
 import yaml
 
 from spendscope import names as n
-from spendscope.collector import _telemetry
-from tests.monitoring import ALERTMANAGER_DIR, PROMETHEUS_DIR, run_tool
+from tests.monitoring import ALERTMANAGER_DIR, PROMETHEUS_DIR, known_metrics, run_tool
 
 RULE_FILES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))
 TEST_FILES = sorted((PROMETHEUS_DIR / "tests").glob("*.yml"))
@@ -77,18 +76,8 @@ def test_recording_rules_are_named_level_metric_operations() -> None:
         assert re.fullmatch(r"[a-z_]+:[a-z_]+:[a-z0-9_]+", rule["record"]), rule["record"]
 
 
-def _known_metrics() -> set[str]:
-    """Every Prometheus series name SpendScope (and Prometheus itself: `up`) produces."""
-    known = {"up"}
-    constants = [v for k, v in vars(n).items() if k.startswith("PROM_") and isinstance(v, str)]
-    constants += [v for v in vars(_telemetry).values() if isinstance(v, str) and v.startswith("spendscope_")]
-    for name in constants:
-        known |= {name, f"{name}_total", f"{name}_bucket", f"{name}_count", f"{name}_sum"}
-    return known
-
-
 def test_rules_read_only_metrics_spendscope_emits() -> None:
-    known = _known_metrics()
+    known = known_metrics()
     recorded = {rule["record"] for rule in RECORDS}
     checked = 0
     for rule in _rules():
