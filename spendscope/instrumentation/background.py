@@ -24,14 +24,14 @@ from typing import TYPE_CHECKING, Any, Final
 
 from spendscope._internal import ErrorCounter, internal_error
 from spendscope.instrumentation.endpoints import RESPONSES
-from spendscope.instrumentation.telemetry import LLMCall, Telemetry
+from spendscope.instrumentation.telemetry import BACKGROUND_DONE, LLMCall, Telemetry
 
 if TYPE_CHECKING:
     from spendscope.instrumentation.calls import SDKTypes
 
 Lookup = Callable[[Any], Telemetry | None]
 
-TERMINAL: Final = frozenset({"completed", "incomplete", "failed", "cancelled"})
+TERMINAL: Final = BACKGROUND_DONE
 PENDING_LIMIT: Final = 10_000
 
 _MODULE = "openai.resources.responses.responses"
@@ -58,8 +58,11 @@ class PendingCalls:
     def __contains__(self, response_id: object) -> bool:
         return response_id in self._calls
 
-    def add(self, response_id: str, call: LLMCall) -> None:
+    def park(self, response_id: str, call: LLMCall) -> None:
+        """Keep `call` until its response is seen ended; parking it again changes nothing."""
         with self._lock:
+            if self._calls.get(response_id) is call:
+                return
             if not self._exit_hook:
                 # Registered after the app's providers (which flush at exit): atexit runs it first.
                 atexit.register(self.finish_all)
@@ -76,10 +79,6 @@ class PendingCalls:
         with self._lock:
             return self._calls.pop(response_id, None)
 
-    def holds(self, call: LLMCall) -> bool:
-        response_id = call.response_id
-        return response_id is not None and self._calls.get(response_id) is call
-
     def finish_all(self) -> None:
         """Finish every pending call as usage unavailable (we never saw its usage)."""
         with self._lock:
@@ -90,18 +89,6 @@ class PendingCalls:
 
 
 pending = PendingCalls(PENDING_LIMIT)
-
-
-def keep_pending(call: LLMCall, result: Any) -> bool:
-    """For a plain create result: True when it is a background response still running, whose call
-    is now pending here instead of being finished."""
-    if getattr(result, "background", None) is not True or getattr(result, "status", None) in TERMINAL:
-        return False
-    response_id = getattr(result, "id", None)
-    if not isinstance(response_id, str) or not response_id:
-        return False
-    pending.add(response_id, call)
-    return True
 
 
 def _complete(response: Any, response_id: str) -> None:

@@ -9,8 +9,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from spendscope._internal import internal_error
-from spendscope.instrumentation import background
-from spendscope.instrumentation.endpoints import RESPONSES, Endpoint
+from spendscope.instrumentation.endpoints import Endpoint
 from spendscope.instrumentation.streams import observe_async_stream, observe_stream
 from spendscope.instrumentation.telemetry import LLMCall, Telemetry
 
@@ -101,10 +100,10 @@ def _observe(result: Any, call: LLMCall, endpoint: Endpoint, types: SDKTypes) ->
             _observe_async_streamed_response(result, call, endpoint, types)
         else:
             call.note_response(result)
-            if endpoint is RESPONSES and background.keep_pending(call, result):
-                return  # a background response still running: its usage comes with a later poll
+            if endpoint.background:
+                call.note_background(result)
             call.usage = endpoint.read_usage(getattr(result, "usage", None))
-            call.finish()
+            call.end()
     except Exception:
         internal_error("observe", call.telemetry.count_error)
         call.finish()
@@ -123,8 +122,7 @@ def _observe_streamed_response(result: Any, call: LLMCall, endpoint: Endpoint, t
         try:
             close()
         finally:
-            if not background.pending.holds(call):
-                call.finish()
+            call.end()
 
     result.parse, result.close = parse_and_observe, close_and_finish
 
@@ -141,8 +139,7 @@ def _observe_async_streamed_response(result: Any, call: LLMCall, endpoint: Endpo
         try:
             await close()
         finally:
-            if not background.pending.holds(call):
-                call.finish()
+            call.end()
 
     result.parse, result.close = parse_and_observe, close_and_finish
 

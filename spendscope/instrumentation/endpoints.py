@@ -22,10 +22,13 @@ class Endpoint:
     read_usage: UsageReader
     stream_handler: ItemHandler
     inject_stream_usage: bool  # the API sends stream usage only when asked (stream_options)
+    background: bool = False  # can run in the background (Responses): usage may come after the call
 
 
 CHAT = Endpoint(n.OP_CHAT, "chat_completions", chat_usage, chunk_handler(chat_usage), True)
-RESPONSES = Endpoint(n.OP_CHAT, "responses", responses_usage, responses_event_handler(responses_usage), False)
+RESPONSES = Endpoint(
+    n.OP_CHAT, "responses", responses_usage, responses_event_handler(responses_usage), False, background=True
+)
 EMBEDDINGS = Endpoint(n.OP_EMBEDDINGS, "embeddings", embeddings_usage, chunk_handler(embeddings_usage), False)
 TRANSCRIPTION = Endpoint(
     n.OP_TRANSCRIPTION,

@@ -56,8 +56,7 @@ def responses_event_handler(read_usage: UsageReader) -> ItemHandler:
         if event_type in _RESPONSES_TERMINAL or event_type == "response.created":
             response = getattr(event, "response", None)
             call.note_response(response)
-            if getattr(response, "background", None) is True:
-                call.background = True
+            call.note_background(response)
             if event_type != "response.created":
                 call.usage = read_usage(getattr(response, "usage", None))
         elif call.first_chunk_ns is None and event_type == "response.output_text.delta":
@@ -79,19 +78,6 @@ def transcript_event_handler(read_usage: UsageReader) -> ItemHandler:
         return False
 
     return handle
-
-
-def end_stream(call: LLMCall, error: BaseException | None = None) -> None:
-    """Finish the call when its stream ends, breaks, closes or is collected. A background Response's
-    stream that ends before its usage leaves the call pending instead: the response runs on at OpenAI,
-    and a later retrieve, cancel or resumed stream finishes it (instrumentation/background.py)."""
-    if call.background and call.usage is None and call.response_id and not call.finished:
-        from spendscope.instrumentation import background  # imports this module (through endpoints)
-
-        if not background.pending.holds(call):
-            background.pending.add(call.response_id, call)
-        return
-    call.finish(error=error)
 
 
 def _take_usage_event(call: LLMCall, data: str, read_usage: UsageReader) -> bool:
@@ -157,12 +143,12 @@ def observe_stream(stream: Any, call: LLMCall, handle: ItemHandler, read_usage: 
                 if not hide:
                     yield item
         except GeneratorExit:
-            end_stream(call)
+            call.end()
             raise
         except BaseException as exc:
-            end_stream(call, exc)
+            call.end(exc)
             raise
-        end_stream(call)
+        call.end()
 
     stream._iterator = iterate()
     close = type(stream).close
@@ -172,10 +158,10 @@ def observe_stream(stream: Any, call: LLMCall, handle: ItemHandler, read_usage: 
             if (s := ref()) is not None:
                 close(s)
         finally:
-            end_stream(call)
+            call.end()
 
     stream.close = close_and_finish
-    weakref.finalize(stream, end_stream, call)
+    weakref.finalize(stream, call.end)
 
 
 def observe_async_stream(stream: Any, call: LLMCall, handle: ItemHandler, read_usage: UsageReader) -> None:
@@ -195,12 +181,12 @@ def observe_async_stream(stream: Any, call: LLMCall, handle: ItemHandler, read_u
                 if not hide:
                     yield item
         except GeneratorExit:
-            end_stream(call)
+            call.end()
             raise
         except BaseException as exc:
-            end_stream(call, exc)
+            call.end(exc)
             raise
-        end_stream(call)
+        call.end()
 
     stream._iterator = iterate()
     close = type(stream).close
@@ -210,7 +196,7 @@ def observe_async_stream(stream: Any, call: LLMCall, handle: ItemHandler, read_u
             if (s := ref()) is not None:
                 await close(s)
         finally:
-            end_stream(call)
+            call.end()
 
     stream.close = close_and_finish
-    weakref.finalize(stream, end_stream, call)
+    weakref.finalize(stream, call.end)

@@ -51,6 +51,8 @@ class UserLabels:
 
 
 _SEMCONV_CACHE_LIMIT = 4096
+# the statuses of a Responses API response that has ended (usage, if any, is final)
+BACKGROUND_DONE = frozenset({"completed", "incomplete", "failed", "cancelled"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,11 +197,11 @@ class LLMCall:
     __slots__ = (
         "_done",
         "attribution",
-        "background",
         "batch",
         "client",
         "first_chunk_ns",
         "hide_usage_chunk",
+        "in_background",
         "operation",
         "request_model",
         "response_id",
@@ -237,8 +239,7 @@ class LLMCall:
         self.service_tier: str | None = None
         self.usage: TokenUsage | None = None
         self.hide_usage_chunk = False
-        # a background Response: its stream ending before usage leaves the call to a later poll
-        self.background = False
+        self.in_background = False  # a background Response still running at OpenAI (see `end`)
         self.first_chunk_ns: int | None = None
         self._done = False
         attributes: dict[str, Any] = {
@@ -284,9 +285,21 @@ class LLMCall:
         if isinstance(tier, str) and tier:
             self.service_tier = tier
 
-    @property
-    def finished(self) -> bool:
-        return self._done
+    def note_background(self, response: Any) -> None:
+        """A Responses API response (or event's): whether it runs on in the background, unfinished."""
+        if getattr(response, "background", None) is True:
+            self.in_background = getattr(response, "status", None) not in BACKGROUND_DONE
+
+    def end(self, error: BaseException | None = None) -> None:
+        """The caller is done with the call's result (read, broken, closed or collected): finish it,
+        unless it is a background response still running at OpenAI without usage yet, whose call then
+        waits for the retrieve, cancel or resumed stream that sees it end (background.py)."""
+        if self.in_background and self.usage is None and self.response_id and not self._done:
+            from spendscope.instrumentation import background  # it imports this module
+
+            background.pending.park(self.response_id, self)
+        else:
+            self.finish(error=error)
 
     def finish(self, *, error: BaseException | None = None, responded: bool = True) -> None:
         """End the span and record metrics, once. `responded` is False when the request itself failed."""
