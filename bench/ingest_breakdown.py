@@ -10,14 +10,17 @@ of them alike; compare within a section, as ratios. Background merges are stoppe
 2. The ClickHouse decode (the fast path's SELECT over raw OTLP requests, into nothing): its stages,
    as a cost per span and a fixed cost per insert (the query's analysis, measured on a 1-span input).
 3. The insert of ready-made rows into `otel_traces` (one database per variant, the migrations as
-   shipped): all views; each materialized view removed in turn (and what it feeds); no views; no
-   views and no skip indexes; the exporter's bloom-filter indexes instead of text indexes; and the
-   collector's insert settings against `optimize_on_insert = 1` (ClickHouse's default).
+   shipped): all views; the same from the Python decoder's records (the Python path's insert: rows
+   built, serialized by clickhouse-connect, parsed by ClickHouse); each materialized view removed in
+   turn (and what it feeds); no views; no views and no skip indexes; the exporter's bloom-filter
+   indexes instead of text indexes; and the collector's insert settings against
+   `optimize_on_insert = 1` (ClickHouse's default).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import random
 import resource
 import shutil
@@ -37,6 +40,7 @@ from spendscope.collector._scan import scan_spans  # noqa: E402
 from spendscope.collector._spans import decode_spans  # noqa: E402
 from spendscope.collector.bench import llm_request  # noqa: E402
 from spendscope.store import migrations as mig  # noqa: E402
+from spendscope.store.records import SpanRecord  # noqa: E402
 from spendscope.store.store import SPAN_INSERT_SETTINGS, Store, _literal, open_store  # noqa: E402
 
 
@@ -160,12 +164,14 @@ def _migrate(store: Store, database: str, full_text_search: bool) -> None:
     store.client.database = "seed"
 
 
-def insert_parts(store: Store, rounds: int, batch: int) -> None:
+def insert_parts(store: Store, rounds: int, batch: int, records: list[SpanRecord]) -> None:
     fts = mig.full_text_search(store.server_version)
     _migrate(store, "v_all", fts)
     views = _views(store, "v_all")
+    python_records = "all views, from Python records (the Python path's insert)"
     variants: dict[str, tuple[bool, list[str], dict[str, Any]]] = {
         "all views, the collector's settings": (fts, [], {}),
+        python_records: (fts, [], {}),
         "all views, optimize_on_insert = 1": (fts, [], {"optimize_on_insert": 1}),
         f"{'bloom-filter' if fts else 'text'} indexes instead": (not fts, [], {}),
         "no views": (fts, [f"DROP VIEW {v}" for v in views], {}),  # (a view gone stops what it feeds)
@@ -189,8 +195,25 @@ def insert_parts(store: Store, rounds: int, batch: int) -> None:
                 store.command(f"ALTER TABLE {database}.otel_traces DROP INDEX {index[0]}")
         databases[name] = database
     store.command("SYSTEM STOP MERGES")
+    # a batch of new span keys per round, made before anything is timed
+    copies = [
+        [dataclasses.replace(r, trace_id=f"{k:08x}{i:024x}") for i, r in enumerate(records)]
+        for k in range(1, rounds + 1)
+    ]
+
+    def from_python() -> int:
+        batch_records = copies.pop()
+        store.client.database = databases[python_records]
+        try:
+            store.insert_spans(batch_records, dedup_token=f"p{len(copies)}")
+        finally:
+            store.client.database = "seed"
+        return len(batch_records)
 
     def insert(name: str) -> Callable[[], int]:
+        if name == python_records:
+            return from_python
+
         batches = iter(range(1, rounds + 1))  # a new batch each time: a repeated one would be deduplicated
 
         def go() -> int:
@@ -240,7 +263,7 @@ def main() -> None:
             "stage0.* REPLACE (lower(hex(MD5(concat(TraceId, toString(n))))) AS TraceId) FROM stage0, "
             f"(SELECT number AS n FROM numbers({copies * args.rounds})) AS copies"
         )
-        insert_parts(store, args.rounds, copies * args.spans)
+        insert_parts(store, args.rounds, copies * args.spans, decode_spans(request).records * copies)
         store.close()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -9,7 +9,10 @@ answer computed by scanning `llm_usage` itself: the ratio is what the rollups bu
 answers must be equal (each value's cost, and calls where the scan counts them: `exact`). Wall time
 (min and median of --repeats after a warm-up), the process CPU time (chdb runs in-process, so it is
 the query's work whatever else runs on the machine) and the rows ClickHouse plans to read (EXPLAIN
-ESTIMATE: whole granules of 8,192 rows) are recorded. Prints a Markdown table and writes
+ESTIMATE: whole granules of 8,192 rows) are recorded. Two more columns split a report's time: the
+query alone in ClickHouse (its Native result bytes, not turned into Python values), and its answer
+alone (computed beforehand into a Memory table, then fetched into Python rows as the report is: what
+the result's size costs the client, however the answer is computed). Prints a Markdown table and writes
 bench/results/queries.json; exits non-zero if an answer differs from its scan.
 """
 
@@ -29,6 +32,7 @@ from typing import Any
 
 from spendscope.store import open_store
 from spendscope.store import reports as r
+from spendscope.store.sqlfiles import named_query
 
 RESULTS = Path(__file__).resolve().parent / "results" / "queries.json"
 ROLLUPS = ("llm_usage_hourly", "llm_usage_daily", "llm_usage_by_dimension", "llm_usage_timeline")
@@ -154,6 +158,25 @@ def same_answer(report: r.Report, scan: list[list[Any]]) -> bool:
     return sorted(mine) == sorted(tuple(row) for row in scan)
 
 
+def clickhouse_alone(store: Any, query: r.Query, repeats: int) -> dict[str, float]:
+    """ClickHouse's part of a report: the same query, its Native result bytes not turned into Python
+    values."""
+    bound = named_query(query.name).bind(dict(query.params))
+    return timed(lambda: store.client.raw_query(query.sql, parameters=bound, fmt="Native"), repeats)
+
+
+def answer_alone(store: Any, query: r.Query, repeats: int) -> dict[str, float]:
+    """The same answer computed beforehand (a Memory table), fetched into Python rows as the report
+    is: what its size costs the client alone, whatever the query."""
+    bound = named_query(query.name).bind(dict(query.params))
+    store.command("DROP TABLE IF EXISTS bench_answer")
+    store.command(f"CREATE TABLE bench_answer ENGINE = Memory AS {query.sql}", bound)
+    try:
+        return timed(lambda: store.query("SELECT * FROM bench_answer"), repeats)
+    finally:
+        store.command("DROP TABLE bench_answer")
+
+
 def rows_planned(store: Any, sql: str, params: dict[str, Any]) -> int:
     """Rows in the granules ClickHouse will read for `sql`, over every table it touches."""
     return sum(int(row[3]) for row in store.query(f"EXPLAIN ESTIMATE {sql}", params).rows)
@@ -261,6 +284,9 @@ def main() -> None:
     rows = []
     for name, query, (sql, params) in cases:
         rollup = timed(lambda query=query: r.run(store, query), args.repeats)
+        server = clickhouse_alone(store, query, args.repeats)
+        answer = answer_alone(store, query, args.repeats)
+        result_rows = len(r.run(store, query).rows)
         raw = timed(lambda sql=sql, params=params: store.query(sql, params), args.repeats)
         exact = same_answer(r.run(store, query), store.query(sql, params).rows)
         rows.append(
@@ -272,6 +298,11 @@ def main() -> None:
                 "rollup_min_ms": rollup["min_ms"],
                 "rollup_cpu_ms": rollup["cpu_ms"],
                 "rollup_rows_planned": rows_planned(store, query.sql, query.params),
+                "result_rows": result_rows,
+                "clickhouse_ms": server["ms"],
+                "clickhouse_min_ms": server["min_ms"],
+                "answer_alone_ms": answer["ms"],
+                "answer_alone_min_ms": answer["min_ms"],
                 "raw_scan_ms": raw["ms"],
                 "raw_scan_min_ms": raw["min_ms"],
                 "raw_scan_cpu_ms": raw["cpu_ms"],
@@ -285,13 +316,16 @@ def main() -> None:
         f"generated in {generate_s:.1f} s; rows: " + ", ".join(f"{t} {c:,}" for t, c in counts.items())
     )
     print(
-        "\n| query | rollups: median (min) ms | CPU ms | rows planned | raw scan: median (min) ms "
-        "| CPU ms | rows planned | raw / rollup | equal |\n|---|---:|---:|---:|---:|---:|---:|---:|---|"
+        "\n| query | rollups: median (min) ms | CPU ms | rows planned | ClickHouse alone ms "
+        "| answer alone ms (rows) | raw scan: median (min) ms | CPU ms | rows planned | raw / rollup "
+        "| equal |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     )
     for row in rows:
         print(
             f"| {row['query']} | {row['rollup_ms']} ({row['rollup_min_ms']}) | {row['rollup_cpu_ms']} "
-            f"| {row['rollup_rows_planned']:,} | {row['raw_scan_ms']} ({row['raw_scan_min_ms']}) "
+            f"| {row['rollup_rows_planned']:,} | {row['clickhouse_ms']} ({row['clickhouse_min_ms']}) "
+            f"| {row['answer_alone_ms']} ({row['answer_alone_min_ms']}; {row['result_rows']:,}) "
+            f"| {row['raw_scan_ms']} ({row['raw_scan_min_ms']}) "
             f"| {row['raw_scan_cpu_ms']} | {row['raw_scan_rows_planned']:,} | {row['raw_over_rollup']}x "
             f"| {'yes' if row['exact'] else 'NO'} |"
         )
