@@ -3,8 +3,10 @@ exporters in, ClickHouse rows and Prometheus text out, and every way a request c
 
 from __future__ import annotations
 
+import csv
 import gzip
 import http.client
+import io
 import json
 import socket
 import threading
@@ -14,6 +16,7 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +35,7 @@ from opentelemetry.trace import SpanKind
 from spendscope import names as n
 from spendscope.collector import Collector, CollectorConfig, read_discovery
 from spendscope.collector._spool import Spool
-from spendscope.store import Store, reports
+from spendscope.store import Store, formatting, reports
 from spendscope.store.remote import Collector as RemoteCollector
 from spendscope.store.remote import ReportRequest, remote_report
 from tests.store_fixtures import llm_record, span_record
@@ -426,7 +429,10 @@ def test_a_batch_the_store_refuses_while_up_is_set_aside_not_retried_forever(
 
 
 # --- reports --------------------------------------------------------------------------------------------
-def test_reports_api_answers_what_the_store_reports(collector: Collector, store: Store) -> None:
+def test_reports_api_answers_what_the_store_reports(
+    collector: Collector, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SPENDSCOPE_MARGIN_PERCENT", "10")  # for the tenants without a margin of their own
     now = datetime.now(UTC)
     at = now - timedelta(hours=2)
     records = [llm_record(at, user="u-1", tenant="acme", endpoint="cv") for _ in range(3)]
@@ -443,6 +449,8 @@ def test_reports_api_answers_what_the_store_reports(collector: Collector, store:
         f"since={since.isoformat().replace('+00:00', 'Z')}&until={until.isoformat().replace('+00:00', 'Z')}"
     )
     assert get(f"/api/usage/report?by=user&{query}&format=json") == (200, expected)
+    as_csv = formatting.to_csv(reports.report(store, by="user", since=since, until=until))
+    assert get(f"/api/usage/report?by=user&{query}&format=csv") == (200, as_csv)
     acme = reports.report(store, by="endpoint", since=since, until=until, where={"tenant": "acme"}).to_json()
     assert get(f"/api/usage/endpoints?{query}&where=tenant=acme") == (200, acme)
     status, summary = get(f"/api/usage/summary?{query}")
@@ -452,7 +460,14 @@ def test_reports_api_answers_what_the_store_reports(collector: Collector, store:
     status, daily = get(f"/api/usage/daily?{query}&by=tenant")
     assert status == 200 and {row[1] for row in daily["rows"]} == {"acme", "globex"}
     status, csv_text = get(f"/api/usage/export.csv?{query}")
-    assert status == 200 and csv_text.startswith("time,service,trace_id") and len(csv_text.splitlines()) == 5
+    exported = io.BytesIO()
+    reports.write_calls_csv(store, exported, since=since, until=until, default_margin=Decimal(10))
+    assert status == 200 and csv_text == exported.getvalue().decode()
+    calls = list(csv.DictReader(io.StringIO(csv_text)))
+    assert len(calls) == 4 and {(c["cost_usd"], c["billed_usd"]) for c in calls} == {
+        ("0.000027", "0.0000297"),
+        ("0.5", "0.55"),
+    }
     # the store's own client (the CLI uses it) against this server
     remote = RemoteCollector(collector.url, 0)
     request_ = ReportRequest("tenant", since, until, {"endpoint": "cv"})

@@ -308,6 +308,7 @@ def test_every_named_query_runs_with_bound_parameters(usage: Store) -> None:
         "DateTime64(9, 'UTC')": "2026-11-01 00:00:00.000000",
         "Array(String)": [],
         "UInt32": 10,
+        "UInt64": 10,
         "Int8": -1,
         "Identifier": "service",
         "Date": "2026-11-01",

@@ -3,6 +3,7 @@
 -- default_margin_percent). A call without a price has NULL cost and billed cost.
 --   where_keys    user | endpoint | tenant | model | service | operation | attr:KEY filters,
 --   where_values  their values
+--   limit         at most this many calls, the oldest (a terminal table shows the first ones only)
 SELECT
     u.time AS time, u.service AS service, u.trace_id AS trace_id, u.span_id AS span_id,
     u.response_id AS response_id, u.operation AS operation, u.api_type AS api_type,
@@ -44,4 +45,5 @@ WHERE arrayAll(
     {where_values:Array(String)}
 )
 ORDER BY time, trace_id, span_id
+LIMIT {limit:UInt64}
 SETTINGS join_use_nulls = 1

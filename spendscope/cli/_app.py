@@ -97,25 +97,40 @@ def open_local(store: str | None, command: str) -> Store:
     return opened
 
 
-def emit_report(report: Report, output: OutputFormat | None, title: str) -> None:
+# A terminal table shows this many rows at most, as ClickHouse's Pretty formats cap theirs: Rich
+# takes about 1.3 s per 1,000 rows of a report, and nobody reads 20,000 of them on a screen.
+TABLE_ROWS = 1_000
+
+
+def chosen_format(output: OutputFormat | None) -> OutputFormat:
+    """The format asked for, else table on a terminal and csv when piped."""
+    return output or (OutputFormat.table if Console().is_terminal else OutputFormat.csv)
+
+
+def emit_report(report: Report, output: OutputFormat | None, title: str, *, complete: bool = True) -> None:
+    """`report` as csv, json or a table of its first TABLE_ROWS rows (`complete`: the report holds
+    every row, so the note can say how many there are)."""
     from spendscope.store import formatting
 
-    console = Console()
-    chosen = output or (OutputFormat.table if console.is_terminal else OutputFormat.csv)
+    chosen = chosen_format(output)
     if chosen is OutputFormat.csv:
         typer.echo(formatting.to_csv(report), nl=False)
         return
     if chosen is OutputFormat.json:
         typer.echo(formatting.to_json(report))
         return
+    console = Console()
     if not console.is_terminal:  # a table asked for while piped: do not squeeze it into 80 columns
         console = Console(width=200)
     table = Table(title=title, title_justify="left")
     for column in report.columns:
         table.add_column(column, justify="right" if formatting.numeric(column) else "left")
-    for row in report.rows:
+    for row in report.rows[:TABLE_ROWS]:
         table.add_row(*(formatting.table_cell(c, v) for c, v in zip(report.columns, row, strict=True)))
     console.print(table)
+    if len(report.rows) > TABLE_ROWS:
+        of = f" of {len(report.rows):,}" if complete else ""
+        console.print(f"Showed the first {TABLE_ROWS:,} rows{of}: --format csv or json has them all.")
 
 
 def setting(text: str, env: str, default: str) -> Any:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Any
 
 import typer
 
 from spendscope.cli._app import (
+    TABLE_ROWS,
     FormatOption,
+    OutputFormat,
     SinceOption,
     StoreOption,
     UntilOption,
     WhereOption,
     app,
+    chosen_format,
     domain_errors,
     emit_report,
     open_local,
@@ -81,19 +85,35 @@ def export(
     output: FormatOption = None,
     store: StoreOption = None,
 ) -> None:
-    """One row per call: tokens, provider cost and billed cost (csv when piped)."""
+    """One row per call: tokens, provider cost and billed cost (csv when piped). Any number of calls:
+    csv and json are written as ClickHouse sends them; a table shows the first ones."""
+    from spendscope.store import reports as r
     from spendscope.store.billing import default_margin
-    from spendscope.store.reports import export_calls, parse_where
+    from spendscope.store.formatting import write_json
     from spendscope.store.times import parse_range
 
+    chosen = chosen_format(output)
     with domain_errors():
         start, end = parse_range(since, until)
-        filters = parse_where(where or [])
+        filters = r.parse_where(where or [])
+        margin = default_margin()
         with open_local(store, "export") as opened:
-            result = export_calls(
-                opened, since=start, until=end, where=filters, default_margin=default_margin()
+            if chosen is OutputFormat.csv:
+                sys.stdout.flush()
+                out = sys.stdout.buffer
+                r.write_calls_csv(opened, out, since=start, until=end, where=filters, default_margin=margin)
+                out.flush()
+                return
+            if chosen is OutputFormat.json:
+                query = r.calls_query(start, end, where=filters, default_margin=margin)
+                columns, blocks = opened.run_blocks(query.name, query.params)
+                write_json(columns, blocks, sys.stdout)
+                return
+            head = r.export_calls(
+                opened, since=start, until=end, where=filters, default_margin=margin, limit=TABLE_ROWS + 1
             )
-    emit_report(result, output, f"Calls, {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC")
+    title = f"Calls, {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC"
+    emit_report(head, chosen, title, complete=False)
 
 
 @app.command()

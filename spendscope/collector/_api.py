@@ -15,19 +15,21 @@ Every value is a bound query parameter in the store; a bad one is a 400 with the
 
 from __future__ import annotations
 
-import csv
-import io
 import json
+import os
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from spendscope.store import reports
+from spendscope.store import formatting, reports
+from spendscope.store.billing import default_margin
 from spendscope.store.errors import ReportError
-from spendscope.store.reports import QueryRunner, Report
+from spendscope.store.reports import Report, ReportStore
 from spendscope.store.times import parse_month, parse_range
 
 PREFIX = "/api/usage/"
@@ -39,6 +41,7 @@ class Answer:
     status: int
     content_type: str
     body: bytes
+    file: Path | None = None  # the body is this file's content instead: send it, then delete it
 
 
 class _Params:
@@ -79,14 +82,7 @@ def _json(report: Report, **extra: Any) -> Answer:
 
 
 def _csv(report: Report) -> Answer:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(report.columns)
-    for row in report.to_json()["rows"]:
-        writer.writerow(
-            [json.dumps(v, separators=(",", ":")) if isinstance(v, dict | list) else v for v in row]
-        )
-    return Answer(200, "text/csv; charset=utf-8", out.getvalue().encode())
+    return Answer(200, "text/csv; charset=utf-8", formatting.to_csv(report).encode())
 
 
 def _total(report: Report) -> dict[str, Any]:
@@ -98,7 +94,7 @@ def _total(report: Report) -> dict[str, Any]:
     return totals
 
 
-def _summary(store: QueryRunner, p: _Params, now: datetime) -> Answer:
+def _summary(store: ReportStore, p: _Params, now: datetime) -> Answer:
     since, until = p.range(now)
     result = reports.report(
         store, by=p.one("by", "model") or "model", since=since, until=until, where=p.where()
@@ -106,27 +102,39 @@ def _summary(store: QueryRunner, p: _Params, now: datetime) -> Answer:
     return _json(result, total=_total(result))
 
 
-def _users(store: QueryRunner, p: _Params, now: datetime) -> Answer:
+def _users(store: ReportStore, p: _Params, now: datetime) -> Answer:
     since, until = p.range(now)
     return _json(reports.top_users(store, since=since, until=until, limit=p.limit(10), where=p.where()))
 
 
-def _endpoints(store: QueryRunner, p: _Params, now: datetime) -> Answer:
+def _endpoints(store: ReportStore, p: _Params, now: datetime) -> Answer:
     since, until = p.range(now)
     return _json(reports.report(store, by="endpoint", since=since, until=until, where=p.where()))
 
 
-def _daily(store: QueryRunner, p: _Params, now: datetime) -> Answer:
+def _daily(store: ReportStore, p: _Params, now: datetime) -> Answer:
     since, until = p.range(now)
     return _json(reports.daily_series(store, since=since, until=until, by=p.one("by"), where=p.where()))
 
 
-def _export(store: QueryRunner, p: _Params, now: datetime) -> Answer:
+def _export(store: ReportStore, p: _Params, now: datetime) -> Answer:
+    """Any number of calls: ClickHouse writes the CSV to a temporary file, so the store is held only
+    while it does, and the file is sent after (see _server.py)."""
     since, until = p.range(now)
-    return _csv(reports.export_calls(store, since=since, until=until, where=p.where()))
+    fd, name = tempfile.mkstemp(prefix="spendscope-export-", suffix=".csv")
+    path = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            reports.write_calls_csv(
+                store, out, since=since, until=until, where=p.where(), default_margin=default_margin()
+            )
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return Answer(200, "text/csv; charset=utf-8", b"", file=path)
 
 
-def _report(store: QueryRunner, p: _Params, now: datetime) -> Answer:
+def _report(store: ReportStore, p: _Params, now: datetime) -> Answer:
     by = p.one("by")
     if not by:
         raise ReportError("parameter by is required, e.g. by=user")
@@ -140,7 +148,7 @@ def _report(store: QueryRunner, p: _Params, now: datetime) -> Answer:
     return _json(result)
 
 
-_Handler = Callable[[QueryRunner, _Params, datetime], Answer]
+_Handler = Callable[[ReportStore, _Params, datetime], Answer]
 _ROUTES: dict[str, tuple[_Handler, tuple[str, ...]]] = {
     "summary": (_summary, ("since", "until", "by", "where")),
     "users": (_users, ("since", "until", "limit", "where")),
@@ -162,7 +170,7 @@ def metric_path(path: str) -> str:
 
 
 def handle(
-    path: str, query: Mapping[str, list[str]], store: QueryRunner, now: datetime | None = None
+    path: str, query: Mapping[str, list[str]], store: ReportStore, now: datetime | None = None
 ) -> Answer:
     """Answer one reports request. Raises ReportError (a 400) for bad parameters."""
     current = now or datetime.now(UTC)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from spendscope.collector._rawwrite import RawWritten, write_requests
 from spendscope.store.records import SpanRecord
@@ -28,6 +28,8 @@ class Store(Protocol):
     def run(self, name: str, params: Mapping[str, Any]) -> Any: ...
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> Any: ...
+
+    def write_csv(self, name: str, params: Mapping[str, Any], out: BinaryIO) -> None: ...
 
     def close(self) -> None: ...
 

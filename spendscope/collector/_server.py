@@ -16,9 +16,11 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import shutil
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -195,6 +197,16 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
         self.server.collector.health.requests.labels(self._metric_path, str(status)).inc()
 
+    def _send_file(self, status: int, content_type: str, path: Path) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(path.stat().st_size))
+        self.end_headers()
+        if self.command != "HEAD":
+            with path.open("rb") as body:
+                shutil.copyfileobj(body, self.wfile, 1 << 20)
+        self.server.collector.health.requests.labels(self._metric_path, str(status)).inc()
+
     def _error(
         self, status: int, message: str, *, kind: str = _otlp.JSON, close: bool = False, **headers: str
     ) -> None:
@@ -309,4 +321,9 @@ class Handler(BaseHTTPRequestHandler):
             return self._error(400, str(exc))
         except (StoreUnavailable, StoreError) as exc:
             return self._error(503, f"store unavailable: {exc}", Retry_After="5")
-        self._send(answer.status, answer.content_type, answer.body)
+        if answer.file is None:
+            return self._send(answer.status, answer.content_type, answer.body)
+        try:  # sent with the store released: a slow client does not hold up the writers
+            self._send_file(answer.status, answer.content_type, answer.file)
+        finally:
+            answer.file.unlink(missing_ok=True)

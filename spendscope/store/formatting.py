@@ -5,11 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TextIO
 
-from spendscope.store.reports import Report
+from spendscope.store.reports import Report, json_value
 
 NUMERIC_SUFFIXES = ("_usd", "_tokens", "calls", "_percent", "_seconds")
 
@@ -23,8 +24,8 @@ def csv_cell(value: Any) -> str:
         return value.isoformat()
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, dict):
-        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    if isinstance(value, dict):  # as ClickHouse's toJSONString writes it (see csv_render.py)
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return str(value)
 
 
@@ -38,6 +39,18 @@ def to_csv(report: Report) -> str:
 
 def to_json(report: Report) -> str:
     return json.dumps(report.to_json(), indent=2)
+
+
+def write_json(columns: list[str], blocks: Iterable[list[list[Any]]], out: TextIO) -> None:
+    """The shape of to_json ({"columns": [...], "rows": [[...], ...]}), written block by block (one
+    row a line): the rows are never all in memory."""
+    out.write('{\n  "columns": ' + json.dumps(columns) + ',\n  "rows": [')
+    separator = "\n"
+    for block in blocks:
+        for row in block:
+            out.write(separator + "    " + json.dumps([json_value(v) for v in row]))
+            separator = ",\n"
+    out.write("\n  ]\n}\n")
 
 
 def numeric(column: str) -> bool:

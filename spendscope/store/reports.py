@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from spendscope.store.errors import ReportError
 from spendscope.store.sqlfiles import named_query
@@ -42,11 +42,20 @@ RAW_DIMENSIONS = (
 )
 INVOICE_DIMENSIONS = ("model", "user", "endpoint", "service")
 ATTR = "attr:"
+_ALL_ROWS = (1 << 64) - 1  # LIMIT of the largest UInt64: every row
 _ATTR_KEY = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
 
 
 class QueryRunner(Protocol):
     def run(self, name: str, params: Mapping[str, Any]) -> Any: ...
+
+
+class CsvWriter(Protocol):
+    def write_csv(self, name: str, params: Mapping[str, Any], out: BinaryIO) -> None: ...
+
+
+class ReportStore(QueryRunner, CsvWriter, Protocol):
+    """What the reports read of spendscope.store.Store."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,12 +275,15 @@ def calls_query(
     *,
     where: Mapping[str, str] | None = None,
     default_margin: Decimal = Decimal(0),
+    limit: int | None = None,
 ) -> Query:
+    """One row per call, the oldest first; `limit`: only the first ones."""
     allowed = (*ROLLUP_DIMENSIONS, "operation")
     filters = {check_dimension(k, allowed, option="--where key"): v for k, v in (where or {}).items()}
-    return Query(
-        "calls", {**_range(since, until), **_where(filters), "default_margin_percent": str(default_margin)}
-    )
+    if limit is not None and limit < 0:
+        raise ReportError("limit must not be negative")
+    params = {**_range(since, until), **_where(filters), "default_margin_percent": str(default_margin)}
+    return Query("calls", {**params, "limit": _ALL_ROWS if limit is None else limit})
 
 
 def unpriced_query(since: datetime, until: datetime, *, limit: int = 100) -> Query:
@@ -309,9 +321,26 @@ def export_calls(
     until: datetime,
     where: Mapping[str, str] | None = None,
     default_margin: Decimal = Decimal(0),
+    limit: int | None = None,
 ) -> Report:
-    """One row per call, with provider cost and billed cost."""
-    return run(store, calls_query(since, until, where=where, default_margin=default_margin))
+    """One row per call, with provider cost and billed cost, in memory: for a few calls (`limit`).
+    Any number of calls: `write_calls_csv` or `Store.run_blocks`."""
+    return run(store, calls_query(since, until, where=where, default_margin=default_margin, limit=limit))
+
+
+def write_calls_csv(
+    store: CsvWriter,
+    out: BinaryIO,
+    *,
+    since: datetime,
+    until: datetime,
+    where: Mapping[str, str] | None = None,
+    default_margin: Decimal = Decimal(0),
+) -> None:
+    """export_calls as CSV written to `out`, rendered by ClickHouse and streamed block by block: any
+    number of calls."""
+    query = calls_query(since, until, where=where, default_margin=default_margin)
+    store.write_csv(query.name, query.params, out)
 
 
 def invoice(
