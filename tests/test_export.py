@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -122,7 +123,8 @@ def test_terminal_tables_show_their_first_rows(store: Store, store_dsn: str) -> 
     assert note in report.stdout
     export = cli("export", *WINDOW, "--format", "table", "--store", store_dsn)
     assert export.exit_code == 0, export.output
-    # (34 columns squeezed into 200 characters wrap the values: only the note is looked at)
+    assert "UTC (24 more columns in csv and json)" in export.stdout and "billed_usd" in export.stdout
+    assert len(re.findall(r"u-\d{4}", export.stdout)) == TABLE_ROWS and "trace_id" not in export.stdout
     assert f"Showed the first {TABLE_ROWS:,} rows: --format csv or json has them all." in export.stdout
     few = cli("export", *WINDOW, "--where", "user=u-0001", "--format", "table", "--store", store_dsn)
     assert few.exit_code == 0 and few.stdout.startswith("Calls, 2026-11-01") and "Showed" not in few.stdout

@@ -77,6 +77,20 @@ def report(
     emit_report(result, output, f"Cost by {request.by}, {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC")
 
 
+PREVIEW_COLUMNS = (
+    "time",
+    "tenant",
+    "user",
+    "endpoint",
+    "model",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "billed_usd",
+    "status",
+)
+
+
 @app.command()
 def export(
     since: SinceOption = "30d",
@@ -90,6 +104,7 @@ def export(
     from spendscope.store import reports as r
     from spendscope.store.billing import default_margin
     from spendscope.store.formatting import write_json
+    from spendscope.store.reports import Report
     from spendscope.store.times import parse_range
 
     chosen = chosen_format(output)
@@ -112,8 +127,12 @@ def export(
             head = r.export_calls(
                 opened, since=start, until=end, where=filters, default_margin=margin, limit=TABLE_ROWS + 1
             )
-    title = f"Calls, {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC"
-    emit_report(head, chosen, title, complete=False)
+    # on a screen, the columns people look for first; csv and json have all of them
+    shown = [head.columns.index(c) for c in PREVIEW_COLUMNS]
+    preview = Report([head.columns[i] for i in shown], [[row[i] for i in shown] for row in head.rows])
+    hidden = f"{len(head.columns) - len(shown)} more columns in csv and json"
+    title = f"Calls, {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC ({hidden})"
+    emit_report(preview, chosen, title, complete=False)
 
 
 @app.command()
