@@ -180,13 +180,14 @@ class Handler(BaseHTTPRequestHandler):
         self,
         status: int,
         content_type: str,
-        body: bytes,
+        body: bytes | Path,
         headers: dict[str, str] | None = None,
         close: bool = False,
     ) -> None:
+        """Answer with `body`, bytes or a file's content (a large export, copied as it is read)."""
         self.send_response(status)
         self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(body.stat().st_size if isinstance(body, Path) else len(body)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         if close:
@@ -194,17 +195,11 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(body)
-        self.server.collector.health.requests.labels(self._metric_path, str(status)).inc()
-
-    def _send_file(self, status: int, content_type: str, path: Path) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(path.stat().st_size))
-        self.end_headers()
-        if self.command != "HEAD":
-            with path.open("rb") as body:
-                shutil.copyfileobj(body, self.wfile, 1 << 20)
+            if isinstance(body, Path):
+                with body.open("rb") as source:
+                    shutil.copyfileobj(source, self.wfile, 1 << 20)
+            else:
+                self.wfile.write(body)
         self.server.collector.health.requests.labels(self._metric_path, str(status)).inc()
 
     def _error(
@@ -321,9 +316,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._error(400, str(exc))
         except (StoreUnavailable, StoreError) as exc:
             return self._error(503, f"store unavailable: {exc}", Retry_After="5")
-        if answer.file is None:
-            return self._send(answer.status, answer.content_type, answer.body)
         try:  # sent with the store released: a slow client does not hold up the writers
-            self._send_file(answer.status, answer.content_type, answer.file)
+            self._send(answer.status, answer.content_type, answer.file or answer.body)
         finally:
-            answer.file.unlink(missing_ok=True)
+            if answer.file is not None:
+                answer.file.unlink(missing_ok=True)
