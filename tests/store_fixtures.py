@@ -12,7 +12,7 @@ test process shares one directory, and tests are isolated by database:
     store_dsn       the same database as a DSN: "chdb:///<chdb_dir>?database=<name>"
 
 `llm_record(at, ...)` builds a GenAI SpanRecord as our instrumentation's spans look once stored;
-`serve_reports(store, token)` serves the collector's report API from a store (the contract of
+`serve_reports(store, token)` serves the collector's reports API from a store (the contract of
 spendscope/store/remote.py). `span_record(span)` turns an OpenTelemetry SDK span into the SpanRecord the collector would build
 for it, converting values as the contrib `clickhouse` exporter does (see spendscope/store/records.py).
 """
@@ -36,8 +36,8 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 
 from spendscope import names as n
+from spendscope.collector import _api
 from spendscope.store import ReportError, SpanEvent, SpanLink, SpanRecord, Store, open_store
-from spendscope.store.remote import REPORT_PATH, ReportRequest
 
 
 @pytest.fixture(scope="session")
@@ -95,28 +95,34 @@ def store_dsn(chdb_dsn: str, store_database: str) -> str:
 # --- the collector's report API, as the collector serves it ---------------------------------------------
 @contextmanager
 def serve_reports(store: Store, token: str | None = None) -> Iterator[str]:
-    """`GET /api/usage/report` on 127.0.0.1 answered from `store` (see spendscope/store/remote.py);
-    yields the base URL."""
+    """The collector's reports API (`/api/usage/...`, answered by spendscope.collector._api as the
+    collector answers it) on 127.0.0.1 from `store`, without the rest of the collector (see
+    spendscope/store/remote.py); yields the base URL."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             url = urlsplit(self.path)
-            if url.path != REPORT_PATH:
-                body: dict[str, Any] = {"error": "not found"}
-                status = 404
-            elif token and self.headers.get("Authorization") != f"Bearer {token}":
-                body, status = {"error": "unauthorized"}, 401
-            else:
-                try:
-                    body, status = ReportRequest.from_query(parse_qs(url.query)).run(store).to_json(), 200
-                except ReportError as exc:
-                    body, status = {"error": str(exc)}, 400
-            data = json.dumps(body).encode()
+            if not _api.route_exists(url.path):
+                return self.answer(404, "application/json", json.dumps({"error": "not found"}).encode())
+            if token and self.headers.get("Authorization") != f"Bearer {token}":
+                return self.answer(401, "application/json", json.dumps({"error": "unauthorized"}).encode())
+            try:
+                answer = _api.handle(url.path, parse_qs(url.query), store)
+            except ReportError as exc:
+                return self.answer(400, "application/json", json.dumps({"error": str(exc)}).encode())
+            try:
+                body = answer.file.read_bytes() if answer.file is not None else answer.body
+            finally:
+                if answer.file is not None:
+                    answer.file.unlink()
+            self.answer(answer.status, answer.content_type, body)
+
+        def answer(self, status: int, content_type: str, body: bytes) -> None:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(data)
+            self.wfile.write(body)
 
         def log_message(self, *args: Any) -> None:
             pass

@@ -183,10 +183,20 @@ def test_report_goes_through_the_collector_that_holds_the_store(held_dir: Path, 
     local = cli("report", "--by", "user", *NOV, "--store", store_dsn)
     assert remote.exit_code == 0, remote.output
     assert remote.stdout == local.stdout
-    refused = cli("export", *NOV, "--store", f"chdb://{held_dir}")
+    remote_export = cli("export", *NOV, "--store", f"chdb://{held_dir}")  # piped: csv
+    local_export = cli("export", *NOV, "--store", store_dsn)
+    assert remote_export.exit_code == 0, remote_export.output
+    assert remote_export.stdout == local_export.stdout and len(remote_export.stdout.splitlines()) == 5
+    refused = cli("export", *NOV, "--format", "json", "--store", f"chdb://{held_dir}")
     assert refused.exit_code == 1
     assert refused.stderr.startswith(f"error: the collector (pid {os.getpid()}, http://127.0.0.1:")
-    assert "`spendscope report` works through it; stop it to run `spendscope export`" in refused.stderr
+    assert "through it, export writes csv (--format csv); stop it for json or a table" in refused.stderr
+    reprice = cli("reprice", *NOV, "--store", f"chdb://{held_dir}")
+    assert reprice.exit_code == 1
+    assert (
+        "`spendscope report` and `export` work through it; stop it to run `spendscope reprice`"
+        in reprice.stderr
+    )
 
 
 def test_a_dead_collectors_file_is_ignored(tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ from spendscope.collector import Collector, CollectorConfig, read_discovery
 from spendscope.collector._spool import Spool
 from spendscope.store import Store, formatting, reports
 from spendscope.store.remote import Collector as RemoteCollector
-from spendscope.store.remote import ReportRequest, remote_report
+from spendscope.store.remote import ReportRequest, remote_export_csv, remote_report
 from tests.store_fixtures import llm_record, span_record
 
 PROTOBUF = "application/x-protobuf"
@@ -472,6 +472,9 @@ def test_reports_api_answers_what_the_store_reports(
     remote = RemoteCollector(collector.url, 0)
     request_ = ReportRequest("tenant", since, until, {"endpoint": "cv"})
     assert remote_report(remote, request_).to_json() == request_.run(store).to_json()
+    through_it = io.BytesIO()
+    remote_export_csv(remote, through_it, since=since, until=until, where={})
+    assert through_it.getvalue().decode() == csv_text
     for bad, message in [
         ("/api/usage/report?since=30d", "by is required"),
         ("/api/usage/report?by=colour", "unknown --by 'colour'"),

@@ -86,7 +86,7 @@ def open_local(store: str | None, command: str) -> Store:
     if target.chdb_path is not None and (collector := running_collector(target.chdb_path)):
         fail(
             f"the collector (pid {collector.pid}, {collector.url}) holds {target.chdb_path}: "
-            f"`spendscope report` works through it; stop it to run `spendscope {command}`"
+            f"`spendscope report` and `export` work through it; stop it to run `spendscope {command}`"
         )
     opened = open_store(store)
     if command != "migrate" and (missing := opened.pending_migrations()):

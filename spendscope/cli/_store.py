@@ -19,6 +19,7 @@ from spendscope.cli._app import (
     chosen_format,
     domain_errors,
     emit_report,
+    fail,
     open_local,
 )
 
@@ -100,10 +101,13 @@ def export(
     store: StoreOption = None,
 ) -> None:
     """One row per call: tokens, provider cost and billed cost (csv when piped). Any number of calls:
-    csv and json are written as ClickHouse sends them; a table shows the first ones."""
+    csv and json are written as ClickHouse sends them; a table shows the first ones. Through the
+    collector when it holds the store (csv only; billed with the collector's default margin)."""
     from spendscope.store import reports as r
     from spendscope.store.billing import default_margin
+    from spendscope.store.dsn import parse_dsn
     from spendscope.store.formatting import write_json
+    from spendscope.store.remote import remote_export_csv, running_collector
     from spendscope.store.reports import Report
     from spendscope.store.times import parse_range
 
@@ -111,6 +115,18 @@ def export(
     with domain_errors():
         start, end = parse_range(since, until)
         filters = r.parse_where(where or [])
+        target = parse_dsn(store)
+        collector = running_collector(target.chdb_path) if target.chdb_path is not None else None
+        if collector is not None:  # it holds the embedded store: its /api/usage/export.csv
+            if chosen is not OutputFormat.csv:
+                fail(
+                    f"the collector (pid {collector.pid}, {collector.url}) holds {target.chdb_path}: "
+                    "through it, export writes csv (--format csv); stop it for json or a table"
+                )
+            sys.stdout.flush()
+            remote_export_csv(collector, sys.stdout.buffer, since=start, until=end, where=filters)
+            sys.stdout.buffer.flush()
+            return
         margin = default_margin()
         with open_local(store, "export") as opened:
             if chosen is OutputFormat.csv:
