@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,6 +22,9 @@ from spendscope.cli._app import (
     fail,
     open_local,
 )
+
+if TYPE_CHECKING:
+    from spendscope.store import Report
 
 
 @app.command()
@@ -108,7 +111,6 @@ def export(
     from spendscope.store.dsn import parse_dsn
     from spendscope.store.formatting import write_json
     from spendscope.store.remote import remote_export_csv, running_collector
-    from spendscope.store.reports import Report
     from spendscope.store.times import parse_range
 
     chosen = chosen_format(output)
@@ -143,12 +145,17 @@ def export(
             head = r.export_calls(
                 opened, since=start, until=end, where=filters, default_margin=margin, limit=TABLE_ROWS + 1
             )
-    # on a screen, the columns people look for first; csv and json have all of them
-    shown = [head.columns.index(c) for c in PREVIEW_COLUMNS]
-    preview = Report([head.columns[i] for i in shown], [[row[i] for i in shown] for row in head.rows])
-    hidden = f"{len(head.columns) - len(shown)} more columns in csv and json"
+    hidden = f"{len(head.columns) - len(PREVIEW_COLUMNS)} more columns in csv and json"
     title = f"Calls, {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC ({hidden})"
-    emit_report(preview, chosen, title, complete=False)
+    emit_report(_preview(head), chosen, title, complete=False)
+
+
+def _preview(calls: Report) -> Report:
+    """On a screen, the columns people look for first; csv and json have all of them."""
+    from spendscope.store import Report
+
+    shown = [calls.columns.index(c) for c in PREVIEW_COLUMNS]
+    return Report([calls.columns[i] for i in shown], [[row[i] for i in shown] for row in calls.rows])
 
 
 @app.command()
