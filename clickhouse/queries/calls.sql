@@ -4,6 +4,9 @@
 --   where_keys    user | endpoint | tenant | model | service | operation | attr:KEY filters,
 --   where_values  their values
 --   limit         at most this many calls, the oldest (a terminal table shows the first ones only)
+-- The calls are sorted and cut before the join, straight off llm_usage: there ClickHouse can sort the
+-- keys alone and read the other columns of the rows it keeps (lazy materialization, which the
+-- exports turn on where the server has it: sorting the whole rows was 24 of 27.5 s for 7 days).
 SELECT
     u.time AS time, u.service AS service, u.trace_id AS trace_id, u.span_id AS span_id,
     u.response_id AS response_id, u.operation AS operation, u.api_type AS api_type,
@@ -24,26 +27,27 @@ FROM (
     SELECT *, toDate(time) AS day
     FROM llm_usage FINAL
     WHERE time >= {since:DateTime64(9, 'UTC')} AND time < {until:DateTime64(9, 'UTC')}
+        AND arrayAll(
+            (k, v) -> if(
+                startsWith(k, 'attr:'),
+                attributes[substring(k, 6)] = v,
+                multiIf(
+                    k = 'user', user_id = v,
+                    k = 'endpoint', endpoint = v,
+                    k = 'tenant', tenant = v,
+                    k = 'model', model = v,
+                    k = 'service', service = v,
+                    k = 'operation', operation = v,
+                    false
+                )
+            ),
+            {where_keys:Array(String)},
+            {where_values:Array(String)}
+        )
+    ORDER BY time, trace_id, span_id
+    LIMIT {limit:UInt64}
 ) AS u
 ASOF LEFT JOIN (SELECT tenant, effective_from, margin_percent FROM tenant_margins FINAL) AS m
 ON u.tenant = m.tenant AND u.day >= m.effective_from
-WHERE arrayAll(
-    (k, v) -> if(
-        startsWith(k, 'attr:'),
-        u.attributes[substring(k, 6)] = v,
-        multiIf(
-            k = 'user', u.user_id = v,
-            k = 'endpoint', u.endpoint = v,
-            k = 'tenant', u.tenant = v,
-            k = 'model', u.model = v,
-            k = 'service', u.service = v,
-            k = 'operation', u.operation = v,
-            false
-        )
-    ),
-    {where_keys:Array(String)},
-    {where_values:Array(String)}
-)
 ORDER BY time, trace_id, span_id
-LIMIT {limit:UInt64}
 SETTINGS join_use_nulls = 1

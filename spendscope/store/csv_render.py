@@ -52,11 +52,11 @@ def _expression(column: str, type_: str) -> str:
     return name
 
 
-def csv_select(sql: str, columns: Sequence[tuple[str, str]]) -> str:
+def csv_select(sql: str, columns: Sequence[tuple[str, str]], settings: str = "") -> str:
     """SELECT over `sql` (its result's (name, ClickHouse type) pairs: `columns`) that renders each
-    column as csv_cell does, keeping the names; to be read in FORMAT."""
+    column as csv_cell does, keeping the names; to be read in FORMAT. `settings`: more of them."""
     rendered = ", ".join(f"{_expression(name, type_)} AS {_quoted(name)}" for name, type_ in columns)
-    return f"SELECT {rendered} FROM (\n{sql}\n) SETTINGS {_SETTINGS}"
+    return f"SELECT {rendered} FROM (\n{sql}\n) SETTINGS {', '.join(filter(None, [_SETTINGS, settings]))}"
 
 
 def header(columns: Sequence[tuple[str, str]]) -> bytes:

@@ -146,6 +146,7 @@ class Store:
         self.client = client
         self._lock = threading.RLock()
         self._span_types: Any = None
+        self._export_settings_text: str | None = None
         self.server_version = str(client.server_version)
 
     @classmethod
@@ -217,6 +218,18 @@ class Store:
         query = named_query(name)
         return self.query(query.sql, query.bind(dict(params)))
 
+    def _export_settings(self) -> str:
+        """Settings for a whole-table export, as a SETTINGS list: lazy materialization for any LIMIT
+        where the server has it (ClickHouse 25.4 on), so an ORDER BY sorts keys, not whole rows
+        (see calls.sql). Per-call settings would make chdb hold the whole answer in memory."""
+        if self._export_settings_text is None:
+            name = "query_plan_max_limit_for_lazy_materialization"
+            known = self.client.query(
+                "SELECT count() FROM system.settings WHERE name = {name:String}", parameters={"name": name}
+            ).result_rows[0][0]
+            self._export_settings_text = f"{name} = 0" if known else ""
+        return self._export_settings_text
+
     def _describe(self, sql: str, bound: dict[str, Any] | None) -> list[tuple[str, str]]:
         """The (name, ClickHouse type) of each column of `sql`'s result."""
         described = self.client.query(f"DESCRIBE TABLE ({sql})", parameters=bound)
@@ -231,11 +244,13 @@ class Store:
         bound = query.bind(dict(params))
         with self._errors("query"):
             columns = self._describe(query.sql, bound)
+            settings = self._export_settings()
         dates = [i for i, (_, type_) in enumerate(columns) if "DateTime" in type_]
+        sql = f"SELECT * FROM (\n{query.sql}\n) SETTINGS {settings}" if settings else query.sql
 
         def blocks() -> Iterator[list[list[Any]]]:
             with self._errors("query"):
-                stream = self.client.query_row_block_stream(query.sql, parameters=bound)
+                stream = self.client.query_row_block_stream(sql, parameters=bound)
             with self._errors("query"), stream:
                 for block in stream:
                     rows = [list(row) for row in block]
@@ -255,7 +270,7 @@ class Store:
         bound = query.bind(dict(params))
         with self._errors("export"):
             columns = self._describe(query.sql, bound)
-            select = csv_render.csv_select(query.sql, columns)
+            select = csv_render.csv_select(query.sql, columns, self._export_settings())
             out.write(csv_render.header(columns))
             stream: Any = self.client.raw_stream(select, parameters=bound, fmt=csv_render.FORMAT)
             with stream:
