@@ -220,7 +220,7 @@ class Store:
 
     def _export_settings(self) -> str:
         """Settings for a whole-table export, as a SETTINGS list: lazy materialization for any LIMIT
-        where the server has it (ClickHouse 25.4 on), so an ORDER BY sorts keys, not whole rows
+        where the server has the setting, so an ORDER BY sorts keys, not whole rows
         (see calls.sql). Per-call settings would make chdb hold the whole answer in memory."""
         if self._export_settings_text is None:
             name = "query_plan_max_limit_for_lazy_materialization"
