@@ -39,6 +39,11 @@ def create(client: openai.OpenAI, **kwargs: Any) -> Response:
         return client.responses.create(model="gpt-4o-mini", input=PROMPT, background=True, **kwargs)
 
 
+async def acreate(aclient: openai.AsyncOpenAI) -> Response:
+    with spendscope.attributes(**ATTRIBUTION):
+        return await aclient.responses.create(model="gpt-4o-mini", input=PROMPT, background=True)
+
+
 def poll(client: openai.OpenAI, response: Response) -> tuple[Response, int]:
     """Polled, outside any `attributes()`, until terminal; (final response, number of polls)."""
     polls = 0
@@ -92,8 +97,7 @@ def test_polled_to_completion_one_span_with_exact_usage_cost_and_create_time_att
 async def test_async_polled_to_completion(
     capture: Capture, server: FakeOpenAI, aclient: openai.AsyncOpenAI
 ) -> None:
-    with spendscope.attributes(**ATTRIBUTION):
-        response = await aclient.responses.create(model="gpt-4o-mini", input=PROMPT, background=True)
+    response = await acreate(aclient)
     while response.status not in TERMINAL:
         response = await aclient.responses.retrieve(response.id)
     await aclient.responses.retrieve(response.id)
@@ -120,8 +124,7 @@ def test_cancel_without_usage_is_one_unavailable_span(
 async def test_async_cancel_carrying_usage_records_it(
     capture: Capture, server: FakeOpenAI, aclient: openai.AsyncOpenAI
 ) -> None:
-    with spendscope.attributes(**ATTRIBUTION):
-        queued = await aclient.responses.create(model="gpt-4o-mini", input=PROMPT, background=True)
+    queued = await acreate(aclient)
     # A response cancelled mid-run that reports the tokens it used so far (queued ahead of the default).
     usage = {"input_tokens": INPUT_TOKENS, "output_tokens": 3, "total_tokens": INPUT_TOKENS + 3}
     body = queued.model_dump(mode="json") | {"status": "cancelled", "usage": usage}
@@ -154,8 +157,7 @@ def test_stream_resume_finishes_the_pending_call_once(
 
 @pytest.mark.anyio
 async def test_async_stream_resume(capture: Capture, server: FakeOpenAI, aclient: openai.AsyncOpenAI) -> None:
-    with spendscope.attributes(**ATTRIBUTION):
-        queued = await aclient.responses.create(model="gpt-4o-mini", input=PROMPT, background=True)
+    queued = await acreate(aclient)
     async with aclient.responses.stream(response_id=queued.id) as stream:
         async for _ in stream:
             pass
