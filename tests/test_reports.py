@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
@@ -17,7 +20,7 @@ from spendscope.store import Report, ReportError, Store, StoreError, report
 from spendscope.store import reports as r
 from spendscope.store.billing import default_margin, margins, parse_margin, set_margin
 from spendscope.store.prices import load_model_prices
-from spendscope.store.remote import Collector, ReportRequest, remote_report
+from spendscope.store.remote import Collector, ReportRequest, remote_export_csv, remote_report
 from spendscope.store.sqlfiles import named_query, query_names
 from spendscope.store.times import parse_month, parse_range, parse_time
 from tests.store_fixtures import fresh_store, llm_record, serve_reports
@@ -477,3 +480,35 @@ def test_remote_report_equals_the_local_one(usage: Store, fake_collector: Collec
         remote_report(fake_collector, ReportRequest("nope", NOV, DEC))
     with pytest.raises(StoreError, match=re.escape("cannot reach the collector at http://127.0.0.1:9")):
         remote_report(Collector("http://127.0.0.1:9", 1), request, timeout=2)
+
+
+def test_remote_export_streams_the_collectors_csv_and_says_when_it_is_cut_short(
+    usage: Store, fake_collector: Collector
+) -> None:
+    through_it, local = io.BytesIO(), io.BytesIO()
+    remote_export_csv(fake_collector, through_it, since=NOV, until=DEC, where={"tenant": "acme"})
+    r.write_calls_csv(usage, local, since=NOV, until=DEC, where={"tenant": "acme"})
+    assert through_it.getvalue() == local.getvalue() and local.getvalue().count(b"\n") > 1
+    with pytest.raises(StoreError, match=r"refused the export \(400\): unknown --where key"):
+        remote_export_csv(fake_collector, io.BytesIO(), since=NOV, until=DEC, where={"colour": "red"})
+
+    class CutShort(BaseHTTPRequestHandler):  # promises 1,000 bytes, sends 10 and hangs up
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(b'"time",...')
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), CutShort)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        cut = Collector(f"http://127.0.0.1:{server.server_address[1]}", 1)
+        with pytest.raises(StoreError, match=r"broke off the export: 10 of 1,000 bytes"):
+            remote_export_csv(cut, io.BytesIO(), since=NOV, until=DEC, where={})
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -17,9 +17,9 @@ Errors are answered with a 4xx/5xx status and {"error": "one line"}.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
-import shutil
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -157,10 +157,17 @@ def remote_export_csv(
     filters = [("where", f"{k}={v}") for k, v in where.items()]
     query = [("since", _iso(since)), ("until", _iso(until)), *filters]
     with _get(collector, EXPORT_PATH, query, "export", timeout) as response:
+        length = response.headers.get("Content-Length")
+        copied = 0
         try:
-            shutil.copyfileobj(response, out, 1 << 20)
-        except OSError as exc:
-            raise StoreError(f"{_where(collector)} broke off the export: {exc}") from exc
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+                copied += len(chunk)
+        except (OSError, http.client.HTTPException) as exc:
+            raise StoreError(f"{_where(collector)} broke off the export: {exc!r}") from exc
+        # http.client ends a body cut short as if it were whole: the length tells them apart
+        if length is not None and copied != int(length):
+            raise StoreError(f"{_where(collector)} broke off the export: {copied:,} of {int(length):,} bytes")
 
 
 def _error_text(exc: urllib.error.HTTPError) -> str:
