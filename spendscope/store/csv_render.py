@@ -16,6 +16,8 @@ same numbers.
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Sequence
 from typing import Final
 
@@ -61,5 +63,6 @@ def csv_select(sql: str, columns: Sequence[tuple[str, str]], settings: str = "")
 
 def header(columns: Sequence[tuple[str, str]]) -> bytes:
     """The header line CSVWithNames writes: every name quoted."""
-    names = ",".join('"' + name.replace('"', '""') + '"' for name, _ in columns)
-    return f"{names}\n".encode()
+    line = io.StringIO()
+    csv.writer(line, quoting=csv.QUOTE_ALL, lineterminator="\n").writerow(name for name, _ in columns)
+    return line.getvalue().encode()
