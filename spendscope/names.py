@@ -39,8 +39,13 @@ USER_ID: Final = "user.id"
 ENDPOINT: Final = "spendscope.endpoint"
 TENANT: Final = "spendscope.tenant"
 EXTRA_PREFIX: Final = "spendscope.attr."
-COST_USD: Final = "spendscope.cost.usd"
+COST_USD: Final = "spendscope.cost.usd"  # an exact decimal string (older clients: a double)
 PRICE_VERSION: Final = "spendscope.price.version"
+# the name the price was found for, where it is not the response's model (the requested one)
+PRICE_MODEL: Final = "spendscope.price.model"
+QUANTITY_PREFIX: Final = "spendscope.quantity."  # app-recorded numeric quantities, by name
+# the audio part of the cached input tokens (Realtime), which is priced apart
+USAGE_AUDIO_CACHE_READ_INPUT_TOKENS: Final = "spendscope.usage.audio.cache_read.input_tokens"
 USAGE_STATE: Final = "spendscope.usage.state"
 USAGE_AUDIO_SECONDS: Final = "spendscope.usage.audio_seconds"
 BATCH: Final = "spendscope.batch"  # "true" for Batch API calls (priced at the batch rate)

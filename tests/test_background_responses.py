@@ -59,7 +59,7 @@ def assert_one_reported_span(capture: Capture, response_id: str) -> dict[str, An
     assert (attrs[n.USER_ID], attrs[n.ENDPOINT], attrs[n.TENANT]) == ("u-42", "novel-writer", "acme")
     assert (attrs[n.USAGE_INPUT_TOKENS], attrs[n.USAGE_OUTPUT_TOKENS]) == (INPUT_TOKENS, OUTPUT_TOKENS)
     assert attrs[n.USAGE_STATE] == "reported"
-    assert attrs[n.COST_USD] == pytest.approx(mini_cost(INPUT_TOKENS, OUTPUT_TOKENS), rel=1e-12)
+    assert float(attrs[n.COST_USD]) == pytest.approx(mini_cost(INPUT_TOKENS, OUTPUT_TOKENS), rel=1e-12)
     labels = {"endpoint": "novel-writer", "tenant": "acme", "model": "gpt-4o-mini-2024-07-18"}
     assert capture.total(n.METRIC_TOKENS, type="input", **labels) == INPUT_TOKENS
     assert capture.total(n.METRIC_TOKENS, type="output", **labels) == OUTPUT_TOKENS
@@ -134,7 +134,7 @@ async def test_async_cancel_carrying_usage_records_it(
     await aclient.responses.retrieve(queued.id)
     attrs = capture.attrs()
     assert (attrs[n.USAGE_INPUT_TOKENS], attrs[n.USAGE_OUTPUT_TOKENS]) == (INPUT_TOKENS, 3)
-    assert attrs[n.COST_USD] == pytest.approx(mini_cost(INPUT_TOKENS, 3), rel=1e-12)
+    assert float(attrs[n.COST_USD]) == pytest.approx(mini_cost(INPUT_TOKENS, 3), rel=1e-12)
     assert capture.total(n.METRIC_TOKENS, type="output") == 3
 
 

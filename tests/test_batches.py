@@ -85,16 +85,20 @@ def test_a_batch_output_download_records_each_answered_request_at_the_batch_rate
     )
     assert spans["chatcmpl-b1"].start_time == CREATED * 1_000_000_000
     # gpt-4o-mini at half the synchronous $0.15 / $0.075 cached / $0.60 per million
-    assert first[n.COST_USD] == pytest.approx((19 * 0.075 + 10 * 0.30) / 1e6, abs=1e-15)
+    assert float(first[n.COST_USD]) == pytest.approx((19 * 0.075 + 10 * 0.30) / 1e6, abs=1e-15)
     second = dict(spans["chatcmpl-b2"].attributes or {})
     assert second[n.USAGE_CACHE_READ_INPUT_TOKENS] == 400
     # the Batch table has no cached-input rate: cached input keeps the standard $0.075 (genai-prices' data)
-    assert second[n.COST_USD] == pytest.approx((600 * 0.075 + 400 * 0.075 + 200 * 0.30) / 1e6, abs=1e-15)
+    assert float(second[n.COST_USD]) == pytest.approx(
+        (600 * 0.075 + 400 * 0.075 + 200 * 0.30) / 1e6, abs=1e-15
+    )
     embedding = dict(spans["emb"].attributes or {})
     assert embedding[n.OPERATION_NAME] == n.OP_EMBEDDINGS
-    assert embedding[n.COST_USD] == pytest.approx(100 * 0.01 / 1e6, abs=1e-15)  # $0.02 per million, halved
+    assert float(embedding[n.COST_USD]) == pytest.approx(
+        100 * 0.01 / 1e6, abs=1e-15
+    )  # $0.02 per million, halved
     assert capture.total(n.METRIC_COST, tenant="talentco") == pytest.approx(
-        sum(dict(s.attributes or {})[n.COST_USD] for s in capture.spans()), abs=1e-15
+        sum(float(dict(s.attributes or {})[n.COST_USD]) for s in capture.spans()), abs=1e-15
     )
     assert capture.total(n.METRIC_TOKENS, type="input") == 19 + 1000 + 100
 

@@ -98,6 +98,17 @@ def test_unknown_model_has_no_price_not_zero() -> None:
     assert Pricer().price("gpt-4o-2099-01-01", TokenUsage(input=10, output=10), at=NOV) is None
 
 
+def test_a_call_answered_under_an_unpriced_name_is_priced_as_the_requested_model() -> None:
+    """OpenAI answers a `davinci-002` request as `davinci:2023-07-21-v2`, a name without a price."""
+    usage = TokenUsage(input=8, output=16)
+    assert Pricer().price("davinci:2023-07-21-v2", usage, at=NOV) is None
+    price = Pricer().price("davinci:2023-07-21-v2", usage, at=NOV, fallback="davinci-002")
+    assert price is not None and price.model == "davinci-002"
+    assert price.cost_usd == Decimal(8 + 16) * 2 / M  # $2 per million in and out
+    own = Pricer().price("gpt-4o-mini-2024-07-18", usage, at=NOV, fallback="gpt-4o-mini")
+    assert own is not None and own.model == "gpt-4o-mini-2024-07-18"  # the answered name first
+
+
 def _manifest_usages() -> list[tuple[str, str, TokenUsage]]:
     manifest = Path(__file__).resolve().parents[1].parent / "shared/conformance/openai/manifest.json"
     if not manifest.exists():

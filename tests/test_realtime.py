@@ -69,7 +69,7 @@ def test_realtime_session_records_each_response_done(
     assert (attrs[n.USAGE_INPUT_TOKENS], attrs[n.USAGE_OUTPUT_TOKENS]) == (132, 121)
     assert attrs[n.USAGE_CACHE_READ_INPUT_TOKENS] == 64
     assert (attrs[n.USAGE_AUDIO_INPUT_TOKENS], attrs[n.USAGE_AUDIO_OUTPUT_TOKENS]) == (13, 91)
-    assert attrs[n.COST_USD] == COST == 0.0069656
+    assert float(attrs[n.COST_USD]) == COST == 0.0069656
     assert (attrs[n.USER_ID], attrs[n.ENDPOINT], attrs["spendscope.attr.job_id"]) == (
         "candidate-7",
         "video-interview",
@@ -79,7 +79,7 @@ def test_realtime_session_records_each_response_done(
     second = dict(spans[1].attributes or {})
     assert second[n.USAGE_STATE] == "reported" and second[n.USAGE_INPUT_TOKENS] > 0  # server's own count
     assert capture.total(n.METRIC_COST, endpoint="video-interview") == pytest.approx(
-        COST + second[n.COST_USD]
+        COST + float(second[n.COST_USD])
     )
 
 
@@ -91,7 +91,7 @@ def test_realtime_events_read_as_raw_bytes_are_seen_too(
         connection.response.create()
         while b"response.done" not in connection.recv_bytes():
             pass
-    assert capture.attrs()[n.COST_USD] == COST
+    assert float(capture.attrs()[n.COST_USD]) == COST
 
 
 def test_response_pending_at_close_is_unavailable(
@@ -114,7 +114,7 @@ async def test_async_realtime(capture: Capture, server: FakeOpenAI, aclient: ope
         async for event in connection:
             if event.type == "response.done":
                 break
-    assert capture.attrs()[n.COST_USD] == COST
+    assert float(capture.attrs()[n.COST_USD]) == COST
 
 
 def test_uninstrumented_realtime_records_nothing(

@@ -340,9 +340,9 @@ def test_llm_usage_rows_from_instrumented_calls(
             *key,
         ],
     ]
-    # The span's own cost attribute (a double) is the exact Decimal the Pricer computed.
+    # The span's own cost attribute (a decimal string) is the exact Decimal the Pricer computed.
     [first] = [s for s in spans if s.name == "chat gpt-4o-mini" and (s.attributes or {}).get(n.COST_USD)]
-    assert Decimal(repr((first.attributes or {})[n.COST_USD])) == mini.cost_usd
+    assert Decimal(str((first.attributes or {})[n.COST_USD])) == mini.cost_usd
     # The HTTP span without GenAI attributes stays in otel_traces only.
     assert store.query(
         "SELECT SpanName, SpanKind FROM otel_traces WHERE NOT mapContains(SpanAttributes, 'gen_ai.operation.name')"

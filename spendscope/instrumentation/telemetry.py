@@ -370,15 +370,19 @@ class LLMCall:
             t.token_usage.record(usage.output, semconv.output_tokens)
 
         at = datetime.fromtimestamp(self.start_ns / 1e9, UTC)
-        price = t.pricer.price(model, usage, at=at, service_tier=self.service_tier, batch=self.batch)
+        price = t.pricer.price(
+            model, usage, at=at, service_tier=self.service_tier, batch=self.batch, fallback=self.request_model
+        )
         if price is None:
             if usage.input or usage.output:
                 t.unpriced_tokens.add(usage.input + usage.output, labels)
         else:
-            cost = float(price.cost_usd)
-            end[n.COST_USD] = cost
+            # an exact decimal string: the store compares it with its own price of the call
+            end[n.COST_USD] = format(price.cost_usd.normalize(), "f")
             end[n.PRICE_VERSION] = price.version
-            t.cost.add(cost, (*labels, (n.LABEL_USER, self._user_label())))
+            if price.model != model:
+                end[n.PRICE_MODEL] = price.model
+            t.cost.add(float(price.cost_usd), (*labels, (n.LABEL_USER, self._user_label())))
         self.span.set_attributes(end)
         self.span.end(end_ns)
 
@@ -406,6 +410,8 @@ def _usage_attributes(usage: TokenUsage) -> dict[str, Any]:
         attributes[n.USAGE_CACHE_CREATION_INPUT_TOKENS] = usage.cache_write_input
     if usage.input_audio:
         attributes[n.USAGE_AUDIO_INPUT_TOKENS] = usage.input_audio
+    if usage.cached_input_audio:
+        attributes[n.USAGE_AUDIO_CACHE_READ_INPUT_TOKENS] = usage.cached_input_audio
     if usage.output_audio:
         attributes[n.USAGE_AUDIO_OUTPUT_TOKENS] = usage.output_audio
     return attributes

@@ -28,6 +28,7 @@ class Price:
     cost_usd: Decimal
     version: str
     model_id: str
+    model: str = ""  # the name the price was found for: the call's model, or its fallback
 
 
 def _cacheable(info: ModelInfo) -> bool:
@@ -61,16 +62,24 @@ class Pricer:
         at: datetime,
         service_tier: str | None = None,
         batch: bool = False,
+        fallback: str | None = None,
     ) -> Price | None:
+        """`fallback`: the name to price the call as when `model` has no price (the requested model,
+        where OpenAI answered with a name that is not priced: `davinci-002` comes back as
+        `davinci:2023-07-21-v2`). The Price says which name it was found for."""
+        name = model
         rate = self.rate(model, at=at, service_tier=service_tier, batch=batch)
+        if rate is None and fallback and fallback != model:
+            name = fallback
+            rate = self.rate(fallback, at=at, service_tier=service_tier, batch=batch)
         if rate is None:
             return None
         try:
             cost = rate.cost(usage)
         except ValueError as exc:
-            _log.warning("spendscope: genai-prices rejected usage %s for %s: %s", usage, model, exc)
+            _log.warning("spendscope: genai-prices rejected usage %s for %s: %s", usage, name, exc)
             return None
-        return Price(cost, rate.version, rate.model_id)
+        return Price(cost, rate.version, rate.model_id, name)
 
     def rate(
         self, model: str, *, at: datetime, service_tier: str | None = None, batch: bool = False

@@ -20,6 +20,18 @@ from genai_prices.types import ModelPrice, TieredPrices
 
 from spendscope.usage import TokenUsage
 
+# The TokenUsage counts a price applies to, in the order of `_KEYS` (and of `Segment.per_token`).
+USAGE_FIELDS = (
+    "input",
+    "cached_input",
+    "cache_write_input",
+    "input_audio",
+    "cached_input_audio",
+    "output",
+    "output_audio",
+    "reasoning",
+)
+
 # genai-prices usage keys, in the order of `_counts`. Subsets are passed alongside their totals.
 _KEYS = (
     "input_tokens",
@@ -99,6 +111,80 @@ def _linearise(model_price: ModelPrice) -> tuple[Decimal, ...] | None:
     except (ValueError, ArithmeticError):
         pass
     return None
+
+
+def _affine(model_price: ModelPrice) -> tuple[Decimal, tuple[Decimal, ...]] | None:
+    """A price without tiers as (per call, per token of each `_KEYS` count), read off genai-prices and
+    checked against it on further vectors; None if it is not of that form."""
+    try:
+        per_call = _exact_counts(model_price, (0,) * len(_KEYS))
+        base = _exact_counts(model_price, _BASE)
+        per_token = []
+        for i in range(len(_KEYS)):
+            probe = tuple(n + _MILLION if j == i else n for j, n in enumerate(_BASE))
+            per_token.append((_exact_counts(model_price, probe) - base) / _MILLION)
+        linear = tuple(per_token)
+        checks = (_BASE, *_CHECKS)
+        if all(per_call + _linear_cost(linear, v) == _exact_counts(model_price, v) for v in checks):
+            return per_call, linear
+    except (ValueError, ArithmeticError):
+        pass
+    return None
+
+
+def _at_input(model_price: ModelPrice, input_tokens: int) -> ModelPrice:
+    """The prices that apply to a call of `input_tokens` input tokens, without tiers (genai-prices'
+    rule: a tier applies to every token once the input is above its start)."""
+    values: dict[str, Any] = dict(model_price.__dict__)
+    for key, value in values.items():
+        if isinstance(value, TieredPrices):
+            values[key] = value.base
+            for tier in value.tiers:
+                if input_tokens > tier.start:
+                    values[key] = tier.price
+    flat = copy(model_price)
+    flat.__dict__.update(values)
+    return flat
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A price as the store applies it to calls of more than `above` input tokens (up to the next
+    segment's `above`): USD per call, per token of each USAGE_FIELDS count (a subset's price is what
+    it adds to its total's: a cached input token's is the cached price minus the input price), and per
+    hour of duration-billed audio (whose calls are priced on their seconds, not on tokens)."""
+
+    above: int
+    per_call: Decimal
+    per_token: tuple[Decimal, ...]
+    per_audio_hour: Decimal
+
+
+def segments(model_price: ModelPrice, multiplier: Decimal = Decimal(1)) -> tuple[Segment, ...] | None:
+    """`model_price` (times `multiplier`) as linear segments, one per long-context tier; None where it
+    is not linear in the usage counts (genai-prices then prices each call itself)."""
+    tiered = [value for value in model_price.__dict__.values() if isinstance(value, TieredPrices)]
+    starts = sorted({tier.start for value in tiered for tier in value.tiers})
+    out: list[Segment] = []
+    for above in (0, *starts):
+        flat = _at_input(model_price, above + 1 if above else 0)
+        affine = _affine(flat)
+        if affine is None:
+            return None
+        per_call, per_token = affine
+        try:
+            per_hour = exact_cost(flat, TokenUsage(audio_seconds=3600.0)) - per_call
+        except (ValueError, ArithmeticError):
+            return None
+        out.append(
+            Segment(
+                above,
+                per_call * multiplier,
+                tuple(c * multiplier for c in per_token),
+                per_hour * multiplier,
+            )
+        )
+    return tuple(out)
 
 
 def _linear_cost(coefficients: tuple[Decimal, ...], counts: tuple[int, ...]) -> Decimal:
