@@ -126,6 +126,28 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("price_file", "SPENDSCOPE_PRICE_FILE", _existing_file, None, "TOML/JSON price overrides"),
     Setting(
+        "store_raw_retention_days",
+        "SPENDSCOPE_STORE_RAW_RETENTION_DAYS",
+        _int_at_least(0),
+        None,
+        "days of raw spans and calls the store keeps (0: all); set in the store by `spendscope migrate`",
+    ),
+    Setting(
+        "store_rollup_retention_days",
+        "SPENDSCOPE_STORE_ROLLUP_RETENTION_DAYS",
+        _int_at_least(0),
+        None,
+        "days of rollups the store keeps (0: all; at least the raw retention); set by `spendscope migrate`",
+    ),
+    Setting(
+        "store_trust_client_costs",
+        "SPENDSCOPE_STORE_TRUST_CLIENT_COSTS",
+        _bool,
+        None,
+        "calls of a model the store has no price for take the cost their client sent (anyone who can "
+        "reach the collector can then set those costs); set by `spendscope migrate`",
+    ),
+    Setting(
         "inject_stream_usage",
         "SPENDSCOPE_INJECT_STREAM_USAGE",
         _bool,

@@ -2,7 +2,7 @@
 
 `instrumented_run` is the demo's main job on a given store (spendscope/demo/runner.py): the workload's two
 services, instrumented, export OTLP to an in-process collector writing to the store; the demo's billing
-margins are set and prices loaded as `spendscope migrate` loads them. The workload sends no
+margins are set and the rollups built as the collector's builder builds them. The workload sends no
 `prompt_cache_key`, so it has no cached input: two CV parsings with a cached prompt run in the same
 session, so that cache savings have something to show.
 
@@ -43,7 +43,7 @@ from spendscope.reconciler import (
 from spendscope.reconciler._normalize import normalize_model
 from spendscope.store import Store
 from spendscope.store.billing import set_margin
-from spendscope.store.prices import load_model_prices
+from spendscope.store.rollups import build_rollups
 
 API_KEY = "sk-proj-demo000000000000000000d3m0"  # the workload's key
 CV = "Experienced engineer. " * 250  # ~1,400 tokens: over the 1,024 a prompt needs to be cached
@@ -89,7 +89,7 @@ def instrumented_run(store: Store, dsn: str, spool: Path) -> int:
         _wait_for_calls(store, calls)
     for tenant, percent in DEMO_MARGINS.items():
         set_margin(store, tenant, percent)
-    load_model_prices(store, Pricer())
+    build_rollups(store, lag=timedelta(0))  # what the collector's builder does: names priced, buckets built
     return calls
 
 

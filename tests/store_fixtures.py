@@ -205,6 +205,19 @@ def llm_record(
     )
 
 
+# The model `priced_at` uses: $2 per million input tokens, $8 per million output tokens.
+PRICED_MODEL = "gpt-4.1-2025-04-14"
+
+
+def priced_at(cost: str) -> dict[str, Any]:
+    """llm_record arguments for a call the store prices at exactly `cost` dollars (at most $1,000,
+    in units of $0.000002), whose client sent that cost too."""
+    units = int(Decimal(cost) * 500_000)  # of $0.000002: an input token; an output token is 4
+    assert units == Decimal(cost) * 500_000, cost
+    output = min(100_000_000, units // 4)
+    return {"model": PRICED_MODEL, "input_tokens": units - 4 * output, "output_tokens": output, "cost": cost}
+
+
 # --- SDK spans as the collector would store them --------------------------------------------------------
 def exporter_string(value: Any) -> str:
     """`pcommon.Value.AsString()` of an attribute value."""

@@ -149,7 +149,7 @@ def test_batch_calls_land_in_clickhouse_as_batch_with_their_cost(
 ) -> None:
     serve_file(server, "file-store", OUTPUT)
     client.files.content("file-store")
-    store.insert_spans([span_record(s) for s in capture.spans()], dedup_token="batch-test")
+    store.insert_spans([span_record(s) for s in capture.spans()])
     rows = store.query("SELECT response_id, batch, cost_usd FROM llm_usage FINAL ORDER BY response_id").rows
     assert [(r[0], r[1], Decimal(r[2])) for r in rows] == [
         ("", True, Decimal("0.000001")),

@@ -1,5 +1,5 @@
-"""Per-user budget alerts at scale, end to end with the real parts: 100,000 users in the ClickHouse rollups
-(chdb), 50 of them pushed over budget by their calls (spans through llm_usage into the rollups) and 20
+"""Per-user budget alerts at scale, end to end with the real parts: 100,000 users in ClickHouse (chdb, their
+history in the rollups), 50 of them pushed over budget by their calls (spans through llm_usage) and 20
 near it; `spendscope budgets` exports only those; a real Prometheus scraping it with the alert rules
 fires SpendScopeUserBudgetExceeded for exactly the 50, and a real Alertmanager with
 alertmanager/alertmanager.yml delivers them to a webhook, and holds them back once the collector is down.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -19,6 +19,7 @@ import yaml
 from spendscope import names as n
 from spendscope.budgets import BudgetEvaluator, Evaluation, parse_budgets
 from spendscope.store import Store
+from spendscope.store.rollups import build_rollups
 from tests.monitoring import (
     ALERTMANAGER_DIR,
     PROMETHEUS_DIR,
@@ -31,7 +32,7 @@ from tests.monitoring import (
     wait_for,
     webhook_receiver,
 )
-from tests.store_fixtures import fresh_store, llm_record
+from tests.store_fixtures import fresh_store, llm_record, priced_at
 
 USERS = 100_000
 NOW = datetime(2026, 3, 18, 12, 0, tzinfo=UTC)
@@ -113,12 +114,15 @@ def expected() -> dict[tuple[str, str, str], tuple[float, float]]:
 
 
 def load(store: Store) -> None:
-    """100,000 users' history straight into the daily rollup, then the calls that matter as spans."""
+    """100,000 users' history straight into llm_usage (one call a day each), then the calls that matter as
+    spans."""
     store.command(
         f"""
-        INSERT INTO llm_usage_daily (day, tenant, user_id, endpoint, model, service, calls, cost_usd, priced_calls)
-        SELECT d, concat('t-', toString(i % 4)), concat('u-', leftPad(toString(i), 5, '0')), 'chat',
-               'gpt-4o-mini', 'app', 1, c, 1
+        INSERT INTO llm_usage (time, trace_id, span_id, tenant, user_id, operation, model, service, status,
+            usage_state, cost_usd, cost_source, inserted_at)
+        SELECT toDateTime64(d, 9, 'UTC') + toIntervalSecond(i % 3600), hex(cityHash64(i, d)), hex(i),
+               concat('t-', toString(i % 4)), concat('u-', leftPad(toString(i), 5, '0')), 'chat',
+               'gpt-4o-mini', 'app', 'ok', 'reported', c, 'store', now64(6)
         FROM (
             SELECT number AS i, toDate('2026-03-18') AS d, toDecimal128(50 + i % 7 * 10, 18) / 100 AS c
             FROM numbers({USERS})
@@ -133,8 +137,9 @@ def load(store: Store) -> None:
     for i, (today, earlier) in extra_spend().items():
         for at, cost in ((NOW, today), (EARLIER, earlier)):
             if cost:
-                records.append(llm_record(at, tenant=tenant(i), user=user(i), cost=str(cost)))
-    store.insert_spans(records, dedup_token="budget-breaches")
+                records.append(llm_record(at, tenant=tenant(i), user=user(i), **priced_at(str(cost))))
+    build_rollups(store, lag=timedelta(0))  # the history's days: read from the daily rollup
+    store.insert_spans(records)
 
 
 # --- fixtures ------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from spendscope.budgets import (
 from spendscope.cli import app
 from spendscope.settings import ConfigurationError
 from spendscope.store import Store
-from tests.store_fixtures import llm_record
+from tests.store_fixtures import llm_record, priced_at
 
 NOW = datetime(2026, 3, 18, 12, 0, tzinfo=UTC)
 
@@ -155,19 +155,26 @@ def at(day: int, hour: int = 10, month: int = 3) -> datetime:
 def spend(store: Store) -> Store:
     store.insert_spans(
         [
-            llm_record(at(18), tenant="beta", user="u-1", cost="4.0"),  # exactly 80% of 5: listed
-            llm_record(at(18), tenant="beta", user="u-2", cost="5.0"),  # exactly the limit: exceeded
-            llm_record(at(18), tenant="beta", user="u-3", cost="3.99"),  # under 80%
-            llm_record(at(18), tenant="acme", user="u-1", cost="6.0"),  # acme's users: 20 a day
-            llm_record(at(18), tenant="acme", user="u-vip", cost="90"),  # 90% of 100; month: 180% of 50
-            llm_record(at(18), tenant="beta", user="u-free", cost="1000"),  # no daily limit; month over
-            llm_record(at(28, month=2), tenant="beta", user="u-old", cost="1000"),  # last month
-            llm_record(at(18), tenant="beta", user="u-old", cost="0.1"),
-            llm_record(at(2), tenant="beta", user="u-month", cost="45"),  # month warning, nothing today
-            llm_record(at(18), tenant="gamma", user="u-2", cost="1.0"),  # another tenant: its own budget
-            llm_record(at(18), tenant="beta", user="u-3", cost=None),  # unpriced: no cost, still a user
+            llm_record(at(18), tenant="beta", user="u-1", **priced_at("4.0")),  # exactly 80% of 5: listed
+            llm_record(at(18), tenant="beta", user="u-2", **priced_at("5.0")),  # exactly the limit: exceeded
+            llm_record(at(18), tenant="beta", user="u-3", **priced_at("3.99")),  # under 80%
+            llm_record(at(18), tenant="acme", user="u-1", **priced_at("6.0")),  # acme's users: 20 a day
+            llm_record(
+                at(18), tenant="acme", user="u-vip", **priced_at("90")
+            ),  # 90% of 100; month: 180% of 50
+            llm_record(
+                at(18), tenant="beta", user="u-free", **priced_at("1000")
+            ),  # no daily limit; month over
+            llm_record(at(28, month=2), tenant="beta", user="u-old", **priced_at("1000")),  # last month
+            llm_record(at(18), tenant="beta", user="u-old", **priced_at("0.1")),
+            llm_record(
+                at(2), tenant="beta", user="u-month", **priced_at("45")
+            ),  # month warning, nothing today
+            llm_record(
+                at(18), tenant="gamma", user="u-2", **priced_at("1.0")
+            ),  # another tenant: its own budget
+            llm_record(at(18), tenant="beta", user="u-3", model="acme-llm-1", cost=None),  # unpriced: a user
         ],
-        dedup_token="budgets",
     )
     return store
 
@@ -253,9 +260,8 @@ def test_a_failed_evaluation_keeps_the_last_and_counts(spend: Store) -> None:
 
     evaluator = BudgetEvaluator(spend, parse_budgets(CONFIG), now=lambda: NOW)
     evaluator.evaluate()
-    spend.command("DROP TABLE llm_usage_daily_mv")
-    spend.command("DROP TABLE llm_usage_daily")
-    with pytest.raises(StoreError, match="llm_usage_daily"):
+    spend.command("DROP TABLE llm_usage_rollup")
+    with pytest.raises(StoreError, match="llm_usage_rollup"):
         evaluator.evaluate()
     text = evaluator.exposition()
     assert user_series(text, n.PROM_BUDGET_SPEND) == EXPECTED_SPEND
@@ -268,9 +274,7 @@ def test_cli_once_prints_the_metrics(store: Store, store_dsn: str, tmp_path: Pat
     config.write_text("per_user: {daily_usd: 1, monthly_usd: 2}\n")
     for _ in range(2):  # once more if the UTC day turned between the insert and the evaluation
         now = datetime.now(UTC)
-        store.insert_spans(
-            [llm_record(now, tenant="t", user=f"u-{now:%H%M%S%f}", cost="3")], dedup_token=str(now)
-        )
+        store.insert_spans([llm_record(now, tenant="t", user=f"u-{now:%H%M%S%f}", **priced_at("3"))])
         done = CliRunner().invoke(app, ["budgets", "--once", "--store", store_dsn, "--config", str(config)])
         if datetime.now(UTC).date() == now.date():
             break

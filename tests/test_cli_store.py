@@ -34,18 +34,28 @@ def month(store: Store, monkeypatch: pytest.MonkeyPatch) -> Store:
     monkeypatch.delenv("SPENDSCOPE_PRICE_FILE", raising=False)
     store.insert_spans(
         [
-            llm_record(at(3, 10), user="u-1", cost="0.001", extra={"job_id": "J-1"}),
-            llm_record(at(3, 11), user="u-1", cost="0.002", extra={"job_id": "J-2"}),
+            # gpt-4.1-mini: $0.40 per million input tokens; gpt-4.1: $2
+            llm_record(at(3, 10), user="u-1", **mini(2500), cost="0.001", extra={"job_id": "J-1"}),
+            llm_record(at(3, 11), user="u-1", **mini(5000), cost="0.002", extra={"job_id": "J-2"}),
             llm_record(
-                at(4, 9), user="u-2", model="gpt-4.1-2025-04-14", cost="0.01", extra={"job_id": "J-1"}
+                at(4, 9),
+                user="u-2",
+                model="gpt-4.1-2025-04-14",
+                input_tokens=5000,
+                output_tokens=0,
+                cost="0.01",
+                extra={"job_id": "J-1"},
             ),
             llm_record(
                 at(5, 9), user="u-2", model="acme-llm-1", input_tokens=1000, output_tokens=500, cost=None
             ),
         ],
-        dedup_token="month",
     )
     return store
+
+
+def mini(input_tokens: int) -> dict[str, object]:
+    return {"model": "gpt-4.1-mini-2025-04-14", "input_tokens": input_tokens, "output_tokens": 0}
 
 
 def cli(*args: str) -> Result:
@@ -57,9 +67,9 @@ def test_report_as_csv_json_and_table(month: Store, store_dsn: str) -> None:
     assert done.exit_code == 0, done.output
     assert done.stdout == (
         "user,calls,input_tokens,output_tokens,cached_input_tokens,reasoning_tokens,cost_usd,"
-        "unpriced_calls,usage_unavailable_calls,error_calls\n"
-        "u-2,2,1100,520,0,0,0.01,1,0,0\n"
-        "u-1,2,200,40,0,0,0.003,0,0,0\n"
+        "unpriced_calls,usage_unavailable_calls,error_calls,cost_mismatch_calls\n"
+        "u-2,2,6000,500,0,0,0.01,1,0,0,0\n"
+        "u-1,2,7500,0,0,0,0.003,0,0,0,0\n"
     )
     as_json = json.loads(
         cli("report", "--by", "attr:job_id", *NOV, "--format", "json", "--store", store_dsn).stdout
@@ -89,8 +99,8 @@ def test_export_one_row_per_call_and_invoice_with_margin(month: Store, store_dsn
     assert exported.exit_code == 0, exported.output
     rows = list(csv.DictReader(io.StringIO(exported.stdout)))
     assert [(r["user"], r["model"], r["cost_usd"], r["billed_usd"], r["attributes"]) for r in rows] == [
-        ("u-1", "gpt-4o-mini-2024-07-18", "0.001", "0.0012", '{"job_id":"J-1"}'),
-        ("u-1", "gpt-4o-mini-2024-07-18", "0.002", "0.0024", '{"job_id":"J-2"}'),
+        ("u-1", "gpt-4.1-mini-2025-04-14", "0.001", "0.0012", '{"job_id":"J-1"}'),
+        ("u-1", "gpt-4.1-mini-2025-04-14", "0.002", "0.0024", '{"job_id":"J-2"}'),
         ("u-2", "gpt-4.1-2025-04-14", "0.01", "0.012", '{"job_id":"J-1"}'),
         ("u-2", "acme-llm-1", "", "", "{}"),  # unknown, not 0
     ]
@@ -100,8 +110,8 @@ def test_export_one_row_per_call_and_invoice_with_margin(month: Store, store_dsn
     assert invoice.exit_code == 0, invoice.output
     assert invoice.stdout.splitlines() == [
         "attr:job_id,calls,priced_calls,unpriced_calls,input_tokens,output_tokens,cost_usd,billed_usd",
-        "J-1,2,2,0,200,40,0.011,0.0132",
-        "J-2,1,1,0,100,20,0.002,0.0024",
+        "J-1,2,2,0,7500,0,0.011,0.0132",
+        "J-2,1,1,0,5000,0,0.002,0.0024",
         ",1,0,1,1000,500,0,0",
     ]
 
@@ -114,16 +124,16 @@ def test_reprice_after_adding_a_missing_price(month: Store, store_dsn: str, tmp_
     assert done.exit_code == 0, done.output
     assert (
         done.stdout
-        == "1 calls examined: 1 re-costed (1 newly priced), 0 still without a price, 0 kept (no current price)\n"
+        == "1 calls examined: 1 re-costed (1 newly priced, 0 without a price now), 0 still without a price\n"
     )
     report = cli("report", "--by", "model", *NOV, "--where", "model=acme-llm-1", "--store", store_dsn)
-    assert report.stdout.splitlines()[1] == "acme-llm-1,1,1000,500,0,0,0.006,0,0,0"
+    assert report.stdout.splitlines()[1] == "acme-llm-1,1,1000,500,0,0,0.006,0,0,0,0"
 
 
 def test_migrate_is_idempotent(store_dsn: str) -> None:
     done = cli("migrate", "--store", store_dsn)
     assert done.exit_code == 0, done.output
-    assert "schema already up to date" in done.stdout and "model price rows loaded" in done.stdout
+    assert "schema already up to date" in done.stdout and "price data up to date" in done.stdout
 
 
 @pytest.mark.parametrize(
@@ -251,7 +261,7 @@ def test_a_store_without_the_schema_says_to_migrate(chdb_dsn: str, store: Store)
         f"error: {chdb_dsn} (database bare_{store.database}) lacks SpendScope's schema"
     )
     assert (
-        "lacks SpendScope's schema (0001_otel_traces, " in done.stderr
+        "lacks SpendScope's schema (0001_baseline, 0002_reconciliation)" in done.stderr
         and "run `spendscope migrate`" in done.stderr
     )
     store.command(f"DROP DATABASE `bare_{store.database}` SYNC")

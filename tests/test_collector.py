@@ -38,7 +38,7 @@ from spendscope.collector._spool import Spool
 from spendscope.store import Store, formatting, reports
 from spendscope.store.remote import Collector as RemoteCollector
 from spendscope.store.remote import ReportRequest, remote_export_csv, remote_report
-from tests.store_fixtures import llm_record, span_record
+from tests.store_fixtures import llm_record, priced_at, span_record
 
 PROTOBUF = "application/x-protobuf"
 
@@ -53,7 +53,13 @@ def wait_for(check: Callable[[], bool], timeout: float = 10.0) -> None:
 
 
 def rows(store: Store) -> int:
+    """Raw spans stored (a span sent again is stored again: the calls count it once)."""
     return int(store.query("SELECT count() FROM otel_traces").rows[0][0])
+
+
+def calls(store: Store) -> int:
+    """Calls the store counts: one per span however often it arrived."""
+    return int(store.query("SELECT count() FROM llm_usage FINAL").rows[0][0])
 
 
 def make_spans(count: int, *, service: str = "hr-app", genai: bool = True) -> list[ReadableSpan]:
@@ -327,7 +333,7 @@ def test_bearer_token_guards_every_endpoint(tmp_path: Path, store_dsn: str, stor
 
 
 # --- exactly once ---------------------------------------------------------------------------------------
-def test_a_retried_export_is_not_counted_twice(collector: Collector, store: Store) -> None:
+def test_a_retried_export_is_counted_once(collector: Collector, store: Store) -> None:
     spans = make_spans(20)
     body = payload(spans)
     for _ in range(3):
@@ -335,10 +341,11 @@ def test_a_retried_export_is_not_counted_twice(collector: Collector, store: Stor
         assert status == 200
     exporter = OTLPSpanExporter(endpoint=collector.url + "/v1/traces")
     assert exporter.export(spans[5:15] + make_spans(1)) is SpanExportResult.SUCCESS  # overlapping batch
-    wait_for(lambda: metric(collector, "spendscope_collector_written_spans_total") == 21)
+    wait_for(lambda: metric(collector, "spendscope_collector_written_spans_total") == 3 * 20 + 11)
     time.sleep(0.2)
-    assert rows(store) == 21
-    assert metric(collector, "spendscope_collector_duplicate_spans_total") == 50
+    assert (rows(store), calls(store)) == (71, 21)  # every copy of the raw spans; each call once
+    window = "since = '1970-01-01 00:00:00', until = '2100-01-01 00:00:00'"
+    assert store.query(f"SELECT sum(calls) FROM usage(grain = 'hour', {window})").rows == [[21]]
 
 
 def test_concurrent_exporters_all_land_exactly_once(collector: Collector, store: Store) -> None:
@@ -400,15 +407,14 @@ def test_a_spool_left_by_an_earlier_run_is_replayed_once(
     first = [llm_record(at, user="u-1") for _ in range(30)]
     second = [llm_record(at, user="u-2") for _ in range(5)]
     spool = Spool(tmp_path / "spool")
-    spool.write(first, "token-first")
-    store.insert_spans(first, dedup_token="token-first")  # it had reached the store before the crash
-    spool.write(first, "token-first")  # and was spooled twice
-    spool.write(second, "token-second")
+    spool.write(first)
+    store.insert_spans(first)  # it had reached the store before the crash
+    spool.write(first)  # and was spooled twice
+    spool.write(second)
     with Collector(config(tmp_path, store_dsn), store=store) as restarted:
         wait_for(lambda: restarted.spool.files == 0)
         assert metric(restarted, "spendscope_collector_replayed_spans_total") == 65
-    assert rows(store) == 35
-    assert store.query("SELECT count() FROM llm_usage").rows[0][0] == 35
+    assert (rows(store), calls(store)) == (30 + 65, 35)  # the raw spans keep every copy
 
 
 def test_a_batch_the_store_refuses_while_up_is_set_aside_not_retried_forever(
@@ -418,8 +424,8 @@ def test_a_batch_the_store_refuses_while_up_is_set_aside_not_retried_forever(
     good = [llm_record(at) for _ in range(3)]
     bad = [replace(llm_record(at), timestamp_ns=2**64)]  # no DateTime64(9) holds it
     spool = Spool(tmp_path / "spool")
-    spool.write(bad, "bad")
-    spool.write(good, "good")
+    spool.write(bad)
+    spool.write(good)
     with Collector(config(tmp_path, store_dsn), store=store) as running:
         wait_for(lambda: running.spool.files == 0)
         assert metric(running, "spendscope_collector_refused_batches_total") == 1
@@ -436,8 +442,8 @@ def test_reports_api_answers_what_the_store_reports(
     now = datetime.now(UTC)
     at = now - timedelta(hours=2)
     records = [llm_record(at, user="u-1", tenant="acme", endpoint="cv") for _ in range(3)]
-    records += [llm_record(at, user="u/2 é", tenant="globex", endpoint="chat", cost="0.5")]
-    store.insert_spans(records, dedup_token="reports")
+    records += [llm_record(at, user="u/2 é", tenant="globex", endpoint="chat", **priced_at("0.5"))]
+    store.insert_spans(records)
     since, until = now - timedelta(days=1), now + timedelta(minutes=1)
 
     def get(path: str) -> tuple[int, Any]:

@@ -1,5 +1,5 @@
 """The collector's pure parts: the OTLP wire decoder (against the generated classes and against the
-store's idea of a stored SDK span), OTLP/JSON and compression, the spool format, dedup, settings."""
+store's idea of a stored SDK span), OTLP/JSON and compression, the spool format, settings."""
 
 from __future__ import annotations
 
@@ -26,7 +26,6 @@ from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from spendscope import names as n
 from spendscope.collector import CollectorConfig
 from spendscope.collector._otlp import BadRequest, decompress, media_type, metrics_request, traces_protobuf
-from spendscope.collector._pipeline import DedupWindow, dedup_token
 from spendscope.collector._spans import DecodeError, decode_spans
 from spendscope.collector._spool import Spool, SpoolError, decode, encode
 from spendscope.collector._values import format_double
@@ -420,7 +419,7 @@ def test_decompression_with_limits() -> None:
         assert info.value.status == status
 
 
-# --- spool, dedup -----------------------------------------------------------------------------------------
+# --- spool -----------------------------------------------------------------------------------------------
 def _records(count: int, seed: int = 1) -> list[SpanRecord]:
     request = ExportTraceServiceRequest()
     rnd = random.Random(seed)
@@ -435,13 +434,13 @@ def _records(count: int, seed: int = 1) -> list[SpanRecord]:
 
 def test_spool_round_trip_and_damage(tmp_path: Path) -> None:
     records = _records(20)
-    assert decode(encode(records, "tok")) == ("tok", records)
+    assert decode(encode(records)) == records
     spool = Spool(tmp_path / "spool")
-    first = spool.write(records[:10], "a")
-    spool.write(records[10:], "b")
+    first = spool.write(records[:10])
+    spool.write(records[10:])
     assert spool.paths()[0] == first and spool.files == 2 and spool.bytes > 0
     batch = spool.read(first)
-    assert (batch.dedup_token, batch.records) == ("a", records[:10])
+    assert batch.records == records[:10]
     assert batch.keys == [bytes.fromhex(r.trace_id + r.span_id) for r in records[:10]]
     spool.remove(first)
     damaged = spool.paths()[0]
@@ -452,20 +451,6 @@ def test_spool_round_trip_and_damage(tmp_path: Path) -> None:
     assert spool.files == 0
     (tmp_path / "spool" / ".tmp-interrupted.batch").write_bytes(b"partial")
     assert Spool(tmp_path / "spool").files == 0  # an interrupted write was never acknowledged
-
-
-def test_dedup_token_and_window() -> None:
-    keys = [bytes([i]) * 24 for i in range(10)]
-    assert dedup_token(keys) == dedup_token(list(reversed(keys))) != dedup_token(keys[:9])
-    window = DedupWindow(6)  # remembers the last 3 to 6 keys
-    for key in keys[:5]:
-        window.add_all([key])
-    assert all(k in window for k in keys[:5]) and keys[5] not in window
-    window.add_all(keys[5:8])
-    assert keys[2] not in window and all(k in window for k in keys[3:8])
-    off = DedupWindow(0)
-    off.add_all(keys)
-    assert keys[0] not in off
 
 
 # --- settings ---------------------------------------------------------------------------------------------

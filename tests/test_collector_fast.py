@@ -1,8 +1,8 @@
 """The fast path (ClickHouse decodes OTLP, spendscope/collector/_otlp_sql.py) against the Python
 decoder: the same otel_traces rows, byte for byte (every column: doubles, bools, bytes, arrays and
-maps as JSON, events, links, kind and status names, empty parent ids), the same llm_usage and
-rollups, the same dedup tokens; what SQL refuses goes to Python request by request; the scan agrees
-with the decoder; the spool keeps raw requests."""
+maps as JSON, events, links, kind and status names, empty parent ids), the same llm_usage and usage
+by hour and day; what SQL refuses goes to Python request by request; the scan agrees with the decoder;
+the spool keeps raw requests; a span sent again is counted once."""
 
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from spendscope import names as n
 from spendscope.collector import Collector
-from spendscope.collector._pipeline import dedup_token
 from spendscope.collector._rawwrite import RawWritten, frame, write_requests
 from spendscope.collector._scan import scan_spans
 from spendscope.collector._spans import DecodeError, decode_spans
@@ -38,12 +37,14 @@ from tests.test_collector import config, metric, request, rows, wait_for
 
 PROTOBUF = "application/x-protobuf"
 # Each table as a whole, ordered; FINAL so that background merges cannot make two sides differ.
+EVER = "since = '1970-01-01 00:00:00', until = '2100-01-01 00:00:00'"
 TABLES = {
     "otel_traces": "SELECT * FROM otel_traces ORDER BY TraceId, SpanId, Timestamp",
-    "llm_usage": "SELECT * FROM llm_usage FINAL ORDER BY trace_id, span_id",
-    "llm_usage_hourly": "SELECT * FROM llm_usage_hourly FINAL ORDER BY ALL",
-    "llm_usage_daily": "SELECT * FROM llm_usage_daily FINAL ORDER BY ALL",
+    "llm_usage": "SELECT * EXCEPT (inserted_at) FROM llm_usage FINAL ORDER BY trace_id, span_id",
+    "usage by hour": f"SELECT * FROM usage(grain = 'hour', {EVER}) ORDER BY ALL",
+    "usage by day": f"SELECT * FROM usage(grain = 'day', {EVER}) ORDER BY ALL",
 }
+CALLS = ("llm_usage", "usage by hour", "usage by day")
 
 
 @pytest.fixture
@@ -79,16 +80,16 @@ def scanned(requests: Sequence[bytes]) -> tuple[list[bytes], list[int], list[byt
     return raw, spans, python
 
 
-def by_python(store: Store, requests: Sequence[bytes], token: str = "python") -> None:
+def by_python(store: Store, requests: Sequence[bytes]) -> None:
     records = [r for data in requests for r in decode_spans(data).records]
-    store.insert_spans(records, dedup_token=token)
+    store.insert_spans(records)
 
 
-def by_sql(store: Store, requests: Sequence[bytes], token: str = "sql") -> RawWritten:
+def by_sql(store: Store, requests: Sequence[bytes]) -> RawWritten:
     raw, spans, python = scanned(requests)
     if python:
-        by_python(store, python, token + "-python")
-    return write_requests(store, raw, spans, token)
+        by_python(store, python)
+    return write_requests(store, raw, spans)
 
 
 def assert_same(sql: Store, python: Store, tables: Sequence[str] = ("otel_traces",)) -> None:
@@ -256,12 +257,12 @@ def test_what_sql_reads_otherwise_goes_to_python_request_by_request(
     requests = good[:1] + odd + good[1:]
     raw, spans, python = scanned(requests)
     assert len(python) == 8  # the span, event, link, status and scope spellings: seen by the scan
-    written = write_requests(store, raw, spans, "batch")
+    written = write_requests(store, raw, spans)
     assert written == RawWritten(python_requests=len(SPELLINGS) - 8)  # the others: refused by SQL
-    by_python(store, python, "scan")
+    by_python(store, python)
     by_python(python_store, requests)
     assert_same(store, python_store)
-    # the good requests went through SQL on their own, each under its own token
+    # the good requests went through SQL on their own
     assert dump(store).count(b"\n") == rows(python_store)
 
 
@@ -274,22 +275,21 @@ def test_a_request_python_cannot_decode_is_dropped_and_counted(store: Store) -> 
     raw, spans, _ = scanned(good)
     bad_scan = scan_spans(bad)
     assert bad_scan.suffix is not None and len(bad_scan.keys) == 1  # the scan does not read values
-    written = write_requests(store, [bad + bad_scan.suffix, *raw], [1, *spans], "batch")
+    written = write_requests(store, [bad + bad_scan.suffix, *raw], [1, *spans])
     assert written == RawWritten(python_requests=0, dropped_requests=1, dropped_spans=1)
     assert rows(store) == sum(spans)
 
 
-def test_a_replayed_batch_changes_nothing_anywhere(store: Store) -> None:
+def test_a_replayed_batch_is_counted_once(store: Store) -> None:
     requests = [bytes(llm_request(300, seed=s)[0]) for s in (1, 2)]
     raw, spans, _ = scanned(requests)
-    token = dedup_token([k for data in requests for k in decode_spans(data).keys])
-    write_requests(store, raw, spans, token)
-    before = {table: dump(store, table) for table in TABLES}
-    write_requests(store, raw, spans, token)  # a replay: the same block, the same token
-    assert {table: dump(store, table) for table in TABLES} == before
-    assert store.query("SELECT count(), sum(calls) FROM llm_usage_hourly FINAL").rows[0][1] == 600
-    write_requests(store, raw, spans, "another token")  # a new block: written again
-    assert rows(store) == 1200
+    write_requests(store, raw, spans)
+    before = {table: dump(store, table) for table in CALLS}
+    write_requests(store, raw, spans)  # a replay
+    write_requests(store, raw[1:], spans[1:])  # part of it again
+    assert {table: dump(store, table) for table in CALLS} == before
+    assert store.query(f"SELECT sum(calls) FROM usage(grain = 'day', {EVER})").rows == [[600]]
+    assert rows(store) == 1500  # the raw spans keep every copy
 
 
 # --- the scan ---------------------------------------------------------------------------------------------
@@ -339,42 +339,38 @@ def test_duplicates_in_and_across_requests_are_stored_once(collector: Collector,
     fresh.CopyFrom(message)
     fresh.resource_spans[0].scope_spans[0].spans[0].span_id = b"\x09" * 8
     assert post(collector, fresh.SerializeToString()) == 200  # 1 new span among 19 seen
-    wait_for(lambda: metric(collector, "spendscope_collector_written_spans_total") == 41)
-    assert store.query("SELECT count(), uniqExact(SpanId) FROM otel_traces").rows == [[41, 41]]
-    assert metric(collector, "spendscope_collector_duplicate_spans_total") == 1 + 40 + 19
+    wait_for(lambda: metric(collector, "spendscope_collector_written_spans_total") == 41 + 40 + 20)
+    assert store.query("SELECT count(), uniqExact(SpanId) FROM otel_traces").rows == [[101, 41]]
+    assert store.query("SELECT count() FROM llm_usage FINAL").rows == [[41]]
+    assert store.query(f"SELECT sum(calls) FROM usage(grain = 'hour', {EVER})").rows == [[41]]
     assert metric(collector, "spendscope_collector_python_decoded_requests_total") == 0
 
 
-def test_raw_batches_spool_as_requests_and_replay_with_their_token(
+def test_raw_batches_spool_as_requests_and_replay_counted_once(
     tmp_path: Path, store_dsn: str, store: Store
 ) -> None:
     requests = [bytes(llm_request(30, seed=s)[0]) for s in (5, 6)]
     raw, spans, _ = scanned(requests)
-    token = dedup_token([k for data in requests for k in decode_spans(data).keys])
     spool = Spool(tmp_path / "spool")
-    spool.write_requests(raw, spans, token)
-    write_requests(store, raw, spans, token)  # it had reached the store before the crash
-    spool.write_requests(raw, spans, token)  # and was spooled twice
+    spool.write_requests(raw, spans)
+    write_requests(store, raw, spans)  # it had reached the store before the crash
+    spool.write_requests(raw, spans)  # and was spooled twice
     with Collector(config(tmp_path, store_dsn, sql_min_spans=0), store=store) as restarted:
         wait_for(lambda: restarted.spool.files == 0)
         assert metric(restarted, "spendscope_collector_replayed_spans_total") == 120
         assert metric(restarted, "spendscope_collector_python_decoded_requests_total") == 0
-    assert rows(store) == 60
-    assert store.query("SELECT count() FROM llm_usage").rows == [[60]]
+    assert rows(store) == 180  # raw spans: every copy
+    assert store.query("SELECT count() FROM llm_usage FINAL").rows == [[60]]
+    assert store.query(f"SELECT sum(calls) FROM usage(grain = 'day', {EVER})").rows == [[60]]
 
 
 def test_spool_format_two_round_trip_and_damage(tmp_path: Path) -> None:
     raw, spans, _ = scanned(corpus(21, 3))
-    assert decode_requests(encode_requests(raw, spans, "tok")) == ("tok", raw, spans)
+    assert decode_requests(encode_requests(raw, spans)) == (raw, spans)
     spool = Spool(tmp_path / "spool")
-    path = spool.write_requests(raw, spans, "tok")
+    path = spool.write_requests(raw, spans)
     batch = spool.read(path)
-    assert (batch.dedup_token, batch.requests, batch.spans, batch.span_count) == (
-        "tok",
-        raw,
-        spans,
-        sum(spans),
-    )
+    assert (batch.requests, batch.spans, batch.span_count) == (raw, spans, sum(spans))
     path.write_bytes(path.read_bytes()[:-3])
     with pytest.raises(SpoolError, match="checksum"):
         spool.read(path)
@@ -416,9 +412,9 @@ def test_on_a_server_the_requests_are_the_body_of_an_insert_select_from_input() 
     client = RecordingClient()
     store = Store(parse_dsn("http://u:p@ch:8123/spendscope"), client)  # type: ignore[arg-type]
     raw, spans, _ = scanned(corpus(22, 2))
-    write_requests(store, raw, spans, "tok")
+    write_requests(store, raw, spans)
     [(sql, data)] = client.commands
     assert data == frame(raw)
     assert sql.startswith("INSERT INTO otel_traces (`Timestamp`, `TraceId`")
-    assert "insert_deduplication_token = 'tok'" in sql and "format_schema_source = 'string'" in sql
+    assert "insert_deduplication_token" not in sql and "format_schema_source = 'string'" in sql
     assert "FROM input('resource_spans Array(" in sql and sql.endswith(" FORMAT Protobuf")

@@ -149,7 +149,8 @@ def test_the_collector_evaluates_budgets_on_its_own_embedded_store(tmp_path: Pat
     env = {"SPENDSCOPE_BUDGETS_LISTEN": listen, "SPENDSCOPE_BUDGETS_INTERVAL": "1s"}
     collector = Running(tmp_path, "collector", "--budgets", str(budgets), env=env)
     try:
-        collector.export(10)  # users u-0 (4 calls), u-1 and u-2 (3 each) at $0.000027 a call
+        # users u-0 (4 calls), u-1 and u-2 (3 each); call i costs (100 + i) x $0.15/M in + 20 x $0.60/M out
+        collector.export(10)
         wait_for(lambda: collector.calls() == 10, timeout=30)
 
         found: dict[tuple[str, str], float] = {}
@@ -167,7 +168,7 @@ def test_the_collector_evaluates_budgets_on_its_own_embedded_store(tmp_path: Pat
 
         wait_for(spend, timeout=30)
         assert found == pytest.approx(
-            {("u-0", "day"): 0.000108, ("u-1", "day"): 0.000081, ("u-2", "day"): 0.000081}
+            {("u-0", "day"): 0.0001107, ("u-1", "day"): 0.0000828, ("u-2", "day"): 0.00008325}
         )
     finally:
         collector.terminate()

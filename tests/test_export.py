@@ -36,7 +36,8 @@ def nanos(when: datetime, ns: int) -> int:
 @pytest.fixture
 def awkward(store: Store, monkeypatch: pytest.MonkeyPatch) -> Store:
     """Calls whose values are hard to render: quotes, commas, newlines and non-ASCII text in strings
-    and attributes, unknown and zero costs, 18 decimal places, times with and without microseconds."""
+    and attributes, unknown and zero costs, 18 decimal places (the costs the clients sent), times with
+    and without microseconds."""
     monkeypatch.delenv("SPENDSCOPE_STORE", raising=False)
     monkeypatch.delenv("SPENDSCOPE_MARGIN_PERCENT", raising=False)
     text = 'say "hi", then\nleave; é ü 中 / \\ \t'
@@ -45,12 +46,17 @@ def awkward(store: Store, monkeypatch: pytest.MonkeyPatch) -> Store:
         replace(llm_record(at(3, 11), cost="12.5"), timestamp_ns=nanos(at(3, 11), 1_000)),
         replace(llm_record(at(3, 12), cost="0"), timestamp_ns=nanos(at(3, 12), 123_456_789)),
         llm_record(
-            at(4, 9), user=text, endpoint="a,b", cost=None, extra={"note": text, "job": "J-1", "e": ""}
+            at(4, 9),
+            user=text,
+            endpoint="a,b",
+            model="acme-llm-1",
+            cost=None,
+            extra={"note": text, "job": "J-1", "e": ""},
         ),
         llm_record(at(4, 10), state="unavailable", extra={"z/y": "1", "a": "2"}),
         llm_record(at(5, 9), error="APITimeoutError", tenant='t "1"'),
     ]
-    store.insert_spans(records, dedup_token="awkward")
+    store.insert_spans(records)
     return store
 
 
@@ -85,7 +91,16 @@ def test_clickhouse_renders_every_value_as_the_python_report_does(awkward: Store
         "2026-11-03T11:00:00.000001+00:00",
         "2026-11-03T12:00:00.123456+00:00",  # nanoseconds cut, as the Python client cuts them
     ]
-    assert [row["cost_usd"] for row in rows] == ["0.123456789012345678", "12.5", "0", "", "", "0.000027"]
+    assert [row["cost_usd"] for row in rows] == ["0.000027"] * 3 + ["", "", ""]  # the store's price
+    assert [row["client_cost_usd"] for row in rows] == [
+        "0.123456789012345678",
+        "12.5",
+        "0",
+        "",
+        "",
+        "0.000027",
+    ]
+    assert [row["cost_source"] for row in rows] == ["store"] * 3 + ["", "", ""]
     text = 'say "hi", then\nleave; é ü 中 / \\ \t'
     assert json.loads(rows[3]["attributes"]) == {"note": text, "job": "J-1", "e": ""}
     assert rows[4]["attributes"] == '{"a":"2","z/y":"1"}'
@@ -115,7 +130,7 @@ def test_cli_export_csv_and_json_are_the_report_in_full(awkward: Store, store_ds
 
 def test_terminal_tables_show_their_first_rows(store: Store, store_dsn: str) -> None:
     calls = TABLE_ROWS + 1
-    store.insert_spans([llm_record(at(3, 10), user=f"u-{i:04}") for i in range(calls)], dedup_token="many")
+    store.insert_spans([llm_record(at(3, 10), user=f"u-{i:04}") for i in range(calls)])
     report = cli("report", "--by", "user", *WINDOW, "--format", "table", "--store", store_dsn)
     assert report.exit_code == 0, report.output
     assert "u-0000" in report.stdout and "u-0999" in report.stdout and "u-1000" not in report.stdout
@@ -123,7 +138,7 @@ def test_terminal_tables_show_their_first_rows(store: Store, store_dsn: str) -> 
     assert note in report.stdout
     export = cli("export", *WINDOW, "--format", "table", "--store", store_dsn)
     assert export.exit_code == 0, export.output
-    assert "UTC (24 more columns in csv and json)" in export.stdout and "billed_usd" in export.stdout
+    assert "UTC (27 more columns in csv and json)" in export.stdout and "billed_usd" in export.stdout
     assert len(re.findall(r"u-\d{4}", export.stdout)) == TABLE_ROWS and "trace_id" not in export.stdout
     assert f"Showed the first {TABLE_ROWS:,} rows: --format csv or json has them all." in export.stdout
     few = cli("export", *WINDOW, "--where", "user=u-0001", "--format", "table", "--store", store_dsn)

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 from spendscope.fake_openai import FakeOpenAI
@@ -34,5 +35,5 @@ def test_readme_python_sample_runs_and_records_cost() -> None:
     assert span["name"] == "chat gpt-4o-mini"
     attributes = span["attributes"]
     assert attributes["spendscope.endpoint"] == "cv-parsing" and attributes["spendscope.attr.job_id"] == "J-7"
-    assert attributes["spendscope.cost.usd"] > 0
+    assert Decimal(attributes["spendscope.cost.usd"]) > 0  # an exact decimal string
     assert span["resource"]["attributes"]["service.name"] == "readme-app"

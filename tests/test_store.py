@@ -1,5 +1,5 @@
-"""The store on real chdb: migrations, the exporter's DDL, llm_usage from instrumented calls,
-deduplication of replayed blocks, and the rollups."""
+"""The store on real chdb: migrations, the exporter's DDL, llm_usage from instrumented calls, a
+replayed block counted once, and the rollups."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from spendscope.pricing import Pricer
 from spendscope.store import Store, StoreError, open_store
 from spendscope.store import migrations as mig
 from spendscope.store.dsn import parse_dsn
+from spendscope.store.rollups import build_rollups
 from spendscope.store.sqlfiles import clickhouse_dir, render, split_statements
 from spendscope.usage import TokenUsage
 from tests.conftest import Capture
@@ -136,16 +137,7 @@ def show_create(store: Store, database: str, table: str) -> str:
 def test_migrations_are_recorded_and_idempotent(store: Store) -> None:
     files = mig.load_migrations()
     labels = [m.label for m in files]
-    assert labels[:7] == [
-        "0001_otel_traces",
-        "0002_insert_deduplication",
-        "0003_llm_usage",
-        "0004_rollups",
-        "0005_prices_and_margins",
-        "0006_usage_window",
-        "0007_usage_window_fast_edges",
-    ]
-    assert labels == sorted(set(labels))  # ordered, each once (later components number from 0100)
+    assert labels == ["0001_baseline", "0002_reconciliation"]
     recorded = store.query(
         "SELECT version, name, checksum, applied_at FROM spendscope_migrations ORDER BY version"
     )
@@ -159,10 +151,13 @@ def test_migrations_are_recorded_and_idempotent(store: Store) -> None:
 def test_a_changed_or_unknown_migration_is_refused() -> None:
     files = mig.load_migrations()
     applied = [mig.Applied(m.version, m.name, m.checksum) for m in files]
-    assert mig.pending(files, applied[:2]) == files[2:]
-    edited = [*applied[:2], mig.Applied(3, "llm_usage", "0" * 64)]
-    with pytest.raises(StoreError, match="0003_llm_usage was changed after it was applied"):
+    assert mig.pending(files, applied[:1]) == files[1:]
+    edited = [*applied[:1], mig.Applied(2, "reconciliation", "0" * 64)]
+    with pytest.raises(StoreError, match="0002_reconciliation was changed after it was applied"):
         mig.pending(files, edited)
+    old = [mig.Applied(1, "otel_traces", "x"), mig.Applied(2, "insert_deduplication", "y")]
+    with pytest.raises(mig.PreBaselineStore, match=r"pre-release schema .* `spendscope migrate --upgrade`"):
+        mig.pending(files, old, database="prod")
     with pytest.raises(StoreError, match="0099_future, which this SpendScope does not know"):
         mig.pending(files, [*applied, mig.Applied(99, "future", "x")])
 
@@ -198,8 +193,8 @@ def test_a_store_migrated_with_bloom_filter_trace_indexes_gets_the_exporters_oth
 @pytest.mark.parametrize("fts", [True, False], ids=["text-index (>= 26.2)", "bloom-filter (older)"])
 def test_otel_traces_ddl_is_the_exporters(store: Store, scratch: list[str], fts: bool) -> None:
     ours, theirs = scratch
-    [otel_traces] = [m for m in mig.load_migrations() if m.name == "otel_traces"]
-    for statement in otel_traces.statements(full_text_search=fts):
+    [baseline] = [m for m in mig.load_migrations() if m.name == "baseline"]
+    for statement in baseline.statements(full_text_search=fts)[:3]:  # the exporter's three statements
         store.client.command(statement.replace("otel_traces", f"`{ours}`.otel_traces"))
     store.command(
         exporter_ddl(EXPORTER_TRACES_TABLE, theirs, fts, TableName="otel_traces", Engine="MergeTree()")
@@ -229,26 +224,22 @@ def test_otel_traces_ddl_is_the_exporters(store: Store, scratch: list[str], fts:
     assert index in show_create(store, ours, "otel_traces")
 
 
-def test_migrated_otel_traces_is_the_exporters_plus_a_deduplication_window(
-    store: Store, scratch: list[str]
-) -> None:
+def test_migrated_otel_traces_is_the_exporters(store: Store, scratch: list[str]) -> None:
     theirs = scratch[0]
     fts = mig.full_text_search(store.server_version)
     store.command(
         exporter_ddl(EXPORTER_TRACES_TABLE, theirs, fts, TableName="otel_traces", Engine="MergeTree()")
     )
-    ours = show_create(store, store.database, "otel_traces")
-    assert ours == show_create(store, theirs, "otel_traces").replace(
-        "ttl_only_drop_parts = 1", "ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000"
-    )
+    assert show_create(store, store.database, "otel_traces") == show_create(store, theirs, "otel_traces")
 
 
 def test_sql_uses_only_attribute_names_from_names_py() -> None:
     known = {v for k, v in vars(n).items() if k.isupper() and isinstance(v, str)}
     used: set[str] = set()
     for path in (clickhouse_dir() / "migrations").glob("*.sql"):
-        used |= set(re.findall(r"SpanAttributes\['([^']+)'\]", path.read_text()))
-        used |= set(re.findall(r"'(spendscope\.[a-z_.]+)'", path.read_text()))
+        text = path.read_text()
+        used |= set(re.findall(r"(?:SpanAttributes|\ba)\['([^']+)'\]", text))
+        used |= set(re.findall(r"'((?:spendscope|gen_ai|openai)\.[a-z_.]+)'", text))
     assert used - known == set()
     prefix_free = {n.EXTRA_PREFIX}  # used as a prefix, not a key
     assert used >= {n.COST_USD, n.USER_ID, n.TENANT, n.ENDPOINT, n.OPERATION_NAME} | prefix_free
@@ -273,7 +264,7 @@ def test_llm_usage_rows_from_instrumented_calls(
         client.embeddings.create(model="text-embedding-3-small", input="a CV")
     spans = capture.spans()
     assert len(spans) == 5
-    store.insert_spans([span_record(s) for s in spans], dedup_token="block-1")
+    store.insert_spans([span_record(s) for s in spans])
 
     assert store.query("SELECT count() FROM otel_traces").rows == [[5]]
     rows = store.query(
@@ -354,62 +345,53 @@ def test_cost_in_exponent_form_and_status_strings_of_older_exporters(store: Stor
     tiny = llm_record(NOW, cost="5e-7")
     old = llm_record(NOW, cost=None, error="RateLimitError", state=n.USAGE_STATE_UNAVAILABLE)
     old = dataclasses.replace(old, status_code="STATUS_CODE_ERROR")
-    store.insert_spans([tiny, old], dedup_token="t")
-    assert store.query("SELECT cost_usd, status FROM llm_usage ORDER BY span_id").rows == [
-        [Decimal("0.0000005"), "ok"],
-        [None, "error"],
+    store.insert_spans([tiny, old])
+    assert store.query(
+        "SELECT client_cost_usd, cost_usd, cost_mismatch, status FROM llm_usage ORDER BY span_id"
+    ).rows == [
+        [Decimal("0.0000005"), Decimal("0.000027"), 1, "ok"],  # the store's price: 100 in, 20 out
+        [None, None, 0, "error"],
     ]
 
 
 # --- nothing counted twice ---------------------------------------------------------------------------
 def totals(store: Store) -> dict[str, list[object]]:
     usage = "count(), sum(input_tokens), sum(ifNull(cost_usd, 0))"
-    rollup = "sum(calls), sum(input_tokens), sum(cost_usd)"
+    window = "since = '2026-11-01 00:00:00', until = '2026-12-01 00:00:00'"
     return {
-        "otel_traces": store.query("SELECT count() FROM otel_traces").rows[0],
-        "llm_usage (all rows)": store.query(f"SELECT {usage} FROM llm_usage").rows[0],
         "llm_usage FINAL": store.query(f"SELECT {usage} FROM llm_usage FINAL").rows[0],
-        "hourly": store.query(f"SELECT {rollup} FROM llm_usage_hourly").rows[0],
-        "daily": store.query(f"SELECT {rollup} FROM llm_usage_daily").rows[0],
-        "timeline": store.query(f"SELECT {rollup} FROM llm_usage_timeline").rows[0],
-        "by dimension": store.query(
-            f"SELECT {rollup} FROM llm_usage_by_dimension WHERE dimension = 'user' AND grain = 'week'"
-        ).rows[0],
+        **{
+            f"usage {grain}": store.query(
+                f"SELECT sum(calls), sum(input_tokens), sum(cost_usd) FROM usage(grain = '{grain}', {window})"
+            ).rows[0]
+            for grain in ("hour", "day")
+        },
     }
 
 
-def test_a_replayed_block_is_not_counted_twice(store: Store) -> None:
-    block = [llm_record(NOW + timedelta(minutes=i), input_tokens=100 + i, cost="0.0001") for i in range(3)]
-    store.insert_spans(block, dedup_token="collector-1:block-7")
+def test_a_replayed_block_is_counted_once(store: Store) -> None:
+    block = [llm_record(NOW + timedelta(minutes=i), input_tokens=100 + i, cost=None) for i in range(3)]
+    store.insert_spans(block)
     once = totals(store)
-    assert once["llm_usage FINAL"] == [3, 303, Decimal("0.0003")]
-    store.insert_spans(block, dedup_token="collector-1:block-7")  # a retry after a timeout
-    store.insert_spans(block, dedup_token="collector-1:block-7")
+    assert once["llm_usage FINAL"] == [3, 303, Decimal("0.00008145")]  # 303 x $0.15/M + 60 x $0.60/M
+    store.insert_spans(block)  # a retry after a timeout
+    store.insert_spans(block[1:])  # part of it, in another block
     assert totals(store) == once
     assert all(v[0] == 3 for v in once.values())
+    build_rollups(store, lag=timedelta(0))
+    store.insert_spans(block)  # after the build: its buckets are stale, read from llm_usage
+    assert totals(store) == once
+    # the raw spans keep every copy (nothing is billed from them)
+    assert store.query("SELECT count() FROM otel_traces").rows == [[3 + 3 + 2 + 3]]
 
 
-def test_without_the_token_only_per_call_queries_collapse_duplicates(store: Store) -> None:
-    """What is not guaranteed: the same spans in a block with another token (the collector's
-    seen-keys filter is the defence there). llm_usage FINAL still has one row per call; otel_traces
-    and the rollups count them again."""
-    block = [llm_record(NOW, cost="0.0001")]
-    store.insert_spans(block, dedup_token="a")
-    store.insert_spans(block, dedup_token="b")
-    result = totals(store)
-    assert result["llm_usage FINAL"] == [1, 100, Decimal("0.0001")]
-    assert result["otel_traces"] == [2] and result["hourly"][0] == 2
-
-
-def test_insert_spans_needs_a_token_and_ignores_an_empty_block(store: Store) -> None:
-    with pytest.raises(ValueError, match="dedup_token"):
-        store.insert_spans([llm_record(NOW)], dedup_token="")
-    store.insert_spans([], dedup_token="x")
+def test_an_empty_block_is_nothing(store: Store) -> None:
+    store.insert_spans([])
     assert store.query("SELECT count() FROM otel_traces").rows == [[0]]
 
 
 # --- rollups --------------------------------------------------------------------------------------------
-def test_rollup_totals_equal_llm_usage_totals(store: Store) -> None:
+def test_rollups_equal_llm_usage_and_shrink_it(store: Store) -> None:
     records = []
     for i in range(240):
         at = NOW - timedelta(minutes=i * 7)
@@ -429,44 +411,36 @@ def test_rollup_totals_equal_llm_usage_totals(store: Store) -> None:
             )
         )
     for start in range(0, len(records), 50):
-        store.insert_spans(records[start : start + 50], dedup_token=f"b{start}")
+        store.insert_spans(records[start : start + 50])
+    result = build_rollups(store, lag=timedelta(0))
+    assert result.buckets == {"hour": 29, "day": 2} and result.superseded == 0
     columns = (
         "count() AS calls, sum(input_tokens), sum(output_tokens), sum(ifNull(cost_usd, 0)), "
-        "countIf(cost_usd IS NOT NULL), countIf(status = 'ok' AND usage_state != 'unavailable' AND cost_usd IS NULL), "
-        "countIf(status = 'ok' AND usage_state = 'unavailable'), countIf(status = 'error')"
+        "sum(priced), sum(unpriced), sum(usage_unavailable), sum(error), sum(cost_mismatch)"
     )
     summed = (
         "sum(calls), sum(input_tokens), sum(output_tokens), sum(cost_usd), sum(priced_calls), "
-        "sum(unpriced_calls), sum(usage_unavailable_calls), sum(error_calls)"
+        "sum(unpriced_calls), sum(usage_unavailable_calls), sum(error_calls), sum(cost_mismatch_calls)"
     )
-    group = "tenant, user_id, endpoint, model, service"
-    raw = store.query(
-        f"SELECT {group}, {columns} FROM llm_usage FINAL GROUP BY {group} ORDER BY {group}"
+    for grain, group in (
+        ("hour", "tenant, endpoint, model, service"),
+        ("day", "tenant, user_id, endpoint, model, service"),
+    ):
+        raw = store.query(
+            f"SELECT {group}, {columns} FROM llm_usage FINAL GROUP BY {group} ORDER BY {group}"
+        ).rows
+        rollup = store.query(
+            f"SELECT {group}, {summed} FROM llm_usage_rollup WHERE grain = '{grain}' GROUP BY {group} ORDER BY {group}"
+        ).rows
+        assert rollup == raw and len(raw) > 5, grain
+    # every call is exactly one of priced, unpriced, usage unavailable, error
+    [[calls, priced, unpriced, unavailable, errors]] = store.query(
+        "SELECT count(), sum(priced), sum(unpriced), sum(usage_unavailable), sum(error) FROM llm_usage FINAL"
     ).rows
-    hourly = store.query(
-        f"SELECT {group}, {summed} FROM llm_usage_hourly GROUP BY {group} ORDER BY {group}"
-    ).rows
-    daily = store.query(
-        f"SELECT {group}, {summed} FROM llm_usage_daily GROUP BY {group} ORDER BY {group}"
-    ).rows
-    assert raw == hourly == daily
-    timeline = f"SELECT {group}, {summed} FROM llm_usage_timeline GROUP BY {group} ORDER BY {group}"
-    assert store.query(timeline).rows == raw  # 0008's, fed the same way
-    by_endpoint = store.query(
-        f"SELECT endpoint, {columns} FROM llm_usage FINAL GROUP BY endpoint ORDER BY endpoint"
-    ).rows
-    for grain in ("hour", "day", "week", "month"):
-        assert (
-            store.query(
-                f"SELECT key, {summed} FROM llm_usage_by_dimension WHERE dimension = 'endpoint' "
-                f"AND grain = '{grain}' GROUP BY key ORDER BY key"
-            ).rows
-            == by_endpoint
-        )
-    assert len(raw) > 20
-    store.command("OPTIMIZE TABLE llm_usage_daily FINAL")  # what background merges do
-    assert store.query("SELECT count() FROM llm_usage_daily").rows[0][0] < len(records) / 2
-    assert sum(row[-4] for row in raw) == 240 - 30 - 30 - 30  # priced = all but unpriced, no usage, errors
+    assert (calls, priced + unpriced + unavailable + errors) == (240, 240)
+    assert (unpriced, unavailable, errors) == (80 - 20, 30, 30)  # acme-llm-1 has no price
+    [[rows]] = store.query("SELECT count() FROM llm_usage_rollup WHERE grain = 'day'").rows
+    assert rows < len(records) / 2
 
 
 # --- opening stores ----------------------------------------------------------------------------------

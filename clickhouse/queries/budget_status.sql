@@ -1,5 +1,6 @@
--- Budget status for `spendscope budgets` (spendscope/budgets): every (tenant, user) with a row in this
--- calendar month's daily rollup, its spend today (UTC) and this month, against its limits joined in SQL.
+-- Budget status for `spendscope budgets` (spendscope/budgets): every (tenant, user) with calls this
+-- calendar month (the `usage` view at the daily grain: exact), its spend today (UTC) and this month,
+-- against its limits joined in SQL.
 -- One row per tenant: the tenant's day and month totals, how many users it has, how many are at or
 -- above the warning percentage of a limit, and at most max_users of those (the highest share of a
 -- limit first). Users below the warning percentage never leave ClickHouse.
@@ -43,10 +44,13 @@ FROM (
         SELECT
             tenant,
             user_id,
-            toFloat64(sumIf(cost_usd, day = {today:Date})) AS day_usd,
+            toFloat64(sumIf(cost_usd, toDate(bucket) = {today:Date})) AS day_usd,
             toFloat64(sum(cost_usd)) AS month_usd
-        FROM llm_usage_daily
-        WHERE day >= toStartOfMonth({today:Date}) AND day <= {today:Date}
+        FROM usage(
+            grain = 'day',
+            since = toDateTime64(toStartOfMonth({today:Date}), 9, 'UTC'),
+            until = toDateTime64({today:Date} + 1, 9, 'UTC')
+        )
         GROUP BY tenant, user_id
     ) AS spend
     LEFT JOIN (

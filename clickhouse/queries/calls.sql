@@ -1,6 +1,8 @@
 -- One row per call in [since, until) (llm_usage FINAL: the latest price of each call), oldest first,
 -- with provider cost and billed cost (the tenant's margin in force that day, else
--- default_margin_percent). A call without a price has NULL cost and billed cost.
+-- default_margin_percent). A call without a price has NULL cost and billed cost. cost_source says who
+-- priced it (store, or client where the deployment trusts client costs), client_cost_usd is what the
+-- client sent, priced_model the name the price was found for.
 --   where_keys    user | endpoint | tenant | model | service | operation | attr:KEY filters,
 --   where_values  their values
 --   limit         at most this many calls, the oldest (a terminal table shows the first ones only)
@@ -16,7 +18,8 @@ SELECT
     u.cached_input_tokens AS cached_input_tokens, u.cache_write_input_tokens AS cache_write_input_tokens,
     u.reasoning_tokens AS reasoning_tokens, u.input_audio_tokens AS input_audio_tokens,
     u.output_audio_tokens AS output_audio_tokens, u.audio_seconds AS audio_seconds,
-    u.cost_usd AS cost_usd,
+    u.cost_usd AS cost_usd, u.cost_source AS cost_source, u.client_cost_usd AS client_cost_usd,
+    u.priced_model AS priced_model,
     ifNull(m.margin_percent, {default_margin_percent:Decimal(9, 4)}) AS margin_percent,
     toDecimal128(u.cost_usd * (100 + margin_percent) / 100, 18) AS billed_usd,
     u.price_version AS price_version, u.usage_state AS usage_state, u.status AS status,

@@ -1,12 +1,8 @@
--- Cost per UTC day or calendar month (`period`: day | month) in a window (the first and last
--- may be partial), one series or one per value of a rollup dimension, with filters, from the
--- rollups of all five dimensions.
--- The window comes cut into whole `days` and `hours` and the partial hours at its ends (head and tail
--- spans) by spendscope/store/windows.py; each part is read from the rollup of its size (llm_usage_daily,
--- _hourly) or, for the partial hours, llm_usage_timeline.
---   by            '' (one series) | user | endpoint | tenant | model | service
---   where_keys    dimensions to filter on (user, endpoint, tenant, model, service), where_values their
---                 values (same order)
+-- Cost per UTC day or calendar month (`period`: day | month) in [since, until) (the first and last may
+-- be partial), one series or one per value of a dimension, with filters, from the `usage` view at the
+-- daily grain.
+--   by            '' (one series) | user | endpoint | tenant | model | service | operation
+--   where_keys    dimensions to filter on (same names), where_values their values (same order)
 SELECT
     if({period:String} = 'month', toStartOfMonth(bucket), toDate(bucket)) AS period,
     multiIf(
@@ -15,6 +11,7 @@ SELECT
         {by:String} = 'tenant', tenant,
         {by:String} = 'model', model,
         {by:String} = 'service', service,
+        {by:String} = 'operation', operation,
         ''
     ) AS key,
     sum(calls) AS calls,
@@ -24,27 +21,19 @@ SELECT
     sum(unpriced_calls) AS unpriced_calls,
     sum(usage_unavailable_calls) AS usage_unavailable_calls,
     sum(error_calls) AS error_calls
-FROM (
-    SELECT toDateTime(day, 'UTC') AS bucket, tenant, user_id, endpoint, model, service,
-        calls, input_tokens, output_tokens, cost_usd, unpriced_calls, usage_unavailable_calls, error_calls
-    FROM llm_usage_daily
-    WHERE day IN {days:Array(Date)}
-    UNION ALL
-    SELECT hour AS bucket, tenant, user_id, endpoint, model, service,
-        calls, input_tokens, output_tokens, cost_usd, unpriced_calls, usage_unavailable_calls, error_calls
-    FROM llm_usage_hourly
-    WHERE hour IN {hours:Array(DateTime('UTC'))}
-    UNION ALL
-    SELECT toDateTime(toStartOfHour(time), 'UTC') AS bucket, tenant, user_id, endpoint, model, service,
-        calls, input_tokens, output_tokens, cost_usd, unpriced_calls, usage_unavailable_calls, error_calls
-    FROM llm_usage_timeline
-    WHERE (time >= {head_since:DateTime64(9, 'UTC')} AND time < {head_until:DateTime64(9, 'UTC')})
-        OR (time >= {tail_since:DateTime64(9, 'UTC')} AND time < {tail_until:DateTime64(9, 'UTC')})
+FROM usage(grain = 'day', since = {since:DateTime64(9, 'UTC')}, until = {until:DateTime64(9, 'UTC')})
+WHERE arrayAll(
+    (k, v) -> multiIf(
+        k = 'user', user_id = v,
+        k = 'endpoint', endpoint = v,
+        k = 'tenant', tenant = v,
+        k = 'model', model = v,
+        k = 'service', service = v,
+        k = 'operation', operation = v,
+        false
+    ),
+    {where_keys:Array(String)},
+    {where_values:Array(String)}
 )
-WHERE (NOT has({where_keys:Array(String)}, 'user') OR user_id = {where_values:Array(String)}[indexOf({where_keys:Array(String)}, 'user')])
-    AND (NOT has({where_keys:Array(String)}, 'endpoint') OR endpoint = {where_values:Array(String)}[indexOf({where_keys:Array(String)}, 'endpoint')])
-    AND (NOT has({where_keys:Array(String)}, 'tenant') OR tenant = {where_values:Array(String)}[indexOf({where_keys:Array(String)}, 'tenant')])
-    AND (NOT has({where_keys:Array(String)}, 'model') OR model = {where_values:Array(String)}[indexOf({where_keys:Array(String)}, 'model')])
-    AND (NOT has({where_keys:Array(String)}, 'service') OR service = {where_values:Array(String)}[indexOf({where_keys:Array(String)}, 'service')])
 GROUP BY period, key
 ORDER BY period, cost_usd DESC, key

@@ -1,6 +1,7 @@
--- A tenant's invoice for one month (whole UTC days [since_day, until_day)), by a rollup dimension,
--- from the daily rollup: provider cost and billed cost = cost * (100 + margin) / 100, the margin being
--- the tenant's in force that day (tenant_margins), else default_margin_percent.
+-- A tenant's invoice for one month (whole UTC days [since_day, until_day)), by a rollup dimension, from
+-- the `usage` view at the daily grain: provider cost and billed cost = cost * (100 + margin) / 100, the
+-- margin being the tenant's in force that day (tenant_margins), else default_margin_percent. Calls
+-- without a price are counted in unpriced_calls, with their tokens: the invoice is incomplete then.
 --   by            model | user | endpoint | service
 SELECT
     key,
@@ -30,9 +31,13 @@ FROM (
             d.cost_usd * (100 + ifNull(m.margin_percent, {default_margin_percent:Decimal(9, 4)})) / 100, 18
         ) AS day_billed
     FROM (
-        SELECT *
-        FROM llm_usage_daily
-        WHERE tenant = {tenant:String} AND day >= {since_day:Date} AND day < {until_day:Date}
+        SELECT *, toDate(bucket) AS day
+        FROM usage(
+            grain = 'day',
+            since = toDateTime64({since_day:Date}, 9, 'UTC'),
+            until = toDateTime64({until_day:Date}, 9, 'UTC')
+        )
+        WHERE tenant = {tenant:String}
     ) AS d
     ASOF LEFT JOIN (
         SELECT tenant, effective_from, margin_percent

@@ -7,7 +7,7 @@ SELECT
     key,
     count() AS calls,
     countIf(call_cost IS NOT NULL) AS priced_calls,
-    countIf(status = 'ok' AND usage_state != 'unavailable' AND call_cost IS NULL) AS unpriced_calls,
+    sum(unpriced) AS unpriced_calls,
     sum(input_tokens) AS input_tokens,
     sum(output_tokens) AS output_tokens,
     sum(ifNull(call_cost, toDecimal128(0, 18))) AS cost_usd,
@@ -26,8 +26,7 @@ FROM (
                 ''
             )
         ) AS key,
-        u.status AS status,
-        u.usage_state AS usage_state,
+        u.unpriced AS unpriced,
         u.input_tokens AS input_tokens,
         u.output_tokens AS output_tokens,
         u.cost_usd AS call_cost,
@@ -35,7 +34,7 @@ FROM (
             u.cost_usd * (100 + ifNull(m.margin_percent, {default_margin_percent:Decimal(9, 4)})) / 100, 18
         ) AS call_billed
     FROM (
-        SELECT *, toDate(time) AS day
+        SELECT *, unpriced, toDate(time) AS day
         FROM llm_usage FINAL
         WHERE tenant = {tenant:String}
             AND time >= {since:DateTime64(9, 'UTC')} AND time < {until:DateTime64(9, 'UTC')}

@@ -1,10 +1,7 @@
--- The `limit` users who cost most in a window, with filters, from the rollups of all five dimensions
--- (reports.py uses top_users_by_dimension when there is no filter but on users).
--- The window comes cut into whole `days` and `hours` and the partial hours at its ends (head and tail
--- spans) by spendscope/store/windows.py; each part is read from the rollup of its size (llm_usage_daily,
--- _hourly) or, for the partial hours, llm_usage_timeline.
---   where_keys    dimensions to filter on (user, endpoint, tenant, model, service), where_values their
---                 values (same order)
+-- The `limit` users who cost most in [since, until), with filters, from the `usage` view at the daily
+-- grain (the hourly rollup has no users).
+--   where_keys    dimensions to filter on (user, endpoint, tenant, model, service, operation),
+--                 where_values their values (same order)
 SELECT
     user_id AS user,
     sum(calls) AS calls,
@@ -14,28 +11,20 @@ SELECT
     sum(unpriced_calls) AS unpriced_calls,
     sum(usage_unavailable_calls) AS usage_unavailable_calls,
     sum(error_calls) AS error_calls
-FROM (
-    SELECT tenant, user_id, endpoint, model, service,
-        calls, input_tokens, output_tokens, cost_usd, unpriced_calls, usage_unavailable_calls, error_calls
-    FROM llm_usage_daily
-    WHERE day IN {days:Array(Date)}
-    UNION ALL
-    SELECT tenant, user_id, endpoint, model, service,
-        calls, input_tokens, output_tokens, cost_usd, unpriced_calls, usage_unavailable_calls, error_calls
-    FROM llm_usage_hourly
-    WHERE hour IN {hours:Array(DateTime('UTC'))}
-    UNION ALL
-    SELECT tenant, user_id, endpoint, model, service,
-        calls, input_tokens, output_tokens, cost_usd, unpriced_calls, usage_unavailable_calls, error_calls
-    FROM llm_usage_timeline
-    WHERE (time >= {head_since:DateTime64(9, 'UTC')} AND time < {head_until:DateTime64(9, 'UTC')})
-        OR (time >= {tail_since:DateTime64(9, 'UTC')} AND time < {tail_until:DateTime64(9, 'UTC')})
+FROM usage(grain = 'day', since = {since:DateTime64(9, 'UTC')}, until = {until:DateTime64(9, 'UTC')})
+WHERE arrayAll(
+    (k, v) -> multiIf(
+        k = 'user', user_id = v,
+        k = 'endpoint', endpoint = v,
+        k = 'tenant', tenant = v,
+        k = 'model', model = v,
+        k = 'service', service = v,
+        k = 'operation', operation = v,
+        false
+    ),
+    {where_keys:Array(String)},
+    {where_values:Array(String)}
 )
-WHERE (NOT has({where_keys:Array(String)}, 'user') OR user_id = {where_values:Array(String)}[indexOf({where_keys:Array(String)}, 'user')])
-    AND (NOT has({where_keys:Array(String)}, 'endpoint') OR endpoint = {where_values:Array(String)}[indexOf({where_keys:Array(String)}, 'endpoint')])
-    AND (NOT has({where_keys:Array(String)}, 'tenant') OR tenant = {where_values:Array(String)}[indexOf({where_keys:Array(String)}, 'tenant')])
-    AND (NOT has({where_keys:Array(String)}, 'model') OR model = {where_values:Array(String)}[indexOf({where_keys:Array(String)}, 'model')])
-    AND (NOT has({where_keys:Array(String)}, 'service') OR service = {where_values:Array(String)}[indexOf({where_keys:Array(String)}, 'service')])
 GROUP BY user
 ORDER BY cost_usd DESC, user
 LIMIT {limit:UInt32}

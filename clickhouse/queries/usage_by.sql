@@ -1,11 +1,9 @@
--- Calls, tokens and cost in a window by one rollup dimension, with filters on any of them, from the
--- rollups of all five dimensions (reports.py uses usage_by_dimension when only one is involved).
--- The window comes cut into whole `days` and `hours` and the partial hours at its ends (head and tail
--- spans) by spendscope/store/windows.py; each part is read from the rollup of its size (llm_usage_daily,
--- _hourly) or, for the partial hours, llm_usage_timeline.
---   by            user | endpoint | tenant | model | service
---   where_keys    dimensions to filter on (user, endpoint, tenant, model, service), where_values their
---                 values (same order)
+-- Calls, tokens and cost in [since, until) by one dimension, with filters on any of these dimensions,
+-- from the `usage` view (clean rollup buckets, and llm_usage FINAL for the rest: exact over any window).
+--   grain         hour | day: the rollup to read (day whenever the user is grouped or filtered on: the
+--                 hourly rollup has no users)
+--   by            user | endpoint | tenant | model | service | operation
+--   where_keys    dimensions to filter on (same names), where_values their values (same order)
 SELECT
     multiIf(
         {by:String} = 'user', user_id,
@@ -13,6 +11,7 @@ SELECT
         {by:String} = 'tenant', tenant,
         {by:String} = 'model', model,
         {by:String} = 'service', service,
+        {by:String} = 'operation', operation,
         ''
     ) AS key,
     sum(calls) AS calls,
@@ -23,31 +22,21 @@ SELECT
     sum(cost_usd) AS cost_usd,
     sum(unpriced_calls) AS unpriced_calls,
     sum(usage_unavailable_calls) AS usage_unavailable_calls,
-    sum(error_calls) AS error_calls
-FROM (
-    SELECT tenant, user_id, endpoint, model, service,
-        calls, input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, cost_usd, unpriced_calls,
-        usage_unavailable_calls, error_calls
-    FROM llm_usage_daily
-    WHERE day IN {days:Array(Date)}
-    UNION ALL
-    SELECT tenant, user_id, endpoint, model, service,
-        calls, input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, cost_usd, unpriced_calls,
-        usage_unavailable_calls, error_calls
-    FROM llm_usage_hourly
-    WHERE hour IN {hours:Array(DateTime('UTC'))}
-    UNION ALL
-    SELECT tenant, user_id, endpoint, model, service,
-        calls, input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, cost_usd, unpriced_calls,
-        usage_unavailable_calls, error_calls
-    FROM llm_usage_timeline
-    WHERE (time >= {head_since:DateTime64(9, 'UTC')} AND time < {head_until:DateTime64(9, 'UTC')})
-        OR (time >= {tail_since:DateTime64(9, 'UTC')} AND time < {tail_until:DateTime64(9, 'UTC')})
+    sum(error_calls) AS error_calls,
+    sum(cost_mismatch_calls) AS cost_mismatch_calls
+FROM usage(grain = {grain:String}, since = {since:DateTime64(9, 'UTC')}, until = {until:DateTime64(9, 'UTC')})
+WHERE arrayAll(
+    (k, v) -> multiIf(
+        k = 'user', user_id = v,
+        k = 'endpoint', endpoint = v,
+        k = 'tenant', tenant = v,
+        k = 'model', model = v,
+        k = 'service', service = v,
+        k = 'operation', operation = v,
+        false
+    ),
+    {where_keys:Array(String)},
+    {where_values:Array(String)}
 )
-WHERE (NOT has({where_keys:Array(String)}, 'user') OR user_id = {where_values:Array(String)}[indexOf({where_keys:Array(String)}, 'user')])
-    AND (NOT has({where_keys:Array(String)}, 'endpoint') OR endpoint = {where_values:Array(String)}[indexOf({where_keys:Array(String)}, 'endpoint')])
-    AND (NOT has({where_keys:Array(String)}, 'tenant') OR tenant = {where_values:Array(String)}[indexOf({where_keys:Array(String)}, 'tenant')])
-    AND (NOT has({where_keys:Array(String)}, 'model') OR model = {where_values:Array(String)}[indexOf({where_keys:Array(String)}, 'model')])
-    AND (NOT has({where_keys:Array(String)}, 'service') OR service = {where_values:Array(String)}[indexOf({where_keys:Array(String)}, 'service')])
 GROUP BY key
 ORDER BY cost_usd DESC, key

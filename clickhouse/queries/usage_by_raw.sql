@@ -27,36 +27,34 @@ SELECT
     sum(output_tokens) AS output_tokens,
     sum(cached_input_tokens) AS cached_input_tokens,
     sum(reasoning_tokens) AS reasoning_tokens,
-    sum(ifNull(cost_usd, toDecimal128(0, 18))) AS cost_usd,
-    countIf(status = 'ok' AND usage_state != 'unavailable' AND llm_usage_final.cost_usd IS NULL) AS unpriced_calls,
-    countIf(status = 'ok' AND usage_state = 'unavailable') AS usage_unavailable_calls,
-    countIf(status = 'error') AS error_calls
-FROM (
-    SELECT *
-    FROM llm_usage FINAL
-    WHERE time >= {since:DateTime64(9, 'UTC')} AND time < {until:DateTime64(9, 'UTC')}
-) AS llm_usage_final
-WHERE arrayAll(
-    (k, v) -> if(
-        startsWith(k, 'attr:'),
-        attributes[substring(k, 6)] = v,
-        multiIf(
-            k = 'user', user_id = v,
-            k = 'endpoint', endpoint = v,
-            k = 'tenant', tenant = v,
-            k = 'model', model = v,
-            k = 'service', service = v,
-            k = 'operation', operation = v,
-            k = 'service_tier', service_tier = v,
-            k = 'project', openai_project = v,
-            k = 'api_key', api_key_redacted = v,
-            k = 'status', status = v,
-            k = 'error_type', error_type = v,
-            false
-        )
-    ),
-    {where_keys:Array(String)},
-    {where_values:Array(String)}
-)
+    sum(ifNull(llm_usage.cost_usd, toDecimal128(0, 18))) AS cost_usd,
+    sum(unpriced) AS unpriced_calls,
+    sum(usage_unavailable) AS usage_unavailable_calls,
+    sum(error) AS error_calls,
+    sum(cost_mismatch) AS cost_mismatch_calls
+FROM llm_usage FINAL
+WHERE time >= {since:DateTime64(9, 'UTC')} AND time < {until:DateTime64(9, 'UTC')}
+    AND arrayAll(
+        (k, v) -> if(
+            startsWith(k, 'attr:'),
+            attributes[substring(k, 6)] = v,
+            multiIf(
+                k = 'user', user_id = v,
+                k = 'endpoint', endpoint = v,
+                k = 'tenant', tenant = v,
+                k = 'model', model = v,
+                k = 'service', service = v,
+                k = 'operation', operation = v,
+                k = 'service_tier', service_tier = v,
+                k = 'project', openai_project = v,
+                k = 'api_key', api_key_redacted = v,
+                k = 'status', status = v,
+                k = 'error_type', error_type = v,
+                false
+            )
+        ),
+        {where_keys:Array(String)},
+        {where_values:Array(String)}
+    )
 GROUP BY key
 ORDER BY cost_usd DESC, key

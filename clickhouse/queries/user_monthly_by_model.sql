@@ -1,5 +1,4 @@
--- What one user cost in one calendar month (UTC), by model: the user's rows of the daily rollup for
--- the month's days (the user_id bloom filter of 0007 skips the granules of other users).
+-- What one user cost in one calendar month (UTC), by model, from the `usage` view at the daily grain.
 SELECT
     model,
     sum(calls) AS calls,
@@ -11,7 +10,11 @@ SELECT
     sum(unpriced_calls) AS unpriced_calls,
     sum(usage_unavailable_calls) AS usage_unavailable_calls,
     sum(error_calls) AS error_calls
-FROM llm_usage_daily
-WHERE user_id = {user:String} AND day >= {month:Date} AND day < addMonths({month:Date}, 1)
+FROM usage(
+    grain = 'day',
+    since = toDateTime64({month:Date}, 9, 'UTC'),
+    until = toDateTime64(addMonths({month:Date}, 1), 9, 'UTC')
+)
+WHERE user_id = {user:String}
 GROUP BY model
 ORDER BY cost_usd DESC, model

@@ -1,4 +1,4 @@
-"""The store's commands: migrate, report, export, reprice, invoice, margin."""
+"""The store's commands: migrate, rollups build, report, export, reprice, invoice, margin."""
 
 from __future__ import annotations
 
@@ -28,19 +28,56 @@ if TYPE_CHECKING:
 
 
 @app.command()
-def migrate(store: StoreOption = None) -> None:
-    """Create or update the ClickHouse schema (idempotent; the collector also does it on start)."""
+def migrate(
+    store: StoreOption = None,
+    upgrade: Annotated[
+        bool,
+        typer.Option(
+            "--upgrade",
+            help="move a store made by the pre-release migrations onto the baseline schema (the old "
+            "tables are kept in <database>_pre_baseline)",
+        ),
+    ] = False,
+) -> None:
+    """Create or update the ClickHouse schema, the store settings and the price data (idempotent; the
+    collector also does it on start)."""
     with domain_errors():
         opened = open_local(store, "migrate")
         with opened:
-            applied = opened.migrate()
-            from spendscope.pricing import Pricer
-            from spendscope.store.prices import load_model_prices
+            if upgrade:
+                from spendscope.store.upgrade import upgrade as run_upgrade
 
-            prices = load_model_prices(opened, Pricer(_price_file(None)))
+                moved = run_upgrade(opened)
+                typer.echo(
+                    f"{opened.target.describe()}: upgraded to the baseline schema; {moved.spans} spans "
+                    f"copied, {moved.calls} calls (the old store held {moved.old_calls}); the old tables "
+                    f"are in database {moved.old_database}"
+                )
+                return
+            applied = opened.migrate(prices=False)
+            from spendscope.store.setup import load_prices
+
+            prices = load_prices(opened)
         where = opened.target.describe()
     done = f"applied {', '.join(applied)}" if applied else "schema already up to date"
-    typer.echo(f"{where}: {done}; {prices} model price rows loaded")
+    loaded = f"{prices} model price rows loaded" if prices else "price data up to date"
+    typer.echo(f"{where}: {done}; {loaded}")
+
+
+rollups_app = typer.Typer(help="The rollups the reports read (built from llm_usage).", no_args_is_help=True)
+app.add_typer(rollups_app, name="rollups")
+
+
+@rollups_app.command("build")
+def rollups_build(store: StoreOption = None) -> None:
+    """Run the rollup builder once (the collector runs it every SPENDSCOPE_COLLECTOR_ROLLUP_INTERVAL
+    seconds): price the model names seen for the first time, build the stale hourly and daily buckets."""
+    from spendscope.store.rollups import build_rollups
+
+    with domain_errors(), open_local(store, "rollups build") as opened:
+        result = build_rollups(opened)
+    built = ", ".join(f"{count} {grain} buckets" for grain, count in result.buckets.items())
+    typer.echo(f"built {built} ({result.rows} rows)")
 
 
 def _price_file(path: str | None) -> Any:
@@ -179,8 +216,8 @@ def reprice(
         with open_local(store, "reprice") as opened:
             result = run_reprice(opened, pricer, since=start, until=end)
     typer.echo(
-        f"{result.examined} calls examined: {result.changed} re-costed ({result.newly_priced} newly priced), "
-        f"{result.still_unpriced} still without a price, {result.kept} kept (no current price)"
+        f"{result.examined} calls examined: {result.changed} re-costed ({result.newly_priced} newly priced, "
+        f"{result.unpriced_now} without a price now), {result.still_unpriced} still without a price"
     )
 
 

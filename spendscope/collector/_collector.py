@@ -28,6 +28,7 @@ from spendscope.collector._config import CollectorConfig
 from spendscope.collector._handle import Store, StoreHandle
 from spendscope.collector._metrics import MetricsState
 from spendscope.collector._pipeline import Pipeline
+from spendscope.collector._rollups import RollupRunner
 from spendscope.collector._server import Server
 from spendscope.collector._spool import Spool
 from spendscope.collector._telemetry import Health
@@ -85,9 +86,11 @@ class Collector:
             batch_spans=self.config.batch_spans,
             flush_interval=self.config.flush_interval,
             spool_max_bytes=self.config.spool_max_bytes,
-            dedup_window=self.config.dedup_window,
             writer_stores=self._writer_stores,
         )
+        # the rollup builder on a connection of its own (the store it was given, for tests)
+        rollup_store = self.store if store is not None else StoreHandle(self._open_writer_store)
+        self.rollups = RollupRunner(rollup_store, self.health, self.config.rollup_interval)
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
         self._discovery: Path | None = None
@@ -142,6 +145,7 @@ class Collector:
                 self.spool.directory,
             )
         self._thread.start()
+        self.rollups.start()
         self._write_discovery()
         _log.info(
             "spendscope collector on %s: OTLP/HTTP at %s/v1/traces and /v1/metrics, Prometheus at %s/metrics",
@@ -160,6 +164,9 @@ class Collector:
             self._server.drain(timeout=10.0)  # answers in flight are sent before the queue is flushed
         if self._thread is not None:
             self._thread.join()
+        self.rollups.stop()
+        if self.rollups.store is not self.store:
+            self.rollups.store.close()
         self.pipeline.stop()
         self.store.close()
         for handle in self._writer_stores:

@@ -54,6 +54,12 @@ def _seconds(raw: str) -> float:
     return value
 
 
+def _seconds_or_off(raw: str) -> float:
+    if raw.strip() in ("0", "0.0"):
+        return 0.0
+    return _seconds(raw)
+
+
 def _text(raw: str) -> str:
     if not raw.strip():
         raise ValueError("must not be empty")
@@ -157,11 +163,11 @@ SETTINGS: tuple[Setting, ...] = (
         "spool size beyond which new spans get 503 while the store is down (0: no limit)",
     ),
     Setting(
-        "dedup_window",
-        "SPENDSCOPE_COLLECTOR_DEDUP_WINDOW",
-        _int_at_least(0),
-        500_000,
-        "recently accepted span ids remembered to drop retried exports (0: off)",
+        "rollup_interval",
+        "SPENDSCOPE_COLLECTOR_ROLLUP_INTERVAL",
+        _seconds_or_off,
+        60.0,
+        "seconds between runs of the rollup builder (0: never; `spendscope rollups build` runs it once)",
     ),
     Setting(
         "writers",
@@ -203,7 +209,7 @@ class CollectorConfig:
     flush_interval: float = 1.0
     token: str | None = None
     spool_max_bytes: int = 4096 * MiB
-    dedup_window: int = 500_000
+    rollup_interval: float = 60.0
     writers: int = 2
     sql_decode: bool = True
     sql_min_spans: int = 5_000

@@ -23,7 +23,7 @@ _SQL_SETTINGS = (
 class Store(Protocol):
     """What the collector uses of `spendscope.store.Store` (and `insert_select`, where it has it)."""
 
-    def insert_spans(self, records: Sequence[SpanRecord], *, dedup_token: str) -> None: ...
+    def insert_spans(self, records: Sequence[SpanRecord]) -> None: ...
 
     def run(self, name: str, params: Mapping[str, Any]) -> Any: ...
 
@@ -62,18 +62,16 @@ class StoreHandle:
             self._sql = None
         return self._store
 
-    def insert(self, records: Sequence[SpanRecord], dedup_token: str) -> None:
+    def insert(self, records: Sequence[SpanRecord]) -> None:
         with self.lock:
             store = self.get()
             try:
-                store.insert_spans(records, dedup_token=dedup_token)
+                store.insert_spans(records)
             except Exception as exc:
                 self.last_error = _one_line(exc)
                 raise StoreUnavailable(self.last_error) from exc
 
-    def insert_requests(
-        self, requests: Sequence[bytes], spans: Sequence[int], dedup_token: str
-    ) -> RawWritten:
+    def insert_requests(self, requests: Sequence[bytes], spans: Sequence[int]) -> RawWritten:
         """Insert raw OTLP requests (see _rawwrite.py): by SQL where the store can, else in Python."""
         with self.lock:
             store = self.get()
@@ -82,7 +80,6 @@ class StoreHandle:
                     store,  # type: ignore[arg-type]
                     requests,
                     spans,
-                    dedup_token,
                     use_sql=self._decodes_sql(store),
                     sql_min_spans=self.sql_min_spans,
                 )

@@ -102,8 +102,8 @@ SETTINGS: Final[Mapping[str, Any]] = {
     # One stream; read requests in blocks of about 16 MiB (the SELECT's cost per block is ~8 ms
     # whatever its size: one request per block made requests of a few hundred spans, the exporters'
     # usual size, cost twice as much per span; memory stays that of a block, not of the batch);
-    # squash everything into one insert block: the batch is deduplicated by its token as a whole, and
-    # a span refused late fails the INSERT before anything is written.
+    # squash everything into one insert block: a span refused late fails the INSERT before anything
+    # is written.
     "max_threads": 1,
     "max_insert_threads": 1,
     "input_format_max_block_size_bytes": 16 << 20,

@@ -1,19 +1,18 @@
-"""From accepted spans to the store: the dedup window, the bounded queue, batching, the spool.
+"""From accepted spans to the store: the bounded queue, batching, the spool.
 
-    HTTP threads --offer()/offer_raw()--> queue --writer threads--> store (batch, dedup_token)
+    HTTP threads --offer()/offer_raw()--> queue --writer threads--> store (batch)
                                                  \\--> spool (store down) --replayer thread--> store
 
-- `offer` drops spans whose (trace_id, span_id) was accepted recently (a retried export), then takes
-  the rest only if they fit the queue (spans and bytes); otherwise nothing is taken and the caller
-  answers 503. Taken spans are in the queue or, later, in the spool: never only in flight.
-- `offer_raw` takes a raw OTLP request whole (the fast path: ClickHouse decodes it, see
-  _otlp_sql.py) if none of its keys is a duplicate; if some are, it takes nothing and the caller
-  decodes the request in Python and offers its spans.
+- `offer` takes spans only if they fit the queue (spans and bytes); otherwise nothing is taken and
+  the caller answers 503. Taken spans are in the queue or, later, in the spool: never only in flight.
+  A span sent again (a retried export, a replay) is simply written again: the store counts each span
+  once however often it arrives (see clickhouse/migrations/0001_baseline.sql), so the collector keeps
+  no memory of the spans it has seen.
+- `offer_raw` takes a raw OTLP request whole (the fast path: ClickHouse decodes it, see _otlp_sql.py).
 - Writers (`writers` threads, each with its own store connection) cut batches of `batch_spans` (or
   what is there after `flush_interval`), of SpanRecords or of raw requests (whole requests, never
-  mixed), name each by a dedup token (sha256 of its sorted span keys) and insert it; if the store
-  fails, the batch goes to the spool with its token and the store is marked down; while it is down,
-  batches go straight to the spool.
+  mixed), and insert them; if the store fails, the batch goes to the spool and the store is marked
+  down; while it is down, batches go straight to the spool.
 - The replayer opens the store, or retries the spool's oldest batch, with backoff; once that
   succeeds the store is up again and it drains the spool, oldest first, while the writers insert
   new batches. `stop()` drains the queue (into the store, or the spool).
@@ -21,7 +20,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -35,43 +33,13 @@ from spendscope.collector._spool import Spool, SpooledBatch, SpoolError
 from spendscope.collector._telemetry import Health
 from spendscope.store.records import SpanRecord
 
-__all__ = ["DedupWindow", "Offer", "Pipeline", "Store", "StoreHandle", "StoreUnavailable", "dedup_token"]
+__all__ = ["Offer", "Pipeline", "Store", "StoreHandle", "StoreUnavailable"]
 
 _log = logging.getLogger("spendscope.collector")
 
 RETRY_MIN_S = 0.25
 RETRY_MAX_S = 5.0
 REFUSED_ATTEMPTS = 3  # a batch the store refuses this often while answering queries is set aside
-
-
-class DedupWindow:
-    """Recently accepted span keys in two generations (no per-key bookkeeping): remembers the last
-    size/2 to size keys."""
-
-    def __init__(self, size: int) -> None:
-        self._half = max(size // 2, 1)
-        self._enabled = size > 0
-        self._new: set[bytes] = set()
-        self._old: set[bytes] = set()
-
-    def __contains__(self, key: bytes) -> bool:
-        return key in self._new or key in self._old
-
-    def add_all(self, keys: Sequence[bytes]) -> None:
-        if not self._enabled:
-            return
-        self._new.update(keys)
-        if len(self._new) >= self._half:
-            self._old = self._new
-            self._new = set()
-
-
-def dedup_token(keys: Sequence[bytes]) -> str:
-    """The batch's name for ClickHouse insert deduplication: the same spans give the same token."""
-    digest = hashlib.sha256()
-    for key in sorted(keys):
-        digest.update(key)
-    return digest.hexdigest()
 
 
 @dataclass
@@ -90,7 +58,6 @@ class _Chunk:
 @dataclass(frozen=True)
 class Offer:
     accepted: int
-    duplicates: int
     full: bool = False
 
 
@@ -106,7 +73,6 @@ class Pipeline:
         batch_spans: int,
         flush_interval: float,
         spool_max_bytes: int,
-        dedup_window: int,
         writer_stores: Sequence[StoreHandle] = (),
     ) -> None:
         """`store` serves the replayer (and the first writer); each of `writer_stores` one more
@@ -119,7 +85,6 @@ class Pipeline:
         self.batch_spans = batch_spans
         self.flush_interval = flush_interval
         self.spool_max_bytes = spool_max_bytes
-        self._window = DedupWindow(dedup_window)
         self._queue: deque[_Chunk] = deque()
         self._queued_spans = 0  # in the queue plus the batch being written
         self._queued_bytes = 0
@@ -142,55 +107,24 @@ class Pipeline:
     # --- intake -------------------------------------------------------------------------------------
 
     def offer(self, records: list[SpanRecord], keys: list[bytes], nbytes: int) -> Offer:
-        """Take spans into the queue, all or none (besides duplicates)."""
+        """Take spans into the queue, all or none."""
         with self._cond:
-            if self._stopping:
-                return Offer(0, 0, full=True)
-            fresh_records: list[SpanRecord] = []
-            fresh_keys: list[bytes] = []
-            seen: set[bytes] = set()
-            window = self._window
-            for record, key in zip(records, keys, strict=True):
-                if key in window or key in seen:
-                    continue
-                seen.add(key)
-                fresh_records.append(record)
-                fresh_keys.append(key)
-            duplicates = len(records) - len(fresh_records)
-            if not fresh_records:
-                return Offer(0, duplicates)
-            size = nbytes * len(fresh_records) // max(len(records), 1)
-            if not self._room(len(fresh_records), size):
-                return Offer(0, 0, full=True)
-            window.add_all(fresh_keys)
-            self._enqueue(_Chunk(fresh_records, fresh_keys, size, time.monotonic()))
+            if self._stopping or not self._room(len(records), nbytes):
+                return Offer(0, full=True)
+            if records:
+                self._enqueue(_Chunk(list(records), list(keys), nbytes, time.monotonic()))
         self._update_gauges()
-        return Offer(len(fresh_records), duplicates)
+        return Offer(len(records))
 
-    def offer_raw(self, request: bytes, keys: list[bytes], nbytes: int) -> Offer | None:
-        """Take a raw request whole (its keys as the scan found them). None if some of its spans,
-        not all, are duplicates: then nothing is taken, and the caller decodes the request and
-        offers its fresh spans."""
+    def offer_raw(self, request: bytes, keys: list[bytes], nbytes: int) -> Offer:
+        """Take a raw request whole (its keys as the scan found them), or nothing."""
         with self._cond:
-            if self._stopping:
-                return Offer(0, 0, full=True)
-            window = self._window
-            seen: set[bytes] = set()
-            duplicates = 0
-            for key in keys:
-                if key in window or key in seen:
-                    duplicates += 1
-                seen.add(key)
-            if duplicates == len(keys):
-                return Offer(0, duplicates)
-            if duplicates:
-                return None
-            if not self._room(len(keys), nbytes):
-                return Offer(0, 0, full=True)
-            window.add_all(keys)
-            self._enqueue(_Chunk([], keys, nbytes, time.monotonic(), [request], [len(keys)]))
+            if self._stopping or not self._room(len(keys), nbytes):
+                return Offer(0, full=True)
+            if keys:
+                self._enqueue(_Chunk([], keys, nbytes, time.monotonic(), [request], [len(keys)]))
         self._update_gauges()
-        return Offer(len(keys), 0)
+        return Offer(len(keys))
 
     def _room(self, spans: int, nbytes: int) -> bool:
         over_spans = self._queued_spans + spans > self.queue_spans
@@ -313,9 +247,8 @@ class Pipeline:
                     self._writers_done += 1
                 self._wake_replayer.set()  # let it finish the spool and see that the writers are done
                 return
-            token = dedup_token(batch.keys)
             try:
-                self._write(handle, batch, token)
+                self._write(handle, batch)
             except Exception:  # never die: the spans are still counted as queued until written
                 _log.exception("spendscope collector: writing a batch failed unexpectedly")
                 time.sleep(RETRY_MIN_S)
@@ -330,11 +263,11 @@ class Pipeline:
                 self._cond.notify_all()
             self._update_gauges()
 
-    def _write(self, handle: StoreHandle, batch: _Chunk, token: str) -> None:
+    def _write(self, handle: StoreHandle, batch: _Chunk) -> None:
         if self._store_up:
             started = time.perf_counter()
             try:
-                self._insert(handle, batch, token)
+                self._insert(handle, batch)
             except StoreUnavailable as exc:
                 if not handle.answers():
                     self._store_down(exc)
@@ -345,19 +278,19 @@ class Pipeline:
                 self.health.insert_seconds.observe(time.perf_counter() - started)
                 return
         if batch.requests is not None:
-            self.spool.write_requests(batch.requests, batch.spans, token)  # OSError: stays queued, retried
+            self.spool.write_requests(batch.requests, batch.spans)  # OSError: stays queued, retried
         else:
-            self.spool.write(batch.records, token)
+            self.spool.write(batch.records)
         self.health.spooled.inc(len(batch.keys))
         self._wake_replayer.set()
 
-    def _insert(self, handle: StoreHandle, batch: _Chunk | SpooledBatch, token: str) -> None:
+    def _insert(self, handle: StoreHandle, batch: _Chunk | SpooledBatch) -> None:
         """Insert a batch (counted as written); raises StoreUnavailable."""
         if batch.requests is None:
-            handle.insert(batch.records, token)
+            handle.insert(batch.records)
             self.health.written.inc(len(batch.records))
             return
-        written = handle.insert_requests(batch.requests, batch.spans, token)
+        written = handle.insert_requests(batch.requests, batch.spans)
         self.health.written.inc(sum(batch.spans) - written.dropped_spans)
         if written.python_requests:
             self.health.python_decoded.inc(written.python_requests)
@@ -401,7 +334,7 @@ class Pipeline:
                 continue
             started = time.perf_counter()
             try:
-                self._insert(self.store, batch, batch.dedup_token)
+                self._insert(self.store, batch)
             except StoreUnavailable as exc:
                 if not self.store.answers():
                     self._store_down(exc)

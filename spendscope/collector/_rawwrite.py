@@ -1,17 +1,13 @@
 """Writing a batch of raw OTLP requests: one `INSERT ... SELECT` that ClickHouse decodes (see
 _otlp_sql.py), and the Python decoder for the requests SQL refuses.
 
-A batch goes in as one block under its dedup token, like a batch of SpanRecords (a small one is
-simply decoded in Python: see `write_requests`). If ClickHouse refuses it for its content
-(FALLBACK_MARKER: a value SQL does not render exactly; or a Protobuf error: bytes the scan did not
-read are malformed), nothing of it was written, and each request is inserted on its own under
-`<token>-<index>`: by SQL again, or, where SQL refuses that request too, as the Python decoder's
-SpanRecords (identical rows). A request the Python decoder cannot decode either is malformed: it
-was answered 200 on the scan's word, so it is dropped here and reported.
-The split is a function of the batch's content, so a replayed batch splits the same way and every
-part is deduplicated by its own token. (The SQL path cuts its input into blocks otherwise than the
-Python one, so the same spans inserted once each way under one token are not recognised as one
-block: a batch always takes the same path, and replays it.)
+A batch goes in as one insert (a small one is simply decoded in Python: see `write_requests`). If
+ClickHouse refuses it for its content (FALLBACK_MARKER: a value SQL does not render exactly; or a
+Protobuf error: bytes the scan did not read are malformed), nothing of it was written, and each
+request is inserted on its own: by SQL again, or, where SQL refuses that request too, as the Python
+decoder's SpanRecords (identical rows). A request the Python decoder cannot decode either is
+malformed: it was answered 200 on the scan's word, so it is dropped here and reported. Whatever a
+replay writes again, the store counts each span once.
 """
 
 from __future__ import annotations
@@ -32,7 +28,7 @@ _log = logging.getLogger("spendscope.collector")
 class RawSink(Protocol):
     """What writing raw requests takes of the store (spendscope.store.Store has both)."""
 
-    def insert_spans(self, records: Sequence[SpanRecord], *, dedup_token: str) -> None: ...
+    def insert_spans(self, records: Sequence[SpanRecord]) -> None: ...
 
     def insert_select(
         self,
@@ -44,7 +40,6 @@ class RawSink(Protocol):
         structure: str,
         fmt: str,
         settings: Mapping[str, Any],
-        dedup_token: str,
     ) -> None: ...
 
 
@@ -75,7 +70,7 @@ def refused_for_content(exc: BaseException) -> bool:
     return sql.FALLBACK_MARKER in text or "protobuf" in text.lower()
 
 
-def _insert(store: RawSink, requests: Sequence[bytes], token: str) -> None:
+def _insert(store: RawSink, requests: Sequence[bytes]) -> None:
     store.insert_select(
         OTEL_TRACES,
         OTEL_TRACES_COLUMNS,
@@ -84,7 +79,6 @@ def _insert(store: RawSink, requests: Sequence[bytes], token: str) -> None:
         structure=sql.STRUCTURE,
         fmt=sql.FORMAT,
         settings=sql.SETTINGS,
-        dedup_token=token,
     )
 
 
@@ -92,43 +86,41 @@ def write_requests(
     store: RawSink,
     requests: Sequence[bytes],
     spans: Sequence[int],
-    token: str,
     *,
     use_sql: bool = True,
     sql_min_spans: int = 0,
 ) -> RawWritten:
     """Insert a batch of requests (`spans[i]`: the spans the scan kept in request i). A batch of
-    fewer than `sql_min_spans` spans is decoded in Python (one block, the same token): an INSERT
+    fewer than `sql_min_spans` spans is decoded in Python (one insert): an INSERT
     ... SELECT costs ClickHouse a fixed ~0.3 s of query analysis, which small batches do not repay.
     Raises what the store raises for anything but a refusal of the content."""
     if not use_sql or sum(spans) < sql_min_spans:
-        return _in_python(store, requests, spans, token)
+        return _in_python(store, requests, spans)
     try:
-        _insert(store, requests, token)
+        _insert(store, requests)
         return RawWritten()
     except Exception as exc:
         if not refused_for_content(exc):
             raise
         _log.info("spendscope collector: SQL refused a batch (%s); writing it request by request", exc)
     python = dropped = dropped_spans = 0
-    for index, (request, count) in enumerate(zip(requests, spans, strict=True)):
-        part = f"{token}-{index}"
+    for request, count in zip(requests, spans, strict=True):
         if len(requests) > 1:
             try:
-                _insert(store, [request], part)
+                _insert(store, [request])
                 continue
             except Exception as exc:
                 if not refused_for_content(exc):
                     raise
-        written = _in_python(store, [request], [count], part)
+        written = _in_python(store, [request], [count])
         python += written.python_requests
         dropped += written.dropped_requests
         dropped_spans += written.dropped_spans
     return RawWritten(python, dropped, dropped_spans)
 
 
-def _in_python(store: RawSink, requests: Sequence[bytes], spans: Sequence[int], token: str) -> RawWritten:
-    """Requests through the Python decoder, as one block under `token`; a request it cannot decode
+def _in_python(store: RawSink, requests: Sequence[bytes], spans: Sequence[int]) -> RawWritten:
+    """Requests through the Python decoder, as one insert; a request it cannot decode
     is malformed (answered 200 on the scan's word): dropped, logged and counted."""
     records: list[SpanRecord] = []
     python = dropped = dropped_spans = 0
@@ -142,5 +134,5 @@ def _in_python(store: RawSink, requests: Sequence[bytes], spans: Sequence[int], 
             continue
         python += 1
     if records:
-        store.insert_spans(records, dedup_token=token)
+        store.insert_spans(records)
     return RawWritten(python, dropped, dropped_spans)

@@ -2,7 +2,7 @@
 ClickHouse checks its reading against. Nothing is decoded.
 
 ClickHouse decodes the request itself (see _otlp_sql.py). Python needs each span's key (trace_id +
-span_id: the dedup window, the batch's dedup token) and which spans the Python decoder would reject
+span_id: the number of spans, for the queue and the spool) and which spans the Python decoder would reject
 (bad ids, timestamps past DateTime64(9), a parent id that is not 8 bytes), to answer the exporter.
 This walks the message with the rules of _spans.py (same tags, same framing errors) down to the
 span, event, link, status, scope and resource fields, and skips KeyValues unread, measuring their

@@ -262,7 +262,7 @@ class Handler(BaseHTTPRequestHandler):
                 scanned = decoded = scan_spans(request)
                 if scanned.suffix is not None:
                     offer = pipeline.offer_raw(request + scanned.suffix, scanned.keys, len(data))
-            if offer is None:  # duplicates among its spans, or a spelling only Python reads right
+            if offer is None:  # a spelling only Python reads right
                 decoded = decode_spans(request)
                 offer = pipeline.offer(decoded.records, decoded.keys, len(data))
         except DecodeError as exc:
@@ -275,8 +275,6 @@ class Handler(BaseHTTPRequestHandler):
             collector.health.rejected.labels("queue_full").inc(len(decoded.keys))
             retry = str(pipeline.retry_after())
             return self._error(503, "queue full: retry later", kind=kind, Retry_After=retry)
-        if offer.duplicates:
-            collector.health.duplicates.inc(offer.duplicates)
         body = _otlp.traces_response(kind, decoded.rejected, decoded.rejected_reason)
         self._send(200, kind, body)
 

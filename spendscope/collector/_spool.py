@@ -4,19 +4,19 @@ One file per batch, written to a temporary name, flushed to disk (fsync) and ren
 either complete or absent. The file starts with one JSON header line, then the batch. A batch of
 SpanRecords is one JSON array of rows:
 
-    {"format": "spendscope-spool/1", "dedup_token": "<64 hex>", "spans": 812, "sha256": "<payload>"}
+    {"format": "spendscope-spool/1", "spans": 812, "sha256": "<payload>"}
     [[timestamp_ns, trace_id, span_id, ...], ...]
 
 A batch of raw OTLP requests (the fast path: see _otlp_sql.py) is the requests' bytes one after
 the other, as the collector received them (decompressed, with the sizes it appends for SQL), and in
 the header each request's length and span count:
 
-    {"format": "spendscope-spool/2", "dedup_token": "<64 hex>", "spans": 4000,
+    {"format": "spendscope-spool/2", "spans": 4000,
      "requests": [[1849102, 2000], [1849102, 2000]], "sha256": "<payload>"}
     <request bytes><request bytes>
 
-The dedup token travels with the batch, so replaying a batch the store had in fact already written
-(an insert that failed after ClickHouse committed it) is a no-op there. Files are named
+Replaying a batch the store had in fact already written (an insert that failed after ClickHouse
+committed it) writes its spans again, which the store counts once. Files are named
 `<unix-ns>-<seq>.batch` and replayed oldest first. A file that fails its checksum is moved to
 `corrupt/`, and a batch the store keeps refusing while it answers queries to `refused/`: both are
 reported (log and metrics) and kept, never deleted.
@@ -49,7 +49,6 @@ class SpoolError(Exception):
 @dataclass(frozen=True)
 class SpooledBatch:
     path: Path
-    dedup_token: str
     records: list[SpanRecord]
     keys: list[bytes]  # of the records (a batch of requests has none: see `spans`)
     requests: list[bytes] | None = None  # a batch of raw requests, `spans[i]` the spans in request i
@@ -106,22 +105,20 @@ def _record(row: list[Any]) -> SpanRecord:
     )
 
 
-def encode(records: list[SpanRecord], dedup_token: str) -> bytes:
+def encode(records: list[SpanRecord]) -> bytes:
     payload = json.dumps([_row(r) for r in records], separators=(",", ":"), ensure_ascii=False).encode()
     header = {
         "format": FORMAT,
-        "dedup_token": dedup_token,
         "spans": len(records),
         "sha256": hashlib.sha256(payload).hexdigest(),
     }
     return json.dumps(header).encode() + b"\n" + payload
 
 
-def encode_requests(requests: list[bytes], spans: list[int], dedup_token: str) -> bytes:
+def encode_requests(requests: list[bytes], spans: list[int]) -> bytes:
     payload = b"".join(requests)
     header = {
         "format": FORMAT_REQUESTS,
-        "dedup_token": dedup_token,
         "spans": sum(spans),
         "requests": [[len(r), n] for r, n in zip(requests, spans, strict=True)],
         "sha256": hashlib.sha256(payload).hexdigest(),
@@ -142,8 +139,8 @@ def _header(data: bytes, formats: tuple[str, ...]) -> tuple[dict[str, Any], byte
     return header, payload
 
 
-def decode_requests(data: bytes) -> tuple[str, list[bytes], list[int]]:
-    """A batch of raw requests (format 2): its token, requests and span counts."""
+def decode_requests(data: bytes) -> tuple[list[bytes], list[int]]:
+    """A batch of raw requests (format 2): its requests and span counts."""
     header, payload = _header(data, (FORMAT_REQUESTS,))
     requests: list[bytes] = []
     spans: list[int] = []
@@ -154,16 +151,16 @@ def decode_requests(data: bytes) -> tuple[str, list[bytes], list[int]]:
         at += int(size)
     if at != len(payload) or sum(spans) != header.get("spans"):
         raise SpoolError("request sizes do not match the payload")
-    return str(header["dedup_token"]), requests, spans
+    return requests, spans
 
 
-def decode(data: bytes) -> tuple[str, list[SpanRecord]]:
-    """A batch of SpanRecords (format 1): its token and records."""
+def decode(data: bytes) -> list[SpanRecord]:
+    """A batch of SpanRecords (format 1)."""
     header, payload = _header(data, (FORMAT,))
     records = [_record(row) for row in json.loads(payload)]
     if len(records) != header.get("spans"):
         raise SpoolError("span count mismatch")
-    return str(header["dedup_token"]), records
+    return records
 
 
 # Named here: inside Spool, `bytes` is its property.
@@ -199,13 +196,13 @@ class Spool:
         """Spooled batches, oldest first."""
         return sorted(self.directory.glob("*" + SUFFIX))
 
-    def write(self, records: list[SpanRecord], dedup_token: str) -> Path:
+    def write(self, records: list[SpanRecord]) -> Path:
         """Write one batch durably. Raises OSError if the disk refuses it."""
-        return self._write(encode(records, dedup_token))
+        return self._write(encode(records))
 
-    def write_requests(self, requests: Requests, spans: list[int], dedup_token: str) -> Path:
+    def write_requests(self, requests: Requests, spans: list[int]) -> Path:
         """Write one batch of raw requests durably. Raises OSError if the disk refuses it."""
-        return self._write(encode_requests(requests, spans, dedup_token))
+        return self._write(encode_requests(requests, spans))
 
     def _write(self, data: Encoded) -> Path:
         with self._lock:
@@ -237,15 +234,15 @@ class Spool:
         try:
             header = json.loads(data.partition(b"\n")[0])
             if isinstance(header, dict) and header.get("format") == FORMAT_REQUESTS:
-                token, requests, spans = decode_requests(data)
-                return SpooledBatch(path, token, [], [], requests, spans)
-            token, records = decode(data)
+                requests, spans = decode_requests(data)
+                return SpooledBatch(path, [], [], requests, spans)
+            records = decode(data)
         except (SpoolError, ValueError, TypeError, IndexError, KeyError) as exc:
             target = self.set_aside(path, "corrupt")
             _log.error("spool file %s is damaged (%s); moved to %s", path.name, exc, target)
             raise SpoolError(f"{path.name}: {exc}") from None
         keys = [bytes.fromhex(r.trace_id + r.span_id) for r in records]
-        return SpooledBatch(path, token, records, keys)
+        return SpooledBatch(path, records, keys)
 
     def set_aside(self, path: Path, folder: str) -> Path:
         """Move a batch out of the replay queue into `folder/` (kept for a person to look at)."""

@@ -10,7 +10,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 RECEIVED_SPANS: Final = "spendscope_collector_received_spans"
 WRITTEN_SPANS: Final = "spendscope_collector_written_spans"
 REJECTED_SPANS: Final = "spendscope_collector_rejected_spans"
-DUPLICATE_SPANS: Final = "spendscope_collector_duplicate_spans"
 PYTHON_DECODED: Final = "spendscope_collector_python_decoded_requests"
 SPOOLED_SPANS: Final = "spendscope_collector_spooled_spans"
 REPLAYED_SPANS: Final = "spendscope_collector_replayed_spans"
@@ -26,6 +25,11 @@ SPOOL_BYTES: Final = "spendscope_collector_spool_bytes"
 SPOOL_BATCHES: Final = "spendscope_collector_spool_batches"
 STORE_UP: Final = "spendscope_collector_store_up"
 INSERT_SECONDS: Final = "spendscope_collector_insert_duration_seconds"
+ROLLUP_BUILDS: Final = "spendscope_collector_rollup_builds"
+ROLLUP_BUCKETS: Final = "spendscope_collector_rollup_buckets_built"
+ROLLUP_LAST_SUCCESS: Final = "spendscope_collector_rollup_last_success_timestamp_seconds"
+STORE_REJECTED_SPANS: Final = "spendscope_collector_store_rejected_spans_24h"
+STORE_COST_MISMATCH_CALLS: Final = "spendscope_collector_store_cost_mismatch_calls_24h"
 
 INSERT_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -40,7 +44,7 @@ class Health:
         def gauge(name: str, doc: str) -> Gauge:
             return Gauge(name, doc, registry=registry)
 
-        self.received = counter(RECEIVED_SPANS, "Spans received over OTLP, before deduplication.")
+        self.received = counter(RECEIVED_SPANS, "Spans received over OTLP.")
         self.written = counter(WRITTEN_SPANS, "Spans written to the store (directly or from the spool).")
         self.rejected = counter(
             REJECTED_SPANS, "Spans refused: invalid (partial success) or not taken (503).", ("reason",)
@@ -49,7 +53,6 @@ class Health:
             PYTHON_DECODED,
             "Raw OTLP requests decoded in Python when written (a small batch, or refused by SQL).",
         )
-        self.duplicates = counter(DUPLICATE_SPANS, "Spans dropped because they were accepted recently.")
         self.spooled = counter(SPOOLED_SPANS, "Spans written to the spool while the store was unavailable.")
         self.replayed = counter(REPLAYED_SPANS, "Spans written to the store from the spool.")
         self.received_points = counter(RECEIVED_POINTS, "Metric data points received over OTLP.")
@@ -69,6 +72,19 @@ class Health:
         self.spool_bytes = gauge(SPOOL_BYTES, "Bytes in the spool directory.")
         self.spool_batches = gauge(SPOOL_BATCHES, "Batches in the spool directory.")
         self.store_up = gauge(STORE_UP, "1 when the last store operation succeeded.")
+        self.rollup_builds = counter(ROLLUP_BUILDS, "Runs of the rollup builder, by outcome.", ("outcome",))
+        self.rollup_buckets = counter(ROLLUP_BUCKETS, "Rollup buckets built, by grain.", ("grain",))
+        self.rollup_last_success = gauge(ROLLUP_LAST_SUCCESS, "When the rollup builder last completed a run.")
+        self.store_rejected = Gauge(
+            STORE_REJECTED_SPANS,
+            "Spans of the last 24 hours the store did not take as calls, or took without a value, by reason.",
+            ("reason",),
+            registry=registry,
+        )
+        self.store_cost_mismatch = gauge(
+            STORE_COST_MISMATCH_CALLS,
+            "Calls of the last 24 hours whose client-sent cost differs from the store's price.",
+        )
         self.insert_seconds = Histogram(
             INSERT_SECONDS,
             "Time to insert one batch into the store.",

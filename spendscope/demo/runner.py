@@ -23,6 +23,7 @@ from spendscope.fake_openai import FakeOpenAI
 from spendscope.store import Report, Store, report
 from spendscope.store.billing import default_margin, set_margin
 from spendscope.store.reports import invoice
+from spendscope.store.rollups import build_rollups
 
 # The demo's HR platform resells its LLM use to its customers with a margin; the school does not.
 DEMO_MARGINS = {"talentco": Decimal(25)}
@@ -42,19 +43,15 @@ class DemoResult:
 
 
 def wait_for_calls(store: Store, expected: int, timeout: float = 30.0) -> int:
-    """The collector batches inserts; wait until every exported call is in ClickHouse: in `llm_usage`
-    and in the rollups fed from it, whose parts an insert commits after `llm_usage`'s (the reports
-    read the rollups)."""
+    """The collector batches inserts; wait until every exported call is in ClickHouse's `llm_usage`,
+    then run the rollup builder once (as the collector does every minute): names seen for the first
+    time get their prices, and the rollups are built."""
     deadline = time.monotonic() + timeout
     stored = 0
     while time.monotonic() < deadline:
-        stored, rolled_up = (
-            int(v)
-            for v in store.query(
-                "SELECT (SELECT count() FROM llm_usage FINAL), (SELECT sum(calls) FROM llm_usage_timeline)"
-            ).rows[0]
-        )
-        if stored >= expected and rolled_up >= stored:
+        stored = int(store.query("SELECT count() FROM llm_usage FINAL").rows[0][0])
+        if stored >= expected:
+            build_rollups(store, lag=timedelta(0))
             return stored
         time.sleep(0.1)
     return stored

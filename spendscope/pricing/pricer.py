@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import genai_prices
 from genai_prices import data_snapshot
-from genai_prices.types import ModelInfo, StartDateConstraint
+from genai_prices.types import ModelInfo, ModelPrice, StartDateConstraint
 
 from spendscope.pricing.price_file import PriceFile
 from spendscope.pricing.rates import Rate
@@ -21,6 +21,16 @@ _log = logging.getLogger("spendscope")
 _PROVIDER = "openai"
 _BATCH_DISCOUNT = Decimal("0.5")  # OpenAI Batch API: 50% off, where genai-prices has no batch variant
 _CACHE_LIMIT = 16_384
+
+
+@dataclass(frozen=True, slots=True)
+class Terms:
+    """A model's price at one time: genai-prices' `ModelPrice` and a multiplier on top."""
+
+    model_id: str
+    version: str
+    model_price: ModelPrice
+    multiplier: Decimal
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,16 +116,34 @@ class Pricer:
     def _build(
         self, model: str, at: datetime, tier: str | None, batch: bool, snapshot: data_snapshot.DataSnapshot
     ) -> tuple[Rate | None, bool]:
+        found = self._terms(model, at, tier, batch, snapshot)
+        if found is None:
+            return None, True
+        terms, cacheable = found
+        return Rate.build(terms.model_id, terms.version, terms.model_price, terms.multiplier), cacheable
+
+    def terms(
+        self, model: str, *, at: datetime, service_tier: str | None = None, batch: bool = False
+    ) -> Terms | None:
+        """The price in force for `model` at `at` as genai-prices states it, and the multiplier on top
+        (discounts, the Batch API's half price): what `rate` is built from, without building it."""
+        found = self._terms(
+            model.lower(), at, None if batch else service_tier, batch, data_snapshot.get_snapshot()
+        )
+        return None if found is None else found[0]
+
+    def _terms(
+        self, model: str, at: datetime, tier: str | None, batch: bool, snapshot: data_snapshot.DataSnapshot
+    ) -> tuple[Terms, bool] | None:
         multiplier = self.price_file.multiplier(model, at) if self.price_file else Decimal(1)
         if self.price_file is not None and (rule := self.price_file.model_rule(model, at, tier)):
             if batch:
                 multiplier *= _BATCH_DISCOUNT
-            version = self.price_file.version
-            return Rate.build(model, version, rule.model_price(), multiplier), True
+            return Terms(model, self.price_file.version, rule.model_price(), multiplier), True
         try:
             _, info = snapshot.find_provider_model(model, None, _PROVIDER, None)
         except LookupError:
-            return None, True
+            return None
         context: dict[str, str] = {}
         if batch:
             if _has_batch_variant(info, at):
@@ -130,4 +158,4 @@ class Pricer:
         if self.price_file is not None and multiplier != 1:
             version += f" + {self.price_file.version}"
         model_price = info.get_prices(at, context or None)
-        return Rate.build(info.id, version, model_price, multiplier), _cacheable(info)
+        return Terms(info.id, version, model_price, multiplier), _cacheable(info)

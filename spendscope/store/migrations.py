@@ -69,8 +69,42 @@ def migrations_table_sql() -> str:
     return (clickhouse_dir() / "migrations_table.sql").read_text()
 
 
-def pending(migrations: Iterable[Migration], applied: Iterable[Applied]) -> list[Migration]:
+# The schema before the baseline (0001_baseline.sql replaced these; tests/store_old_schema/ holds them).
+PRE_BASELINE = (
+    (1, "otel_traces"),
+    (2, "insert_deduplication"),
+    (3, "llm_usage"),
+    (4, "rollups"),
+    (5, "prices_and_margins"),
+    (6, "usage_window"),
+    (7, "usage_window_fast_edges"),
+    (8, "time_first_rollups"),
+    (9, "usage_window_timeline"),
+    (100, "reconciliation"),
+)
+UPGRADE_HINT = (
+    "this store has SpendScope's pre-release schema (migrations 0001_otel_traces to 0100_reconciliation), "
+    "which the baseline schema replaces: stop the collector and run `spendscope migrate --upgrade` (it "
+    "keeps the old database as {old} and derives and prices every call again from its spans)"
+)
+
+
+class PreBaselineStore(StoreError):
+    """The database was made by the migrations before the baseline."""
+
+
+def pre_baseline(applied: Iterable[Applied]) -> bool:
+    old = set(PRE_BASELINE)
+    return any((a.version, a.name) in old for a in applied)
+
+
+def pending(
+    migrations: Iterable[Migration], applied: Iterable[Applied], *, database: str = ""
+) -> list[Migration]:
     """The migrations still to run, in order; refuses a database that disagrees with the files."""
+    applied = list(applied)
+    if pre_baseline(applied):
+        raise PreBaselineStore(UPGRADE_HINT.format(old=f"{database or 'spendscope'}_pre_baseline"))
     known = {m.version: m for m in migrations}
     done = {a.version: a for a in applied}
     for version, record in sorted(done.items()):

@@ -78,9 +78,7 @@ class SpanRecord:
 class SpanSink(Protocol):
     """Where the collector writes spans (the ClickHouse store implements it)."""
 
-    def insert_spans(self, records: Sequence[SpanRecord], *, dedup_token: str) -> None:
-        """Insert `records` in one block. Inserting the same block again with the same `dedup_token`
-        must change nothing (ClickHouse insert deduplication, in otel_traces and in every view fed
-        from it). So a token names its block's content: a different block under a token used in the
-        last 10000 blocks would be dropped. Raises on any failure."""
+    def insert_spans(self, records: Sequence[SpanRecord]) -> None:
+        """Insert `records`. A span may be inserted again (a retry, a spool replay): the store counts
+        each span once however often it arrives. Raises on any failure."""
         ...

@@ -3,15 +3,14 @@ functions that run them.
 
     report(store, by="user", since=..., until=..., where={"tenant": "acme"}) -> Report
 
-Dimensions: user, endpoint, tenant, model, service (answered from the rollups), operation,
-service_tier, project, api_key, status, error_type and attr:KEY (answered from llm_usage). Every value
-a caller gives, filter values included, is a bound query parameter, never SQL text.
+Dimensions: user, endpoint, tenant, model, service and operation (answered from the `usage` view:
+clean rollup buckets, and llm_usage for the rest of the window, exact over any window), service_tier,
+project, api_key, status, error_type and attr:KEY (answered from llm_usage). Every value a caller gives,
+filter values included, is a bound query parameter, never SQL text.
 
-The smallest rollup that answers wins: a question about one rollup dimension (grouped by it and
-filtered on nothing else) reads llm_usage_by_dimension; several read the daily and hourly rollups of
-all five; the window is cut into their buckets by `windows` (whole months, weeks, days, hours and the
-partial hours at its ends, read from llm_usage_timeline). The builders' `now` (default: the clock)
-only helps choose the cheapest cover (nothing is recorded after it yet), never changes the answer.
+`usage` reads hourly or daily buckets: daily whenever the user is involved (the hourly rollup has no
+users) or the window is longer than HOURLY_UP_TO (its partial first and last days are read from
+llm_usage), hourly otherwise (its partial first and last hours are).
 """
 
 from __future__ import annotations
@@ -19,21 +18,18 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, BinaryIO, Protocol
 
 from spendscope.store.errors import ReportError
 from spendscope.store.sqlfiles import named_query
 from spendscope.store.times import ch_time
-from spendscope.store.windows import Grain, dimension_params, rollup_params
 
-ROLLUP_DIMENSIONS = ("user", "endpoint", "tenant", "model", "service")
-# their columns in llm_usage_timeline (read for the partial hours at a window's ends)
-_TIMELINE_COLUMNS = {**{d: d for d in ROLLUP_DIMENSIONS}, "user": "user_id"}
+ROLLUP_DIMENSIONS = ("user", "endpoint", "tenant", "model", "service", "operation")
+HOURLY_UP_TO = timedelta(days=3)
 RAW_DIMENSIONS = (
     *ROLLUP_DIMENSIONS,
-    "operation",
     "service_tier",
     "project",
     "api_key",
@@ -133,15 +129,9 @@ def _rollup(by: str | None, where: Mapping[str, str]) -> bool:
     return (by is None or by in ROLLUP_DIMENSIONS) and all(k in ROLLUP_DIMENSIONS for k in where)
 
 
-def _one_dimension(by: str | None, where: Mapping[str, str]) -> str | None:
-    """The one rollup dimension a question groups and filters on, if it involves one only (a total:
-    service, since every call is in one service's rows)."""
-    involved = set(where) | ({by} if by else set())
-    return next(iter(involved), "service") if len(involved) <= 1 else None
-
-
-def _values(dimension: str, where: Mapping[str, str]) -> list[str]:
-    return [str(where[dimension])] if dimension in where else []
+def _grain(since: datetime, until: datetime, *dimensions: str | None) -> str:
+    """The grain of `usage` to read (see the module's docstring)."""
+    return "day" if "user" in dimensions or until - since > HOURLY_UP_TO else "hour"
 
 
 def _where(where: Mapping[str, str]) -> dict[str, list[str]]:
@@ -156,10 +146,6 @@ def _check_range(since: datetime, until: datetime) -> None:
 def _range(since: datetime, until: datetime) -> dict[str, str]:
     _check_range(since, until)
     return {"since": ch_time(since), "until": ch_time(until)}
-
-
-def _now(now: datetime | None) -> datetime:
-    return now or datetime.now(UTC)
 
 
 def _rollup_where(where: Mapping[str, str], what: str) -> Mapping[str, str]:
@@ -178,20 +164,15 @@ def usage_query(
     where: Mapping[str, str] | None = None,
     *,
     raw: bool = False,
-    now: datetime | None = None,
 ) -> Query:
-    """Cost by one dimension: from the rollups when the dimension and filters allow, else (or with
+    """Cost by one dimension: from the `usage` view when the dimension and filters allow, else (or with
     `raw`) from llm_usage itself."""
     by = check_dimension(by)
     filters = {check_dimension(k, option="--where key"): v for k, v in (where or {}).items()}
     if raw or not _rollup(by, filters):
         return Query("usage_by_raw", {"by": by, **_range(since, until), **_where(filters)})
-    _check_range(since, until)
-    if (dimension := _one_dimension(by, filters)) is not None:
-        params = {"dimension": dimension, "column": _TIMELINE_COLUMNS[dimension]}
-        window = dimension_params(since, until, now=_now(now))
-        return Query("usage_by_dimension", {**params, "values": _values(dimension, filters), **window})
-    return Query("usage_by", {"by": by, **_where(filters), **rollup_params(since, until)})
+    grain = _grain(since, until, by, *filters)
+    return Query("usage_by", {"grain": grain, "by": by, **_range(since, until), **_where(filters)})
 
 
 def series_query(
@@ -201,45 +182,21 @@ def series_query(
     *,
     by: str | None = None,
     where: Mapping[str, str] | None = None,
-    now: datetime | None = None,
 ) -> Query:
     if period not in ("day", "month"):
         raise ReportError(f"unknown period {period!r}: day or month")
     by_ = check_dimension(by, ROLLUP_DIMENSIONS) if by else ""
-    filters = where or {}
-    name = "cost_series"
-    _check_range(since, until)
-    if (dimension := _one_dimension(by_, _rollup_where(filters, "a cost series"))) is not None:
-        grains: tuple[Grain, ...] = ("day",) if period == "day" else ("month", "day")
-        params = {
-            "period": period,
-            "dimension": dimension,
-            "column": _TIMELINE_COLUMNS[dimension],
-            "by": by_,
-            "values": _values(dimension, filters),
-        }
-        window = dimension_params(since, until, grains, now=_now(now))
-        return Query(f"{name}_by_dimension", {**params, **window})
-    return Query(name, {"period": period, "by": by_, **_where(filters), **rollup_params(since, until)})
+    filters = _rollup_where(where or {}, "a cost series")
+    return Query("cost_series", {"period": period, "by": by_, **_range(since, until), **_where(filters)})
 
 
 def top_users_query(
-    since: datetime,
-    until: datetime,
-    *,
-    limit: int = 10,
-    where: Mapping[str, str] | None = None,
-    now: datetime | None = None,
+    since: datetime, until: datetime, *, limit: int = 10, where: Mapping[str, str] | None = None
 ) -> Query:
     if limit < 1:
         raise ReportError("limit must be at least 1")
-    filters = where or {}
-    _check_range(since, until)
-    if _one_dimension("user", _rollup_where(filters, "top users")) == "user":
-        params = {"values": _values("user", filters), "limit": limit}
-        window = dimension_params(since, until, now=_now(now))
-        return Query("top_users_by_dimension", {**params, **window})
-    return Query("top_users", {**_where(filters), **rollup_params(since, until), "limit": limit})
+    filters = _rollup_where(where or {}, "top users")
+    return Query("top_users", {**_range(since, until), **_where(filters), "limit": limit})
 
 
 def _month_range(month: date) -> tuple[datetime, datetime]:
@@ -278,8 +235,9 @@ def calls_query(
     limit: int | None = None,
 ) -> Query:
     """One row per call, the oldest first; `limit`: only the first ones."""
-    allowed = (*ROLLUP_DIMENSIONS, "operation")
-    filters = {check_dimension(k, allowed, option="--where key"): v for k, v in (where or {}).items()}
+    filters = {
+        check_dimension(k, ROLLUP_DIMENSIONS, option="--where key"): v for k, v in (where or {}).items()
+    }
     if limit is not None and limit < 0:
         raise ReportError("limit must not be negative")
     params = {**_range(since, until), **_where(filters), "default_margin_percent": str(default_margin)}

@@ -30,19 +30,12 @@ from spendscope.store.sqlfiles import named_query
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
-# Every span block is inserted with these: a replayed block (same token) is dropped by otel_traces
-# and by every materialized view below it (llm_usage, the rollups).
-DEDUP_SETTINGS: Mapping[str, Any] = {
-    "insert_deduplicate": 1,
-    "deduplicate_blocks_in_dependent_materialized_views": 1,
-    "async_insert": 0,
-}
-# Span blocks (otel_traces and every view below it) also skip optimize_on_insert: it re-sorts and
-# collapses each new part of the Replacing/Summing/AggregatingMergeTree targets (llm_usage, the
-# rollups, otel_traces_trace_id_ts) as a merge would, which the views' GROUP BY has already done (and
-# a collector batch holds each span once) and merges do anyway; the reads (FINAL, sum()) do not
-# depend on it. It was 10-17% of an insert's CPU.
-SPAN_INSERT_SETTINGS: Mapping[str, Any] = {**DEDUP_SETTINGS, "optimize_on_insert": 0}
+# Span blocks (otel_traces and every view below it) skip optimize_on_insert: it re-sorts and collapses
+# each new part of the Replacing/AggregatingMergeTree targets (llm_usage, otel_traces_trace_id_ts) as a
+# merge would, which merges do anyway; the reads (FINAL) do not depend on it. It was 10-17% of an
+# insert's CPU. Nothing depends on insert deduplication either: a span written again, in any block,
+# collapses in llm_usage (FINAL keeps one row per span), and nothing is counted from inserted rows.
+SPAN_INSERT_SETTINGS: Mapping[str, Any] = {"async_insert": 0, "optimize_on_insert": 0}
 _HTTP_OPTIONS: Mapping[str, Any] = {
     "autogenerate_session_id": False,  # one client serves several threads
     "connect_timeout": 5,
@@ -312,11 +305,23 @@ class Store:
             return [m.label for m in mig.load_migrations()]
         rows = self.query("SELECT version, name, checksum FROM spendscope_migrations FINAL ORDER BY version")
         applied = [mig.Applied(int(v), str(n), str(c)) for v, n, c in rows.rows]
-        return [m.label for m in mig.pending(mig.load_migrations(), applied)]
+        return [m.label for m in mig.pending(mig.load_migrations(), applied, database=self.database)]
 
-    def migrate(self) -> list[str]:
+    def migrate(self, *, prices: bool = True) -> list[str]:
+        """Apply the pending migrations in order, recording each, then the store settings set in the
+        environment (retention, trust in client costs) and, with `prices`, the price data if it changed
+        (spendscope/store/prices.py); returns the migrations' labels. Idempotent."""
+        labels = self.migrate_schema()
+        from spendscope.store import setup
+
+        setup.apply_settings(self)
+        if prices:
+            setup.load_prices(self)
+        return labels
+
+    def migrate_schema(self) -> list[str]:
         """Apply the pending migrations in order, recording each; returns their labels. Idempotent."""
-        todo = mig.pending(mig.load_migrations(), self.applied_migrations())
+        todo = mig.pending(mig.load_migrations(), self.applied_migrations(), database=self.database)
         fts = mig.full_text_search(self.server_version, mig.trace_indexes())
         for migration in todo:
             for statement in migration.statements(full_text_search=fts):
@@ -331,11 +336,9 @@ class Store:
         return [m.label for m in todo]
 
     # --- the collector's SpanSink ---------------------------------------------------------------------
-    def insert_spans(self, records: Sequence[SpanRecord], *, dedup_token: str) -> None:
-        """Insert `records` as one block. The same block inserted again with the same `dedup_token`
-        changes nothing, in otel_traces or in llm_usage and the rollups fed from it."""
-        if not dedup_token:
-            raise ValueError("dedup_token must not be empty")
+    def insert_spans(self, records: Sequence[SpanRecord]) -> None:
+        """Insert `records` into otel_traces (and, through the views, their calls into llm_usage). A
+        span inserted again, in any block, is counted once (see clickhouse/migrations/0001_baseline.sql)."""
         if not records:
             return
         with self._lock:
@@ -347,7 +350,7 @@ class Store:
                 OTEL_TRACES,
                 span_rows(records),
                 OTEL_TRACES_COLUMNS,
-                settings={**SPAN_INSERT_SETTINGS, "insert_deduplication_token": dedup_token},
+                settings=SPAN_INSERT_SETTINGS,
                 column_types=self._span_types,
             )
 
@@ -361,17 +364,12 @@ class Store:
         structure: str,
         fmt: str,
         settings: Mapping[str, Any],
-        dedup_token: str,
     ) -> None:
         """`INSERT INTO table (columns) SELECT ...` where the SELECT reads `data` (in format `fmt`, of
         `structure`) as the table `{input}` it names: `input(...)` with the data as the request's body
-        on a server, a `file(...)` the data is written to on chdb. Deduplicated by `dedup_token` as
-        `insert_spans` is: the same data inserted again under the same token changes nothing, in
-        `table` or in the views fed from it (`settings` decide how the data is cut into blocks, so a
-        replay must pass the same). Raises StoreError (the server's message) on failure."""
-        if not dedup_token:
-            raise ValueError("dedup_token must not be empty")
-        applied = {**settings, **SPAN_INSERT_SETTINGS, "insert_deduplication_token": dedup_token}
+        on a server, a `file(...)` the data is written to on chdb. Raises StoreError (the server's
+        message) on failure."""
+        applied = {**settings, **SPAN_INSERT_SETTINGS}
         clause = ", ".join(f"{name} = {_literal(value)}" for name, value in applied.items())
         head = f"INSERT INTO {table} ({', '.join(f'`{c}`' for c in columns)}) SETTINGS {clause} "
         with self._errors(f"insert into {table}"):
