@@ -13,11 +13,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.request import urlopen
 
 import pytest
 from opentelemetry.sdk.resources import Resource
@@ -38,6 +40,7 @@ from spendscope.usage import TokenUsage
 from tests.grafana_macros import Query, expand
 from tests.store_fixtures import span_record
 from tests.test_budgets import series
+from tests.test_collector import wait_for
 from tests.test_grafana_clickhouse import COST, panel_sql, variables
 
 D = Decimal
@@ -276,3 +279,51 @@ def test_copies_after_the_build_a_late_span_a_reprice_and_an_aborted_build(
     for table in ("llm_usage", "llm_usage_rollup", "otel_traces"):
         store.command(f"OPTIMIZE TABLE {table} FINAL")
     assert_counted_once(store, spans + late, discounted)
+
+
+def test_spans_sent_again_across_a_collector_restart_count_once(tmp_path: Path) -> None:
+    """A real collector process, restarted: spans re-sent after the restart, a retried body merged with
+    new spans, and a span re-sent after 3,000 others are each counted once, and the report equals the
+    export (the collector's own API: the process holds the embedded store)."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    from tests.test_collector import make_spans
+    from tests.test_collector_process import Running
+
+    def send(running: Running, batch: list[ReadableSpan]) -> None:
+        exporter = OTLPSpanExporter(endpoint=running.url + "/v1/traces")
+        for start in range(0, len(batch), 500):
+            assert exporter.export(batch[start : start + 500]) is SpanExportResult.SUCCESS
+        exporter.shutdown()
+
+    def counted(running: Running) -> tuple[int, Decimal, int, Decimal]:
+        report = running.get("/api/usage/summary?by=service&since=1d")
+        with urlopen(running.url + "/api/usage/export.csv?since=1d", timeout=30) as answer:
+            rows = list(csv.DictReader(io.StringIO(answer.read().decode())))
+        total = report["total"]
+        return total["calls"], D(total["cost_usd"]), len(rows), sum((D(x["cost_usd"]) for x in rows), D(0))
+
+    first = Running(tmp_path, "first")
+    spans = make_spans(150)
+    send(first, spans)
+    wait_for(lambda: first.calls() == 150, timeout=30)
+    once = counted(first)
+    first.terminate()
+
+    second = Running(tmp_path, "second")
+    try:
+        send(second, spans[100:])  # re-sent after the restart
+        send(second, spans[:100] + (fresh := make_spans(20)))  # a retried body merged with new spans
+        wait_for(lambda: second.calls() == 170, timeout=30)
+        many = make_spans(3000)
+        send(second, many)
+        send(second, spans[:1] + many[:1])  # re-sent after 3,000 others
+        wait_for(lambda: second.calls() == 3170, timeout=60)
+        time.sleep(1)  # anything still on its way would show now
+        calls, cost, exported, exported_cost = counted(second)
+        assert (calls, exported) == (3170, 3170) and cost == exported_cost
+        assert cost > once[1] == once[3] and once[0] == once[2] == 150
+        assert len(fresh) == 20
+    finally:
+        second.terminate()
