@@ -13,8 +13,10 @@ of them alike; compare within a section, as ratios. Background merges are stoppe
    shipped): all views; the same from the Python decoder's records (the Python path's insert: rows
    built, serialized by clickhouse-connect, parsed by ClickHouse); each materialized view removed in
    turn (and what it feeds); no views; no views and no skip indexes; the exporter's bloom-filter
-   indexes instead of text indexes; and the collector's insert settings against
-   `optimize_on_insert = 1` (ClickHouse's default).
+   indexes instead of text indexes; the collector's insert settings against `optimize_on_insert = 1`
+   (ClickHouse's default); and the schema before the baseline (tests/store_old_schema/: its views
+   and insert-fed rollups, inserted with its deduplication settings and a token per block), for the
+   cost of the baseline's views against the ones they replaced.
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ from spendscope.collector._rawwrite import frame  # noqa: E402
 from spendscope.collector._scan import scan_spans  # noqa: E402
 from spendscope.collector._spans import decode_spans  # noqa: E402
 from spendscope.collector.bench import llm_request  # noqa: E402
+from spendscope.pricing import Pricer  # noqa: E402
 from spendscope.store import migrations as mig  # noqa: E402
+from spendscope.store.prices import load_prices  # noqa: E402
 from spendscope.store.records import SpanRecord  # noqa: E402
 from spendscope.store.store import SPAN_INSERT_SETTINGS, Store, _literal, open_store  # noqa: E402
 
@@ -155,12 +159,20 @@ def _views(store: Store, database: str) -> list[str]:
     return [str(r[0]) for r in rows]
 
 
-def _migrate(store: Store, database: str, full_text_search: bool) -> None:
+OLD_SCHEMA = ROOT / "tests" / "store_old_schema"
+PRE_BASELINE = "the pre-baseline schema's views (as shipped before)"
+# how the pre-baseline collector inserted (a token per block, deduplicated in every view below)
+_OLD_SETTINGS = {"insert_deduplicate": 1, "deduplicate_blocks_in_dependent_materialized_views": 1}
+
+
+def _migrate(store: Store, database: str, full_text_search: bool, directory: Path | None = None) -> None:
     store.command(f"CREATE DATABASE {database}")
     store.client.database = database
-    for migration in mig.load_migrations():
+    for migration in mig.load_migrations(directory):
         for statement in migration.statements(full_text_search=full_text_search):
             store.client.command(statement)
+    if directory is None:  # the store prices calls from its price rows, as a migrated store has them
+        load_prices(store, Pricer())
     store.client.database = "seed"
 
 
@@ -179,11 +191,12 @@ def insert_parts(store: Store, rounds: int, batch: int, records: list[SpanRecord
     }
     for view in views:
         variants[f"without {view}"] = (fts, [f"DROP VIEW {view}"], {})
+    variants[PRE_BASELINE] = (fts, [], _OLD_SETTINGS)
     databases = {}
     for n, (name, (full_text, edits, _)) in enumerate(variants.items()):
         database = "v_all" if n == 0 else f"v_{n}"
         if n:
-            _migrate(store, database, full_text)
+            _migrate(store, database, full_text, OLD_SCHEMA if name == PRE_BASELINE else None)
         for edit in edits:
             store.command(edit.replace("DROP VIEW ", f"DROP VIEW {database}."))
         if name == "no views, no skip indexes":
@@ -205,7 +218,7 @@ def insert_parts(store: Store, rounds: int, batch: int, records: list[SpanRecord
         batch_records = copies.pop()
         store.client.database = databases[python_records]
         try:
-            store.insert_spans(batch_records, dedup_token=f"p{len(copies)}")
+            store.insert_spans(batch_records)
         finally:
             store.client.database = "seed"
         return len(batch_records)
@@ -214,15 +227,13 @@ def insert_parts(store: Store, rounds: int, batch: int, records: list[SpanRecord
         if name == python_records:
             return from_python
 
-        batches = iter(range(1, rounds + 1))  # a new batch each time: a repeated one would be deduplicated
+        batches = iter(range(1, rounds + 1))  # a new batch each time
 
         def go() -> int:
             k = next(batches)
-            settings = {
-                **SPAN_INSERT_SETTINGS,
-                "insert_deduplication_token": f"t{k}-{name}",
-                **variants[name][2],
-            }
+            settings = {**SPAN_INSERT_SETTINGS, **variants[name][2]}
+            if name == PRE_BASELINE:
+                settings["insert_deduplication_token"] = f"t{k}"
             clause = ", ".join(f"{a} = {_literal(b)}" for a, b in settings.items())
             store.client.command(
                 f"INSERT INTO {databases[name]}.otel_traces SELECT * EXCEPT batch FROM seed.stage "
@@ -255,7 +266,7 @@ def main() -> None:
         )
         python_parts([request] * max(20_000 // args.spans, 1), args.rounds)
         decode_parts(store, request, args.spans, args.rounds, 20_000)
-        store.insert_spans(decode_spans(request).records, dedup_token="seed")
+        store.insert_spans(decode_spans(request).records)
         store.command("CREATE TABLE stage0 ENGINE = Memory AS SELECT * FROM otel_traces")
         copies = -(-args.batch // args.spans)
         store.command(

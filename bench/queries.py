@@ -1,19 +1,28 @@
-"""Query latency on 10 million synthetic LLM calls in the embedded ClickHouse store.
+"""Query latency on 10 million synthetic LLM calls in the embedded ClickHouse store, and what the store
+holds per million calls.
 
-    python bench/queries.py [--calls 10000000] [--users 20000] [--repeats 7] [--dir DIR]
+    python bench/queries.py [--calls 10000000] [--users 20000] [--repeats 7] [--dir DIR] [--raw-calls N]
 
-The calls are generated inside ClickHouse (INSERT ... SELECT FROM numbers()) into `llm_usage`, so the
-materialized views fill every rollup exactly as live ingest does. Each report query (from
-clickhouse/queries, through spendscope.store.reports, reading the rollups) is timed beside the same
-answer computed by scanning `llm_usage` itself: the ratio is what the rollups buy, and the two
-answers must be equal (each value's cost, and calls where the scan counts them: `exact`). Wall time
-(min and median of --repeats after a warm-up), the process CPU time (chdb runs in-process, so it is
-the query's work whatever else runs on the machine) and the rows ClickHouse plans to read (EXPLAIN
-ESTIMATE: whole granules of 8,192 rows) are recorded. Two more columns split a report's time: the
-query alone in ClickHouse (its Native result bytes, not turned into Python values), and its answer
-alone (computed beforehand into a Memory table, then fetched into Python rows as the report is: what
-the result's size costs the client, however the answer is computed). Prints a Markdown table and writes
-bench/results/queries.json; exits non-zero if an answer differs from its scan.
+The calls are generated inside ClickHouse (INSERT ... SELECT FROM numbers()) into `llm_calls_in`, so the
+store's view prices each one and writes it to `llm_usage` as live ingest does; then the rollup builder
+builds every hourly and daily bucket (timed), and the tables are merged as background merges would.
+Each report query (from clickhouse/queries, through spendscope.store.reports, reading the `usage` view:
+clean rollup buckets, llm_usage FINAL for the rest) is timed beside the same answer computed by
+scanning `llm_usage FINAL` itself: the ratio is what the rollups buy, and the two answers must be equal
+(each value's cost, and calls where the scan counts them: `exact`). Wall time (min and median of
+--repeats after a warm-up), the process CPU time (chdb runs in-process, so it is the query's work
+whatever else runs on the machine) and the rows ClickHouse plans to read (EXPLAIN ESTIMATE: whole
+granules) are recorded, and the query alone in ClickHouse (its Native result bytes, not turned into
+Python values).
+
+With --raw-calls N (default 1,000,000), N calls are also written as spans into `otel_traces` of a
+database of their own (the attributes SpendScope's instrumentation writes, as dense in time as the
+main data set: N / calls of its days), derived by the views, and their rollups built: bytes on disk per
+million calls of otel_traces, llm_usage and the rollups, and the rollup rows per million calls, are
+measured there.
+
+Prints Markdown tables and writes bench/results/queries.json; exits non-zero if an answer differs from
+its scan.
 """
 
 from __future__ import annotations
@@ -30,12 +39,12 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from spendscope.store import open_store
+from spendscope.store import Store, open_store
 from spendscope.store import reports as r
+from spendscope.store.rollups import build_rollups
 from spendscope.store.sqlfiles import named_query
 
 RESULTS = Path(__file__).resolve().parent / "results" / "queries.json"
-ROLLUPS = ("llm_usage_hourly", "llm_usage_daily", "llm_usage_by_dimension", "llm_usage_timeline")
 ENDPOINTS = [
     "cv-parsing",
     "question-generation",
@@ -49,82 +58,105 @@ ENDPOINTS = [
 MODELS = [
     "gpt-4o-mini-2024-07-18",
     "gpt-4.1-2025-04-14",
-    "gpt-5-mini",
+    "gpt-5-mini-2025-08-07",
     "gpt-realtime",
     "text-embedding-3-small",
-    "gpt-5",
+    "gpt-5-2025-08-07",
 ]
+# One synthetic call per number: when, who, which feature and model, how many tokens.
+_CALL = """
+    toDateTime64({now:DateTime64(9, 'UTC')}, 9, 'UTC')
+        - toIntervalSecond(cityHash64(number, 1) % {seconds:UInt32}) AS time,
+    concat('user-', toString(cityHash64(number, 8) % {users:UInt32})) AS user_id,
+    ['hr-platform', 'homework-helper', 'search'][1 + cityHash64(user_id) % 3] AS service,
+    lower(hex(cityHash64(number, 2)) || hex(cityHash64(number, 3))) AS trace_id,
+    lower(hex(cityHash64(number, 4))) AS span_id,
+    -- each user works in two features; each feature uses two models, as apps do
+    (cityHash64(user_id, 1) + (number % 2) * 3) % length({endpoints:Array(String)}) AS endpoint_index,
+    {models:Array(String)}[1 + (endpoint_index + intDiv(number % 4, 2)) % length({models:Array(String)})]
+        AS model,
+    100 + cityHash64(number, 6) % 4000 AS input_tokens,
+    10 + cityHash64(number, 7) % 800 AS output_tokens,
+    intDiv(input_tokens, 3) AS cached_input_tokens,
+    intDiv(output_tokens, 4) AS reasoning_tokens,
+    {endpoints:Array(String)}[1 + endpoint_index] AS endpoint,
+    concat('tenant-', toString(cityHash64(user_id) % 200)) AS tenant,
+    concat('job-', toString(cityHash64(number, 10) % 5000)) AS job_id
+"""
 
 
-def generate(
-    store: Any, calls: int, users: int, days: int, chunk: int = 1_000_000, *, live: bool = False
-) -> float:
-    """Insert `calls` synthetic calls spread over the last `days` days (`live`: one a millisecond from
-    now on, so each insert is a few seconds of calls, as a collector's batch); returns seconds taken."""
+def generate(store: Store, calls: int, users: int, days: int, chunk: int = 1_000_000) -> float:
+    """Insert `calls` synthetic calls over the last `days` days into llm_calls_in (the store prices and
+    stores them); returns seconds taken."""
     started = time.perf_counter()
-    now = datetime.now(UTC).replace(microsecond=0)
-    columns = ", ".join(str(row[0]) for row in store.query("DESCRIBE TABLE llm_usage").rows)
-    offset_time = (
-        "+ toIntervalMillisecond(number)"
-        if live
-        else f"- toIntervalSecond(cityHash64(number, 1) % {days * 86400})"
-    )
+    params = {
+        "now": datetime.now(UTC).replace(microsecond=0),
+        "seconds": days * 86400,
+        "users": users,
+        "models": MODELS,
+        "endpoints": ENDPOINTS,
+    }
     for offset in range(0, calls, chunk):
         store.command(
             f"""
-            INSERT INTO llm_usage ({columns})
-            SELECT {columns} FROM (
-            SELECT
-                toDateTime64({{now:DateTime64(9, 'UTC')}}, 9, 'UTC') {offset_time} AS time,
-                concat('user-', toString(cityHash64(number, 8) % {users})) AS user_id,
-                ['hr-platform', 'homework-helper', 'search'][1 + cityHash64(user_id) % 3] AS service,
-                hex(cityHash64(number, 2)) || hex(cityHash64(number, 3)) AS trace_id,
-                hex(cityHash64(number, 4)) AS span_id,
-                concat('chatcmpl-', toString(number)) AS response_id,
-                'chat' AS operation, 'openai' AS provider, 'chat_completions' AS api_type,
-                -- each user works in two features; each feature uses two models, as apps do
-                (cityHash64(user_id, 1) + (number % 2) * 3) % {len(ENDPOINTS)} AS endpoint_index,
-                {{models:Array(String)}}[1 + (endpoint_index + intDiv(number % 4, 2)) % {len(MODELS)}]
-                    AS request_model,
-                request_model AS response_model, request_model AS model,
-                'default' AS service_tier, '' AS request_service_tier, false AS batch,
-                100 + cityHash64(number, 6) % 4000 AS input_tokens,
-                10 + cityHash64(number, 7) % 800 AS output_tokens,
-                intDiv(input_tokens, 3) AS cached_input_tokens, 0 AS cache_write_input_tokens,
-                intDiv(output_tokens, 4) AS reasoning_tokens,
-                0 AS input_audio_tokens, 0 AS output_audio_tokens,
-                0 AS audio_seconds,
-                toDecimal128((input_tokens * 0.15 + output_tokens * 0.6) / 1000000, 18) AS cost_usd,
-                'genai-prices 0.2.3' AS price_version, 'reported' AS usage_state, 'ok' AS status,
-                '' AS error_type,
-                {{endpoints:Array(String)}}[1 + endpoint_index] AS endpoint,
-                concat('tenant-', toString(cityHash64(user_id) % 200)) AS tenant,
-                map('job_id', concat('job-', toString(cityHash64(number, 10) % 5000))) AS attributes,
-                'proj_bench' AS openai_project, 'sk-proj-...b3nc' AS api_key_redacted,
-                1000000 AS duration_ns, 1 AS sign, 0 AS version
-            FROM numbers({offset}, {min(chunk, calls - offset)})
-            )
+            INSERT INTO llm_calls_in (time, service, trace_id, span_id, response_id, operation, provider,
+                api_type, request_model, response_model, service_tier, batch, input_tokens, output_tokens,
+                cached_input_tokens, reasoning_tokens, usage_state, status, user_id, endpoint, tenant,
+                attributes, openai_project, api_key_redacted, duration_ns)
+            SELECT time, service, trace_id, span_id, concat('chatcmpl-', toString(number)), 'chat', 'openai',
+                'chat_completions', model, model, 'default', false, input_tokens, output_tokens,
+                cached_input_tokens, reasoning_tokens, 'reported', 'ok', user_id, endpoint, tenant,
+                map('job_id', job_id), 'proj_bench', 'sk-proj-...b3nc', 1000000
+            FROM (SELECT number, {_CALL} FROM numbers({offset}, {min(chunk, calls - offset)}))
             """,
-            {"now": now, "models": MODELS, "endpoints": ENDPOINTS},
+            params,
         )
-    if not live:
-        for table in ROLLUPS:  # what background merges do on a live store
-            store.command(f"OPTIMIZE TABLE {table} FINAL")
     return time.perf_counter() - started
 
 
-def ingest_cost(store: Any, calls: int, users: int) -> dict[str, float]:
-    """Process CPU seconds to insert `calls` live calls in blocks of 5,000, with every view and
-    without 0008's (llm_usage_by_dimension, llm_usage_timeline), in this store's fresh database."""
-    out = {}
-    for label in ("with_0008_views", "without_0008_views"):
-        if label.startswith("without"):
-            for view in ("llm_usage_by_dimension_mv", "llm_usage_timeline_mv"):
-                store.command(f"DROP TABLE {view}")
-        cpu_start = _cpu_s()
-        generate(store, calls, users, 1, chunk=5_000, live=True)
-        out[label] = round(_cpu_s() - cpu_start, 1)
-    return out
+def raw_spans(store: Store, calls: int, users: int, days: int) -> float:
+    """Insert `calls` calls as the spans SpendScope's instrumentation writes into otel_traces (the views
+    derive llm_usage from them); returns seconds taken."""
+    started = time.perf_counter()
+    params = {
+        "now": datetime.now(UTC).replace(microsecond=0),
+        "seconds": days * 86400,
+        "users": users,
+        "models": MODELS,
+        "endpoints": ENDPOINTS,
+    }
+    for offset in range(0, calls, 250_000):
+        store.command(
+            f"""
+            INSERT INTO otel_traces (Timestamp, TraceId, SpanId, ParentSpanId, SpanName, SpanKind,
+                ServiceName, ResourceAttributes, ScopeName, ScopeVersion, SpanAttributes, Duration,
+                StatusCode)
+            SELECT time, trace_id, span_id, lower(hex(cityHash64(number, 5))), concat('chat ', model),
+                'Client', service,
+                map('service.name', service, 'telemetry.sdk.language', 'python', 'telemetry.sdk.name',
+                    'opentelemetry', 'telemetry.sdk.version', '1.45.2'),
+                'spendscope', '0.1.0',
+                map(
+                    'gen_ai.operation.name', 'chat', 'gen_ai.provider.name', 'openai',
+                    'gen_ai.request.model', splitByString('-20', model)[1], 'gen_ai.response.model', model,
+                    'gen_ai.response.id', concat('chatcmpl-', toString(number)),
+                    'gen_ai.usage.input_tokens', toString(input_tokens),
+                    'gen_ai.usage.output_tokens', toString(output_tokens),
+                    'gen_ai.usage.cache_read.input_tokens', toString(cached_input_tokens),
+                    'gen_ai.usage.reasoning.output_tokens', toString(reasoning_tokens),
+                    'openai.api.type', 'chat_completions', 'openai.response.service_tier', 'default',
+                    'server.address', 'api.openai.com', 'server.port', '443', 'user.id', user_id,
+                    'spendscope.endpoint', endpoint, 'spendscope.tenant', tenant,
+                    'spendscope.attr.job_id', job_id, 'spendscope.cost.usd', '0.000123',
+                    'spendscope.price.version', 'genai-prices 0.2.5', 'spendscope.usage.state', 'reported',
+                    'openai.project', 'proj_bench', 'openai.api_key.redacted', 'sk-proj-...b3nc'
+                ),
+                300000000 + cityHash64(number, 9) % 3000000000, 'Unset'
+            FROM (SELECT number, {_CALL} FROM numbers({offset}, {min(250_000, calls - offset)}))
+            """,
+            params,
+        )
+    return time.perf_counter() - started
 
 
 def _cpu_s() -> float:
@@ -158,28 +190,95 @@ def same_answer(report: r.Report, scan: list[list[Any]]) -> bool:
     return sorted(mine) == sorted(tuple(row) for row in scan)
 
 
-def clickhouse_alone(store: Any, query: r.Query, repeats: int) -> dict[str, float]:
+def clickhouse_alone(store: Store, query: r.Query, repeats: int) -> dict[str, float]:
     """ClickHouse's part of a report: the same query, its Native result bytes not turned into Python
     values."""
     bound = named_query(query.name).bind(dict(query.params))
     return timed(lambda: store.client.raw_query(query.sql, parameters=bound, fmt="Native"), repeats)
 
 
-def answer_alone(store: Any, query: r.Query, repeats: int) -> dict[str, float]:
-    """The same answer computed beforehand (a Memory table), fetched into Python rows as the report
-    is: what its size costs the client alone, whatever the query."""
-    bound = named_query(query.name).bind(dict(query.params))
-    store.command("DROP TABLE IF EXISTS bench_answer")
-    store.command(f"CREATE TABLE bench_answer ENGINE = Memory AS {query.sql}", bound)
-    try:
-        return timed(lambda: store.query("SELECT * FROM bench_answer"), repeats)
-    finally:
-        store.command("DROP TABLE bench_answer")
-
-
-def rows_planned(store: Any, sql: str, params: dict[str, Any]) -> int:
+def rows_planned(store: Store, sql: str, params: dict[str, Any]) -> int:
     """Rows in the granules ClickHouse will read for `sql`, over every table it touches."""
     return sum(int(row[3]) for row in store.query(f"EXPLAIN ESTIMATE {sql}", params).rows)
+
+
+def disk(store: Store, database: str) -> dict[str, dict[str, int]]:
+    """Rows and bytes on disk of each table (active parts), and of the rollup per grain."""
+    rows = store.query(
+        "SELECT table, sum(rows), sum(bytes_on_disk) FROM system.parts "
+        "WHERE database = {db:String} AND active GROUP BY table ORDER BY table",
+        {"db": database},
+    ).rows
+    out = {str(t): {"rows": int(n), "bytes": int(b)} for t, n, b in rows}
+    for grain in ("hour", "day"):
+        [[count]] = store.query(f"SELECT count() FROM llm_usage_rollup WHERE grain = '{grain}'").rows
+        out[f"llm_usage_rollup ({grain})"] = {"rows": int(count), "bytes": 0}
+    return out
+
+
+def cases(store: Store, days: int) -> list[tuple[str, r.Query, str, dict[str, Any]]]:
+    """(name, the report's query, the raw scan answering the same question, its parameters)."""
+    now = datetime.now(UTC)
+    since, until = now - timedelta(days=days), now
+    month = date(now.year, now.month, 1)
+    month_since = datetime(month.year, month.month, 1, tzinfo=UTC)
+    busiest = "SELECT user_id, any(tenant) FROM llm_usage GROUP BY user_id ORDER BY count() DESC LIMIT 1"
+    user, tenant = (str(v) for v in store.query(busiest).rows[0])
+    window = {"since": since, "until": until}
+    in_window = "time >= {s:DateTime64(9, 'UTC')} AND time < {u:DateTime64(9, 'UTC')}"
+    scan_params = {"s": since, "u": until}
+    cost = "sum(ifNull(cost_usd, toDecimal128(0, 18)))"
+    out: list[tuple[str, r.Query, str, dict[str, Any]]] = [
+        (
+            f"one user's monthly cost by model ({user})",
+            r.user_month_query(user, month),
+            f"SELECT model, {cost} FROM llm_usage FINAL WHERE user_id = {{user:String}} "
+            "AND time >= {s:DateTime64(9, 'UTC')} AND time < {u:DateTime64(9, 'UTC')} GROUP BY model",
+            {
+                "user": user,
+                "s": month_since,
+                "u": datetime(month.year + month.month // 12, month.month % 12 + 1, 1, tzinfo=UTC),
+            },
+        ),
+    ]
+    for by, column in (
+        ("user", "user_id"),
+        ("endpoint", "endpoint"),
+        ("model", "model"),
+        ("tenant", "tenant"),
+    ):
+        out.append(
+            (
+                f"report --by {by} (last {days} days)",
+                r.usage_query(by, **window),
+                f"SELECT {column} AS key, count() AS calls, {cost} AS cost FROM llm_usage FINAL "
+                f"WHERE {in_window} GROUP BY key",
+                scan_params,
+            )
+        )
+    out += [
+        (
+            f"top 10 users (last {days} days)",
+            r.top_users_query(limit=10, **window),
+            f"SELECT user_id, {cost} AS cost FROM llm_usage FINAL WHERE {in_window} "
+            "GROUP BY user_id ORDER BY cost DESC, user_id LIMIT 10",
+            scan_params,
+        ),
+        (
+            f"daily cost (last {days} days)",
+            r.series_query("day", **window),
+            f"SELECT toDate(time) AS day, {cost} FROM llm_usage FINAL WHERE {in_window} GROUP BY day",
+            scan_params,
+        ),
+        (
+            f"report --by model --where tenant={tenant} (last {days} days)",
+            r.usage_query("model", where={"tenant": tenant}, **window),
+            f"SELECT model, {cost} AS cost FROM llm_usage FINAL WHERE tenant = {{t:String}} AND {in_window} "
+            "GROUP BY model",
+            {"t": tenant, **scan_params},
+        ),
+    ]
+    return out
 
 
 def main() -> None:
@@ -190,143 +289,89 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--dir", default="/tmp/spendscope-bench-queries")
     parser.add_argument("--reuse", action="store_true", help="time the queries on data generated before")
-    parser.add_argument(
-        "--ingest-cost",
-        type=int,
-        default=0,
-        metavar="CALLS",
-        help="also measure what 0008's views add to inserts",
-    )
+    parser.add_argument("--raw-calls", type=int, default=1_000_000, help="calls written as spans (0: none)")
     args = parser.parse_args()
     if not args.reuse:
         shutil.rmtree(args.dir, ignore_errors=True)
-    ingest = {}
-    if args.ingest_cost:
+    per_million: dict[str, Any] = {}
+    if args.raw_calls and not args.reuse:
         # a database of its own in the same directory (chdb opens one directory per process)
-        with open_store(f"chdb://{args.dir}", database="bench_ingest", migrate=True) as scratch:
-            ingest = ingest_cost(scratch, args.ingest_cost, args.users)
-            scratch.command("DROP DATABASE bench_ingest SYNC")
-        print(f"CPU to insert {args.ingest_cost:,} calls in blocks of 5,000: {ingest}")
+        with open_store(f"chdb://{args.dir}", database="bench_raw", migrate=True) as raw:
+            # as dense as the main data set (the same calls per user and day), so that the rollups per
+            # million calls are those of the main data set
+            raw_days = max(round(args.days * args.raw_calls / args.calls), 1)
+            spans_s = raw_spans(raw, args.raw_calls, args.users, raw_days)
+            built = time.perf_counter()
+            build_rollups(raw, lag=timedelta(0))
+            build_s = time.perf_counter() - built
+            for table in ("otel_traces", "llm_usage", "llm_usage_rollup"):
+                raw.command(f"OPTIMIZE TABLE {table} FINAL")
+            sizes = disk(raw, "bench_raw")
+            scale = 1_000_000 / args.raw_calls
+            per_million = {
+                "calls": args.raw_calls,
+                "days": raw_days,
+                "insert_s": round(spans_s, 1),
+                "build_s": round(build_s, 1),
+                "per_million_calls": {
+                    t: {"rows": round(v["rows"] * scale), "bytes": round(v["bytes"] * scale)}
+                    for t, v in sizes.items()
+                },
+            }
+        print(f"{args.raw_calls:,} calls as spans: {json.dumps(per_million, indent=1)}")
     store = open_store(f"chdb://{args.dir}", database="bench", migrate=True)
-    generate_s = 0.0 if args.reuse else generate(store, args.calls, args.users, args.days)
-    counts = {
-        table: int(store.query(f"SELECT count() FROM {table}").rows[0][0])
-        for table in ("llm_usage", *ROLLUPS)
-    }
-    now = datetime.now(UTC)
-    since, until = now - timedelta(days=args.days), now
-    month = date(now.year, now.month, 1)
-    month_since = datetime(month.year, month.month, 1, tzinfo=UTC)
-    busiest = (
-        "SELECT user_id, any(tenant) FROM llm_usage_daily GROUP BY user_id ORDER BY sum(calls) DESC LIMIT 1"
-    )
-    user, tenant = (str(v) for v in store.query(busiest).rows[0])
-    window = {"since": since, "until": until}
-    scan_window = "time >= {s:DateTime64(9, 'UTC')} AND time < {u:DateTime64(9, 'UTC')}"
-    scan_params = {"s": since, "u": until}
-
-    def scan(sql: str, params: dict[str, Any] = scan_params) -> tuple[str, dict[str, Any]]:
-        return sql, params
-
-    # (name, the report's query, the raw scan answering the same question)
-    cases: list[tuple[str, r.Query, tuple[str, dict[str, Any]]]] = [
-        (
-            f"one user's monthly cost by model ({user})",
-            r.user_month_query(user, month),
-            scan(
-                "SELECT model, sum(sign * cost_usd) FROM llm_usage WHERE user_id = {u:String} "
-                "AND time >= {s:DateTime64(9, 'UTC')} GROUP BY model",
-                {"u": user, "s": month_since},
-            ),
-        ),
-        *(
-            (
-                f"report --by {by} (last {args.days} days)",
-                r.usage_query(by, **window),
-                scan(
-                    f"SELECT {col} AS key, sum(sign) AS calls, sum(sign * cost_usd) AS cost FROM llm_usage "
-                    f"WHERE {scan_window} GROUP BY key ORDER BY cost DESC"
-                ),
-            )
-            for by, col in (
-                ("user", "user_id"),
-                ("endpoint", "endpoint"),
-                ("model", "model"),
-                ("tenant", "tenant"),
-            )
-        ),
-        (
-            f"top 10 users (last {args.days} days)",
-            r.top_users_query(limit=10, **window),
-            scan(
-                f"SELECT user_id, sum(sign * cost_usd) AS cost FROM llm_usage WHERE {scan_window} "
-                "GROUP BY user_id ORDER BY cost DESC, user_id LIMIT 10"
-            ),
-        ),
-        (
-            f"daily cost (last {args.days} days)",
-            r.series_query("day", **window),
-            scan(
-                f"SELECT toDate(time) AS day, sum(sign * cost_usd) FROM llm_usage WHERE {scan_window} "
-                "GROUP BY day ORDER BY day"
-            ),
-        ),
-        (
-            f"report --by model --where tenant={tenant} (last {args.days} days)",
-            r.usage_query("model", where={"tenant": tenant}, **window),
-            scan(
-                "SELECT model, sum(sign * cost_usd) AS cost FROM llm_usage "
-                f"WHERE tenant = {{t:String}} AND {scan_window} GROUP BY model ORDER BY cost DESC",
-                {"t": tenant, **scan_params},
-            ),
-        ),
-    ]
+    generate_s = build_s = 0.0
+    if not args.reuse:
+        generate_s = generate(store, args.calls, args.users, args.days)
+        built = time.perf_counter()
+        build = build_rollups(store, lag=timedelta(0))
+        build_s = time.perf_counter() - built
+        print(f"generated in {generate_s:.1f} s; rollups built in {build_s:.1f} s: {build.buckets}")
+        for table in ("llm_usage", "llm_usage_rollup"):  # what background merges do on a live store
+            store.command(f"OPTIMIZE TABLE {table} FINAL")
+    sizes = disk(store, "bench")
     rows = []
-    for name, query, (sql, params) in cases:
-        rollup = timed(lambda query=query: r.run(store, query), args.repeats)
+    for name, query, sql, params in cases(store, args.days):
+        report = timed(lambda query=query: r.run(store, query), args.repeats)
         server = clickhouse_alone(store, query, args.repeats)
-        answer = answer_alone(store, query, args.repeats)
-        result_rows = len(r.run(store, query).rows)
         raw = timed(lambda sql=sql, params=params: store.query(sql, params), args.repeats)
         exact = same_answer(r.run(store, query), store.query(sql, params).rows)
         rows.append(
             {
                 "query": name,
                 "named_query": query.name,
+                "grain": query.params.get("grain", "day"),
                 "exact": exact,
-                "rollup_ms": rollup["ms"],
-                "rollup_min_ms": rollup["min_ms"],
-                "rollup_cpu_ms": rollup["cpu_ms"],
-                "rollup_rows_planned": rows_planned(store, query.sql, query.params),
-                "result_rows": result_rows,
+                "report_ms": report["ms"],
+                "report_min_ms": report["min_ms"],
+                "report_cpu_ms": report["cpu_ms"],
+                "report_rows_planned": rows_planned(store, query.sql, query.params),
+                "result_rows": len(r.run(store, query).rows),
                 "clickhouse_ms": server["ms"],
-                "clickhouse_min_ms": server["min_ms"],
-                "answer_alone_ms": answer["ms"],
-                "answer_alone_min_ms": answer["min_ms"],
                 "raw_scan_ms": raw["ms"],
                 "raw_scan_min_ms": raw["min_ms"],
                 "raw_scan_cpu_ms": raw["cpu_ms"],
                 "raw_scan_rows_planned": rows_planned(store, sql, params),
-                "raw_over_rollup": round(raw["ms"] / rollup["ms"], 1),
+                "raw_over_report": round(raw["ms"] / report["ms"], 1),
             }
         )
     store.close()
     print(
-        f"{args.calls:,} calls, {args.users:,} users, {args.days} days; "
-        f"generated in {generate_s:.1f} s; rows: " + ", ".join(f"{t} {c:,}" for t, c in counts.items())
+        f"{args.calls:,} calls, {args.users:,} users, {args.days} days; generated in {generate_s:.1f} s, "
+        f"rollups built in {build_s:.1f} s; rows: "
+        + ", ".join(f"{t} {v['rows']:,}" for t, v in sizes.items() if v["rows"])
     )
     print(
-        "\n| query | rollups: median (min) ms | CPU ms | rows planned | ClickHouse alone ms "
-        "| answer alone ms (rows) | raw scan: median (min) ms | CPU ms | rows planned | raw / rollup "
-        "| equal |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+        "\n| query | report: median (min) ms | CPU ms | rows planned | ClickHouse alone ms "
+        "| raw scan (FINAL): median (min) ms | CPU ms | rows planned | raw / report | equal |"
+        "\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     )
     for row in rows:
         print(
-            f"| {row['query']} | {row['rollup_ms']} ({row['rollup_min_ms']}) | {row['rollup_cpu_ms']} "
-            f"| {row['rollup_rows_planned']:,} | {row['clickhouse_ms']} ({row['clickhouse_min_ms']}) "
-            f"| {row['answer_alone_ms']} ({row['answer_alone_min_ms']}; {row['result_rows']:,}) "
-            f"| {row['raw_scan_ms']} ({row['raw_scan_min_ms']}) "
-            f"| {row['raw_scan_cpu_ms']} | {row['raw_scan_rows_planned']:,} | {row['raw_over_rollup']}x "
+            f"| {row['query']} | {row['report_ms']} ({row['report_min_ms']}) | {row['report_cpu_ms']} "
+            f"| {row['report_rows_planned']:,} | {row['clickhouse_ms']} "
+            f"| {row['raw_scan_ms']} ({row['raw_scan_min_ms']}) | {row['raw_scan_cpu_ms']} "
+            f"| {row['raw_scan_rows_planned']:,} | {row['raw_over_report']}x "
             f"| {'yes' if row['exact'] else 'NO'} |"
         )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -334,9 +379,10 @@ def main() -> None:
         json.dumps(
             {
                 "args": vars(args),
-                "generate_s": generate_s,
-                "rows_in": counts,
-                "ingest_cpu_s": ingest,
+                "generate_s": round(generate_s, 1),
+                "build_s": round(build_s, 1),
+                "tables": sizes,
+                "spans": per_million,
                 "results": rows,
                 "python": sys.version.split()[0],
             },

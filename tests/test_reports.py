@@ -158,30 +158,31 @@ def test_reports_from_the_rollups_equal_llm_usage_over_any_range(
     usage: Store, built: Store, since: datetime, until: datetime
 ) -> None:
     """Whole clean buckets from the rollups, the rest from llm_usage: the same answer as llm_usage
-    alone, before any build and after it, at either grain."""
+    alone, before any build and after it, at every grain."""
     for by, where in QUESTIONS:
         raw = r.run(usage, r.usage_query(by, since, until, where, raw=True))
         fast = r.usage_query(by, since, until, where)
         assert fast.name == "usage_by"
         assert r.run(usage, fast) == raw, (by, where)
         assert r.run(built, fast) == r.run(built, r.usage_query(by, since, until, where, raw=True)) == raw
-        if "user" not in (by, *where):
-            hourly = r.Query(
-                "usage_by", {**fast.params, "grain": "hour" if fast.params["grain"] == "day" else "day"}
-            )
-            assert r.run(built, hourly) == raw, (by, where, "other grain")
+        grains = ("user_day",) if "user" in (by, *where) else ("day", "hour", "user_day")
+        assert fast.params["grain"] == grains[0]
+        for grain in grains:  # every grain that can answer answers the same
+            other = r.Query("usage_by", {**fast.params, "grain": grain})
+            assert r.run(built, other) == r.run(usage, other) == raw, (by, where, grain)
     edge = by_key(report(built, by="user", since=at(3, 10, 30), until=at(3, 11, 30)))
     assert {k: (v["calls"], v["cost_usd"]) for k, v in edge.items()} == {"u-1": (2, D("0.002"))}
 
 
 def test_the_rollups_are_read_where_they_are_clean(usage_rw: Store) -> None:
-    """A built month: whole clean days come from the daily rollup, whole clean hours from the hourly
-    one (marked here: their rows are made to count 1,000 calls more), the rest from llm_usage."""
+    """A built month: whole clean days come from the daily rollups, whole clean hours of the other days
+    from the hourly one (marked here: their rows are made to count 1,000 calls more), the rest from
+    llm_usage."""
     build_rollups(usage_rw, lag=timedelta(0))
-    [[days, hours]] = usage_rw.query(
-        "SELECT countIf(grain = 'day'), countIf(grain = 'hour') FROM rollup_builds"
+    [[days, user_days, hours]] = usage_rw.query(
+        "SELECT countIf(grain = 'day'), countIf(grain = 'user_day'), countIf(grain = 'hour') FROM rollup_builds"
     ).rows
-    assert days == 6 and hours == 8  # the days and hours with calls
+    assert (days, user_days, hours) == (6, 6, 8)  # the days and hours with calls
     usage_rw.command(
         "ALTER TABLE llm_usage_rollup UPDATE calls = calls + 1000 WHERE 1 SETTINGS mutations_sync = 2"
     )
@@ -191,12 +192,15 @@ def test_the_rollups_are_read_where_they_are_clean(usage_rw: Store) -> None:
             "where_values": []})).rows)
         for grain, since, until in (
             ("day", "2026-11-01 00:00:00", "2026-12-01 00:00:00"),  # Nov 3, 4, 5, 6 (two rows), 20
-            ("day", "2026-11-03 10:30:00", "2026-11-05 00:00:00"),  # Nov 4 (Nov 3 is partial)
+            ("day", "2026-11-03 10:30:00", "2026-11-05 00:00:00"),  # Nov 4, and 11:00 on Nov 3 hourly
+            ("user_day", "2026-11-01 00:00:00", "2026-12-01 00:00:00"),  # Nov 3, 4, 5, 6 (two rows), 20
+            ("user_day", "2026-11-03 10:30:00", "2026-11-05 00:00:00"),  # Nov 4; Nov 3 from llm_usage
             ("hour", "2026-11-03 10:30:00", "2026-11-04 10:00:00"),  # 11:00 on Nov 3, 9:00 on Nov 4
             ("hour", "2026-11-03 10:30:00", "2026-11-03 10:50:00"),  # inside an hour: llm_usage only
         )
     }  # fmt: skip
-    assert list(calls.values()) == [8 + 6000, 3 + 1000, 3 + 2000, 1]  # 1,000 per rollup row
+    # 1,000 per rollup row read
+    assert list(calls.values()) == [8 + 6000, 3 + 2000, 8 + 6000, 3 + 1000, 3 + 2000, 1]
 
 
 def test_a_filter_value_is_a_value_not_sql(usage: Store) -> None:
@@ -352,10 +356,10 @@ def test_the_grain_and_query_follow_the_question() -> None:
         "where_keys": ["tenant"],
         "where_values": ["acme"],
     }
-    # a short window reads hourly buckets, unless users are involved: the hourly rollup has none
-    assert r.usage_query("model", at(3, 10), at(4, 10)).params["grain"] == "hour"
-    assert r.usage_query("user", at(3, 10), at(4, 10)).params["grain"] == "day"
-    assert r.usage_query("model", at(3, 10), at(4, 10), {"user": "u-1"}).params["grain"] == "day"
+    # per day and user when users are involved: the other rollups have none
+    assert r.usage_query("model", at(3, 10), at(4, 10)).params["grain"] == "day"
+    assert r.usage_query("user", at(3, 10), at(4, 10)).params["grain"] == "user_day"
+    assert r.usage_query("model", at(3, 10), at(4, 10), {"user": "u-1"}).params["grain"] == "user_day"
     assert r.usage_query("operation", NOV, DEC).name == "usage_by"
     assert r.usage_query("attr:job_id", NOV, DEC).name == "usage_by_raw"
     assert r.usage_query("user", NOV, DEC, {"attr:job_id": "J-1"}).name == "usage_by_raw"
@@ -368,6 +372,7 @@ def test_the_grain_and_query_follow_the_question() -> None:
     }
     assert r.top_users_query(NOV, DEC, where={"user": "u-1"}).name == "top_users"
     assert r.series_query("day", NOV, DEC, by="model").params == {
+        "grain": "day",
         "period": "day",
         "by": "model",
         **window,

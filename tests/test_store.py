@@ -413,7 +413,7 @@ def test_rollups_equal_llm_usage_and_shrink_it(store: Store) -> None:
     for start in range(0, len(records), 50):
         store.insert_spans(records[start : start + 50])
     result = build_rollups(store, lag=timedelta(0))
-    assert result.buckets == {"hour": 29, "day": 2} and result.superseded == 0
+    assert result.buckets == {"hour": 29, "day": 2, "user_day": 2} and result.superseded == 0
     columns = (
         "count() AS calls, sum(input_tokens), sum(output_tokens), sum(ifNull(cost_usd, 0)), "
         "sum(priced), sum(unpriced), sum(usage_unavailable), sum(error), sum(cost_mismatch)"
@@ -424,7 +424,8 @@ def test_rollups_equal_llm_usage_and_shrink_it(store: Store) -> None:
     )
     for grain, group in (
         ("hour", "tenant, endpoint, model, service"),
-        ("day", "tenant, user_id, endpoint, model, service"),
+        ("day", "tenant, endpoint, model, service"),
+        ("user_day", "tenant, user_id, endpoint, model, service"),
     ):
         raw = store.query(
             f"SELECT {group}, {columns} FROM llm_usage FINAL GROUP BY {group} ORDER BY {group}"
@@ -439,7 +440,7 @@ def test_rollups_equal_llm_usage_and_shrink_it(store: Store) -> None:
     ).rows
     assert (calls, priced + unpriced + unavailable + errors) == (240, 240)
     assert (unpriced, unavailable, errors) == (80 - 20, 30, 30)  # acme-llm-1 has no price
-    [[rows]] = store.query("SELECT count() FROM llm_usage_rollup WHERE grain = 'day'").rows
+    [[rows]] = store.query("SELECT count() FROM llm_usage_rollup WHERE grain = 'user_day'").rows
     assert rows < len(records) / 2
 
 

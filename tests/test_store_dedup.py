@@ -139,9 +139,9 @@ def surfaces(store: Store) -> dict[str, dict[str, tuple[int, Decimal]]]:
         out[by] = {str(x[by]): (x["calls"], x["cost_usd"]) for x in rows}
         raw = r.run(store, r.usage_query(by, SINCE, UNTIL, raw=True)).as_dicts()
         out[f"{by} (llm_usage)"] = {str(x["key"]): (x["calls"], x["cost_usd"]) for x in raw}
-        if by in r.ROLLUP_DIMENSIONS:  # the other grain of the rollups
+        if by in r.ROLLUP_DIMENSIONS:  # the other grains of the rollups
             query = r.usage_query(by, SINCE, UNTIL)
-            other = r.Query("usage_by", {**query.params, "grain": "hour" if by != "user" else "day"})
+            other = r.Query("usage_by", {**query.params, "grain": "hour" if by != "user" else "user_day"})
             out[f"{by} (hourly)"] = {
                 str(x["key"]): (x["calls"], x["cost_usd"]) for x in r.run(store, other).as_dicts()
             }

@@ -542,15 +542,16 @@ GROUP BY name, price_tier, batch;
 
 -- --- rollups ----------------------------------------------------------------------------------------------
 -- Calls summed per bucket, built by the rollup builder from llm_usage FINAL (never fed by inserts):
---   grain 'hour'  per (hour, tenant, endpoint, model, service, operation); user_id is ''
---   grain 'day'   per (day, tenant, user_id, endpoint, model, service, operation)
+--   grain 'hour'      per (hour, tenant, endpoint, model, service, operation); user_id is ''
+--   grain 'day'       per (day, tenant, endpoint, model, service, operation); user_id is ''
+--   grain 'user_day'  per (day, tenant, user_id, endpoint, model, service, operation)
 -- A build of buckets writes their rows under a new build_id (in any number of blocks), then one row per
 -- bucket in rollup_builds: that publishes it. Readers use a bucket's rows of its latest published build
 -- only, so a build that stopped half-way is never read; the builder deletes superseded rows.
 -- `covered_upto`: every row of llm_usage written up to then was in the build's reading (it is the time the
 -- build read minus a lag longer than any insert takes to commit; spendscope/store/rollups.py).
 CREATE TABLE IF NOT EXISTS llm_usage_rollup (
-    grain Enum8('hour' = 1, 'day' = 2),
+    grain Enum8('hour' = 1, 'day' = 2, 'user_day' = 3),
     bucket DateTime('UTC'),
     build_id UInt64,
     tenant LowCardinality(String),
@@ -585,7 +586,7 @@ ORDER BY (grain, bucket, build_id, tenant, user_id, endpoint, model, service, op
 SETTINGS ttl_only_drop_parts = 1;
 
 CREATE TABLE IF NOT EXISTS rollup_builds (
-    grain Enum8('hour' = 1, 'day' = 2),
+    grain Enum8('hour' = 1, 'day' = 2, 'user_day' = 3),
     bucket DateTime('UTC'),
     build_id UInt64,
     covered_upto DateTime64(6, 'UTC'),
@@ -595,71 +596,101 @@ PARTITION BY toYYYYMM(bucket)
 ORDER BY (grain, bucket, build_id)
 SETTINGS ttl_only_drop_parts = 1;
 
--- Exact usage over [since, until) per bucket of `grain` ('hour' or 'day'; edge buckets hold their part
--- inside the window): whole buckets that are clean read from the rollup, everything else (the edges, and
--- buckets never built or stale) from llm_usage FINAL, summed to the same grain. A bucket is clean when
--- its latest published build covered every row of llm_usage now in it (max(inserted_at) <= covered_upto,
--- read from the projection), or when it is older than the raw retention (its raw rows are being dropped).
--- So a duplicate, a late span or a reprice makes its bucket stale until it is built again: the answer
--- never depends on the builder having run, only its speed does. Columns: those of llm_usage_rollup
--- without grain and build_id (user_id is '' at grain 'hour').
+-- Exact usage over [since, until) per bucket of `grain` (edge buckets hold their part inside the window):
+--   'hour'      per hour, without users (user_id is '')
+--   'day'       per day, without users; the whole days from the daily rollup, the whole hours of the
+--               other days from the hourly one
+--   'user_day'  per day and user
+-- Whole buckets that are clean are read from their rollup, everything else (the partial hours at the
+-- window's ends, and buckets never built or stale) from llm_usage FINAL, summed to the same grain. A
+-- bucket is clean when its latest published build covered every row of llm_usage now in it
+-- (max(inserted_at) <= covered_upto, from llm_usage's projection), or when it is older than the raw
+-- retention (its raw rows are being dropped). So a duplicate, a late span or a reprice makes its bucket
+-- stale until it is built again: the answer never depends on the builder having run, only its speed
+-- does. Columns: those of llm_usage_rollup without grain and build_id.
 CREATE VIEW IF NOT EXISTS usage AS
 WITH
     {grain:String} AS grain_,
     {since:DateTime64(9, 'UTC')} AS since_,
     {until:DateTime64(9, 'UTC')} AS until_,
-    if(grain_ = 'day', 86400, 3600) AS size_,
-    toDateTime(if(grain_ = 'day', toStartOfDay(since_), toStartOfHour(since_)), 'UTC') AS since_floor_,
-    if(since_floor_ = since_, since_floor_, since_floor_ + size_) AS whole_from_,
-    toDateTime(if(grain_ = 'day', toStartOfDay(until_), toStartOfHour(until_)), 'UTC') AS whole_until_,
+    grain_ = 'hour' AS hourly_,
+    -- the whole hours [hours_from_, hours_until_) and whole buckets [from_, until_) of the window
+    toDateTime(toStartOfHour(since_), 'UTC') AS since_hour_,
+    if(since_hour_ = since_, since_hour_, since_hour_ + toIntervalHour(1)) AS hours_from_,
+    toDateTime(toStartOfHour(until_), 'UTC') AS hours_until_,
+    if(hourly_ OR toStartOfDay(hours_from_) = hours_from_, hours_from_, toStartOfDay(hours_from_) + toIntervalDay(1))
+        AS from_,
+    if(hourly_, hours_until_, toDateTime(toStartOfDay(hours_until_), 'UTC')) AS until_bucket_,
     (
         SELECT toUInt32OrZero(argMax(value, updated_at)) FROM store_settings WHERE name = 'raw_retention_days'
     ) AS raw_days_,
     if(
         raw_days_ = 0, toDateTime(0, 'UTC'), toStartOfDay(now('UTC')) - toIntervalDay(greatest(raw_days_, 1) - 1)
     ) AS horizon_,
-    clean_ AS (
-        SELECT b.bucket AS bucket, b.latest_build AS build_id
+    -- the clean whole buckets of `grain`: (bucket, build_id) of their latest published build
+    (
+        SELECT groupArray((b.bucket, b.latest_build))
         FROM (
-            SELECT bucket, max(build_id) AS latest_build, argMax(covered_upto, build_id) AS covered_upto
+            SELECT bucket, max(build_id) AS latest_build, argMax(covered_upto, build_id) AS covered
             FROM rollup_builds
-            WHERE grain = grain_ AND bucket >= whole_from_ AND bucket < whole_until_
+            WHERE grain = grain_ AND bucket >= from_ AND bucket < until_bucket_
             GROUP BY bucket
         ) AS b
         LEFT JOIN (
             SELECT
-                toDateTime(
-                    if(grain_ = 'day', toStartOfDay(toStartOfHour(time)), toStartOfHour(time)), 'UTC'
-                ) AS bucket,
+                toDateTime(if(hourly_, toStartOfHour(time), toStartOfDay(toStartOfHour(time))), 'UTC') AS bucket,
                 max(inserted_at) AS last_inserted
             FROM llm_usage
-            WHERE toStartOfHour(time) >= whole_from_ AND toStartOfHour(time) < whole_until_
+            WHERE toStartOfHour(time) >= from_ AND toStartOfHour(time) < until_bucket_
             GROUP BY bucket
         ) AS i ON i.bucket = b.bucket
-        WHERE i.last_inserted <= b.covered_upto OR b.bucket < horizon_
-    ),
-    -- the hours of llm_usage to read: those of the whole buckets that are not clean
-    stale_hours_ AS (
-        SELECT hour
+        WHERE i.last_inserted <= b.covered OR b.bucket < horizon_
+        SETTINGS join_use_nulls = 0
+    ) AS clean_,
+    -- the window's other whole hours with calls: the clean ones in the hourly rollup, (hour, build_id)
+    -- (at grain 'day' only: the others read no hourly rows), and the hours to read from llm_usage
+    (
+        SELECT (groupArrayIf((hour, latest_build), clean), groupArrayIf(hour, NOT clean))
         FROM (
-            SELECT arrayJoin(
-                arrayMap(
-                    n -> whole_from_ + toIntervalHour(n),
-                    range(toUInt64(greatest(dateDiff('hour', whole_from_, whole_until_), 0)))
-                )
-            ) AS hour
+            SELECT
+                w.hour AS hour,
+                h.latest_build AS latest_build,
+                h.latest_build != 0 AND (w.last_inserted <= h.covered OR w.hour < horizon_) AS clean
+            FROM (
+                SELECT toDateTime(toStartOfHour(time), 'UTC') AS hour, max(inserted_at) AS last_inserted
+                FROM llm_usage
+                WHERE toStartOfHour(time) >= hours_from_ AND toStartOfHour(time) < hours_until_
+                GROUP BY hour
+            ) AS w
+            LEFT JOIN (
+                SELECT bucket, max(build_id) AS latest_build, argMax(covered_upto, build_id) AS covered
+                FROM rollup_builds
+                WHERE grain = 'hour' AND grain_ = 'day' AND bucket >= hours_from_ AND bucket < hours_until_
+                GROUP BY bucket
+            ) AS h ON h.bucket = w.hour
+            WHERE NOT has(arrayMap(c -> c.1, clean_), toDateTime(if(hourly_, w.hour, toStartOfDay(w.hour)), 'UTC'))
         )
-        WHERE toDateTime(if(grain_ = 'day', toStartOfDay(hour), hour), 'UTC') NOT IN (SELECT bucket FROM clean_)
-    )
+        SETTINGS join_use_nulls = 0
+    ) AS hours_,
+    hours_.1 AS clean_hours_,
+    hours_.2 AS stale_hours_
 SELECT * EXCEPT (grain, build_id)
 FROM llm_usage_rollup
-WHERE grain = grain_ AND bucket >= whole_from_ AND bucket < whole_until_
-    AND (bucket, build_id) IN (SELECT bucket, build_id FROM clean_)
+WHERE grain = grain_ AND bucket >= from_ AND bucket < until_bucket_
+    AND (bucket, build_id) IN (SELECT arrayJoin(clean_))
+UNION ALL
+SELECT toDateTime(toStartOfDay(hour), 'UTC') AS bucket, * EXCEPT (hour)
+FROM (
+    SELECT bucket AS hour, * EXCEPT (grain, bucket, build_id)
+    FROM llm_usage_rollup
+    WHERE grain = 'hour' AND grain_ = 'day' AND bucket >= hours_from_ AND bucket < hours_until_
+        AND (bucket, build_id) IN (SELECT arrayJoin(clean_hours_))
+)
 UNION ALL
 SELECT
-    toDateTime(if(grain_ = 'day', toStartOfDay(time), toStartOfHour(time)), 'UTC') AS bucket,
+    toDateTime(if(hourly_, toStartOfHour(time), toStartOfDay(time)), 'UTC') AS bucket,
     tenant,
-    if(grain_ = 'hour', '', llm_usage.user_id) AS user_id,
+    if(grain_ = 'user_day', llm_usage.user_id, '') AS user_id,
     endpoint,
     model,
     service,
@@ -685,5 +716,5 @@ SELECT
     sumMap(llm_usage.quantities) AS quantities
 FROM llm_usage FINAL
 WHERE time >= since_ AND time < until_
-    AND (time < whole_from_ OR time >= whole_until_ OR toStartOfHour(time) IN stale_hours_)
+    AND (time < hours_from_ OR time >= hours_until_ OR toStartOfHour(time) IN (SELECT arrayJoin(stale_hours_)))
 GROUP BY bucket, tenant, user_id, endpoint, model, service, operation;

@@ -1,5 +1,5 @@
 -- Budget status for `spendscope budgets` (spendscope/budgets): every (tenant, user) with calls this
--- calendar month (the `usage` view at the daily grain: exact), its spend today (UTC) and this month,
+-- calendar month (the `usage` view per day and user: exact), its spend today (UTC) and this month,
 -- against its limits joined in SQL.
 -- One row per tenant: the tenant's day and month totals, how many users it has, how many are at or
 -- above the warning percentage of a limit, and at most max_users of those (the highest share of a
@@ -47,7 +47,7 @@ FROM (
             toFloat64(sumIf(cost_usd, toDate(bucket) = {today:Date})) AS day_usd,
             toFloat64(sum(cost_usd)) AS month_usd
         FROM usage(
-            grain = 'day',
+            grain = 'user_day',
             since = toDateTime64(toStartOfMonth({today:Date}), 9, 'UTC'),
             until = toDateTime64({today:Date} + 1, 9, 'UTC')
         )

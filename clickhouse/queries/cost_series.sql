@@ -1,6 +1,6 @@
 -- Cost per UTC day or calendar month (`period`: day | month) in [since, until) (the first and last may
 -- be partial), one series or one per value of a dimension, with filters, from the `usage` view at the
--- daily grain.
+-- daily grain (`grain`: day, or user_day when the user is grouped or filtered on).
 --   by            '' (one series) | user | endpoint | tenant | model | service | operation
 --   where_keys    dimensions to filter on (same names), where_values their values (same order)
 SELECT
@@ -21,7 +21,7 @@ SELECT
     sum(unpriced_calls) AS unpriced_calls,
     sum(usage_unavailable_calls) AS usage_unavailable_calls,
     sum(error_calls) AS error_calls
-FROM usage(grain = 'day', since = {since:DateTime64(9, 'UTC')}, until = {until:DateTime64(9, 'UTC')})
+FROM usage(grain = {grain:String}, since = {since:DateTime64(9, 'UTC')}, until = {until:DateTime64(9, 'UTC')})
 WHERE arrayAll(
     (k, v) -> multiIf(
         k = 'user', user_id = v,

@@ -1,5 +1,5 @@
 -- A tenant's invoice for one month (whole UTC days [since_day, until_day)), by a rollup dimension, from
--- the `usage` view at the daily grain: provider cost and billed cost = cost * (100 + margin) / 100, the
+-- the `usage` view per day (`grain`: day, or user_day by user): provider cost and billed cost = cost * (100 + margin) / 100, the
 -- margin being the tenant's in force that day (tenant_margins), else default_margin_percent. Calls
 -- without a price are counted in unpriced_calls, with their tokens: the invoice is incomplete then.
 --   by            model | user | endpoint | service
@@ -33,7 +33,7 @@ FROM (
     FROM (
         SELECT *, toDate(bucket) AS day
         FROM usage(
-            grain = 'day',
+            grain = {grain:String},
             since = toDateTime64({since_day:Date}, 9, 'UTC'),
             until = toDateTime64({until_day:Date}, 9, 'UTC')
         )

@@ -1,5 +1,5 @@
--- The `limit` users who cost most in [since, until), with filters, from the `usage` view at the daily
--- grain (the hourly rollup has no users).
+-- The `limit` users who cost most in [since, until), with filters, from the `usage` view per day and
+-- user.
 --   where_keys    dimensions to filter on (user, endpoint, tenant, model, service, operation),
 --                 where_values their values (same order)
 SELECT
@@ -11,7 +11,7 @@ SELECT
     sum(unpriced_calls) AS unpriced_calls,
     sum(usage_unavailable_calls) AS usage_unavailable_calls,
     sum(error_calls) AS error_calls
-FROM usage(grain = 'day', since = {since:DateTime64(9, 'UTC')}, until = {until:DateTime64(9, 'UTC')})
+FROM usage(grain = 'user_day', since = {since:DateTime64(9, 'UTC')}, until = {until:DateTime64(9, 'UTC')})
 WHERE arrayAll(
     (k, v) -> multiIf(
         k = 'user', user_id = v,

@@ -1,7 +1,7 @@
 -- Calls, tokens and cost in [since, until) by one dimension, with filters on any of these dimensions,
 -- from the `usage` view (clean rollup buckets, and llm_usage FINAL for the rest: exact over any window).
---   grain         hour | day: the rollup to read (day whenever the user is grouped or filtered on: the
---                 hourly rollup has no users)
+--   grain         day (whole days from the daily rollup, whole hours from the hourly one) | user_day
+--                 (whenever the user is grouped or filtered on: the others have no users) | hour
 --   by            user | endpoint | tenant | model | service | operation
 --   where_keys    dimensions to filter on (same names), where_values their values (same order)
 SELECT

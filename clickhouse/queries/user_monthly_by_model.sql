@@ -1,4 +1,4 @@
--- What one user cost in one calendar month (UTC), by model, from the `usage` view at the daily grain.
+-- What one user cost in one calendar month (UTC), by model, from the `usage` view per day and user.
 SELECT
     model,
     sum(calls) AS calls,
@@ -11,7 +11,7 @@ SELECT
     sum(usage_unavailable_calls) AS usage_unavailable_calls,
     sum(error_calls) AS error_calls
 FROM usage(
-    grain = 'day',
+    grain = 'user_day',
     since = toDateTime64({month:Date}, 9, 'UTC'),
     until = toDateTime64(addMonths({month:Date}, 1), 9, 'UTC')
 )

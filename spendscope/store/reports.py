@@ -8,9 +8,10 @@ clean rollup buckets, and llm_usage for the rest of the window, exact over any w
 project, api_key, status, error_type and attr:KEY (answered from llm_usage). Every value a caller gives,
 filter values included, is a bound query parameter, never SQL text.
 
-`usage` reads hourly or daily buckets: daily whenever the user is involved (the hourly rollup has no
-users) or the window is longer than HOURLY_UP_TO (its partial first and last days are read from
-llm_usage), hourly otherwise (its partial first and last hours are).
+`usage` reads daily buckets: whole days from the daily rollup, the whole hours of the window's first and
+last days from the hourly one, its partial first and last hours from llm_usage; or, when the user is
+grouped or filtered on, per day and user (the other rollups have no users: the partial days are read
+from llm_usage).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, BinaryIO, Protocol
 
@@ -27,7 +28,6 @@ from spendscope.store.sqlfiles import named_query
 from spendscope.store.times import ch_time
 
 ROLLUP_DIMENSIONS = ("user", "endpoint", "tenant", "model", "service", "operation")
-HOURLY_UP_TO = timedelta(days=3)
 RAW_DIMENSIONS = (
     *ROLLUP_DIMENSIONS,
     "service_tier",
@@ -129,9 +129,9 @@ def _rollup(by: str | None, where: Mapping[str, str]) -> bool:
     return (by is None or by in ROLLUP_DIMENSIONS) and all(k in ROLLUP_DIMENSIONS for k in where)
 
 
-def _grain(since: datetime, until: datetime, *dimensions: str | None) -> str:
+def _grain(*dimensions: str | None) -> str:
     """The grain of `usage` to read (see the module's docstring)."""
-    return "day" if "user" in dimensions or until - since > HOURLY_UP_TO else "hour"
+    return "user_day" if "user" in dimensions else "day"
 
 
 def _where(where: Mapping[str, str]) -> dict[str, list[str]]:
@@ -171,7 +171,7 @@ def usage_query(
     filters = {check_dimension(k, option="--where key"): v for k, v in (where or {}).items()}
     if raw or not _rollup(by, filters):
         return Query("usage_by_raw", {"by": by, **_range(since, until), **_where(filters)})
-    grain = _grain(since, until, by, *filters)
+    grain = _grain(by, *filters)
     return Query("usage_by", {"grain": grain, "by": by, **_range(since, until), **_where(filters)})
 
 
@@ -187,7 +187,8 @@ def series_query(
         raise ReportError(f"unknown period {period!r}: day or month")
     by_ = check_dimension(by, ROLLUP_DIMENSIONS) if by else ""
     filters = _rollup_where(where or {}, "a cost series")
-    return Query("cost_series", {"period": period, "by": by_, **_range(since, until), **_where(filters)})
+    params = {"grain": _grain(by_, *filters), "period": period, "by": by_}
+    return Query("cost_series", {**params, **_range(since, until), **_where(filters)})
 
 
 def top_users_query(
@@ -219,7 +220,8 @@ def invoice_query(
     margin = str(default_margin)
     if by in INVOICE_DIMENSIONS:
         days = {"since_day": since.date().isoformat(), "until_day": until.date().isoformat()}
-        return Query("tenant_invoice", {"tenant": tenant, "by": by, **days, "default_margin_percent": margin})
+        params = {"grain": _grain(by), "tenant": tenant, "by": by, **days, "default_margin_percent": margin}
+        return Query("tenant_invoice", params)
     return Query(
         "tenant_invoice_raw",
         {"tenant": tenant, "by": by, **_range(since, until), "default_margin_percent": margin},

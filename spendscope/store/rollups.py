@@ -6,12 +6,13 @@
 Each run:
 1. gives the names calls brought that the store has no price row for their rows, and prices those
    calls again (spendscope/store/prices.py: `resolve_seen_models`);
-2. for each grain (hour, day), finds the stale buckets: those with rows of llm_usage written after their
-   latest build covered them (or never built), and quiet for `lag` (no row written since: a bucket still
-   being written would be stale again at once), newer than the raw retention;
-3. builds them: reads their calls through the `usage` view (llm_usage FINAL for stale buckets) into new
-   rows under a new build id, in any number of blocks, then publishes the build with one rollup_builds
-   row per bucket, `covered_upto` = the time it started reading minus `lag`;
+2. for each grain (hour; day; day and user), finds the stale buckets: those with rows of llm_usage
+   written after their latest build covered them (or never built), and quiet for `lag` (no row written
+   since: a bucket still being written would be stale again at once), newer than the raw retention;
+3. builds them: reads their calls through the `usage` view (llm_usage FINAL for stale buckets; a day
+   reads the hours already built where they are clean) into new rows under a new build id, in any
+   number of blocks, then publishes the build with one rollup_builds row per bucket, `covered_upto` =
+   the time it started reading minus `lag`;
 4. deletes the rows and build records its builds superseded.
 
 Readers use a bucket's rollup rows only while no row of llm_usage in it is newer than `covered_upto`
@@ -37,8 +38,8 @@ if TYPE_CHECKING:
     from spendscope.store.prices import Resolved
 
 LAG = timedelta(minutes=5)
-GRAINS = ("hour", "day")
-_SIZE = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
+GRAINS = ("hour", "day", "user_day")  # in this order: a day reads the hours built before it
+_SIZE = {"hour": timedelta(hours=1), "day": timedelta(days=1), "user_day": timedelta(days=1)}
 MAX_BUCKETS = 240  # buckets built per statement (a day of hours, ten days)
 
 
@@ -53,7 +54,7 @@ class BuildResult:
 def _bucket(grain: str, hour_expression: str) -> str:
     """SQL for the bucket of `grain` an hour start falls in."""
     day = f"toStartOfDay({hour_expression})"
-    return f"toDateTime({day if grain == 'day' else hour_expression}, 'UTC')"
+    return f"toDateTime({hour_expression if grain == 'hour' else day}, 'UTC')"
 
 
 def stale_buckets(store: Store, grain: str, *, lag: timedelta = LAG) -> list[datetime]:
@@ -115,11 +116,17 @@ def build_buckets(store: Store, grain: str, buckets: Sequence[datetime], *, lag:
     store.command(
         """
         INSERT INTO llm_usage_rollup
-        SELECT {grain:String} AS grain, bucket, {build_id:UInt64} AS build_id, * EXCEPT (bucket)
+        SELECT
+            {grain:String} AS grain, bucket, {build_id:UInt64} AS build_id, tenant, user_id, endpoint, model,
+            service, operation,
+            -- every measure summed (a day's rows may come from its clean hours: one row per hour)
+            * EXCEPT (bucket, tenant, user_id, endpoint, model, service, operation, quantities) APPLY(sum),
+            sumMap(quantities)
         FROM usage(
             grain = {grain:String}, since = {since:DateTime64(9, 'UTC')}, until = {until:DateTime64(9, 'UTC')}
         )
         WHERE bucket IN {buckets:Array(DateTime('UTC'))}
+        GROUP BY bucket, tenant, user_id, endpoint, model, service, operation
         """,
         window,
     )
@@ -134,7 +141,7 @@ def build_buckets(store: Store, grain: str, buckets: Sequence[datetime], *, lag:
         [[grain, bucket, int(build_id), covered_upto, started] for bucket in buckets],
         ["grain", "bucket", "build_id", "covered_upto", "built_at"],
         column_type_names=[
-            "Enum8('hour' = 1, 'day' = 2)",
+            "Enum8('hour' = 1, 'day' = 2, 'user_day' = 3)",
             "DateTime('UTC')",
             "UInt64",
             "DateTime64(6, 'UTC')",
