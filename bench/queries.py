@@ -7,9 +7,9 @@ The calls are generated inside ClickHouse (INSERT ... SELECT FROM numbers()) int
 store's view prices each one and writes it to `llm_usage` as live ingest does; then the rollup builder
 builds every hourly and daily bucket (timed), and the tables are merged as background merges would.
 Each report query (from clickhouse/queries, through spendscope.store.reports, reading the `usage` view:
-clean rollup buckets, llm_usage FINAL for the rest) is timed beside the same answer computed by
-scanning `llm_usage FINAL` itself: the ratio is what the rollups buy, and the two answers must be equal
-(each value's cost, and calls where the scan counts them: `exact`). Wall time (min and median of
+clean rollup buckets, llm_usage FINAL for the rest) is timed beside the same answer, with the same
+columns, computed by scanning `llm_usage FINAL` itself: the ratio is what the rollups buy, and the two
+answers must be equal, every column of every row (`exact`). Wall time (min and median of
 --repeats after a warm-up), the process CPU time (chdb runs in-process, so it is the query's work
 whatever else runs on the machine) and the rows ClickHouse plans to read (EXPLAIN ESTIMATE: whole
 granules) are recorded, and the query alone in ClickHouse (its Native result bytes, not turned into
@@ -181,13 +181,8 @@ def timed(fn: Callable[[], object], repeats: int) -> dict[str, float]:
 
 
 def same_answer(report: r.Report, scan: list[list[Any]]) -> bool:
-    """The report equals the raw scan, whose rows are (value, [calls,] cost): the report's first
-    column is the value (a model, user, day, ...)."""
-    calls = bool(scan) and len(scan[0]) == 3
-    mine = [
-        (d[report.columns[0]], *([d["calls"]] if calls else []), d["cost_usd"]) for d in report.as_dicts()
-    ]
-    return sorted(mine) == sorted(tuple(row) for row in scan)
+    """The report equals the raw scan, every column of every row in order."""
+    return report.rows == scan
 
 
 def clickhouse_alone(store: Store, query: r.Query, repeats: int) -> dict[str, float]:
@@ -210,14 +205,24 @@ def disk(store: Store, database: str) -> dict[str, dict[str, int]]:
         {"db": database},
     ).rows
     out = {str(t): {"rows": int(n), "bytes": int(b)} for t, n, b in rows}
-    for grain in ("hour", "day"):
+    for grain in ("hour", "day", "user_day"):
         [[count]] = store.query(f"SELECT count() FROM llm_usage_rollup WHERE grain = '{grain}'").rows
         out[f"llm_usage_rollup ({grain})"] = {"rows": int(count), "bytes": 0}
     return out
 
 
+# The measures every report returns, computed from llm_usage itself.
+_CALLS = "count() AS calls, sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens"
+_COST = "sum(ifNull(cost_usd, toDecimal128(0, 18))) AS cost_usd"
+_KINDS = (
+    "sum(unpriced) AS unpriced_calls, sum(usage_unavailable) AS usage_unavailable_calls, "
+    "sum(error) AS error_calls"
+)
+
+
 def cases(store: Store, days: int) -> list[tuple[str, r.Query, str, dict[str, Any]]]:
-    """(name, the report's query, the raw scan answering the same question, its parameters)."""
+    """(name, the report's query, the raw scan of llm_usage FINAL answering the same question with the
+    same columns, its parameters)."""
     now = datetime.now(UTC)
     since, until = now - timedelta(days=days), now
     month = date(now.year, now.month, 1)
@@ -225,57 +230,54 @@ def cases(store: Store, days: int) -> list[tuple[str, r.Query, str, dict[str, An
     busiest = "SELECT user_id, any(tenant) FROM llm_usage GROUP BY user_id ORDER BY count() DESC LIMIT 1"
     user, tenant = (str(v) for v in store.query(busiest).rows[0])
     window = {"since": since, "until": until}
-    in_window = "time >= {s:DateTime64(9, 'UTC')} AND time < {u:DateTime64(9, 'UTC')}"
-    scan_params = {"s": since, "u": until}
-    cost = "sum(ifNull(cost_usd, toDecimal128(0, 18)))"
+    in_window = "time >= {since:DateTime64(9, 'UTC')} AND time < {until:DateTime64(9, 'UTC')}"
+
+    def raw(query: r.Query) -> tuple[str, dict[str, Any]]:
+        """The same question asked of llm_usage FINAL (usage_by_raw)."""
+        return query.sql, named_query(query.name).bind(query.params)
+
+    by_month = r.user_month_query(user, month)
     out: list[tuple[str, r.Query, str, dict[str, Any]]] = [
         (
             f"one user's monthly cost by model ({user})",
-            r.user_month_query(user, month),
-            f"SELECT model, {cost} FROM llm_usage FINAL WHERE user_id = {{user:String}} "
-            "AND time >= {s:DateTime64(9, 'UTC')} AND time < {u:DateTime64(9, 'UTC')} GROUP BY model",
+            by_month,
+            f"SELECT model, {_CALLS}, sum(cached_input_tokens) AS cached_input_tokens, "
+            f"sum(reasoning_tokens) AS reasoning_tokens, {_COST}, {_KINDS} FROM llm_usage FINAL "
+            f"WHERE user_id = {{user:String}} AND {in_window} GROUP BY model ORDER BY cost_usd DESC, model",
             {
                 "user": user,
-                "s": month_since,
-                "u": datetime(month.year + month.month // 12, month.month % 12 + 1, 1, tzinfo=UTC),
+                "since": month_since,
+                "until": datetime(month.year + month.month // 12, month.month % 12 + 1, 1, tzinfo=UTC),
             },
         ),
     ]
-    for by, column in (
-        ("user", "user_id"),
-        ("endpoint", "endpoint"),
-        ("model", "model"),
-        ("tenant", "tenant"),
-    ):
+    for by in ("user", "endpoint", "model", "tenant"):
         out.append(
             (
                 f"report --by {by} (last {days} days)",
                 r.usage_query(by, **window),
-                f"SELECT {column} AS key, count() AS calls, {cost} AS cost FROM llm_usage FINAL "
-                f"WHERE {in_window} GROUP BY key",
-                scan_params,
+                *raw(r.usage_query(by, raw=True, **window)),
             )
         )
     out += [
         (
             f"top 10 users (last {days} days)",
             r.top_users_query(limit=10, **window),
-            f"SELECT user_id, {cost} AS cost FROM llm_usage FINAL WHERE {in_window} "
-            "GROUP BY user_id ORDER BY cost DESC, user_id LIMIT 10",
-            scan_params,
+            f"SELECT user_id AS user, {_CALLS}, {_COST}, {_KINDS} FROM llm_usage FINAL WHERE {in_window} "
+            "GROUP BY user ORDER BY cost_usd DESC, user LIMIT 10",
+            window,
         ),
         (
             f"daily cost (last {days} days)",
             r.series_query("day", **window),
-            f"SELECT toDate(time) AS day, {cost} FROM llm_usage FINAL WHERE {in_window} GROUP BY day",
-            scan_params,
+            f"SELECT toDate(time) AS period, '' AS key, {_CALLS}, {_COST}, {_KINDS} FROM llm_usage FINAL "
+            f"WHERE {in_window} GROUP BY period ORDER BY period, cost_usd DESC, key",
+            window,
         ),
         (
             f"report --by model --where tenant={tenant} (last {days} days)",
             r.usage_query("model", where={"tenant": tenant}, **window),
-            f"SELECT model, {cost} AS cost FROM llm_usage FINAL WHERE tenant = {{t:String}} AND {in_window} "
-            "GROUP BY model",
-            {"t": tenant, **scan_params},
+            *raw(r.usage_query("model", where={"tenant": tenant}, raw=True, **window)),
         ),
     ]
     return out
@@ -319,6 +321,18 @@ def main() -> None:
                 },
             }
         print(f"{args.raw_calls:,} calls as spans: {json.dumps(per_million, indent=1)}")
+    elif args.reuse and args.raw_calls:  # the spans written before, if any
+        with open_store(f"chdb://{args.dir}", database="bench_raw") as raw:
+            sizes = disk(raw, "bench_raw")
+            if sizes.get("llm_usage", {}).get("rows"):
+                scale = 1_000_000 / sizes["llm_usage"]["rows"]
+                per_million = {
+                    "calls": sizes["llm_usage"]["rows"],
+                    "per_million_calls": {
+                        t: {"rows": round(v["rows"] * scale), "bytes": round(v["bytes"] * scale)}
+                        for t, v in sizes.items()
+                    },
+                }
     store = open_store(f"chdb://{args.dir}", database="bench", migrate=True)
     generate_s = build_s = 0.0
     if not args.reuse:

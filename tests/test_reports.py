@@ -188,7 +188,7 @@ def test_the_rollups_are_read_where_they_are_clean(usage_rw: Store) -> None:
     )
     calls = {
         (grain, since, until): sum(row[1] for row in r.run(usage_rw, r.Query("usage_by", {
-            "grain": grain, "by": "tenant", "since": since, "until": until, "where_keys": [],
+            "grain": grain, "column": "tenant", "since": since, "until": until, "where_keys": [],
             "where_values": []})).rows)
         for grain, since, until in (
             ("day", "2026-11-01 00:00:00", "2026-12-01 00:00:00"),  # Nov 3, 4, 5, 6 (two rows), 20
@@ -332,6 +332,7 @@ def test_every_named_query_runs_with_bound_parameters(usage: Store) -> None:
         "Decimal(9, 4)": "12.5",
         "Float64": 80.0,
         "Array(Nullable(Float64))": [],
+        "Identifier": "model",
     }
     for name in query_names():
         query = named_query(name)
@@ -351,7 +352,7 @@ def test_the_grain_and_query_follow_the_question() -> None:
     window = {"since": "2026-11-01 00:00:00.000000", "until": "2026-12-01 00:00:00.000000"}
     assert r.usage_query("model", NOV, DEC, {"tenant": "acme"}).params == {
         "grain": "day",
-        "by": "model",
+        "column": "model",
         **window,
         "where_keys": ["tenant"],
         "where_values": ["acme"],
@@ -370,11 +371,13 @@ def test_the_grain_and_query_follow_the_question() -> None:
         "where_keys": [],
         "where_values": [],
     }
+    assert r.usage_query("user", NOV, DEC).params["column"] == "user_id"
     assert r.top_users_query(NOV, DEC, where={"user": "u-1"}).name == "top_users"
     assert r.series_query("day", NOV, DEC, by="model").params == {
         "grain": "day",
         "period": "day",
         "by": "model",
+        "column": "model",
         **window,
         "where_keys": [],
         "where_values": [],

@@ -2,18 +2,11 @@
 -- be partial), one series or one per value of a dimension, with filters, from the `usage` view at the
 -- daily grain (`grain`: day, or user_day when the user is grouped or filtered on).
 --   by            '' (one series) | user | endpoint | tenant | model | service | operation
+--   column        the column of the dimension grouped by (any of them for one series)
 --   where_keys    dimensions to filter on (same names), where_values their values (same order)
 SELECT
     if({period:String} = 'month', toStartOfMonth(bucket), toDate(bucket)) AS period,
-    multiIf(
-        {by:String} = 'user', user_id,
-        {by:String} = 'endpoint', endpoint,
-        {by:String} = 'tenant', tenant,
-        {by:String} = 'model', model,
-        {by:String} = 'service', service,
-        {by:String} = 'operation', operation,
-        ''
-    ) AS key,
+    if({by:String} = '', '', toString({column:Identifier})) AS key,
     sum(calls) AS calls,
     sum(input_tokens) AS input_tokens,
     sum(output_tokens) AS output_tokens,

@@ -2,18 +2,12 @@
 -- from the `usage` view (clean rollup buckets, and llm_usage FINAL for the rest: exact over any window).
 --   grain         day (whole days from the daily rollup, whole hours from the hourly one) | user_day
 --                 (whenever the user is grouped or filtered on: the others have no users) | hour
---   by            user | endpoint | tenant | model | service | operation
---   where_keys    dimensions to filter on (same names), where_values their values (same order)
+--   column        the column of the dimension grouped by: user_id | endpoint | tenant | model | service
+--                 | operation (an identifier: a choice among columns per row costs more than the sums)
+--   where_keys    dimensions to filter on (user, endpoint, tenant, model, service, operation),
+--                 where_values their values (same order)
 SELECT
-    multiIf(
-        {by:String} = 'user', user_id,
-        {by:String} = 'endpoint', endpoint,
-        {by:String} = 'tenant', tenant,
-        {by:String} = 'model', model,
-        {by:String} = 'service', service,
-        {by:String} = 'operation', operation,
-        ''
-    ) AS key,
+    toString({column:Identifier}) AS key,
     sum(calls) AS calls,
     sum(input_tokens) AS input_tokens,
     sum(output_tokens) AS output_tokens,

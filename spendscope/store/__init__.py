@@ -2,7 +2,7 @@
 
     store = open_store("chdb:///var/lib/spendscope")      # or http(s)://user:pass@host:8123/db
     store.migrate()
-    store.insert_spans(records, dedup_token=block_id)       # the collector's SpanSink
+    store.insert_spans(records)                             # the collector's SpanSink
     report(store, by="user", since=..., until=..., where={"tenant": "acme"})
 
 The SQL lives in the repository's `clickhouse/` folder (shipped inside the wheel).

@@ -129,6 +129,11 @@ def _rollup(by: str | None, where: Mapping[str, str]) -> bool:
     return (by is None or by in ROLLUP_DIMENSIONS) and all(k in ROLLUP_DIMENSIONS for k in where)
 
 
+def _column(dimension: str) -> str:
+    """The column of a rollup dimension in the `usage` view and llm_usage."""
+    return "user_id" if dimension == "user" else dimension
+
+
 def _grain(*dimensions: str | None) -> str:
     """The grain of `usage` to read (see the module's docstring)."""
     return "user_day" if "user" in dimensions else "day"
@@ -171,8 +176,8 @@ def usage_query(
     filters = {check_dimension(k, option="--where key"): v for k, v in (where or {}).items()}
     if raw or not _rollup(by, filters):
         return Query("usage_by_raw", {"by": by, **_range(since, until), **_where(filters)})
-    grain = _grain(by, *filters)
-    return Query("usage_by", {"grain": grain, "by": by, **_range(since, until), **_where(filters)})
+    params = {"grain": _grain(by, *filters), "column": _column(by)}
+    return Query("usage_by", {**params, **_range(since, until), **_where(filters)})
 
 
 def series_query(
@@ -187,7 +192,7 @@ def series_query(
         raise ReportError(f"unknown period {period!r}: day or month")
     by_ = check_dimension(by, ROLLUP_DIMENSIONS) if by else ""
     filters = _rollup_where(where or {}, "a cost series")
-    params = {"grain": _grain(by_, *filters), "period": period, "by": by_}
+    params = {"grain": _grain(by_, *filters), "period": period, "by": by_, "column": _column(by_ or "tenant")}
     return Query("cost_series", {**params, **_range(since, until), **_where(filters)})
 
 
