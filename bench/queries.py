@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import resource
 import shutil
 import statistics
@@ -197,6 +198,12 @@ def rows_planned(store: Store, sql: str, params: dict[str, Any]) -> int:
     return sum(int(row[3]) for row in store.query(f"EXPLAIN ESTIMATE {sql}", params).rows)
 
 
+def grain_of(sql: str) -> str:
+    """The grain a named query that does not take one reads ``usage`` at."""
+    found = re.search(r"grain = '(\w+)'", sql)
+    return found.group(1) if found else ""
+
+
 def disk(store: Store, database: str) -> dict[str, dict[str, int]]:
     """Rows and bytes on disk of each table (active parts), and of the rollup per grain."""
     rows = store.query(
@@ -354,7 +361,7 @@ def main() -> None:
             {
                 "query": name,
                 "named_query": query.name,
-                "grain": query.params.get("grain", "day"),
+                "grain": query.params.get("grain") or grain_of(query.sql),
                 "exact": exact,
                 "report_ms": report["ms"],
                 "report_min_ms": report["min_ms"],
