@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import socket
+import tempfile
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager, ExitStack
@@ -120,29 +121,37 @@ class Collector:
         return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     def start(self) -> Collector:
+        """Start serving; on failure, stop what was started and raise `CollectorError`."""
         if self._server is not None:
             return self
         self._check_discovery()
+        self._check_data_dir()
         host, port = self.config.listen
         server_class = _IPv6Server if ":" in host else Server
         try:
             self._server = server_class((host, port), self, self.registry)
         except OSError as exc:
             raise CollectorError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.2},
-            name="spendscope-http",
-            daemon=True,
-        )
-        if not self.pipeline.start():
-            _log.warning(
-                "spendscope collector: store unavailable (%s); accepting spans into the spool %s until it is",
-                self.store.last_error,
-                self.spool.directory,
+        try:
+            if not self.pipeline.start():
+                _log.warning(
+                    "spendscope collector: store unavailable (%s); accepting spans into the spool %s until "
+                    "it is",
+                    self.store.last_error,
+                    self.spool.directory,
+                )
+            thread = threading.Thread(
+                target=self._server.serve_forever,
+                kwargs={"poll_interval": 0.2},
+                name="spendscope-http",
+                daemon=True,
             )
-        self._thread.start()
-        self._write_discovery()
+            thread.start()
+            self._thread = thread
+            self._write_discovery()
+        except BaseException:
+            self.stop()
+            raise
         _log.info(
             "spendscope collector on %s: OTLP/HTTP at %s/v1/traces and /v1/metrics, Prometheus at %s/metrics",
             self.url,
@@ -152,14 +161,17 @@ class Collector:
         return self
 
     def stop(self) -> None:
-        """Stop serving, write or spool everything accepted, close the store."""
+        """Stop serving, write or spool everything accepted, close the store. Stops only what started
+        (safe after a failed start, and twice)."""
         if self._server is not None:
             self._server.closing = True
-            self._server.shutdown()
+            if self._thread is not None:  # shutdown() waits for a serve_forever() that has run
+                self._server.shutdown()
             self._server.server_close()
             self._server.drain(timeout=10.0)  # answers in flight are sent before the queue is flushed
         if self._thread is not None:
             self._thread.join()
+            self._thread = None
         self.pipeline.stop()
         self.store.close()
         for handle in self._writer_stores:
@@ -209,19 +221,36 @@ class Collector:
         other = read_discovery(path)
         if other is not None and other.get("pid") != os.getpid():
             raise CollectorError(
-                f"another spendscope collector (pid {other.get('pid')}) serves this store "
-                f"at {other.get('url')}"
+                f"another spendscope collector (pid {other.get('pid')}, {other.get('url')}) serves the "
+                f"store {path.parent}: stop it, or give this one another store"
             )
+
+    def _check_data_dir(self) -> None:
+        """The chdb directory exists (created if need be) and this process can write to it."""
+        directory = self.config.chdb_dir
+        if directory is None:
+            return
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CollectorError(f"cannot create the store directory {directory}: {exc.strerror}") from None
+        try:
+            with tempfile.TemporaryFile(dir=directory):
+                pass
+        except OSError as exc:
+            raise CollectorError(f"cannot write to the store directory {directory}: {exc.strerror}") from None
 
     def _write_discovery(self) -> None:
         path = self._discovery_path()
         if path is None:
             return
         info = {"url": self.url, "pid": os.getpid(), "token_required": self.config.token is not None}
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{DISCOVERY_FILE}.{os.getpid()}")
-        tmp.write_text(json.dumps(info) + "\n")
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(json.dumps(info) + "\n")
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise CollectorError(f"cannot write {path}: {exc.strerror}") from None
         self._discovery = path
 
     def _remove_discovery(self) -> None:
