@@ -125,7 +125,6 @@ class Collector:
         if self._server is not None:
             return self
         self._check_discovery()
-        self._check_data_dir()
         host, port = self.config.listen
         server_class = _IPv6Server if ":" in host else Server
         try:
@@ -133,6 +132,7 @@ class Collector:
         except OSError as exc:
             raise CollectorError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         try:
+            self._check_data_dir()
             if not self.pipeline.start():
                 _log.warning(
                     "spendscope collector: store unavailable (%s); accepting spans into the spool %s until "
