@@ -163,6 +163,53 @@ def test_bad_margin_setting_is_one_line(
     )
 
 
+# --- commands that read a store never create one --------------------------------------------------------
+READERS = [
+    ["report"],
+    ["export"],
+    ["invoice", "--tenant", "acme", "--month", "2026-11"],
+    ["reprice"],
+    ["budgets", "--once", "--config", "budgets.yaml"],
+    ["reconcile"],
+]
+
+
+@pytest.fixture
+def empty_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SPENDSCOPE_STORE", raising=False)
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", "sk-admin-unused")
+    (tmp_path / "budgets.yaml").write_text("")
+    return tmp_path
+
+
+@pytest.mark.parametrize("args", READERS, ids=lambda args: args[0])
+def test_a_missing_store_is_named_and_not_created(args: list[str], empty_cwd: Path) -> None:
+    default = cli(*args)
+    assert (default.exit_code, default.stderr) == (
+        1,
+        f"error: no store at {empty_cwd / 'spendscope-data'}: the directory does not exist\n",
+    )
+    typo = cli(*args, "--store", "garbage!!")
+    assert (typo.exit_code, typo.stderr) == (
+        1,
+        f"error: no store at {empty_cwd / 'garbage!!'}: the directory does not exist\n",
+    )
+    assert sorted(p.name for p in empty_cwd.iterdir()) == ["budgets.yaml"]
+
+
+def test_a_missing_database_is_named_and_not_created(chdb_dsn: str, store: Store) -> None:
+    name = f"absent_{store.database}"
+    done = cli("report", "--store", f"{chdb_dsn}?database={name}")
+    assert (done.exit_code, done.stderr) == (
+        1,
+        f"error: no store at {chdb_dsn} (database {name}): the database does not exist\n",
+    )
+    assert store.query("SELECT count() FROM system.databases WHERE name = {n:String}", {"n": name}).rows == [
+        [0]
+    ]
+
+
 # --- when a collector holds the embedded store ----------------------------------------------------------
 @pytest.fixture
 def held_dir(tmp_path: Path, month: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
@@ -245,6 +292,7 @@ def test_a_chdb_directory_locked_by_another_process_is_named(tmp_path: Path) -> 
 
 def test_a_store_without_the_schema_says_to_migrate(chdb_dsn: str, store: Store) -> None:
     bare = f"{chdb_dsn}?database=bare_{store.database}"
+    store.command(f"CREATE DATABASE `bare_{store.database}`")
     done = cli("export", "--store", bare)
     assert done.exit_code == 1
     assert done.stderr.startswith(

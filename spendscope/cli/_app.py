@@ -76,8 +76,9 @@ def domain_errors() -> Iterator[None]:
         fail(str(exc))
 
 
-def open_local(store: str | None, command: str) -> Store:
-    """The store, opened locally; refused while a collector holds the embedded store."""
+def open_local(store: str | None, command: str, *, create: bool = False) -> Store:
+    """The store, opened locally; refused while a collector holds the embedded store. Only a command
+    that writes (`create`) makes a store that does not exist; the others say where they looked."""
     from spendscope.store import open_store
     from spendscope.store.dsn import parse_dsn
     from spendscope.store.remote import running_collector
@@ -88,7 +89,7 @@ def open_local(store: str | None, command: str) -> Store:
             f"the collector (pid {collector.pid}, {collector.url}) holds {target.chdb_path}: "
             f"`spendscope report` and `export` work through it; stop it to run `spendscope {command}`"
         )
-    opened = open_store(store)
+    opened = open_store(store, create=create)
     if command != "migrate" and (missing := opened.pending_migrations()):
         opened.close()
         fail(

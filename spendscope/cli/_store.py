@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 def migrate(store: StoreOption = None) -> None:
     """Create or update the ClickHouse schema (idempotent; the collector also does it on start)."""
     with domain_errors():
-        opened = open_local(store, "migrate")
+        opened = open_local(store, "migrate", create=True)
         with opened:
             applied = opened.migrate()
             from spendscope.pricing import Pricer
@@ -225,6 +225,6 @@ def margin(
         except ValueError:
             raise ReportError(f"bad --from {effective_from!r}: use YYYY-MM-DD") from None
         value = parse_margin(percent, source="--percent")
-        with open_local(store, "margin") as opened:
+        with open_local(store, "margin", create=True) as opened:
             set_margin(opened, tenant, value, effective_from=day)
     typer.echo(f"{tenant}: {value}% from {day or 'today'}")
