@@ -65,14 +65,13 @@ def fail(message: str) -> NoReturn:
 
 @contextmanager
 def domain_errors() -> Iterator[None]:
-    """Store, report, price-file and setting errors become one line and exit status 1."""
-    from spendscope.pricing import PriceFileError
+    """Store, report and setting errors (a bad price file among them) become one line and exit status 1."""
     from spendscope.settings import ConfigurationError
     from spendscope.store.errors import ReportError, StoreError
 
     try:
         yield
-    except (StoreError, ReportError, PriceFileError, ConfigurationError) as exc:
+    except (StoreError, ReportError, ConfigurationError) as exc:
         fail(str(exc))
 
 
