@@ -245,13 +245,13 @@ def test_reconcile_without_an_admin_key_stops_the_collector_with_one_line(tmp_pa
 
 
 # --- a collector that cannot start says why in one line ------------------------------------------------
-def run_collector(*args: str) -> subprocess.CompletedProcess[str]:
+def run_collector(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "spendscope", "collector", *args],
         capture_output=True,
         text=True,
         timeout=60,
-        env={**os.environ, "SPENDSCOPE_COLLECTOR_TOKEN": ""},
+        env={**os.environ, "SPENDSCOPE_COLLECTOR_TOKEN": "", **(env or {})},
     )
 
 
@@ -322,4 +322,60 @@ def test_a_store_directory_it_cannot_write_stops_the_collector_with_one_line(tmp
     )  # fmt: skip
     assert (
         one_line_error(done) == f"error: cannot write to the store directory {store}: Read-only file system"
+    )
+
+
+# --- the price file -----------------------------------------------------------------------------------
+MODEL_PRICES = """
+import json, sys
+from spendscope.store import open_store
+with open_store(sys.argv[1]) as store:
+    rows = store.query(
+        "SELECT model, toString(input_mtok), toString(output_mtok), source FROM model_prices_current "
+        "WHERE model = 'acme-llm-1'"
+    ).rows
+print(json.dumps(rows))
+"""
+
+
+def test_the_collector_loads_its_price_file_into_model_prices(tmp_path: Path) -> None:
+    prices = tmp_path / "prices.toml"
+    prices.write_text('[[models]]\nmatch = "acme-llm-1"\ninput_mtok = 2\noutput_mtok = 8\n')
+    collector = Running(tmp_path, "priced", "--price-file", str(prices))
+    collector.terminate()
+    # the embedded store opens in one process at a time, and this one has its own: read it in another
+    done = subprocess.run(
+        [sys.executable, "-c", MODEL_PRICES, f"chdb://{collector.data}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    [[model, input_mtok, output_mtok, source]] = json.loads(done.stdout)
+    assert (model, input_mtok, output_mtok) == ("acme-llm-1", "2", "8")
+    assert source.startswith("file:prices.toml#")
+
+
+def test_a_bad_price_file_stops_the_collector_with_one_line(tmp_path: Path) -> None:
+    prices = tmp_path / "prices.toml"
+    prices.write_text('[[models]]\nmatch = "acme-llm-1"\n')
+    done = run_collector(
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        f"chdb://{tmp_path / 'chdb'}",
+        env={"SPENDSCOPE_PRICE_FILE": str(prices)},
+    )
+    assert one_line_error(done) == f"error: price file {prices}: rule 'acme-llm-1' sets no price"
+    missing = run_collector(
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        f"chdb://{tmp_path / 'chdb'}",
+        "--price-file",
+        str(tmp_path / "nope.toml"),
+    )
+    assert one_line_error(missing) == (
+        f"error: collector setting price_file (option --price-file={str(tmp_path / 'nope.toml')!r}): "
+        f"no such file: {tmp_path / 'nope.toml'}"
     )

@@ -3,9 +3,10 @@
     with Collector(CollectorConfig.resolve(listen="127.0.0.1:0", store="chdb:///tmp/x")) as c:
         ...  # send OTLP to c.url
 
-`start()` opens the store and applies its migrations (if it cannot, it keeps serving and spools),
-replays a spool left by an earlier run, and writes `<chdb dir>/collector.json` so the CLI can find
-it. `stop()` stops taking requests, writes what is queued (or spools it), and removes the file.
+`start()` opens the store, applies its migrations and loads model_prices from genai-prices and the price
+file (if it cannot, it keeps serving and spools), replays a spool left by an earlier run, and writes
+`<chdb dir>/collector.json` so the CLI can find it. `stop()` stops taking requests, writes what is
+queued (or spools it), and removes the file.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from spendscope.collector._pipeline import Pipeline
 from spendscope.collector._server import Server
 from spendscope.collector._spool import Spool
 from spendscope.collector._telemetry import Health
+from spendscope.pricing import PriceFile, Pricer
 
 _log = logging.getLogger("spendscope.collector")
 DISCOVERY_FILE = "collector.json"
@@ -58,6 +60,8 @@ class Collector:
         """`store`: an already open store to use (and not close), for tests; by default the collector
         opens `config.store` itself."""
         self.config = config or CollectorConfig.resolve()
+        price_file = self.config.price_file
+        self.pricer = Pricer(PriceFile.load(price_file) if price_file is not None else None)
         self.registry = CollectorRegistry()
         self.health = Health(self.registry)
         self.metrics = MetricsState()
@@ -75,7 +79,7 @@ class Collector:
             self._writer_stores = [StoreHandle(self._open_writer_store, sql_min_spans=least) for _ in extra]
         else:  # one connection: the writers take turns on it
             given = store
-            self.store = StoreHandle(lambda: _migrated(given), owned=False, sql_min_spans=least)
+            self.store = StoreHandle(lambda: self._prepared(given), owned=False, sql_min_spans=least)
             self._writer_stores = [self.store] * (self.config.writers - 1)
         self.pipeline = Pipeline(
             self.store,
@@ -96,8 +100,22 @@ class Collector:
     def _open_store(self) -> Store:
         from spendscope.store.store import open_store
 
-        store: Store = open_store(self.config.store, migrate=True)
-        return store
+        store = open_store(self.config.store)
+        try:
+            return self._prepared(store)
+        except BaseException:
+            store.close()
+            raise
+
+    def _prepared(self, store: Any) -> Store:
+        """`store` migrated, with a new generation of model_prices from the collector's pricer
+        (genai-prices and the price file), as `spendscope migrate` leaves it."""
+        from spendscope.store.prices import load_model_prices
+
+        store.migrate()
+        load_model_prices(store, self.pricer)
+        result: Store = store
+        return result
 
     def _open_writer_store(self) -> Store:
         """Another connection for another writer (used once the first has migrated the store)."""
@@ -282,12 +300,6 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _migrated(store: Any) -> Store:
-    store.migrate()
-    result: Store = store
-    return result
 
 
 class _IPv6Server(Server):
