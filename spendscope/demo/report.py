@@ -15,6 +15,8 @@ from spendscope.store.reports import json_value
 if TYPE_CHECKING:
     from spendscope.demo.runner import DemoResult
 
+KEEP_EXAMPLE = "./spendscope-demo"  # in the hint that says how to keep the demo's store
+
 
 def money(value: Decimal | float | str) -> str:
     return f"${Decimal(str(value)):,.6f}"
@@ -53,10 +55,11 @@ def _table(title: str, key: str, rows: list[dict[str, Any]]) -> Table:
 
 def render(result: DemoResult, console: Console) -> None:
     outcome = result.outcome
+    where = result.store_dsn or "an embedded store in a temporary directory, removed at the end"
     console.print(
         f"[bold]SpendScope demo[/]: {outcome.calls} OpenAI calls from two instrumented services, "
         f"through the real openai client, sent over OTLP to the collector at {result.collector_url} "
-        f"and stored in ClickHouse ({result.store_dsn})."
+        f"and stored in ClickHouse ({where})."
     )
     tenants = Table(title="Cost by tenant, with margin (this month)", title_justify="left")
     for header in ("tenant", "calls", "provider cost (USD)", "margin", "billed (USD)"):
@@ -84,12 +87,20 @@ def render(result: DemoResult, console: Console) -> None:
         f"{unpriced} call(s) on a model with no known price are [bold]unknown[/], not $0; {unavailable} "
         f"stream(s) ended before usage arrived; {len(outcome.errors)} call(s) failed "
         f"({', '.join(outcome.errors)}). {total} calls in all.\n"
-        "Where to look next:\n"
-        f"  spendscope report --store {result.store_dsn} --by user --since 1d\n"
-        f"  spendscope invoice --store {result.store_dsn} --tenant talentco --month {_month()}"
-        " --by attr:job_id\n"
+        f"Where to look next:\n{_store_commands(result.store_dsn)}"
         "  spendscope collector   # then point your apps' OTEL_EXPORTER_OTLP_ENDPOINT at http://127.0.0.1:4318\n"
         "  README: 'Instrument your app' (two lines), and the tests (its second command)."
+    )
+
+
+def _store_commands(store: str | None) -> str:
+    """Commands that read the demo's store; a temporary one is gone, so first how to keep one."""
+    keep = "" if store else f"  spendscope demo --store {KEEP_EXAMPLE}   # keeps its store, for:\n"
+    store = store or KEEP_EXAMPLE
+    return (
+        f"{keep}"
+        f"  spendscope report --store {store} --by user --since 1d\n"
+        f"  spendscope invoice --store {store} --tenant talentco --month {_month()} --by attr:job_id\n"
     )
 
 
