@@ -80,11 +80,15 @@ def _demo_to_collector(url: str, seed: int, every: str | None) -> None:
     import threading
 
     from spendscope.demo.external import CollectorUnreachable, check_collector, parse_every, send_rounds
+    from spendscope.pricing import PriceFile
+    from spendscope.settings import resolve
 
     try:
         interval = parse_every(every) if every is not None else None
+        if (prices := resolve("price_file")) is not None:
+            PriceFile.load(prices)  # the services price their calls with it: a bad one stops the demo here
         check_collector(url)
-    except (ValueError, CollectorUnreachable) as exc:
+    except (ValueError, CollectorUnreachable) as exc:  # ValueError: ConfigurationError and PriceFileError too
         fail(str(exc))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())  # docker stop: finish the round, flush, exit 0
