@@ -370,6 +370,23 @@ def test_responses_create_stream_helper_and_parse(
         )
 
 
+@pytest.mark.parametrize("forced", [False, True], ids=["text", "function-call"])
+def test_responses_stream_times_its_first_output_whatever_it_is(
+    forced: bool, capture: Capture, server: FakeOpenAI, client: openai.OpenAI
+) -> None:
+    tool = {"type": "function", "name": "lookup", "parameters": {"type": "object", "properties": {}}}
+    tools: Any = {"tools": [tool], "tool_choice": "required"} if forced else {}
+    events = list(
+        client.responses.create(model="gpt-4o-mini", input="Say this is a test", stream=True, **tools)
+    )
+    kinds = {e.type for e in events}
+    assert ("response.output_text.delta" not in kinds) is forced  # a function call streams no text
+    span = capture.span()
+    attrs = dict(span.attributes or {})
+    assert span.start_time is not None and span.end_time is not None
+    assert 0 < attrs[n.RESPONSE_TIME_TO_FIRST_CHUNK] <= (span.end_time - span.start_time) / 1e9
+
+
 @pytest.mark.anyio
 async def test_async_responses(capture: Capture, server: FakeOpenAI, aclient: openai.AsyncOpenAI) -> None:
     await aclient.responses.create(model="gpt-4o-mini", input="hi")
