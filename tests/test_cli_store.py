@@ -6,10 +6,12 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from typer.testing import CliRunner, Result
 
 from spendscope.cli import app
 from spendscope.store import Store
+from spendscope.store.formatting import table_cell
 from tests.store_fixtures import llm_record, serve_reports
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,6 +121,41 @@ def test_reprice_after_adding_a_missing_price(month: Store, store_dsn: str, tmp_
     )
     report = cli("report", "--by", "model", *NOV, "--where", "model=acme-llm-1", "--store", store_dsn)
     assert report.stdout.splitlines()[1] == "acme-llm-1,1,1000,500,0,0,0.006,0,0,0"
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["report", "--by", "user", *NOV],
+        ["report", "--by", "attr:job_id", *NOV],
+        ["export", *NOV],
+        ["invoice", "--tenant", "acme", "--month", "2026-11", "--by", "user"],
+    ],
+    ids=["report", "report-attr", "export", "invoice"],
+)
+def test_tables_fit_a_narrow_terminal_with_every_amount_whole(
+    args: list[str], month: Store, store_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    as_json = json.loads(cli(*args, "--format", "json", "--store", store_dsn).stdout)
+    amounts = {
+        table_cell(column, Decimal(value) if value is not None else None)
+        for row in as_json["rows"]
+        for column, value in zip(as_json["columns"], row, strict=True)
+        if column.endswith("_usd")
+    }
+    assert len(amounts) >= 2, as_json
+    monkeypatch.setenv("FORCE_COLOR", "1")  # a terminal, to rich
+    monkeypatch.setenv("COLUMNS", "80")
+    table = cli(*args, "--store", store_dsn)
+    assert table.exit_code == 0, table.output
+    text = ANSI.sub("", table.stdout)
+    assert "┏" in text and "…" not in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+    cells = {cell.strip() for line in text.splitlines() for cell in line.split("│")}
+    assert amounts <= cells, amounts - cells
 
 
 def test_migrate_is_idempotent(store_dsn: str) -> None:

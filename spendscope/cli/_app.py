@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
 
 try:
     import typer
@@ -110,7 +110,7 @@ def chosen_format(output: OutputFormat | None) -> OutputFormat:
 def emit_report(report: Report, output: OutputFormat | None, title: str, *, complete: bool = True) -> None:
     """`report` as csv, json or a table of its first TABLE_ROWS rows (`complete`: the report holds
     every row, so the note can say how many there are)."""
-    from spendscope.store import formatting
+    from spendscope.store import formatting, table_layout
 
     chosen = chosen_format(output)
     if chosen is OutputFormat.csv:
@@ -122,12 +122,20 @@ def emit_report(report: Report, output: OutputFormat | None, title: str, *, comp
     console = Console()
     if not console.is_terminal:  # a table asked for while piped: do not squeeze it into 80 columns
         console = Console(width=200)
-    table = Table(title=title, title_justify="left")
-    for column in report.columns:
-        table.add_column(column, justify="right" if formatting.numeric(column) else "left")
-    for row in report.rows[:TABLE_ROWS]:
-        table.add_row(*(formatting.table_cell(c, v) for c, v in zip(report.columns, row, strict=True)))
-    console.print(table)
+    columns = report.columns
+    cells = [
+        [formatting.table_cell(c, v) for c, v in zip(columns, row, strict=True)]
+        for row in report.rows[:TABLE_ROWS]
+    ]
+    layout = table_layout.fit(columns, cells, console.width)  # numbers whole; text and headers fold
+    table = Table(title=title, title_justify="left", padding=(0, layout.padding))
+    for column, width in zip(columns, layout.widths, strict=True):
+        justify: Literal["left", "right"] = "right" if formatting.numeric(column) else "left"
+        header = table_layout.wrap_header(column, width)
+        table.add_column(header, justify=justify, width=width, overflow="fold")
+    for row_cells in cells:
+        table.add_row(*row_cells)
+    console.print(table, width=max(console.width, layout.width))  # too wide: the terminal wraps it
     if len(report.rows) > TABLE_ROWS:
         of = f" of {len(report.rows):,}" if complete else ""
         console.print(f"Showed the first {TABLE_ROWS:,} rows{of}: --format csv or json has them all.")
