@@ -1,5 +1,5 @@
 """The reconciler end to end: tracked calls in chdb, OpenAI's side from the fake admin API on 127.0.0.1,
-the real openai SDK in between. Each scenario of the issue with its exact expected outcome."""
+the real openai SDK in between. Each scenario with its exact expected outcome."""
 
 from __future__ import annotations
 

@@ -191,5 +191,5 @@ def uninstrument_openai(client: Any = None) -> None:
             else:
                 setattr(owner, attribute, original)
         _state.patched.clear()
-        # Nothing will poll them now: finished as usage unavailable, as they would have been before.
+        # Nothing will poll them any more: they are finished with usage unavailable.
         background.pending.finish_all()

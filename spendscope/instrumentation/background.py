@@ -10,7 +10,7 @@ leaves the call pending for the next poll.
 
 Only responses created in this process are recorded (a response another process created is that
 process's to record). The registry is bounded: a call evicted from it, still pending at
-`uninstrument_openai()` or at interpreter exit, is finished as today, usage `unavailable`.
+`uninstrument_openai()` or at interpreter exit, is finished with usage `unavailable`.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 FULL_TEXT_SEARCH_SINCE = (26, 2)
 # Which of the exporter's two index sets otel_traces gets when it is created: `auto` as the exporter
 # renders it (text indexes on ClickHouse >= 26.2, bloom filters before), or one of them. The text
-# indexes cost about 10-20% of the collector's CPU per span at ingest (see README, Ingest).
+# indexes cost more at ingest than the bloom filters (bench/README.md, Ingest).
 TRACE_INDEXES_ENV = "SPENDSCOPE_STORE_TRACE_INDEXES"
 TRACE_INDEXES = ("auto", "text", "bloom_filter")
 

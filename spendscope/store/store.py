@@ -41,7 +41,7 @@ DEDUP_SETTINGS: Mapping[str, Any] = {
 # collapses each new part of the Replacing/Summing/AggregatingMergeTree targets (llm_usage, the
 # rollups, otel_traces_trace_id_ts) as a merge would, which the views' GROUP BY has already done (and
 # a collector batch holds each span once) and merges do anyway; the reads (FINAL, sum()) do not
-# depend on it. It was 10-17% of an insert's CPU.
+# depend on it. It costs 10-17% of an insert's CPU (bench/README.md, Ingest).
 SPAN_INSERT_SETTINGS: Mapping[str, Any] = {**DEDUP_SETTINGS, "optimize_on_insert": 0}
 _HTTP_OPTIONS: Mapping[str, Any] = {
     "autogenerate_session_id": False,  # one client serves several threads
