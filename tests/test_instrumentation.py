@@ -19,7 +19,7 @@ import spendscope
 from spendscope import names as n
 from spendscope.fake_openai import FakeOpenAI, Reply
 from tests.conftest import API_KEY, PROJECT, Capture, make_capture, make_client
-from tests.helpers import chat_body, chat_sse, mini_cost
+from tests.helpers import PRICE_VERSION, chat_body, chat_sse, mini_cost
 
 CHAT = "/v1/chat/completions"
 MESSAGES = [{"role": "user", "content": "Say this is a test"}]
@@ -58,7 +58,7 @@ def test_chat_create_records_one_span_with_exact_tokens_cost_and_attribution(
         n.USAGE_REASONING_OUTPUT_TOKENS: 0,
         n.USAGE_STATE: "reported",
         n.COST_USD: 0.00000885,
-        n.PRICE_VERSION: "genai-prices 0.2.3",
+        n.PRICE_VERSION: PRICE_VERSION,
     }
     assert API_KEY not in str(attrs)
     labels = {

@@ -13,6 +13,7 @@ import pytest
 from spendscope import names as n
 from spendscope.fake_openai.admin import FakeAdminAPI
 from spendscope.store import Store
+from tests.helpers import PRICE_VERSION
 from tests.reconcile_helpers import (
     DAY,
     EMBED,
@@ -298,9 +299,7 @@ def test_a_stale_price(store: Store, admin: FakeAdminAPI) -> None:
     bill(admin, MINI, input_tokens=100, output_tokens=20, prices=MINI_PRICES)
     result = reconcile(store, admin)
     assert summary(result)["causes"] == {"stale_price": (120, -D("0.000027"))}
-    assert (
-        result.pieces[0].detail == "priced with genai-prices 0.1.0; genai-prices 0.2.3 prices it differently"
-    )
+    assert result.pieces[0].detail == f"priced with genai-prices 0.1.0; {PRICE_VERSION} prices it differently"
 
 
 def test_tool_fees_are_untracked_line_items_and_the_rest_unexplained(

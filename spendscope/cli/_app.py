@@ -16,14 +16,27 @@ except ImportError as exc:  # the app-side install has no CLI dependencies
     raise SystemExit("the spendscope command needs the CLI extras: pip install 'spendscope[demo]'") from exc
 
 
+from spendscope._version import __version__
+
 if TYPE_CHECKING:
     from spendscope.store import Report, Store
 
 app = typer.Typer(help="SpendScope: LLM cost observability for OpenAI.", no_args_is_help=True)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"spendscope {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def main() -> None:
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
     """SpendScope: what every OpenAI call costs, per user, feature and tenant."""
 
 

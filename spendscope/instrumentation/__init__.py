@@ -21,7 +21,7 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
 from spendscope import settings
-from spendscope.instrumentation import background, batches, realtime
+from spendscope.instrumentation import _openai, background, batches, realtime
 from spendscope.instrumentation.calls import SDKTypes, wrap_async, wrap_sync
 from spendscope.instrumentation.endpoints import METHODS, Endpoint
 from spendscope.instrumentation.telemetry import Telemetry
@@ -154,6 +154,7 @@ def instrument_openai(
 
     Providers default to the global OpenTelemetry ones. Calling it again for the same client (or
     globally) changes nothing. Instrument before a client's first `with_raw_response` use.
+    An openai release outside the tested range (`spendscope[openai]`) is logged once, as a warning.
     Settings (price file, user label cap) come from the environment; see `spendscope.configure`.
     """
     instrument(client, tracer_provider=tracer_provider, meter_provider=meter_provider, options=None)
@@ -169,6 +170,7 @@ def instrument(
     with _state.lock:
         telemetry = _telemetry(tracer_provider, meter_provider, options)
         _install()
+        _openai.check_version()
         if client is None:
             if _state.global_telemetry is None:
                 _state.global_telemetry = telemetry
