@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -149,3 +150,14 @@ def test_an_interrupted_demo_removes_its_temporary_store(tmp_path: Path) -> None
             demo.wait()
     assert demo.returncode != 0 and "Traceback" not in err, err
     assert demo_dirs(tmp_path) == []
+
+
+def test_the_demo_tables_fit_an_80_column_terminal_with_every_amount_whole(tmp_path: Path) -> None:
+    done = run("demo", env={"TMPDIR": str(tmp_path), "COLUMNS": "80", "FORCE_COLOR": "1"})
+    assert done.returncode == 0, done.stderr
+    text = re.sub(r"\x1b\[[0-9;]*m", "", done.stdout)
+    assert "┏" in text and "…" not in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+    # every amount whole on its line: a "$" is always followed by digits, a point and six decimals
+    assert text.count("$") > 20
+    assert text.count("$") == len(re.findall(r"\$\d[\d,]*\.\d{6}", text))

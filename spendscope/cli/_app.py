@@ -6,12 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 try:
     import typer
     from rich.console import Console
-    from rich.table import Table
 except ImportError as exc:  # the app-side install has no CLI dependencies
     raise SystemExit("the spendscope command needs the CLI extras: pip install 'spendscope[demo]'") from exc
 
@@ -140,15 +139,7 @@ def emit_report(report: Report, output: OutputFormat | None, title: str, *, comp
         [formatting.table_cell(c, v) for c, v in zip(columns, row, strict=True)]
         for row in report.rows[:TABLE_ROWS]
     ]
-    layout = table_layout.fit(columns, cells, console.width)  # numbers whole; text and headers fold
-    table = Table(title=title, title_justify="left", padding=(0, layout.padding))
-    for column, width in zip(columns, layout.widths, strict=True):
-        justify: Literal["left", "right"] = "right" if formatting.numeric(column) else "left"
-        header = table_layout.wrap_header(column, width)
-        table.add_column(header, justify=justify, width=width, overflow="fold")
-    for row_cells in cells:
-        table.add_row(*row_cells)
-    console.print(table, width=max(console.width, layout.width))  # too wide: the terminal wraps it
+    table_layout.print_table(console, title, columns, cells)  # numbers whole; text and headers fold
     if len(report.rows) > TABLE_ROWS:
         of = f" of {len(report.rows):,}" if complete else ""
         console.print(f"Showed the first {TABLE_ROWS:,} rows{of}: --format csv or json has them all.")

@@ -7,10 +7,10 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.table import Table
 
 from spendscope.names import PROM_COST
 from spendscope.store.reports import json_value
+from spendscope.store.table_layout import print_table
 
 if TYPE_CHECKING:
     from spendscope.demo.runner import DemoResult
@@ -41,16 +41,18 @@ _COLUMNS = (
 _COUNTS = (("unpriced_calls", "unpriced"), ("usage_unavailable_calls", "no usage"), ("error_calls", "errors"))
 
 
-def _table(title: str, key: str, rows: list[dict[str, Any]]) -> Table:
-    table = Table(title=title, title_justify="left")
-    table.add_column(key)
-    for _, header in (*_COLUMNS, ("cost", "cost (USD)"), *_COUNTS):
-        table.add_column(header, justify="right")
-    for row in rows:
-        numbers = [f"{int(row[c]):,}" for c, _ in _COLUMNS]
-        counts = [str(int(row[c])) for c, _ in _COUNTS]
-        table.add_row(str(row[key]) or "(none)", *numbers, cost_text(row), *counts)
-    return table
+def _print_table(console: Console, title: str, key: str, rows: list[dict[str, Any]]) -> None:
+    headers = [key, *(h for _, h in _COLUMNS), "cost (USD)", *(h for _, h in _COUNTS)]
+    cells = [
+        [
+            str(row[key]) or "(none)",
+            *(f"{int(row[c]):,}" for c, _ in _COLUMNS),
+            cost_text(row),
+            *(str(int(row[c])) for c, _ in _COUNTS),
+        ]
+        for row in rows
+    ]
+    print_table(console, title, headers, cells, [False] + [True] * (len(headers) - 1))
 
 
 def render(result: DemoResult, console: Console) -> None:
@@ -61,22 +63,26 @@ def render(result: DemoResult, console: Console) -> None:
         f"through the real openai client, sent over OTLP to the collector at {result.collector_url} "
         f"and stored in ClickHouse ({where})."
     )
-    tenants = Table(title="Cost by tenant, with margin (this month)", title_justify="left")
-    for header in ("tenant", "calls", "provider cost (USD)", "margin", "billed (USD)"):
-        tenants.add_column(header, justify="left" if header == "tenant" else "right")
-    for row in result.tenants:
-        tenants.add_row(
-            row["tenant"],
-            str(row["calls"]),
-            cost_text(row),
-            f"{row['margin_percent']}%",
-            money(row["billed_usd"]),
-        )
-    console.print(tenants)
+    print_table(
+        console,
+        "Cost by tenant, with margin (this month)",
+        ["tenant", "calls", "provider cost (USD)", "margin", "billed (USD)"],
+        [
+            [
+                row["tenant"],
+                str(row["calls"]),
+                cost_text(row),
+                f"{row['margin_percent']}%",
+                money(row["billed_usd"]),
+            ]
+            for row in result.tenants
+        ],
+        [False, True, True, True, True],
+    )
     for by in ("endpoint", "user", "model"):
-        console.print(_table(f"Cost by {by}", by, result.reports[by].as_dicts()))
-    console.print(
-        _table("talentco: cost per job (attr:job_id)", "attr:job_id", result.reports["job"].as_dicts())
+        _print_table(console, f"Cost by {by}", by, result.reports[by].as_dicts())
+    _print_table(
+        console, "talentco: cost per job (attr:job_id)", "attr:job_id", result.reports["job"].as_dicts()
     )
     total = sum(int(r["calls"]) for r in result.reports["tenant"].as_dicts())
     unpriced = sum(int(r["unpriced_calls"]) for r in result.reports["tenant"].as_dicts())

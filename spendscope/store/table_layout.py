@@ -10,8 +10,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 from spendscope.store.formatting import numeric
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 TEXT_MIN_WIDTH = 8  # a text column keeps this much while the numbers fit (its cells fold)
 TEXT_FLOOR = 4  # and no less than this when they do not
@@ -24,25 +28,30 @@ class Layout:
     width: int  # of the whole table, borders included
 
 
-def fit(headers: Sequence[str], cells: Sequence[Sequence[str]], width: int) -> Layout:
+def fit(
+    headers: Sequence[str], cells: Sequence[Sequence[str]], width: int, numbers: Sequence[bool] | None = None
+) -> Layout:
     """The layout of a table with one border between columns and around them, `width` wide or less
-    if its numbers allow it: first with a space each side of a cell, else with none."""
+    if its numbers allow it: first with a space each side of a cell, else with none. `numbers` says
+    which columns hold numbers (default: as their names say, see formatting.numeric)."""
     for padding in (1, 0):
         chrome = len(headers) * (2 * padding + 1) + 1
-        widths = fit_widths(headers, cells, width - chrome)
+        widths = fit_widths(headers, cells, width - chrome, numbers)
         if sum(widths) + chrome <= width:
             break
     return Layout(widths, padding, sum(widths) + chrome)
 
 
-def fit_widths(headers: Sequence[str], cells: Sequence[Sequence[str]], room: int) -> list[int]:
+def fit_widths(
+    headers: Sequence[str], cells: Sequence[Sequence[str]], room: int, numbers: Sequence[bool] | None = None
+) -> list[int]:
     """Content widths within `room`: each numeric column as wide as its widest cell, each text column
     TEXT_MIN_WIDTH (or its widest cell or header, if narrower), narrowed to TEXT_FLOOR if need be.
     The room left widens the columns in turn: first until every header breaks only after its
     underscores (see wrap_header), then until no text cell folds, then until every header is one
     line. More than `room` when the numbers and the narrowest text columns are."""
     widest = [max((len(row[i]) for row in cells), default=0) for i in range(len(headers))]
-    text = [not numeric(h) for h in headers]
+    text = [not n for n in numbers] if numbers is not None else [not numeric(h) for h in headers]
     widths = [
         min(max(w, len(h)), TEXT_MIN_WIDTH) if t else max(w, 1)
         for w, h, t in zip(widest, headers, text, strict=True)
@@ -84,3 +93,25 @@ def wrap_header(name: str, width: int) -> str:
         else:
             lines.append(part)
     return "\n".join(lines)
+
+
+def print_table(
+    console: Console,
+    title: str,
+    headers: Sequence[str],
+    cells: Sequence[Sequence[str]],
+    numbers: Sequence[bool] | None = None,
+) -> None:
+    """Print a Rich table fitted to the console (see `fit`): numbers right-aligned and whole, text
+    and headers folded; a table that cannot fit is printed wider and left to the terminal to wrap."""
+    from rich.table import Table
+
+    is_number = list(numbers) if numbers is not None else [numeric(h) for h in headers]
+    layout = fit(headers, cells, console.width, is_number)
+    table = Table(title=title, title_justify="left", padding=(0, layout.padding))
+    for header, width, number in zip(headers, layout.widths, is_number, strict=True):
+        justify: Literal["left", "right"] = "right" if number else "left"
+        table.add_column(wrap_header(header, width), justify=justify, width=width, overflow="fold")
+    for row in cells:
+        table.add_row(*row)
+    console.print(table, width=max(console.width, layout.width))
