@@ -126,17 +126,11 @@ def reconcile(
     *,
     since: datetime = DAY,
     until: datetime = DAY + timedelta(days=1),
-    sleeps: list[float] | None = None,
     retry: RetryPolicy | None = None,
     clock: Callable[[], datetime] = lambda: NOW,
     **options: Any,
 ) -> ReconciliationResult:
-    with AdminAPI(
-        admin_key=ADMIN_KEY,
-        base_url=admin.base_url,
-        sleep=(sleeps.append if sleeps is not None else lambda _: None),
-        retry=retry,
-    ) as api:
+    with AdminAPI(admin_key=ADMIN_KEY, base_url=admin.base_url, retry=retry) as api:
         reconciler = Reconciler(store, api, pricer=PRICER, clock=clock)
         return reconciler.run(ReconcileOptions(since=since, until=until, **options))
 

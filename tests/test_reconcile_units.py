@@ -1,4 +1,4 @@
-"""The reconciler's pure parts: names, line items, key matching, windows, envelopes, Retry-After."""
+"""The reconciler's pure parts: names, line items, key matching, windows, pages, Retry-After."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from spendscope.reconciler import ReconcileError, ReconcileOptions, plan_windows
 from spendscope.reconciler._errors import scrub
-from spendscope.reconciler._fetch import envelope, retry_after
+from spendscope.reconciler._fetch import read_page, retry_after
 from spendscope.reconciler._keys import AMBIGUOUS, MAPPED, UNMAPPED, ProjectKey, fingerprint, map_keys
 from spendscope.reconciler._model import Tokens
 from spendscope.reconciler._normalize import (
@@ -164,21 +164,25 @@ def test_a_window_with_nothing_closed_is_refused() -> None:
 
 
 # --- wire details ---------------------------------------------------------------------------------------
+def test_a_page_is_read_whole() -> None:
+    body = (
+        b'{"object":"page","data":[{"object":"bucket","results":[]}],"has_more":true,"next_page":"page_AAA"}'
+    )
+    page = read_page(body, "p")
+    assert (page["has_more"], page["next_page"], len(page["data"])) == (True, "page_AAA", 1)
+
+
 @pytest.mark.parametrize(
-    "body",
+    ("body", "error"),
     [
-        b'{"object":"page","data":[{"object":"bucket","results":[]}],"has_more":true,"next_page":"page_AAA"}',
-        b'{\n  "object": "page",\n  "has_more": true,\n  "next_page": "page_AAA",\n  "data": []\n}',
+        (b'{"error": {"message": "nope"}}', "p is not a Usage or Costs API page"),
+        (b'{"object":"page","data":[],"has_more":true', "p is not JSON"),
+        (b'{"object":"page","data":[],"next_page":null}', "p has no has_more"),
     ],
 )
-def test_the_envelope_is_read_without_parsing_the_page(body: bytes) -> None:
-    assert envelope(body, "p") == (True, "page_AAA")
-
-
-def test_a_body_without_an_envelope_is_not_a_page() -> None:
-    assert envelope(b'{"object":"page","data":[],"has_more":false,"next_page":null}', "p") == (False, None)
-    with pytest.raises(ReconcileError, match="p is not a Usage API page"):
-        envelope(b'{"error": {"message": "nope"}}', "p")
+def test_a_body_that_is_not_a_whole_page_is_refused(body: bytes, error: str) -> None:
+    with pytest.raises(ReconcileError, match=error):
+        read_page(body, "p")
 
 
 def test_retry_after_in_seconds_milliseconds_or_a_date() -> None:
@@ -214,6 +218,9 @@ def test_settings_from_arguments_and_environment() -> None:
         match=r"reconcile setting costs_settle \(environment variable SPENDSCOPE_RECONCILE_COSTS_SETTLE='tomorrow'\)",
     ):
         resolve("costs_settle", None, {"SPENDSCOPE_RECONCILE_COSTS_SETTLE": "tomorrow"})
+    assert resolve("max_retry_wait", "2m") == 120.0
+    with pytest.raises(ConfigurationError, match="at most 120s"):
+        resolve("max_retry_wait", "5m")  # the SDK, which retries, waits 120 s at most
 
 
 def test_exported_names() -> None:

@@ -17,7 +17,7 @@ from typing import Any, Final, ParamSpec, TypeVar
 from spendscope.pricing import Pricer
 from spendscope.reconciler._errors import FetchError, ReconcileError
 from spendscope.reconciler._explain import Explainer, Seen
-from spendscope.reconciler._fetch import MAX_PAGE_BUCKETS, USAGE_GROUP_BY, AdminAPI, envelope, next_page
+from spendscope.reconciler._fetch import MAX_PAGE_BUCKETS, USAGE_GROUP_BY, AdminAPI, next_page
 from spendscope.reconciler._keys import KeyMapping, map_keys
 from spendscope.reconciler._model import CostLine, ReconciliationResult, Windows
 from spendscope.reconciler._results import failed_row, write_failure, write_result
@@ -119,8 +119,8 @@ class _Timer:
 @dataclass
 class _Progress:
     pages: int = 0
-    # (source, page number) -> (has_more, next_page) as read from the raw page
-    envelopes: dict[tuple[str, int], tuple[bool, str | None]] = field(default_factory=dict)
+    # (source, page number) -> the number of buckets the page holds
+    buckets: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
 class Reconciler:
@@ -269,7 +269,7 @@ class Reconciler:
         limit = page_buckets
         largest = MAX_PAGE_BUCKETS[windows.bucket_width]
         for number in range(1, MAX_PAGES + 1):
-            body = self.api.usage_page(
+            page = self.api.usage_page(
                 source,
                 start=int(windows.start.timestamp()),
                 end=int(windows.usage_end.timestamp()),
@@ -278,29 +278,27 @@ class Reconciler:
                 page=cursor,
                 number=number,
             )
-            what = f"usage/{source} page {number}"
-            has_more, following = envelope(body, what)
-            progress.envelopes[(source, number)] = (has_more, following)
+            progress.buckets[(source, number)] = page.buckets
             # the next page sized to the memory budget by this one's bytes per bucket (a page that has
             # more holds `limit` buckets)
-            if has_more:
-                limit = max(1, min(largest, int(page_bytes * limit / max(len(body), 1))))
+            if page.has_more:
+                limit = max(1, min(largest, int(page_bytes * limit / max(len(page.content), 1))))
             while len(pending) >= PAGES_AHEAD:
                 pending.popleft().result()
-            pending.append(worker.submit(add_page, source, number, body))
-            del body
+            pending.append(worker.submit(add_page, source, number, page.content))
             progress.pages += 1
-            cursor = next_page(has_more, following, seen, what)
+            cursor = next_page(page.has_more, page.next_page, seen, f"usage/{source} page {number}")
+            del page
             if cursor is None:
                 return
         raise FetchError(f"usage/{source}: more than {MAX_PAGES} pages; narrow the window")
 
     def _check_pages(self, staging: Staging, progress: _Progress) -> None:
-        """ClickHouse's reading of every page's envelope must be the one the pages were followed by."""
-        stored = staging.envelopes()
-        if stored != progress.envelopes:
-            missing = sorted(set(progress.envelopes) - set(stored))
-            differ = sorted(k for k in stored if progress.envelopes.get(k) != stored[k])
+        """Every page fetched must be staged whole: the buckets ClickHouse parsed are the ones read."""
+        stored = staging.staged_pages()
+        if stored != progress.buckets:
+            missing = sorted(set(progress.buckets) - set(stored))
+            differ = sorted(k for k in stored if progress.buckets.get(k) != stored[k])
             raise FetchError(
                 f"staged usage pages disagree with the pages fetched: missing {missing}, differ {differ}"
             )

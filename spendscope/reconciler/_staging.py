@@ -101,10 +101,10 @@ class Staging:
                 f"usage/{source} page {page_no} is not a Usage API page: {_first_line(exc)}"
             ) from None
 
-    def envelopes(self) -> dict[tuple[str, int], tuple[bool, str | None]]:
-        """(source, page) -> (has_more, next_page) of every staged page that is a `page` object."""
+    def staged_pages(self) -> dict[tuple[str, int], int]:
+        """(source, page) -> the number of buckets of every staged page that is a `page` object."""
         return {
-            (str(r["source"]), int(r["page_no"])): (bool(r["has_more"]), r["next_page"])
+            (str(r["source"]), int(r["page_no"])): int(r["buckets"])
             for r in self.run("reconciliation_page", {})
             if r["object"] == "page"
         }
