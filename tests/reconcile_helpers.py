@@ -28,7 +28,7 @@ PRICER = Pricer()
 M = Decimal(1_000_000)
 # USD per token (genai-prices 0.2.3, as the README's worked examples)
 MINI_IN, MINI_CACHED, MINI_OUT = Decimal("0.15") / M, Decimal("0.075") / M, Decimal("0.60") / M
-GPT5_MINI_IN, GPT5_MINI_OUT = Decimal("0.25") / M, Decimal("2") / M
+GPT5_MINI_IN, GPT5_MINI_CACHED, GPT5_MINI_OUT = Decimal("0.25") / M, Decimal("0.025") / M, Decimal("2") / M
 EMBED_IN = Decimal("0.02") / M
 
 

@@ -12,12 +12,14 @@ import pytest
 
 from spendscope import names as n
 from spendscope.fake_openai.admin import FakeAdminAPI
+from spendscope.reconciler._model import Tokens
 from spendscope.store import Store
 from tests.reconcile_helpers import (
     DAY,
     EMBED,
     EMBED_IN,
     GPT5_MINI,
+    GPT5_MINI_CACHED,
     GPT5_MINI_IN,
     GPT5_MINI_OUT,
     MINI,
@@ -180,6 +182,42 @@ def test_a_flex_call_priced_as_default_is_tier_mispricing(
             "default": "tracked as default, OpenAI served it as flex",
             "flex": "recorded as flex but priced at the default rate",
         }[recorded_tier]
+    )
+
+
+@pytest.mark.parametrize("untracked_flex", [False, True], ids=["moved-whole", "with-an-untracked-flex-call"])
+def test_a_flex_call_recorded_as_default_beside_a_default_call_is_valued_at_its_own_tokens(
+    store: Store, admin: FakeAdminAPI, untracked_flex: bool
+) -> None:
+    """One hour, project, key and model: a default call recorded right (input-heavy) and a flex call
+    recorded and priced as default (cached- and output-heavy). The moved call is valued at its own
+    tokens at both tiers, so the gap is all tier_batch_mispricing and nothing is unexplained."""
+    track(
+        store,
+        call(model=GPT5_MINI, input_tokens=10_000, output_tokens=100),
+        call(model=GPT5_MINI, input_tokens=2000, cached=1500, output_tokens=800),
+    )
+    default = (GPT5_MINI_IN, GPT5_MINI_CACHED, GPT5_MINI_OUT)
+    flex = (GPT5_MINI_IN / 2, GPT5_MINI_CACHED / 2, GPT5_MINI_OUT / 2)
+    use(admin, model=GPT5_MINI, requests=1, input_tokens=10_000, output_tokens=100)
+    bill(admin, GPT5_MINI, input_tokens=10_000, output_tokens=100, prices=default)
+    use(admin, model=GPT5_MINI, service_tier="flex", requests=1, input_tokens=2000, cached_tokens=1500,
+        output_tokens=800)  # fmt: skip
+    bill(admin, GPT5_MINI, input_tokens=2000, cached=1500, output_tokens=800, prices=flex, prefix="flex | ")
+    expected = {"tier_batch_mispricing": (2800, -D("0.00088125"))}  # 0.00088125 (flex) - 0.0017625
+    if untracked_flex:  # a flex call with no span: the flex group's deficit is more than the move
+        use(admin, model=GPT5_MINI, service_tier="flex", requests=1, input_tokens=1000, output_tokens=50)
+        bill(admin, GPT5_MINI, input_tokens=1000, output_tokens=50, prices=flex, prefix="flex | ")
+        expected["untracked"] = (1050, D("0.000175"))  # 1000 x 0.125 + 50 x 1 per million
+
+    result = reconcile(store, admin)
+    assert summary(result)["causes"] == expected
+    assert result.cause_usd()["unexplained"] == 0
+    assert sum(result.cause_usd().values()) == result.totals.residual_usd
+    [moved] = [p for p in result.pieces if p.cause == "tier_batch_mispricing"]
+    assert (moved.tokens, moved.detail) == (
+        Tokens(requests=1, input=2000, cached_input=1500, output=800),
+        "tracked as default, OpenAI served it as flex",
     )
 
 

@@ -3,7 +3,9 @@
 Tokens, per comparison group where the two sides differ:
 1. Traffic SpendScope tracked under another service tier or batch flag than OpenAI served it in (same
    bucket, project, key and model) is moved to the tier OpenAI reports: its tokens were tracked, its
-   dollars were wrong (`tier_batch_mispricing`: the price at the served tier - the stored cost).
+   dollars were wrong (`tier_batch_mispricing`: the moved tokens - the recorded group's surplus, as far
+   as the other group lacks them - priced at the served tier minus the same tokens priced at the
+   recorded tier, so the calls beside them in either group do not enter its value).
 2. What OpenAI reported beyond what SpendScope tracked is shared, by requests, between
    - `usage_unavailable`: calls SpendScope saw answered but without usage (an interrupted stream),
    - `failed_billed`: calls SpendScope saw fail that OpenAI counted and billed, at most one each,
@@ -105,6 +107,9 @@ class Explainer:
         return pieces
 
     def _moves(self, family: list[Group]) -> list[Piece]:
+        """Tokens a group tracked beyond OpenAI's count for it, which another tier or batch flag of the
+        family lacks, were served there: they move, valued at their own tokens at both tiers (the
+        recorded tier's price is what was stored for them; where it is not, a price cause says so)."""
         pieces: list[Piece] = []
         for target in family:
             for origin in family:
@@ -115,12 +120,8 @@ class Explainer:
                 moved = elementwise_min(surplus, deficit)
                 if moved.total == 0 and moved.requests == 0:
                     continue
-                base = origin.tracked.total or origin.tracked.requests
-                part = moved.total if origin.tracked.total else moved.requests
-                usd_moved = origin.tracked_usd * part / base if base else Decimal(0)
-                origin.tracked, origin.tracked_usd = origin.tracked - moved, origin.tracked_usd - usd_moved
-                target.tracked, target.tracked_usd = target.tracked + moved, target.tracked_usd + usd_moved
-                value = self._usd(target, moved)
+                origin.tracked, target.tracked = origin.tracked - moved, target.tracked + moved
+                served, recorded = self._usd(target, moved), self._usd(origin, moved)
                 pieces.append(
                     Piece(
                         TIER_BATCH_MISPRICING,
@@ -129,7 +130,7 @@ class Explainer:
                         target.key,
                         target.bucket_end,
                         moved,
-                        None if value is None else value - usd_moved,
+                        None if served is None or recorded is None else served - recorded,
                         target.key_mapping or origin.key_mapping,
                     )
                 )

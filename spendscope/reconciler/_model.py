@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal
 from typing import Final
@@ -121,7 +121,6 @@ class Group:
     tracked: Tokens  # requests = calls that got an answer
     unavailable_calls: int = 0
     error_calls: int = 0
-    tracked_usd: Decimal = Decimal(0)
 
     @property
     def model_raw(self) -> str:
@@ -285,7 +284,3 @@ class ReconciliationResult:
             if piece.usd is not None and self.windows.in_costs(piece.key.bucket):
                 out[piece.cause] += piece.usd
         return out
-
-
-def with_tracked(group: Group, tracked: Tokens, usd: Decimal) -> Group:
-    return replace(group, tracked=tracked, tracked_usd=usd)

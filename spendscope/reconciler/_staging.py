@@ -198,7 +198,6 @@ class Staging:
                     ),
                     unavailable_calls=int(r["t_unavailable_calls"]),
                     error_calls=int(r["t_error_calls"]),
-                    tracked_usd=Decimal(r["t_cost_usd"]),
                 )
             )
         return groups
