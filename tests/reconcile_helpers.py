@@ -142,6 +142,11 @@ def causes(result: ReconciliationResult) -> dict[str, tuple[int, Decimal]]:
     return {c: (tokens[c], usd[c]) for c in tokens if tokens[c] or usd[c]}
 
 
+def cause_calls(result: ReconciliationResult) -> dict[str, int]:
+    """Non-zero causes: the calls each concerns."""
+    return {cause: count for cause, count in result.cause_calls().items() if count}
+
+
 def summary(result: ReconciliationResult) -> dict[str, Any]:
     t = result.totals
     return {

@@ -29,6 +29,7 @@ from tests.reconcile_helpers import (
     NOW,
     bill,
     call,
+    cause_calls,
     reconcile,
     summary,
     track,
@@ -113,6 +114,7 @@ def test_an_uninstrumented_service_on_another_key_is_untracked(store: Store, adm
         "no spans in the window for api key key_b",
     )
     assert (piece.tokens.requests, piece.tokens.input, piece.tokens.output) == (5, 5000, 1000)
+    assert cause_calls(result) == {"untracked": 5}
     assert not result.passed
 
 
@@ -140,6 +142,7 @@ def test_an_interrupted_stream_is_usage_unavailable(store: Store, admin: FakeAdm
     }
     assert result.pieces[0].detail == "1 call(s) answered without usage"
     assert result.pieces[0].tokens.requests == 0  # the request was counted; its tokens were not
+    assert cause_calls(result) == {"usage_unavailable": 1}  # the call they concern
 
 
 @pytest.mark.parametrize(
@@ -183,6 +186,7 @@ def test_a_flex_call_priced_as_default_is_tier_mispricing(
             "flex": "recorded as flex but priced at the default rate",
         }[recorded_tier]
     )
+    assert cause_calls(result) == {"tier_batch_mispricing": 1}
 
 
 @pytest.mark.parametrize("untracked_flex", [False, True], ids=["moved-whole", "with-an-untracked-flex-call"])
@@ -214,6 +218,7 @@ def test_a_flex_call_recorded_as_default_beside_a_default_call_is_valued_at_its_
     assert summary(result)["causes"] == expected
     assert result.cause_usd()["unexplained"] == 0
     assert sum(result.cause_usd().values()) == result.totals.residual_usd
+    assert cause_calls(result) == {"tier_batch_mispricing": 1} | ({"untracked": 1} if untracked_flex else {})
     [moved] = [p for p in result.pieces if p.cause == "tier_batch_mispricing"]
     assert (moved.tokens, moved.detail) == (
         Tokens(requests=1, input=2000, cached_input=1500, output=800),
@@ -247,6 +252,7 @@ def test_a_batch_job_tracked_as_synchronous_calls_is_batch_mispricing(
         "causes": {"tier_batch_mispricing": (2400, -D("0.00027"))},
     }
     assert result.pieces[0].detail == "tracked as default, OpenAI served it as default batch"
+    assert cause_calls(result) == {"tier_batch_mispricing": 2}
 
 
 def test_a_batch_job_tracked_as_batch_is_covered(store: Store, admin: FakeAdminAPI) -> None:
@@ -312,6 +318,27 @@ def test_a_failed_call_openai_billed(store: Store, admin: FakeAdminAPI) -> None:
     billed = 1000 * MINI_IN + 200 * MINI_OUT
     assert summary(result)["causes"] == {"failed_billed": (1200, billed)}
     assert result.pieces[0].tokens.requests == 1
+    assert cause_calls(result) == {"failed_billed": 1}
+
+
+def test_calls_openai_did_not_count_are_unexplained_calls(store: Store, admin: FakeAdminAPI) -> None:
+    track(store, call(), call(), call())
+    use(admin, requests=1, input_tokens=100, output_tokens=20)
+    bill(admin, MINI, input_tokens=100, output_tokens=20, prices=MINI_PRICES)
+    result = reconcile(store, admin)
+    [piece] = result.pieces  # its dollars are the whole of the day's residual
+    assert (piece.cause, piece.detail, piece.tokens.requests, piece.calls) == (
+        "unexplained",
+        "SpendScope tracked more than OpenAI reports",
+        -2,
+        2,
+    )
+    assert cause_calls(result) == {"unexplained": 2}
+    assert (
+        result.cause_usd()["unexplained"]
+        == result.totals.residual_usd
+        == -2 * (100 * MINI_IN + 20 * MINI_OUT)
+    )
 
 
 def test_a_missing_price_is_valued_at_the_price_the_costs_api_implies(
@@ -326,6 +353,7 @@ def test_a_missing_price_is_valued_at_the_price_the_costs_api_implies(
     assert summary(result)["causes"] == {"missing_price": (1100, reported)}
     assert result.totals.tracked_usd == 0
     assert result.pieces[0].detail == "no price for acme-llm-1"
+    assert cause_calls(result) == {"missing_price": 1}
 
 
 def test_a_stale_price(store: Store, admin: FakeAdminAPI) -> None:
@@ -336,6 +364,7 @@ def test_a_stale_price(store: Store, admin: FakeAdminAPI) -> None:
     bill(admin, MINI, input_tokens=100, output_tokens=20, prices=MINI_PRICES)
     result = reconcile(store, admin)
     assert summary(result)["causes"] == {"stale_price": (120, -D("0.000027"))}
+    assert cause_calls(result) == {"stale_price": 1}
     assert (
         result.pieces[0].detail == "priced with genai-prices 0.1.0; genai-prices 0.2.3 prices it differently"
     )
@@ -349,6 +378,7 @@ def test_tool_fees_are_untracked_line_items_and_the_rest_unexplained(
     admin.add_cost(DAY, project_id="proj_a", line_item="gpt-4o-mini-2024-07-18, output", amount="0.000001")
     result = reconcile(store, admin)
     assert summary(result)["causes"] == {"untracked": (0, D("0.02")), "unexplained": (0, D("0.000001"))}
+    assert cause_calls(result) == {}  # a line item and a day's dollars: no call count
     assert result.totals.residual_usd == D("0.020001")
 
 

@@ -14,6 +14,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner, Result
 
+from spendscope import names as n
 from spendscope.cli import app
 from spendscope.fake_openai.admin import ADMIN_KEY, FakeAdminAPI
 from spendscope.reconciler._command import Command, watch
@@ -69,8 +70,8 @@ def test_json_summary_and_exit_3_below_the_threshold(day: Store, admin: FakeAdmi
         "residual": "0.00021",
         "coverage_ratio": 0.113924,
     }
-    assert body["causes"]["untracked"] == {"tokens": 1100, "usd": "0.00021"}
-    assert body["causes"]["unexplained"] == {"tokens": 0, "usd": "0"}
+    assert body["causes"]["untracked"] == {"tokens": 1100, "usd": "0.00021", "calls": 1}
+    assert body["causes"]["unexplained"] == {"tokens": 0, "usd": "0", "calls": 0}
     assert ADMIN_KEY not in done.output
     # a lower threshold passes
     assert cli(admin, store_dsn, "--format", "json", "--min-coverage", "10%").exit_code == 0
@@ -99,6 +100,47 @@ def test_csv_is_the_diffs_and_the_table_is_for_people(
         "11.39%",
     ):
         assert text in table.stdout, text
+
+
+def test_every_cause_counts_its_calls_wherever_it_is_read(
+    store: Store, admin: FakeAdminAPI, store_dsn: str, tmp_path: Path
+) -> None:
+    """An interrupted stream (answered without usage) and a call on a key with no spans: each cause
+    says how many calls it concerns, in JSON, CSV, the table, the result tables and the metrics."""
+    track(store, call(), call(state=n.USAGE_STATE_UNAVAILABLE))
+    use(admin, requests=2, input_tokens=200, output_tokens=40)
+    use(admin, api_key_id="key_b", requests=1, input_tokens=1000, output_tokens=100)
+    bill(admin, MINI, input_tokens=1200, output_tokens=140, prices=(MINI_IN, MINI_CACHED, MINI_OUT))
+    expected = {"untracked": 1, "usage_unavailable": 1}
+
+    metrics = tmp_path / "reconcile.prom"
+    done = cli(admin, store_dsn, "--format", "json", "--min-coverage", "0", "--metrics-file", str(metrics))
+    assert done.exit_code == 0, done.output
+    body = json.loads(done.stdout)
+    assert {cause: v["calls"] for cause, v in body["causes"].items() if v["calls"]} == expected
+    assert {d["cause"]: d["calls"] for d in body["diffs"] if d["kind"] == "cause"} == expected
+    for cause, count in expected.items():
+        assert f'spendscope_reconciliation_cause_calls{{cause="{cause}"}} {count:.1f}' in metrics.read_text()
+    assert 'spendscope_reconciliation_cause_calls{cause="failed_billed"} 0.0' in metrics.read_text()
+    [run] = store.query("SELECT cause_calls FROM reconciliation_runs_latest").rows
+    assert {cause: count for cause, count in run[0].items() if count} == expected
+    diffs = store.query("SELECT cause, calls FROM reconciliation_diffs WHERE kind = 'cause'").rows
+    assert dict(diffs) == expected
+    by_day = store.run("reconciliation_residual_by_cause", {"since": "2026-11-10", "until": "2026-11-11"})
+    assert {r[1]: r[4] for r in by_day.rows if r[4]} == expected
+
+    done = cli(admin, store_dsn, "--format", "csv", "--min-coverage", "0")
+    rows = list(csv.DictReader(io.StringIO(done.stdout)))
+    assert {r["cause"]: r["calls"] for r in rows if r["kind"] == "cause"} == {
+        "untracked": "1",
+        "usage_unavailable": "1",
+    }
+    table = cli(admin, store_dsn, "--format", "table", "--min-coverage", "0").stdout
+    cells = {
+        line.split()[1]: line.split()[1:6:2] for line in table.splitlines() if line.startswith(("┃", "│"))
+    }
+    assert cells["cause"] == ["cause", "calls", "tokens"]
+    assert cells["usage_unavailable"] == ["usage_unavailable", "1", "120"]
 
 
 def test_errors_are_one_line_naming_the_admin_key(

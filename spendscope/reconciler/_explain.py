@@ -132,6 +132,7 @@ class Explainer:
                         moved,
                         None if served is None or recorded is None else served - recorded,
                         target.key_mapping or origin.key_mapping,
+                        calls=moved.requests,
                     )
                 )
         return pieces
@@ -158,7 +159,7 @@ class Explainer:
             shares = [s for s in shares if s[1] > 0]
             if not shares:
                 pieces.append(
-                    self._piece(group, UNEXPLAINED, "OpenAI reports more than SpendScope tracked", missing)
+                    self._piece(group, UNEXPLAINED, "OpenAI reports more than SpendScope tracked", missing, 0)
                 )
             else:
                 weight = sum(s[1] for s in shares)
@@ -171,18 +172,16 @@ class Explainer:
                             missing.map(lambda v, s=share: _split(v, s, weight))
                         )
                         left = left - _without_requests(part)
-                    pieces.append(self._piece(group, cause, detail, part))
+                    pieces.append(self._piece(group, cause, detail, part, share))
         extra = delta.negative()
         if not extra.is_zero():
-            pieces.append(
-                self._piece(group, UNEXPLAINED, "SpendScope tracked more than OpenAI reports", extra)
-            )
+            detail = "SpendScope tracked more than OpenAI reports"
+            pieces.append(self._piece(group, UNEXPLAINED, detail, extra, -extra.requests))
         return pieces
 
-    def _piece(self, group: Group, cause: str, detail: str, tokens: Tokens) -> Piece:
-        return Piece(
-            cause, detail, group.key, group.bucket_end, tokens, self._usd(group, tokens), group.key_mapping
-        )
+    def _piece(self, group: Group, cause: str, detail: str, tokens: Tokens, calls: int) -> Piece:
+        usd = self._usd(group, tokens)
+        return Piece(cause, detail, group.key, group.bucket_end, tokens, usd, group.key_mapping, calls=calls)
 
     # --- dollars --------------------------------------------------------------------------------------
     def explain_costs(
@@ -302,9 +301,9 @@ class Explainer:
                 detail = f"no price for {d.model_raw}" + (
                     f"; {known} prices it now: run `spendscope reprice`" if known else ""
                 )
-                pieces.append(
-                    Piece(MISSING_PRICE, detail, key, d.day + _DAY, _without_requests(d.tokens), value)
-                )
+                tokens = _without_requests(d.tokens)
+                calls = d.tokens.requests
+                pieces.append(Piece(MISSING_PRICE, detail, key, d.day + _DAY, tokens, value, calls=calls))
                 continue
             linear = self.valuer.linear(
                 d.model_raw, at=d.day, tier=d.service_tier, batch=d.batch, max_input=d.max_input_tokens
@@ -341,6 +340,7 @@ class Explainer:
                             d.day + _DAY,
                             _without_requests(d.tokens),
                             delta,
+                            calls=d.tokens.requests,
                         )
                     )
                     continue
@@ -354,6 +354,7 @@ class Explainer:
                         d.day + _DAY,
                         _without_requests(d.tokens),
                         delta,
+                        calls=d.tokens.requests,
                     )
                 )
         return pieces

@@ -129,8 +129,9 @@ class Group:
 
 @dataclass(frozen=True, slots=True)
 class Piece:
-    """A part of the residual with its cause: tokens (for price causes, the tokens affected) and
-    dollars (None where the Costs API was not compared, or no price is known)."""
+    """A part of the residual with its cause: tokens (for price causes, the tokens affected), dollars
+    (None where the Costs API was not compared, or no price is known) and the number of calls it
+    concerns (0 where none are known: a line item, the rest of a day's dollars)."""
 
     cause: str
     detail: str
@@ -140,6 +141,7 @@ class Piece:
     usd: Decimal | None
     key_mapping: str = ""
     line_item: str = ""
+    calls: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +278,12 @@ class ReconciliationResult:
         out = dict.fromkeys(CAUSES, 0)
         for piece in self.pieces:
             out[piece.cause] += piece.tokens.total
+        return out
+
+    def cause_calls(self) -> dict[str, int]:
+        out = dict.fromkeys(CAUSES, 0)
+        for piece in self.pieces:
+            out[piece.cause] += piece.calls
         return out
 
     def cause_usd(self) -> dict[str, Decimal]:

@@ -44,6 +44,7 @@ def to_json(result: ReconciliationResult) -> dict[str, Any]:
     w = result.windows
     tokens = result.cause_tokens()
     usd = result.cause_usd()
+    calls = result.cause_calls()
     return {
         "run_id": result.run_id,
         "status": "complete",
@@ -73,7 +74,11 @@ def to_json(result: ReconciliationResult) -> dict[str, Any]:
             "coverage_ratio": _ratio(t.coverage_ratio),
         },
         "causes": {
-            cause: {"tokens": tokens[cause], "usd": money(usd[cause]) if w.has_costs else None}
+            cause: {
+                "tokens": tokens[cause],
+                "usd": money(usd[cause]) if w.has_costs else None,
+                "calls": calls[cause],
+            }
             for cause in CAUSES
         },
         "ambiguous_keys": result.ambiguous_keys,
@@ -112,6 +117,7 @@ def _rows(result: ReconciliationResult) -> list[list[Any]]:
                 t.output_audio,
                 t.audio_seconds,
                 t.total,
+                p.calls,
                 money(p.usd),
                 None,
                 None,
@@ -133,6 +139,7 @@ def _rows(result: ReconciliationResult) -> list[list[Any]]:
                 line.batch,
                 line.service_tier,
                 line.line_item,
+                0,
                 0,
                 0,
                 0,
@@ -198,14 +205,19 @@ def print_summary(result: ReconciliationResult, console: Any, *, top: int = 15) 
     console.print(totals)
 
     causes = Table(title="Residual (reported - tracked) by cause", title_justify="left")
-    for column in ("cause", "tokens", "USD", "what it is"):
-        causes.add_column(column, justify="right" if column in ("tokens", "USD") else "left")
+    for column in ("cause", "calls", "tokens", "USD", "what it is"):
+        causes.add_column(column, justify="right" if column in ("calls", "tokens", "USD") else "left")
     tokens = result.cause_tokens()
     usd = result.cause_usd()
+    calls = result.cause_calls()
     for cause in CAUSES:
         mark = "" if cause in TOKEN_CAUSES else " *"
         causes.add_row(
-            cause, f"{tokens[cause]:,}{mark}", _usd(usd[cause]) if w.has_costs else "", CAUSE_HELP[cause]
+            cause,
+            f"{calls[cause]:,}",
+            f"{tokens[cause]:,}{mark}",
+            _usd(usd[cause]) if w.has_costs else "",
+            CAUSE_HELP[cause],
         )
     console.print(causes)
     console.print("  * tokens affected (already counted), not missing tokens")
@@ -216,8 +228,20 @@ def print_summary(result: ReconciliationResult, console: Any, *, top: int = 15) 
             key=lambda p: (-(abs(p.usd) if p.usd is not None else Decimal(-1)), -abs(p.tokens.total)),
         )
         table = Table(title=f"Largest differences (of {len(result.pieces)})", title_justify="left")
-        for column in ("bucket", "project", "api key", "model", "tier", "cause", "tokens", "USD", "detail"):
-            table.add_column(column, justify="right" if column in ("tokens", "USD") else "left")
+        columns = (
+            "bucket",
+            "project",
+            "api key",
+            "model",
+            "tier",
+            "cause",
+            "calls",
+            "tokens",
+            "USD",
+            "detail",
+        )
+        for column in columns:
+            table.add_column(column, justify="right" if column in ("calls", "tokens", "USD") else "left")
         for p in biggest[:top]:
             table.add_row(
                 f"{p.key.bucket:%Y-%m-%d %H:%M}",
@@ -226,6 +250,7 @@ def print_summary(result: ReconciliationResult, console: Any, *, top: int = 15) 
                 p.key.model or p.line_item,
                 p.key.tier_label(),
                 p.cause,
+                f"{p.calls:,}",
                 f"{p.tokens.total:,}",
                 _usd(p.usd),
                 p.detail,
