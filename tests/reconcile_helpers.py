@@ -91,6 +91,7 @@ def bill(
     prices: tuple[Decimal, Decimal, Decimal],
     prefix: str = "",
     project: str | None = "proj_a",
+    api_key_id: str | None = None,
     day: datetime = DAY,
 ) -> Decimal:
     """The Costs API line items OpenAI would bill for these tokens; returns their total."""
@@ -105,6 +106,7 @@ def bill(
             admin.add_cost(
                 day,
                 project_id=project,
+                api_key_id=api_key_id,
                 line_item=f"{prefix}{model}, {item}",
                 amount=amount,
                 quantity=count,

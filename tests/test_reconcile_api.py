@@ -259,6 +259,10 @@ def test_many_pages_and_a_partial_first_bucket(store: Store, admin: FakeAdminAPI
     assert [p.query["limit"] for p in pages[:2]] == [["2"], ["1"]]  # later pages sized to the budget
     assert result.windows.costs_start == DAY + timedelta(days=1)  # no whole day: dollars not compared
     assert result.totals.reported_usd is None
+    [tracked] = result.tracked_keys
+    [reported] = result.reported_keys
+    assert (tracked.match.redacted, tracked.requests, tracked.tokens, tracked.usd) == (KEY_A, 1, 120, None)
+    assert (reported.api_key_id, reported.requests, reported.tokens, reported.usd) == ("key_a", 1, 120, None)
 
 
 def test_usage_with_null_group_fields_is_untracked(store: Store, admin: FakeAdminAPI) -> None:

@@ -38,7 +38,8 @@ USAGE_GROUP_BY: Final[dict[str, tuple[str, ...]]] = {
     "embeddings": ("project_id", "api_key_id", "model"),
     "audio_transcriptions": ("project_id", "api_key_id", "model"),
 }
-COSTS_GROUP_BY: Final = ("project_id", "line_item")
+# api_key_id: the dollars of each key (the key figures); line items are compared summed over keys.
+COSTS_GROUP_BY: Final = ("project_id", "line_item", "api_key_id")
 MAX_PAGE_BUCKETS: Final[dict[str, int]] = {"1m": 1440, "1h": 168, "1d": 31}
 COSTS_PAGE_DAYS: Final = 30
 LIST_LIMIT: Final = 100

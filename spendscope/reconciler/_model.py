@@ -7,6 +7,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Final
 
+from spendscope.reconciler._keys import ReportedKey, TrackedKey
+
 # Causes of the residual (reported - tracked), in the order they are explained.
 UNTRACKED: Final = "untracked"
 USAGE_UNAVAILABLE: Final = "usage_unavailable"
@@ -260,6 +262,9 @@ class ReconciliationResult:
     pages: int = 0
     requests_made: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    # every key fingerprint of the spans, and every key OpenAI reports, with their figures
+    tracked_keys: list[TrackedKey] = field(default_factory=list)
+    reported_keys: list[ReportedKey] = field(default_factory=list)
 
     @property
     def coverage(self) -> float | None:

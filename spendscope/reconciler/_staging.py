@@ -116,11 +116,24 @@ class Staging:
         ]
 
     # --- tracked ---------------------------------------------------------------------------------------
-    def tracked_keys(self, since: datetime, until: datetime) -> list[tuple[str, str]]:
-        rows = self.store.run(
-            "reconciliation_tracked_keys", {"since": ch_time(since), "until": ch_time(until)}
-        )
-        return [(str(project), str(redacted)) for project, redacted, _ in rows.rows]
+    def tracked_keys(self, windows: Windows) -> list[tuple[str, str, int, int, Decimal]]:
+        """(recorded project, redacted key, requests, tokens, stored cost over the closed cost days)."""
+        params = {
+            "since": ch_time(windows.start),
+            "until": ch_time(windows.usage_end),
+            "costs_start": ch_time(windows.costs_start),
+            "costs_end": ch_time(windows.costs_end),
+        }
+        return [
+            (
+                str(r["project"]),
+                str(r["redacted"]),
+                int(r["requests"]),
+                int(r["tokens"]),
+                Decimal(r["cost_usd"]),
+            )
+            for r in self.run("reconciliation_tracked_keys", params)
+        ]
 
     def stage_tracked(self, windows: Windows, mapping: KeyMapping) -> None:
         query = named_query("reconciliation_tracked")
@@ -138,6 +151,13 @@ class Staging:
         }
         columns = ", ".join(TRACKED_COLUMNS)
         self.store.command(f"INSERT INTO {TRACKED} ({columns}) {query.sql}", query.bind(params))
+
+    def reported_keys(self) -> list[tuple[str, str, int, int]]:
+        """(project_id, api_key_id, requests, tokens) as the Usage API reported them."""
+        return [
+            (str(r["project_id"]), str(r["api_key_id"]), int(r["requests"]), int(r["tokens"]))
+            for r in self.run("reconciliation_reported_keys", {})
+        ]
 
     def seen(self) -> list[tuple[str, str, str]]:
         return [
