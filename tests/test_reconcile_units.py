@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
+from spendscope.pricing import Pricer
 from spendscope.reconciler import ReconcileError, ReconcileOptions, plan_windows
 from spendscope.reconciler._errors import scrub
+from spendscope.reconciler._explain import Explainer, Seen
 from spendscope.reconciler._fetch import read_page, retry_after
 from spendscope.reconciler._keys import AMBIGUOUS, MAPPED, UNMAPPED, ProjectKey, fingerprint, map_keys
-from spendscope.reconciler._model import Tokens
+from spendscope.reconciler._model import Group, GroupKey, Tokens, Windows
 from spendscope.reconciler._normalize import (
     input_audio_total,
     normalize_model,
@@ -18,6 +21,7 @@ from spendscope.reconciler._normalize import (
     parse_line_item,
 )
 from spendscope.reconciler._settings import resolve
+from spendscope.reconciler._value import Valuer
 from spendscope.settings import ConfigurationError
 
 
@@ -206,6 +210,43 @@ def test_token_vectors() -> None:
     assert (a - b).positive() == Tokens(input=100, cached_input=100)
     assert (a - b).negative() == Tokens(requests=-1, output=-30)
     assert (a + b).total == 650
+
+
+GPT5_MINI = "gpt-5-mini-2025-08-07"
+
+
+def test_a_partial_move_prices_exactly_the_moved_tokens_at_both_tiers() -> None:
+    """The default group tracked A (right), B (served as flex) and D (not counted by OpenAI); the
+    flex group lacks only B. B moves and is priced at both tiers; D stays, unexplained, at its own
+    price; the pieces add up to the reported minus the tracked, each priced at its recorded tier."""
+    day = datetime(2026, 11, 10, tzinfo=UTC)
+    bucket = day + timedelta(hours=10)
+    windows = Windows(
+        day, day + timedelta(days=1), day + timedelta(days=1), day, day + timedelta(days=1), "1h"
+    )
+    a, b, d = Tokens(1, 10_000, 0, 100), Tokens(1, 2000, 1500, 800), Tokens(1, 400, 0, 40)
+
+    def group(tier: str, reported: Tokens, tracked: Tokens) -> Group:
+        key = GroupKey("completions", bucket, "proj_a", "key_a", "gpt-5-mini", False, tier)
+        return Group(key, bucket + timedelta(hours=1), "mapped", GPT5_MINI, GPT5_MINI, reported, tracked)
+
+    explainer = Explainer(Valuer(Pricer()), windows)
+    pieces = explainer.explain_groups(
+        [group("default", a, a + b + d), group("flex", b, Tokens())],
+        Seen.of([("proj_a", "key_a", "gpt-5-mini")]),
+    )
+    assert [(p.cause, p.key.service_tier, p.tokens, p.usd, p.calls) for p in pieces] == [
+        ("tier_batch_mispricing", "flex", b, Decimal("0.00088125") - Decimal("0.0017625"), 1),
+        ("unexplained", "default", -d, -(400 * Decimal("0.25") + 40 * Decimal(2)) / 1_000_000, 1),
+    ]
+
+    def price(tier: str, tokens: Tokens) -> Decimal:
+        value = explainer.valuer.value(GPT5_MINI, tokens, at=bucket, tier=tier)
+        assert value is not None
+        return value
+
+    reported, tracked = price("default", a) + price("flex", b), price("default", a + b + d)
+    assert sum(p.usd for p in pieces if p.usd is not None) == reported - tracked
 
 
 def test_settings_from_arguments_and_environment() -> None:
