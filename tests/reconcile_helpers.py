@@ -3,6 +3,8 @@ through the fake admin API, and one run of the reconciler against both."""
 
 from __future__ import annotations
 
+import uuid
+
 import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -78,7 +80,9 @@ def call(
 
 
 def track(store: Store, *records: SpanRecord) -> None:
-    store.insert_spans(list(records), dedup_token=f"block-{id(records)}-{len(records)}")
+    # a token of its own per block (an id() is reused once its object is gone: a later block would be
+    # dropped as a replay of an earlier one)
+    store.insert_spans(list(records), dedup_token=f"block-{uuid.uuid4()}")
 
 
 def bill(
