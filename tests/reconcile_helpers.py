@@ -3,9 +3,8 @@ through the fake admin API, and one run of the reconciler against both."""
 
 from __future__ import annotations
 
-import uuid
-
 import dataclasses
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
