@@ -23,7 +23,7 @@ from opentelemetry.trace import TracerProvider
 from spendscope import settings
 from spendscope.instrumentation import _openai, background, batches, realtime
 from spendscope.instrumentation.calls import SDKTypes, wrap_async, wrap_sync
-from spendscope.instrumentation.endpoints import METHODS, Endpoint
+from spendscope.instrumentation.endpoints import METHODS
 from spendscope.instrumentation.telemetry import Telemetry
 from spendscope.pricing import PriceFile, Pricer
 
@@ -63,12 +63,6 @@ def _patch(owner: type, attribute: str, make: Callable[[Any], Any]) -> None:
     _state.patched.append((owner, attribute, own))
 
 
-def _wrap_method(
-    wrap: Callable[..., Any], endpoint: Endpoint, lookup: Any, types: SDKTypes, original: Any
-) -> Any:
-    return wrap(original, endpoint, lookup, types)
-
-
 def _install() -> None:
     if _state.patched:
         return
@@ -78,9 +72,9 @@ def _install() -> None:
         owner = getattr(importlib.import_module(module_name), class_name)
         is_async = class_name.startswith("Async")
         wrap = wrap_async if is_async else wrap_sync
-        _patch(owner, method, functools.partial(_wrap_method, wrap, endpoint, lookup, types))
+        _patch(owner, method, functools.partial(wrap, endpoint=endpoint, lookup=lookup, types=types))
     factories: dict[str, Callable[[Any], Any]] = {
-        "connect": lambda original: realtime.wrap_connect(original, lookup),
+        "connect": functools.partial(realtime.wrap_connect, lookup=lookup),
         "enter": realtime.wrap_enter,
         "async_enter": realtime.wrap_async_enter,
         "recv_bytes": realtime.wrap_recv_bytes,

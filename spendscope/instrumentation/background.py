@@ -24,12 +24,10 @@ from typing import TYPE_CHECKING, Any, Final
 
 from spendscope._internal import ErrorCounter, internal_error
 from spendscope.instrumentation.endpoints import RESPONSES
-from spendscope.instrumentation.telemetry import BACKGROUND_DONE, LLMCall, Telemetry
+from spendscope.instrumentation.telemetry import BACKGROUND_DONE, LLMCall, Lookup
 
 if TYPE_CHECKING:
     from spendscope.instrumentation.calls import SDKTypes
-
-Lookup = Callable[[Any], Telemetry | None]
 
 TERMINAL: Final = BACKGROUND_DONE
 PENDING_LIMIT: Final = 10_000

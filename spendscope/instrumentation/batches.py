@@ -23,11 +23,8 @@ from typing import Any, Final
 from spendscope import names as n
 from spendscope._internal import internal_error
 from spendscope.attribution import current
-from spendscope.instrumentation.telemetry import Telemetry
-from spendscope.usage import TokenUsage, chat_usage, embeddings_usage, responses_usage
-
-Lookup = Callable[[Any], Telemetry | None]
-UsageReader = Callable[[Any], TokenUsage | None]
+from spendscope.instrumentation.telemetry import Lookup, Telemetry
+from spendscope.usage import UsageReader, chat_usage, embeddings_usage, responses_usage
 
 # body `object` -> (gen_ai.operation.name, openai.api.type, usage reader)
 _BODIES: Final[dict[str, tuple[str, str, UsageReader]]] = {
@@ -133,7 +130,7 @@ def _file_id(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     return args[0] if args else kwargs.get("file_id")
 
 
-def wrap_content(original: Callable[..., Any], lookup: Lookup) -> Any:
+def wrap_content(original: Callable[..., Any], *, lookup: Lookup) -> Any:
     """`Files.content`: the download, returned untouched, then recorded if it is a batch output."""
 
     @functools.wraps(original)
@@ -150,7 +147,7 @@ def wrap_content(original: Callable[..., Any], lookup: Lookup) -> Any:
     return content
 
 
-def wrap_async_content(original: Callable[..., Awaitable[Any]], lookup: Lookup) -> Any:
+def wrap_async_content(original: Callable[..., Awaitable[Any]], *, lookup: Lookup) -> Any:
     @functools.wraps(original)
     async def content(self: Any, *args: Any, **kwargs: Any) -> Any:
         result = await original(self, *args, **kwargs)

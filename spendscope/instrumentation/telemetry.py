@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -189,6 +190,10 @@ class Telemetry:
             start_ns=start_ns,
             batch=batch,
         )
+
+
+# The telemetry an SDK call records to, from the call's client: None when it is not instrumented.
+Lookup = Callable[[Any], Telemetry | None]
 
 
 class LLMCall:
