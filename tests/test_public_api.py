@@ -35,11 +35,16 @@ def test_exported_names() -> None:
     ]
 
 
-def test_importing_spendscope_does_not_import_openai() -> None:
-    """openai is imported when instrumenting, not when an app imports spendscope."""
-    code = "import sys, spendscope; print('openai' in sys.modules)"
+def test_importing_spendscope_loads_neither_openai_nor_the_prices() -> None:
+    """openai, genai-prices and pydantic are loaded when instrumenting, not when an app imports
+    spendscope; nor is any instrumentation state created then."""
+    heavy = ("genai_prices", "pydantic", "openai")
+    code = (
+        "import sys, spendscope, spendscope.instrumentation as i; "
+        f"print([m for m in {heavy!r} if m in sys.modules], i._default)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "False"
+    assert done.stdout.strip() == "[] None"
 
 
 def test_ruff_and_mypy_strict_are_clean() -> None:

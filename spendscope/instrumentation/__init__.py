@@ -1,6 +1,6 @@
 """`instrument_openai` / `uninstrument_openai`, on a default `Instrumentation` made on first use.
 
-Importing this package patches nothing, does not import openai, and creates no registry:
+Importing this package patches nothing, imports neither openai nor the prices, and creates no registry:
 `instrument_openai()` does (instrumentation.py). Tests can make an `Instrumentation` of their own.
 """
 
@@ -47,6 +47,7 @@ def instrument_openai(
     globally) changes nothing. Instrument before a client's first `with_raw_response` use.
     An openai release outside the tested range (`spendscope[openai]`) is logged once, as a warning.
     Settings (price file, user label cap) come from the environment; see `spendscope.configure`.
+    The prices (genai-prices) are loaded here, not when `spendscope` is imported.
     """
     instrument(client, tracer_provider=tracer_provider, meter_provider=meter_provider, options=None)
 

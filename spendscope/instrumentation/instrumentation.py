@@ -16,7 +16,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
@@ -26,7 +26,9 @@ from spendscope.instrumentation import _openai, background, batches, realtime
 from spendscope.instrumentation.calls import SDKTypes, wrap_async, wrap_sync
 from spendscope.instrumentation.endpoints import METHODS
 from spendscope.instrumentation.telemetry import Telemetry
-from spendscope.pricing import PriceFile, Pricer
+
+if TYPE_CHECKING:  # genai-prices and pydantic are loaded by `Options.resolve`, not at import
+    from spendscope.pricing import Pricer
 
 # On each wrapper: the `Instrumentation` that installed it.
 _MARKER = "__spendscope_instrumentation__"
@@ -51,6 +53,9 @@ class Options:
         user_label_limit: int | None = None,
         inject_stream_usage: bool | None = None,
     ) -> Options:
+        """Settings from the arguments, else the environment; loads the prices (genai-prices)."""
+        from spendscope.pricing import PriceFile, Pricer
+
         path = settings.resolve("price_file", price_file)
         return cls(
             pricer=Pricer(PriceFile.load(path) if path is not None else None),

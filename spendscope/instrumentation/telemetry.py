@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -24,8 +24,10 @@ from spendscope._version import __version__
 from spendscope.attribution import Attribution, current
 from spendscope.instrumentation.client_info import ClientInfo, ClientInfos
 from spendscope.instrumentation.counters import SummedCounter
-from spendscope.pricing import Pricer
 from spendscope.usage import TokenUsage
+
+if TYPE_CHECKING:  # genai-prices and pydantic are loaded when instrumenting, not when importing
+    from spendscope.pricing import Pricer
 
 
 def _service_name(tracer_provider: Any) -> str:
