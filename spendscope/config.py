@@ -31,7 +31,8 @@ class Configuration:
     tracer_provider: TracerProvider
     meter_provider: MeterProvider
     prometheus_address: tuple[str, int] | None = None  # where /metrics is served, if it is
-    _servers: list[Any] = field(default_factory=list, repr=False)
+    # The /metrics servers `configure` started, stopped by `shutdown()`; not a constructor argument.
+    _servers: list[Any] = field(default_factory=list, init=False, repr=False, compare=False)
 
     def shutdown(self) -> None:
         for server in self._servers:
@@ -121,4 +122,6 @@ def configure(
         metrics.set_meter_provider(meter_provider)
     if instrument_openai:
         instrument(None, tracer_provider=tracer_provider, meter_provider=meter_provider, options=options)
-    return Configuration(tracer_provider, meter_provider, prometheus_address, servers)
+    configuration = Configuration(tracer_provider, meter_provider, prometheus_address)
+    configuration._servers.extend(servers)
+    return configuration

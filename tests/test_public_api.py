@@ -33,6 +33,28 @@ def test_exported_names() -> None:
         "tenant",
         "extra",
     ]
+    assert list(inspect.signature(spendscope.configure).parameters) == [
+        "service_name",
+        "otlp_endpoint",
+        "traces_exporter",
+        "metrics_exporter",
+        "metric_export_interval_ms",
+        "prometheus_host",
+        "prometheus_port",
+        "user_label_limit",
+        "price_file",
+        "inject_stream_usage",
+        "instrument_openai",
+        "set_global",
+    ]
+    kinds = {p.kind for p in inspect.signature(spendscope.configure).parameters.values()}
+    assert kinds == {inspect.Parameter.KEYWORD_ONLY}
+    # what `configure` returns; its /metrics servers are its own business, not a constructor argument
+    assert list(inspect.signature(spendscope.Configuration).parameters) == [
+        "tracer_provider",
+        "meter_provider",
+        "prometheus_address",
+    ]
 
 
 def test_importing_spendscope_loads_neither_openai_nor_the_prices() -> None:
