@@ -58,9 +58,9 @@ def test_exported_names() -> None:
 
 
 def test_importing_spendscope_loads_neither_openai_nor_the_prices() -> None:
-    """openai, genai-prices and pydantic are loaded when instrumenting, not when an app imports
-    spendscope; nor is any instrumentation state created then."""
-    heavy = ("genai_prices", "pydantic", "openai")
+    """openai, genai-prices and pydantic are loaded when instrumenting, the OpenTelemetry SDK by
+    `configure()`, not when an app imports spendscope; nor is any instrumentation state created then."""
+    heavy = ("genai_prices", "pydantic", "openai", "opentelemetry.sdk")
     code = (
         "import sys, spendscope, spendscope.instrumentation as i; "
         f"print([m for m in {heavy!r} if m in sys.modules], i._default)"
