@@ -4,6 +4,7 @@ through the fake admin API, and one run of the reconciler against both."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -30,6 +31,7 @@ M = Decimal(1_000_000)
 MINI_IN, MINI_CACHED, MINI_OUT = Decimal("0.15") / M, Decimal("0.075") / M, Decimal("0.60") / M
 GPT5_MINI_IN, GPT5_MINI_CACHED, GPT5_MINI_OUT = Decimal("0.25") / M, Decimal("0.025") / M, Decimal("2") / M
 EMBED_IN = Decimal("0.02") / M
+_BLOCKS = itertools.count()  # one insert deduplication token per tracked block
 
 
 def call(
@@ -78,7 +80,9 @@ def call(
 
 
 def track(store: Store, *records: SpanRecord) -> None:
-    store.insert_spans(list(records), dedup_token=f"block-{id(records)}-{len(records)}")
+    # Not id(records): a tuple freed after one call can get the same id in the next, and ClickHouse
+    # would then drop the second block as a duplicate insert.
+    store.insert_spans(list(records), dedup_token=f"block-{next(_BLOCKS)}")
 
 
 def bill(
