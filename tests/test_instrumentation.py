@@ -643,9 +643,9 @@ def test_internal_failure_never_breaks_the_call(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from spendscope.instrumentation import _state
+    from spendscope.instrumentation import default_instrumentation
 
-    for telemetry in _state.telemetries.values():
+    for telemetry in default_instrumentation().telemetries.values():
         monkeypatch.setattr(telemetry, "pricer", _BrokenPricer())
     server.enqueue(CHAT, Reply(json=chat_body(19, 10)))
     # Under the test suite internal errors raise, so this very test would catch a swallowed bug ...

@@ -51,7 +51,8 @@ def test_the_wrapped_methods_are_where_the_instrumentation_patches_them(
 ) -> None:
     owner = getattr(importlib.import_module(module), cls, None)
     assert callable(getattr(owner, attribute, None)), moved(
-        f"{module}.{cls}.{attribute}", "spendscope/instrumentation/__init__.py (_install)"
+        f"{module}.{cls}.{attribute}",
+        "spendscope/instrumentation/instrumentation.py (Instrumentation._patches)",
     )
 
 

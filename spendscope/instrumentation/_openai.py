@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from importlib.metadata import PackageNotFoundError, version
 from typing import Final
 
 _log = logging.getLogger("spendscope")
@@ -53,6 +52,9 @@ def supported(installed: str, spec: str = SUPPORTED) -> bool:
 
 
 def installed_version() -> str | None:
+    # Here, not at the top: importlib.metadata is slow to import, and `import spendscope` need not pay it.
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("openai")
     except PackageNotFoundError:  # imported from a source tree, without metadata

@@ -19,7 +19,7 @@ from typing import Any
 from spendscope import names as n
 from spendscope._internal import internal_error
 from spendscope.attribution import Attribution, current
-from spendscope.instrumentation.telemetry import LLMCall, Telemetry
+from spendscope.instrumentation.telemetry import LLMCall, Lookup, Telemetry
 from spendscope.usage import realtime_usage, transcription_usage
 
 _SESSION_ATTR = "_spendscope_realtime"
@@ -129,7 +129,7 @@ def _guarded(session: RealtimeSession, action: Callable[[], None], where: str) -
         internal_error(where, session.telemetry.count_error)
 
 
-def wrap_connect(original: Callable[..., Any], lookup: Callable[[Any], Telemetry | None]) -> Any:
+def wrap_connect(original: Callable[..., Any], *, lookup: Lookup) -> Any:
     """`Realtime.connect` / `AsyncRealtime.connect` (both synchronous): tag the connection manager."""
 
     @functools.wraps(original)

@@ -18,11 +18,10 @@ from typing import Any
 
 from spendscope._internal import internal_error
 from spendscope.instrumentation.telemetry import LLMCall
-from spendscope.usage import TokenUsage
+from spendscope.usage import UsageReader
 
 # Reads one stream item into the call; returns True when the item must be hidden from the caller.
 ItemHandler = Callable[[LLMCall, Any], bool]
-UsageReader = Callable[[Any], TokenUsage | None]
 
 _RESPONSES_TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 # Events about the response rather than its output; any other event (an output item added, a text,
