@@ -2,12 +2,12 @@
 # evaluator, the reconciler and the demo workload.
 FROM python:3.11-slim
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY spendscope ./spendscope
 COPY clickhouse ./clickhouse
 # /var/lib/spendscope belongs to nobody so that a named volume mounted there (the collector's spool)
 # starts out writable.
-RUN pip install --no-cache-dir '.[demo]' \
+RUN pip install --no-cache-dir -c constraints.txt '.[demo]' \
     && mkdir -p /var/lib/spendscope && chown nobody:nogroup /var/lib/spendscope
 USER nobody
 EXPOSE 4318

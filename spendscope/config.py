@@ -1,5 +1,7 @@
 """`spendscope.configure()`: OpenTelemetry tracer and meter providers from the standard environment
 variables, optionally a Prometheus /metrics endpoint served by the app itself, and the instrumentation.
+
+The OpenTelemetry SDK is imported by `configure()`, not when an app imports spendscope.
 """
 
 from __future__ import annotations
@@ -7,21 +9,17 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics, trace
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import (
-    ConsoleMetricExporter,
-    MetricReader,
-    PeriodicExportingMetricReader,
-)
-from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
 from spendscope.instrumentation import Options, instrument
 from spendscope.settings import resolve
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import MetricReader
+    from opentelemetry.sdk.trace import TracerProvider
 
 
 @dataclass
@@ -31,7 +29,8 @@ class Configuration:
     tracer_provider: TracerProvider
     meter_provider: MeterProvider
     prometheus_address: tuple[str, int] | None = None  # where /metrics is served, if it is
-    _servers: list[Any] = field(default_factory=list, repr=False)
+    # The /metrics servers `configure` started, stopped by `shutdown()`; not a constructor argument.
+    _servers: list[Any] = field(default_factory=list, init=False, repr=False, compare=False)
 
     def shutdown(self) -> None:
         for server in self._servers:
@@ -65,6 +64,12 @@ def configure(
     its default. `metrics_exporter="prometheus"` serves /metrics from this process. A bad value raises
     `spendscope.ConfigurationError` before anything is started.
     """
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
+    from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
     # Resolve (and so validate) everything before starting anything.
     name = resolve("service_name", service_name)
     endpoint = resolve("otlp_endpoint", otlp_endpoint)
@@ -121,4 +126,6 @@ def configure(
         metrics.set_meter_provider(meter_provider)
     if instrument_openai:
         instrument(None, tracer_provider=tracer_provider, meter_provider=meter_provider, options=options)
-    return Configuration(tracer_provider, meter_provider, prometheus_address, servers)
+    configuration = Configuration(tracer_provider, meter_provider, prometheus_address)
+    configuration._servers.extend(servers)
+    return configuration

@@ -8,6 +8,7 @@ left out comes back as None even where it is typed `int`. Objects may be SDK mod
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,10 @@ class TokenUsage:
     cached_input_audio: int = 0
     output_audio: int = 0
     audio_seconds: float | None = None  # duration-billed audio (whisper-1)
+
+
+# Reads the usage object of one kind of response (`chat_usage`, `responses_usage`, ...).
+UsageReader = Callable[[Any], TokenUsage | None]
 
 
 def _get(obj: Any, name: str) -> Any:
@@ -152,8 +157,3 @@ def realtime_usage(usage: Any) -> TokenUsage | None:
             output_audio=_int(output_details, "audio_tokens"),
         )
     )
-
-
-def get(obj: Any, name: str) -> Any:
-    """Attribute or key `name` of an SDK model or dict, None when absent."""
-    return _get(obj, name)

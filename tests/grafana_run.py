@@ -177,9 +177,7 @@ def reconcile_run(store: Store) -> Reconciliation:
         reported = _openai_side(store, admin)
 
         def run(retry: RetryPolicy | None = None) -> ReconciliationResult:
-            with AdminAPI(
-                admin_key=ADMIN_KEY, base_url=admin.base_url, sleep=lambda _: None, retry=retry
-            ) as api:
+            with AdminAPI(admin_key=ADMIN_KEY, base_url=admin.base_url, retry=retry) as api:
                 reconciler = Reconciler(store, api, pricer=Pricer(), clock=lambda: now)
                 return reconciler.run(ReconcileOptions(since=since, until=until))
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from importlib.metadata import version
 from typing import Any
 
 from spendscope.fake_openai import synth
 
 M = Decimal(1_000_000)
+# What the pricer records as spendscope.price.version: the installed genai-prices, whichever it is.
+PRICE_VERSION = f"genai-prices {version('genai-prices')}"
 # Published OpenAI prices (USD per million tokens) used to compute expectations by hand.
 GPT_4O_MINI = {"input": Decimal("0.15"), "cached": Decimal("0.075"), "output": Decimal("0.60")}
 

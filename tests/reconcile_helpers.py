@@ -26,9 +26,9 @@ EMBED = "text-embedding-3-small"
 KEY_A = "sk-proj-...9f2c"  # as the instrumentation records sk-proj-<...>9f2c
 PRICER = Pricer()
 M = Decimal(1_000_000)
-# USD per token (genai-prices 0.2.3, as the README's worked examples)
+# USD per token, as genai-prices prices these models (and as the README's worked examples)
 MINI_IN, MINI_CACHED, MINI_OUT = Decimal("0.15") / M, Decimal("0.075") / M, Decimal("0.60") / M
-GPT5_MINI_IN, GPT5_MINI_OUT = Decimal("0.25") / M, Decimal("2") / M
+GPT5_MINI_IN, GPT5_MINI_CACHED, GPT5_MINI_OUT = Decimal("0.25") / M, Decimal("0.025") / M, Decimal("2") / M
 EMBED_IN = Decimal("0.02") / M
 
 
@@ -91,6 +91,7 @@ def bill(
     prices: tuple[Decimal, Decimal, Decimal],
     prefix: str = "",
     project: str | None = "proj_a",
+    api_key_id: str | None = None,
     day: datetime = DAY,
 ) -> Decimal:
     """The Costs API line items OpenAI would bill for these tokens; returns their total."""
@@ -105,6 +106,7 @@ def bill(
             admin.add_cost(
                 day,
                 project_id=project,
+                api_key_id=api_key_id,
                 line_item=f"{prefix}{model}, {item}",
                 amount=amount,
                 quantity=count,
@@ -126,17 +128,11 @@ def reconcile(
     *,
     since: datetime = DAY,
     until: datetime = DAY + timedelta(days=1),
-    sleeps: list[float] | None = None,
     retry: RetryPolicy | None = None,
     clock: Callable[[], datetime] = lambda: NOW,
     **options: Any,
 ) -> ReconciliationResult:
-    with AdminAPI(
-        admin_key=ADMIN_KEY,
-        base_url=admin.base_url,
-        sleep=(sleeps.append if sleeps is not None else lambda _: None),
-        retry=retry,
-    ) as api:
+    with AdminAPI(admin_key=ADMIN_KEY, base_url=admin.base_url, retry=retry) as api:
         reconciler = Reconciler(store, api, pricer=PRICER, clock=clock)
         return reconciler.run(ReconcileOptions(since=since, until=until, **options))
 
@@ -146,6 +142,11 @@ def causes(result: ReconciliationResult) -> dict[str, tuple[int, Decimal]]:
     tokens = result.cause_tokens()
     usd = result.cause_usd()
     return {c: (tokens[c], usd[c]) for c in tokens if tokens[c] or usd[c]}
+
+
+def cause_calls(result: ReconciliationResult) -> dict[str, int]:
+    """Non-zero causes: the calls each concerns."""
+    return {cause: count for cause, count in result.cause_calls().items() if count}
 
 
 def summary(result: ReconciliationResult) -> dict[str, Any]:

@@ -21,8 +21,9 @@ from openai.types.responses import Response
 import spendscope
 from spendscope import names as n
 from spendscope.fake_openai import FakeOpenAI, Reply, synth
-from spendscope.instrumentation import background
-from tests.conftest import API_KEY, PROJECT, Capture
+from spendscope.instrumentation import Instrumentation, default_instrumentation
+from spendscope.instrumentation.background import PendingCalls
+from tests.conftest import API_KEY, PROJECT, Capture, make_capture
 from tests.helpers import mini_cost
 
 PROMPT = "Write a haiku about otters."
@@ -32,6 +33,11 @@ INPUT_TOKENS = 3 + 4 + math.ceil(len(PROMPT) / 4)
 OUTPUT_TOKENS = math.ceil(len(synth.DEFAULT_TEXT) / 4)
 TERMINAL = ("completed", "incomplete", "failed", "cancelled")
 ATTRIBUTION = {"user": "u-42", "endpoint": "novel-writer", "tenant": "acme"}
+
+
+def pending() -> PendingCalls:
+    """The calls `instrument_openai()` (the `capture` fixture) keeps waiting for their usage."""
+    return default_instrumentation().pending
 
 
 def create(client: openai.OpenAI, **kwargs: Any) -> Response:
@@ -55,7 +61,7 @@ def poll(client: openai.OpenAI, response: Response) -> tuple[Response, int]:
 
 def assert_one_reported_span(capture: Capture, response_id: str) -> dict[str, Any]:
     attrs = capture.attrs()
-    assert attrs[n.RESPONSE_ID] == response_id and response_id not in background.pending
+    assert attrs[n.RESPONSE_ID] == response_id and response_id not in pending()
     assert (attrs[n.USER_ID], attrs[n.ENDPOINT], attrs[n.TENANT]) == ("u-42", "novel-writer", "acme")
     assert (attrs[n.USAGE_INPUT_TOKENS], attrs[n.USAGE_OUTPUT_TOKENS]) == (INPUT_TOKENS, OUTPUT_TOKENS)
     assert attrs[n.USAGE_STATE] == "reported"
@@ -208,7 +214,7 @@ def test_background_stream_broken_before_usage_is_finished_by_the_next_poll_or_r
         stream.close()
     del stream
     assert capture.spans() == []  # the response runs on at OpenAI: its call waits for the usage
-    assert response_id in background.pending
+    assert response_id in pending()
     if resume:
         with client.responses.stream(response_id=response_id, starting_after=2) as resumed:
             assert [e.type for e in resumed][-1] == "response.completed"
@@ -254,25 +260,31 @@ def test_pending_calls_are_finished_unavailable_at_uninstrument(
     assert attrs[n.USAGE_STATE] == "unavailable" and attrs[n.RESPONSE_ID] == queued.id
     assert capture.total(n.METRIC_USAGE_UNAVAILABLE, endpoint="novel-writer") == 1
     poll(client, queued)
-    assert len(capture.spans()) == 1 and len(background.pending) == 0
+    assert len(capture.spans()) == 1 and len(pending()) == 0
 
 
 def test_an_evicted_call_is_finished_unavailable_and_never_counted_again(
-    capture: Capture, server: FakeOpenAI, client: openai.OpenAI, monkeypatch: pytest.MonkeyPatch
+    server: FakeOpenAI, client: openai.OpenAI
 ) -> None:
-    monkeypatch.setattr(background.pending, "limit", 2)
-    first, second, third = (create(client) for _ in range(3))
-    [evicted] = capture.spans()
-    assert dict(evicted.attributes or {})[n.RESPONSE_ID] == first.id
-    assert dict(evicted.attributes or {})[n.USAGE_STATE] == "unavailable"
-    for response in (first, second, third):
-        poll(client, response)
+    capture = make_capture()
+    instrumentation = Instrumentation(pending_limit=2)  # a registry of its own, with room for two calls
+    instrumentation.instrument(tracer_provider=capture.tracer_provider, meter_provider=capture.meter_provider)
+    try:
+        first, second, third = (create(client) for _ in range(3))
+        [evicted] = capture.spans()
+        assert dict(evicted.attributes or {})[n.RESPONSE_ID] == first.id
+        assert dict(evicted.attributes or {})[n.USAGE_STATE] == "unavailable"
+        assert len(instrumentation.pending) == 2
+        for response in (first, second, third):
+            poll(client, response)
+    finally:
+        instrumentation.uninstrument()
     states = {
         dict(s.attributes or {})[n.RESPONSE_ID]: dict(s.attributes or {})[n.USAGE_STATE]
         for s in capture.spans()
     }
     assert states == {first.id: "unavailable", second.id: "reported", third.id: "reported"}
-    assert len(capture.spans()) == 3
+    assert len(capture.spans()) == 3 and len(instrumentation.pending) == 0
     assert capture.total(n.METRIC_TOKENS, type="input") == 2 * INPUT_TOKENS
 
 
@@ -305,20 +317,18 @@ def test_a_failure_while_finishing_never_breaks_the_poll(
     client: openai.OpenAI,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from spendscope.instrumentation import _state
-
     class BrokenPricer:
         def price(self, *args: Any, **kwargs: Any) -> None:
             raise RuntimeError("pricing exploded")
 
-    for telemetry in _state.telemetries.values():
+    for telemetry in default_instrumentation().telemetries.values():
         monkeypatch.setattr(telemetry, "pricer", BrokenPricer())
     monkeypatch.delenv("SPENDSCOPE_RAISE_INTERNAL_ERRORS")  # production behaviour
     queued = create(client)
     done, _ = poll(client, queued)
     assert done.status == "completed" and done.usage is not None
     assert capture.total(n.METRIC_INSTRUMENTATION_ERRORS, where="finish") == 1
-    assert len(capture.spans()) == 1 and len(background.pending) == 0
+    assert len(capture.spans()) == 1 and len(pending()) == 0
 
 
 _EXIT_SCRIPT = """

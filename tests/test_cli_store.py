@@ -6,10 +6,12 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from typer.testing import CliRunner, Result
 
 from spendscope.cli import app
 from spendscope.store import Store
+from spendscope.store.formatting import table_cell
 from tests.store_fixtures import llm_record, serve_reports
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,6 +133,41 @@ def test_reprice_after_adding_a_missing_price(month: Store, store_dsn: str, tmp_
     assert report.stdout.splitlines()[1] == "acme-llm-1,1,1000,500,0,0,0.006,0,0,0,0"
 
 
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["report", "--by", "user", *NOV],
+        ["report", "--by", "attr:job_id", *NOV],
+        ["export", *NOV],
+        ["invoice", "--tenant", "acme", "--month", "2026-11", "--by", "user"],
+    ],
+    ids=["report", "report-attr", "export", "invoice"],
+)
+def test_tables_fit_a_narrow_terminal_with_every_amount_whole(
+    args: list[str], month: Store, store_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    as_json = json.loads(cli(*args, "--format", "json", "--store", store_dsn).stdout)
+    amounts = {
+        table_cell(column, Decimal(value) if value is not None else None)
+        for row in as_json["rows"]
+        for column, value in zip(as_json["columns"], row, strict=True)
+        if column.endswith("_usd")
+    }
+    assert len(amounts) >= 2, as_json
+    monkeypatch.setenv("FORCE_COLOR", "1")  # a terminal, to rich
+    monkeypatch.setenv("COLUMNS", "80")
+    table = cli(*args, "--store", store_dsn)
+    assert table.exit_code == 0, table.output
+    text = ANSI.sub("", table.stdout)
+    assert "┏" in text and "…" not in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+    cells = {cell.strip() for line in text.splitlines() for cell in line.split("│")}
+    assert amounts <= cells, amounts - cells
+
+
 def test_migrate_is_idempotent(store_dsn: str) -> None:
     done = cli("migrate", "--store", store_dsn)
     assert done.exit_code == 0, done.output
@@ -171,6 +209,53 @@ def test_bad_margin_setting_is_one_line(
         1,
         "error: bad environment variable SPENDSCOPE_MARGIN_PERCENT 'ten': a percentage such as 20 or 12.5\n",
     )
+
+
+# --- commands that read a store never create one --------------------------------------------------------
+READERS = [
+    ["report"],
+    ["export"],
+    ["invoice", "--tenant", "acme", "--month", "2026-11"],
+    ["reprice"],
+    ["budgets", "--once", "--config", "budgets.yaml"],
+    ["reconcile"],
+]
+
+
+@pytest.fixture
+def empty_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SPENDSCOPE_STORE", raising=False)
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", "sk-admin-unused")
+    (tmp_path / "budgets.yaml").write_text("")
+    return tmp_path
+
+
+@pytest.mark.parametrize("args", READERS, ids=lambda args: args[0])
+def test_a_missing_store_is_named_and_not_created(args: list[str], empty_cwd: Path) -> None:
+    default = cli(*args)
+    assert (default.exit_code, default.stderr) == (
+        1,
+        f"error: no store at {empty_cwd / 'spendscope-data'}: the directory does not exist\n",
+    )
+    typo = cli(*args, "--store", "garbage!!")
+    assert (typo.exit_code, typo.stderr) == (
+        1,
+        f"error: no store at {empty_cwd / 'garbage!!'}: the directory does not exist\n",
+    )
+    assert sorted(p.name for p in empty_cwd.iterdir()) == ["budgets.yaml"]
+
+
+def test_a_missing_database_is_named_and_not_created(chdb_dsn: str, store: Store) -> None:
+    name = f"absent_{store.database}"
+    done = cli("report", "--store", f"{chdb_dsn}?database={name}")
+    assert (done.exit_code, done.stderr) == (
+        1,
+        f"error: no store at {chdb_dsn} (database {name}): the database does not exist\n",
+    )
+    assert store.query("SELECT count() FROM system.databases WHERE name = {n:String}", {"n": name}).rows == [
+        [0]
+    ]
 
 
 # --- when a collector holds the embedded store ----------------------------------------------------------
@@ -255,6 +340,7 @@ def test_a_chdb_directory_locked_by_another_process_is_named(tmp_path: Path) -> 
 
 def test_a_store_without_the_schema_says_to_migrate(chdb_dsn: str, store: Store) -> None:
     bare = f"{chdb_dsn}?database=bare_{store.database}"
+    store.command(f"CREATE DATABASE `bare_{store.database}`")
     done = cli("export", "--store", bare)
     assert done.exit_code == 1
     assert done.stderr.startswith(

@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -242,3 +244,140 @@ def test_reconcile_without_an_admin_key_stops_the_collector_with_one_line(tmp_pa
     assert done.returncode != 0
     assert "no admin key" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# --- a collector that cannot start says why in one line ------------------------------------------------
+def run_collector(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "spendscope", "collector", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "SPENDSCOPE_COLLECTOR_TOKEN": "", **(env or {})},
+    )
+
+
+def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
+    """The only line on stderr, after checking the exit status."""
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    return lines[0]
+
+
+def test_a_port_in_use_stops_the_collector_with_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_collector("--listen", f"127.0.0.1:{port}", "--store", f"chdb://{tmp_path / 'chdb'}")
+    assert one_line_error(done) == f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
+
+
+def test_an_address_it_cannot_bind_stops_the_collector_with_one_line(tmp_path: Path) -> None:
+    # 203.0.113.0/24 is TEST-NET-3 (RFC 5737): never an address of this machine
+    done = run_collector("--listen", "203.0.113.5:4318", "--store", f"chdb://{tmp_path / 'chdb'}")
+    assert one_line_error(done) == "error: cannot listen on 203.0.113.5:4318: Cannot assign requested address"
+
+
+def test_a_store_another_collector_holds_stops_the_collector_with_one_line(tmp_path: Path) -> None:
+    first = Running(tmp_path, "first")
+    try:
+        done = run_collector("--listen", "127.0.0.1:0", "--store", f"chdb://{first.data}")
+    finally:
+        first.terminate()
+    assert one_line_error(done) == (
+        f"error: another spendscope collector (pid {first.process.pid}, {first.url}) serves the store "
+        f"{first.data}: stop it, or give this one another store"
+    )
+
+
+def test_a_store_directory_it_cannot_create_stops_the_collector_with_one_line(tmp_path: Path) -> None:
+    """Its parent is a regular file: mkdir fails with ENOTDIR for root too (a mode such as 0o555 does
+    not stop root, who runs these tests in containers)."""
+    (tmp_path / "file").write_text("not a directory\n")
+    store = tmp_path / "file" / "chdb"
+    done = run_collector(
+        "--listen", "127.0.0.1:0", "--store", f"chdb://{store}", "--spool", str(tmp_path / "spool")
+    )
+    assert one_line_error(done) == f"error: cannot create the store directory {store}: Not a directory"
+
+
+def _mount_namespaces() -> bool:
+    try:
+        return subprocess.run(["unshare", "-rm", "true"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.mark.skipif(not _mount_namespaces(), reason="needs unshare -rm (a mount namespace) to mount a tmpfs")
+def test_a_store_directory_it_cannot_write_stops_the_collector_with_one_line(tmp_path: Path) -> None:
+    """On a read-only tmpfs, mounted in a mount namespace of its own: unwritable for root too."""
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    store = mount / "chdb"
+    script = 'mount -t tmpfs none "$1" && mkdir "$1/chdb" && mount -o remount,ro "$1" && shift && exec "$@"'
+    done = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", script, "sh", str(mount), sys.executable, "-m", "spendscope",
+         "collector", "--listen", "127.0.0.1:0", "--store", f"chdb://{store}", "--spool", str(tmp_path / "spool")],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "SPENDSCOPE_COLLECTOR_TOKEN": ""},
+    )  # fmt: skip
+    assert (
+        one_line_error(done) == f"error: cannot write to the store directory {store}: Read-only file system"
+    )
+
+
+# --- the price file -----------------------------------------------------------------------------------
+MODEL_PRICES = """
+import json, sys
+from spendscope.store import open_store
+with open_store(sys.argv[1]) as store:
+    rows = store.query(
+        "SELECT model, toString(per_input[1] * 1000000), toString(per_output[1] * 1000000), price_version "
+        "FROM model_prices_current WHERE model = 'acme-llm-1' AND service_tier = 'default' AND NOT batch"
+    ).rows
+print(json.dumps(rows))
+"""
+
+
+def test_the_collector_loads_its_price_file_into_model_prices(tmp_path: Path) -> None:
+    prices = tmp_path / "prices.toml"
+    prices.write_text('[[models]]\nmatch = "acme-llm-1"\ninput_mtok = 2\noutput_mtok = 8\n')
+    collector = Running(tmp_path, "priced", "--price-file", str(prices))
+    collector.terminate()
+    # the embedded store opens in one process at a time, and this one has its own: read it in another
+    done = subprocess.run(
+        [sys.executable, "-c", MODEL_PRICES, f"chdb://{collector.data}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    [[model, input_mtok, output_mtok, source]] = json.loads(done.stdout)
+    assert (model, Decimal(input_mtok), Decimal(output_mtok)) == ("acme-llm-1", 2, 8)  # USD per million
+    assert source.startswith("file:prices.toml#")
+
+
+def test_a_bad_price_file_stops_the_collector_with_one_line(tmp_path: Path) -> None:
+    prices = tmp_path / "prices.toml"
+    prices.write_text('[[models]]\nmatch = "acme-llm-1"\n')
+    done = run_collector(
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        f"chdb://{tmp_path / 'chdb'}",
+        env={"SPENDSCOPE_PRICE_FILE": str(prices)},
+    )
+    assert one_line_error(done) == f"error: price file {prices}: rule 'acme-llm-1' sets no price"
+    missing = run_collector(
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        f"chdb://{tmp_path / 'chdb'}",
+        "--price-file",
+        str(tmp_path / "nope.toml"),
+    )
+    assert one_line_error(missing) == (
+        f"error: collector setting price_file (option --price-file={str(tmp_path / 'nope.toml')!r}): "
+        f"no such file: {tmp_path / 'nope.toml'}"
+    )

@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace import TracerProvider
 import spendscope
 from spendscope import ConfigurationError, configure, uninstrument_openai
 from spendscope.fake_openai import FakeOpenAI
+from spendscope.pricing import PriceFileError
 from spendscope.settings import resolve
 from tests.conftest import API_KEY
 
@@ -51,6 +52,15 @@ def test_bad_environment_value_names_the_setting(
     with pytest.raises(ConfigurationError) as info:
         configure(set_global=False)
     assert env in str(info.value) and message in str(info.value)
+
+
+def test_a_bad_price_file_is_a_configuration_error(tmp_path: Path) -> None:
+    prices = tmp_path / "prices.toml"
+    prices.write_text('[[models]]\nmatch = "x"\n')
+    with pytest.raises(ConfigurationError) as info:
+        configure(price_file=prices, set_global=False)
+    assert isinstance(info.value, PriceFileError)
+    assert str(info.value) == f"price file {prices}: rule 'x' sets no price"
 
 
 def test_bad_explicit_value_names_the_argument() -> None:

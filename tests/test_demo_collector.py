@@ -101,3 +101,19 @@ def test_demo_refuses_a_collector_it_cannot_send_to(tmp_path: Path, store_dsn: s
     closed = demo("http://127.0.0.1:9", headers=None)
     _, err = closed.communicate(timeout=60)
     assert closed.returncode == 1 and err.startswith("error: no collector at http://127.0.0.1:9"), err
+
+
+def test_a_bad_price_file_stops_the_demo_before_it_sends(tmp_path: Path) -> None:
+    prices = tmp_path / "prices.toml"
+    prices.write_text('[[models]]\nmatch = "acme-llm-1"\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "spendscope", "demo", "--collector", "http://127.0.0.1:9"],
+        env={**os.environ, "SPENDSCOPE_PRICE_FILE": str(prices)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stderr) == (
+        1,
+        f"error: price file {prices}: rule 'acme-llm-1' sets no price\n",
+    )

@@ -464,6 +464,60 @@ def test_responses_stream_helper_and_parse(client: OpenAI) -> None:
     assert parsed.output_parsed == EXPECTED_REPORT
 
 
+RECORD_READING = {
+    "type": "function",
+    "name": "record_reading",
+    "parameters": {
+        "type": "object",
+        "properties": {"value": {"type": "number"}, "at": {"type": "string", "format": "date-time"}},
+        "required": ["value", "at"],
+        "additionalProperties": False,
+    },
+    "strict": True,
+}
+FUNCTION_CALL_EVENTS = [
+    "response.created",
+    "response.in_progress",
+    "response.output_item.added",
+    "response.function_call_arguments.delta",
+    "response.function_call_arguments.done",
+    "response.output_item.done",
+    "response.completed",
+]
+
+
+def test_responses_function_call_when_required(client: OpenAI) -> None:
+    arguments = '{"value":0,"at":"1970-01-01T00:00:00Z"}'
+    response = client.responses.create(
+        model="gpt-4o-mini", input="Say this is a test", tools=[RECORD_READING], tool_choice="required"
+    )
+    [call] = response.output
+    assert call.type == "function_call" and call.call_id.startswith("call_") and call.status == "completed"
+    assert (call.name, call.arguments) == ("record_reading", arguments)
+    assert response.usage is not None and response.usage.output_tokens == synth.text_tokens(arguments)
+
+    events = list(
+        client.responses.create(
+            model="gpt-4o-mini",
+            input="Say this is a test",
+            tools=[RECORD_READING],
+            tool_choice={"type": "function", "name": "record_reading"},
+            stream=True,
+        )
+    )
+    assert [e.type for e in events] == FUNCTION_CALL_EVENTS
+    assert [e.sequence_number for e in events] == list(range(len(FUNCTION_CALL_EVENTS)))
+    assert "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta") == arguments
+    with client.responses.stream(
+        model="gpt-4o-mini", input="Say this is a test", tools=[RECORD_READING], tool_choice="required"
+    ) as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_response()
+    assert kinds == FUNCTION_CALL_EVENTS
+    [streamed] = final.output
+    assert streamed.type == "function_call" and streamed.arguments == arguments
+
+
 # --- embeddings, legacy completions, transcriptions -----------------------------------------------
 
 

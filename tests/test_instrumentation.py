@@ -19,7 +19,7 @@ import spendscope
 from spendscope import names as n
 from spendscope.fake_openai import FakeOpenAI, Reply
 from tests.conftest import API_KEY, PROJECT, Capture, make_capture, make_client
-from tests.helpers import chat_body, chat_sse, mini_cost
+from tests.helpers import PRICE_VERSION, chat_body, chat_sse, mini_cost
 
 CHAT = "/v1/chat/completions"
 MESSAGES = [{"role": "user", "content": "Say this is a test"}]
@@ -58,7 +58,7 @@ def test_chat_create_records_one_span_with_exact_tokens_cost_and_attribution(
         n.USAGE_REASONING_OUTPUT_TOKENS: 0,
         n.USAGE_STATE: "reported",
         n.COST_USD: "0.00000885",
-        n.PRICE_VERSION: "genai-prices 0.2.3",
+        n.PRICE_VERSION: PRICE_VERSION,
     }
     assert API_KEY not in str(attrs)
     labels = {
@@ -372,6 +372,23 @@ def test_responses_create_stream_helper_and_parse(
         )
 
 
+@pytest.mark.parametrize("forced", [False, True], ids=["text", "function-call"])
+def test_responses_stream_times_its_first_output_whatever_it_is(
+    forced: bool, capture: Capture, server: FakeOpenAI, client: openai.OpenAI
+) -> None:
+    tool = {"type": "function", "name": "lookup", "parameters": {"type": "object", "properties": {}}}
+    tools: Any = {"tools": [tool], "tool_choice": "required"} if forced else {}
+    events = list(
+        client.responses.create(model="gpt-4o-mini", input="Say this is a test", stream=True, **tools)
+    )
+    kinds = {e.type for e in events}
+    assert ("response.output_text.delta" not in kinds) is forced  # a function call streams no text
+    span = capture.span()
+    attrs = dict(span.attributes or {})
+    assert span.start_time is not None and span.end_time is not None
+    assert 0 < attrs[n.RESPONSE_TIME_TO_FIRST_CHUNK] <= (span.end_time - span.start_time) / 1e9
+
+
 @pytest.mark.anyio
 async def test_async_responses(capture: Capture, server: FakeOpenAI, aclient: openai.AsyncOpenAI) -> None:
     await aclient.responses.create(model="gpt-4o-mini", input="hi")
@@ -628,9 +645,9 @@ def test_internal_failure_never_breaks_the_call(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from spendscope.instrumentation import _state
+    from spendscope.instrumentation import default_instrumentation
 
-    for telemetry in _state.telemetries.values():
+    for telemetry in default_instrumentation().telemetries.values():
         monkeypatch.setattr(telemetry, "pricer", _BrokenPricer())
     server.enqueue(CHAT, Reply(json=chat_body(19, 10)))
     # Under the test suite internal errors raise, so this very test would catch a swallowed bug ...

@@ -33,13 +33,40 @@ def test_exported_names() -> None:
         "tenant",
         "extra",
     ]
+    assert list(inspect.signature(spendscope.configure).parameters) == [
+        "service_name",
+        "otlp_endpoint",
+        "traces_exporter",
+        "metrics_exporter",
+        "metric_export_interval_ms",
+        "prometheus_host",
+        "prometheus_port",
+        "user_label_limit",
+        "price_file",
+        "inject_stream_usage",
+        "instrument_openai",
+        "set_global",
+    ]
+    kinds = {p.kind for p in inspect.signature(spendscope.configure).parameters.values()}
+    assert kinds == {inspect.Parameter.KEYWORD_ONLY}
+    # what `configure` returns; its /metrics servers are its own business, not a constructor argument
+    assert list(inspect.signature(spendscope.Configuration).parameters) == [
+        "tracer_provider",
+        "meter_provider",
+        "prometheus_address",
+    ]
 
 
-def test_importing_spendscope_does_not_import_openai() -> None:
-    """openai is imported when instrumenting, not when an app imports spendscope."""
-    code = "import sys, spendscope; print('openai' in sys.modules)"
+def test_importing_spendscope_loads_neither_openai_nor_the_prices() -> None:
+    """openai, genai-prices and pydantic are loaded when instrumenting, the OpenTelemetry SDK by
+    `configure()`, not when an app imports spendscope; nor is any instrumentation state created then."""
+    heavy = ("genai_prices", "pydantic", "openai", "opentelemetry.sdk")
+    code = (
+        "import sys, spendscope, spendscope.instrumentation as i; "
+        f"print([m for m in {heavy!r} if m in sys.modules], i._default)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "False"
+    assert done.stdout.strip() == "[] None"
 
 
 def test_ruff_and_mypy_strict_are_clean() -> None:

@@ -106,6 +106,25 @@ def test_response_pending_at_close_is_unavailable(
     assert capture.total(n.METRIC_USAGE_UNAVAILABLE) == 1
 
 
+def test_answered_and_pending_responses_share_one_model_rule(
+    capture: Capture, server: FakeOpenAI, client: openai.OpenAI
+) -> None:
+    """Request model: what connect() asked for; response model: what the session reports it runs."""
+    with client.realtime.connect(model="gpt-realtime") as connection:
+        connection.session.update(session={"type": "realtime", "model": SESSION_MODEL})
+        connection.response.create()
+        _until_done(connection)
+        connection.response.create()
+        while connection.recv().type != "response.created":
+            pass
+    answered, pending = capture.spans()
+    assert dict(pending.attributes or {})[n.USAGE_STATE] == "unavailable"
+    for span in (answered, pending):
+        attrs = dict(span.attributes or {})
+        assert span.name == "realtime gpt-realtime"
+        assert (attrs[n.REQUEST_MODEL], attrs[n.RESPONSE_MODEL]) == ("gpt-realtime", SESSION_MODEL)
+
+
 @pytest.mark.anyio
 async def test_async_realtime(capture: Capture, server: FakeOpenAI, aclient: openai.AsyncOpenAI) -> None:
     server.enqueue_realtime_usage(USAGE)

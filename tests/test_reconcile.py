@@ -1,5 +1,5 @@
 """The reconciler end to end: tracked calls in chdb, OpenAI's side from the fake admin API on 127.0.0.1,
-the real openai SDK in between. Each scenario of the issue with its exact expected outcome."""
+the real openai SDK in between. Each scenario with its exact expected outcome."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 from spendscope import names as n
 from spendscope.fake_openai.admin import FakeAdminAPI
 from spendscope.pricing import PriceFile, Pricer
+from spendscope.reconciler._model import Tokens
 from spendscope.store import Store
 from spendscope.store.prices import load_prices
 from tests.reconcile_helpers import (
@@ -21,6 +22,7 @@ from tests.reconcile_helpers import (
     EMBED,
     EMBED_IN,
     GPT5_MINI,
+    GPT5_MINI_CACHED,
     GPT5_MINI_IN,
     GPT5_MINI_OUT,
     MINI,
@@ -30,6 +32,7 @@ from tests.reconcile_helpers import (
     NOW,
     bill,
     call,
+    cause_calls,
     reconcile,
     summary,
     track,
@@ -114,6 +117,7 @@ def test_an_uninstrumented_service_on_another_key_is_untracked(store: Store, adm
         "no spans in the window for api key key_b",
     )
     assert (piece.tokens.requests, piece.tokens.input, piece.tokens.output) == (5, 5000, 1000)
+    assert cause_calls(result) == {"untracked": 5}
     assert not result.passed
 
 
@@ -141,6 +145,7 @@ def test_an_interrupted_stream_is_usage_unavailable(store: Store, admin: FakeAdm
     }
     assert result.pieces[0].detail == "1 call(s) answered without usage"
     assert result.pieces[0].tokens.requests == 0  # the request was counted; its tokens were not
+    assert cause_calls(result) == {"usage_unavailable": 1}  # the call they concern
 
 
 @pytest.mark.parametrize(
@@ -189,7 +194,51 @@ def test_a_flex_call_recorded_as_default_is_tier_mispricing(
         "causes": {"tier_batch_mispricing": (1500, -D("0.000625"))},
     }
     [piece] = result.pieces
-    assert piece.detail == "tracked as default, OpenAI served it as flex"
+    assert (
+        piece.detail
+        == {
+            "default": "tracked as default, OpenAI served it as flex",
+            "flex": "recorded as flex but priced at the default rate",
+        }[recorded_tier]
+    )
+    assert cause_calls(result) == {"tier_batch_mispricing": 1}
+
+
+@pytest.mark.parametrize("untracked_flex", [False, True], ids=["moved-whole", "with-an-untracked-flex-call"])
+def test_a_flex_call_recorded_as_default_beside_a_default_call_is_valued_at_its_own_tokens(
+    store: Store, admin: FakeAdminAPI, untracked_flex: bool
+) -> None:
+    """One hour, project, key and model: a default call recorded right (input-heavy) and a flex call
+    recorded and priced as default (cached- and output-heavy). The moved call is valued at its own
+    tokens at both tiers, so the gap is all tier_batch_mispricing and nothing is unexplained."""
+    track(
+        store,
+        call(model=GPT5_MINI, input_tokens=10_000, output_tokens=100),
+        call(model=GPT5_MINI, input_tokens=2000, cached=1500, output_tokens=800),
+    )
+    default = (GPT5_MINI_IN, GPT5_MINI_CACHED, GPT5_MINI_OUT)
+    flex = (GPT5_MINI_IN / 2, GPT5_MINI_CACHED / 2, GPT5_MINI_OUT / 2)
+    use(admin, model=GPT5_MINI, requests=1, input_tokens=10_000, output_tokens=100)
+    bill(admin, GPT5_MINI, input_tokens=10_000, output_tokens=100, prices=default)
+    use(admin, model=GPT5_MINI, service_tier="flex", requests=1, input_tokens=2000, cached_tokens=1500,
+        output_tokens=800)  # fmt: skip
+    bill(admin, GPT5_MINI, input_tokens=2000, cached=1500, output_tokens=800, prices=flex, prefix="flex | ")
+    expected = {"tier_batch_mispricing": (2800, -D("0.00088125"))}  # 0.00088125 (flex) - 0.0017625
+    if untracked_flex:  # a flex call with no span: the flex group's deficit is more than the move
+        use(admin, model=GPT5_MINI, service_tier="flex", requests=1, input_tokens=1000, output_tokens=50)
+        bill(admin, GPT5_MINI, input_tokens=1000, output_tokens=50, prices=flex, prefix="flex | ")
+        expected["untracked"] = (1050, D("0.000175"))  # 1000 x 0.125 + 50 x 1 per million
+
+    result = reconcile(store, admin)
+    assert summary(result)["causes"] == expected
+    assert result.cause_usd()["unexplained"] == 0
+    assert sum(result.cause_usd().values()) == result.totals.residual_usd
+    assert cause_calls(result) == {"tier_batch_mispricing": 1} | ({"untracked": 1} if untracked_flex else {})
+    [moved] = [p for p in result.pieces if p.cause == "tier_batch_mispricing"]
+    assert (moved.tokens, moved.detail) == (
+        Tokens(requests=1, input=2000, cached_input=1500, output=800),
+        "tracked as default, OpenAI served it as flex",
+    )
 
 
 def test_a_batch_job_tracked_as_synchronous_calls_is_batch_mispricing(
@@ -218,6 +267,7 @@ def test_a_batch_job_tracked_as_synchronous_calls_is_batch_mispricing(
         "causes": {"tier_batch_mispricing": (2400, -D("0.00027"))},
     }
     assert result.pieces[0].detail == "tracked as default, OpenAI served it as default batch"
+    assert cause_calls(result) == {"tier_batch_mispricing": 2}
 
 
 def test_a_batch_job_tracked_as_batch_is_covered(store: Store, admin: FakeAdminAPI) -> None:
@@ -283,6 +333,27 @@ def test_a_failed_call_openai_billed(store: Store, admin: FakeAdminAPI) -> None:
     billed = 1000 * MINI_IN + 200 * MINI_OUT
     assert summary(result)["causes"] == {"failed_billed": (1200, billed)}
     assert result.pieces[0].tokens.requests == 1
+    assert cause_calls(result) == {"failed_billed": 1}
+
+
+def test_calls_openai_did_not_count_are_unexplained_calls(store: Store, admin: FakeAdminAPI) -> None:
+    track(store, call(), call(), call())
+    use(admin, requests=1, input_tokens=100, output_tokens=20)
+    bill(admin, MINI, input_tokens=100, output_tokens=20, prices=MINI_PRICES)
+    result = reconcile(store, admin)
+    [piece] = result.pieces  # its dollars are the whole of the day's residual
+    assert (piece.cause, piece.detail, piece.tokens.requests, piece.calls) == (
+        "unexplained",
+        "SpendScope tracked more than OpenAI reports",
+        -2,
+        2,
+    )
+    assert cause_calls(result) == {"unexplained": 2}
+    assert (
+        result.cause_usd()["unexplained"]
+        == result.totals.residual_usd
+        == -2 * (100 * MINI_IN + 20 * MINI_OUT)
+    )
 
 
 def test_a_missing_price_is_valued_at_the_price_the_costs_api_implies(
@@ -297,6 +368,7 @@ def test_a_missing_price_is_valued_at_the_price_the_costs_api_implies(
     assert summary(result)["causes"] == {"missing_price": (1100, reported)}
     assert result.totals.tracked_usd == 0
     assert result.pieces[0].detail == "no price for acme-llm-1"
+    assert cause_calls(result) == {"missing_price": 1}
 
 
 def test_a_stale_price(store: Store, admin: FakeAdminAPI, tmp_path: Path) -> None:
@@ -310,6 +382,7 @@ def test_a_stale_price(store: Store, admin: FakeAdminAPI, tmp_path: Path) -> Non
     bill(admin, MINI, input_tokens=100, output_tokens=20, prices=MINI_PRICES)
     result = reconcile(store, admin)
     assert summary(result)["causes"] == {"stale_price": (120, -D("0.000027"))}
+    assert cause_calls(result) == {"stale_price": 1}
     assert result.pieces[0].detail.startswith(f"priced with {old.version}; genai-prices ")
     assert result.pieces[0].detail.endswith(" prices it differently")
 
@@ -322,6 +395,7 @@ def test_tool_fees_are_untracked_line_items_and_the_rest_unexplained(
     admin.add_cost(DAY, project_id="proj_a", line_item="gpt-4o-mini-2024-07-18, output", amount="0.000001")
     result = reconcile(store, admin)
     assert summary(result)["causes"] == {"untracked": (0, D("0.02")), "unexplained": (0, D("0.000001"))}
+    assert cause_calls(result) == {}  # a line item and a day's dollars: no call count
     assert result.totals.residual_usd == D("0.020001")
 
 

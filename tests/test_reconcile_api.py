@@ -3,6 +3,7 @@ keys clearly, never writes a partial fetch as complete, and replaces a window's 
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from datetime import timedelta
@@ -154,19 +155,28 @@ def test_the_key_listing_pages_and_asks_for_every_key(admin: FakeAdminAPI) -> No
 
 
 # --- retries and errors -----------------------------------------------------------------------------------
+def gaps(admin: FakeAdminAPI, path: str) -> list[float]:
+    """Seconds between the requests made to `path`."""
+    times = [r.at for r in admin.requests if r.path == path]
+    return [b - a for a, b in itertools.pairwise(times)]
+
+
 def test_429_is_retried_after_its_retry_after(store: Store, admin: FakeAdminAPI) -> None:
-    admin.fail(COMPLETIONS, 429, retry_after="3")
-    sleeps: list[float] = []
-    result = reconcile(store, admin, sleeps=sleeps)
-    assert sleeps == [3.0]
+    admin.fail(COMPLETIONS, 429, retry_after="0.3")
+    result = reconcile(store, admin)
     assert result.totals.reported_buckets == 72  # 24 hourly buckets for each of the three endpoints
+    [gap] = gaps(admin, COMPLETIONS)
+    assert gap >= 0.3
+    # projects, keys, completions twice, embeddings, transcriptions, costs: retries are counted
+    assert result.requests_made == len(admin.requests) == 7
 
 
 def test_5xx_is_retried_with_backoff(store: Store, admin: FakeAdminAPI) -> None:
     admin.fail("/v1/organization/costs", 503, times=2)
-    sleeps: list[float] = []
-    reconcile(store, admin, sleeps=sleeps)
-    assert sleeps == [1.0, 2.0]
+    result = reconcile(store, admin)
+    first, second = gaps(admin, "/v1/organization/costs")
+    assert 0 < first < second  # the SDK's exponential backoff
+    assert result.requests_made == len(admin.requests) == 8
 
 
 def test_a_partial_fetch_is_never_written_as_complete(store: Store, admin: FakeAdminAPI) -> None:
@@ -177,13 +187,13 @@ def test_a_partial_fetch_is_never_written_as_complete(store: Store, admin: FakeA
     assert sorted(p.cause for p in first.pieces) == ["unexplained", "untracked"]
 
     # page 2 of the completions fails on every attempt
-    admin.fail(COMPLETIONS, 500, after=1, times=10)
-    sleeps: list[float] = []
+    admin.fail(COMPLETIONS, 500, after=1, times=10, retry_after="0.01")
+    admin.requests.clear()
     with pytest.raises(
         FetchError, match=r"usage/completions page 2: still failing after 3 attempts \(HTTP 500\)"
     ):
-        reconcile(store, admin, sleeps=sleeps, retry=RetryPolicy(retries=2), page_buckets=6, page_bytes=1)
-    assert sleeps == [1.0, 2.0]
+        reconcile(store, admin, retry=RetryPolicy(retries=2), page_buckets=6, page_bytes=1)
+    assert len([r for r in admin.requests if r.path == COMPLETIONS]) == 1 + 3
     runs = store.query("SELECT run_id, status, error FROM reconciliation_runs ORDER BY status").rows
     assert [(r[0] == first.run_id, r[1], r[2][:39]) for r in runs] == [
         (True, "complete", ""),
@@ -195,10 +205,19 @@ def test_a_partial_fetch_is_never_written_as_complete(store: Store, admin: FakeA
         assert store.query(f"SELECT count() FROM {table}").rows == [[0]], table
 
 
-def test_a_retry_after_longer_than_allowed_fails(store: Store, admin: FakeAdminAPI) -> None:
-    admin.fail(COMPLETIONS, 429, retry_after="3600")
-    with pytest.raises(FetchError, match="asks to retry in 3600 s, more than the 120 s allowed"):
-        reconcile(store, admin)
+@pytest.mark.parametrize(("retry_after", "max_wait"), [("3600", None), ("2", 1.0)])
+def test_a_retry_after_longer_than_allowed_fails(
+    store: Store, admin: FakeAdminAPI, retry_after: str, max_wait: float | None
+) -> None:
+    admin.fail(COMPLETIONS, 429, retry_after=retry_after)
+    retry = RetryPolicy() if max_wait is None else RetryPolicy(max_wait=max_wait)
+    allowed = f"{retry.max_wait:.0f}"
+    with pytest.raises(
+        FetchError,
+        match=f"usage/completions page 1: HTTP 429 asks to retry in {retry_after} s, more than the {allowed} s allowed",
+    ):
+        reconcile(store, admin, retry=retry)
+    assert len([r for r in admin.requests if r.path == COMPLETIONS]) == 1  # not retried
 
 
 @pytest.mark.parametrize(
@@ -240,6 +259,10 @@ def test_many_pages_and_a_partial_first_bucket(store: Store, admin: FakeAdminAPI
     assert [p.query["limit"] for p in pages[:2]] == [["2"], ["1"]]  # later pages sized to the budget
     assert result.windows.costs_start == DAY + timedelta(days=1)  # no whole day: dollars not compared
     assert result.totals.reported_usd is None
+    [tracked] = result.tracked_keys
+    [reported] = result.reported_keys
+    assert (tracked.match.redacted, tracked.requests, tracked.tokens, tracked.usd) == (KEY_A, 1, 120, None)
+    assert (reported.api_key_id, reported.requests, reported.tokens, reported.usd) == ("key_a", 1, 120, None)
 
 
 def test_usage_with_null_group_fields_is_untracked(store: Store, admin: FakeAdminAPI) -> None:

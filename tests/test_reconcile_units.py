@@ -1,16 +1,19 @@
-"""The reconciler's pure parts: names, line items, key matching, windows, envelopes, Retry-After."""
+"""The reconciler's pure parts: names, line items, key matching, windows, pages, Retry-After."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
+from spendscope.pricing import Pricer
 from spendscope.reconciler import ReconcileError, ReconcileOptions, plan_windows
 from spendscope.reconciler._errors import scrub
-from spendscope.reconciler._fetch import envelope, retry_after
+from spendscope.reconciler._explain import Explainer, Seen
+from spendscope.reconciler._fetch import read_page, retry_after
 from spendscope.reconciler._keys import AMBIGUOUS, MAPPED, UNMAPPED, ProjectKey, fingerprint, map_keys
-from spendscope.reconciler._model import Tokens
+from spendscope.reconciler._model import Group, GroupKey, Tokens, Windows
 from spendscope.reconciler._normalize import (
     input_audio_total,
     normalize_model,
@@ -18,6 +21,7 @@ from spendscope.reconciler._normalize import (
     parse_line_item,
 )
 from spendscope.reconciler._settings import resolve
+from spendscope.reconciler._value import Valuer
 from spendscope.settings import ConfigurationError
 
 
@@ -164,21 +168,25 @@ def test_a_window_with_nothing_closed_is_refused() -> None:
 
 
 # --- wire details ---------------------------------------------------------------------------------------
+def test_a_page_is_read_whole() -> None:
+    body = (
+        b'{"object":"page","data":[{"object":"bucket","results":[]}],"has_more":true,"next_page":"page_AAA"}'
+    )
+    page = read_page(body, "p")
+    assert (page["has_more"], page["next_page"], len(page["data"])) == (True, "page_AAA", 1)
+
+
 @pytest.mark.parametrize(
-    "body",
+    ("body", "error"),
     [
-        b'{"object":"page","data":[{"object":"bucket","results":[]}],"has_more":true,"next_page":"page_AAA"}',
-        b'{\n  "object": "page",\n  "has_more": true,\n  "next_page": "page_AAA",\n  "data": []\n}',
+        (b'{"error": {"message": "nope"}}', "p is not a Usage or Costs API page"),
+        (b'{"object":"page","data":[],"has_more":true', "p is not JSON"),
+        (b'{"object":"page","data":[],"next_page":null}', "p has no has_more"),
     ],
 )
-def test_the_envelope_is_read_without_parsing_the_page(body: bytes) -> None:
-    assert envelope(body, "p") == (True, "page_AAA")
-
-
-def test_a_body_without_an_envelope_is_not_a_page() -> None:
-    assert envelope(b'{"object":"page","data":[],"has_more":false,"next_page":null}', "p") == (False, None)
-    with pytest.raises(ReconcileError, match="p is not a Usage API page"):
-        envelope(b'{"error": {"message": "nope"}}', "p")
+def test_a_body_that_is_not_a_whole_page_is_refused(body: bytes, error: str) -> None:
+    with pytest.raises(ReconcileError, match=error):
+        read_page(body, "p")
 
 
 def test_retry_after_in_seconds_milliseconds_or_a_date() -> None:
@@ -204,6 +212,43 @@ def test_token_vectors() -> None:
     assert (a + b).total == 650
 
 
+GPT5_MINI = "gpt-5-mini-2025-08-07"
+
+
+def test_a_partial_move_prices_exactly_the_moved_tokens_at_both_tiers() -> None:
+    """The default group tracked A (right), B (served as flex) and D (not counted by OpenAI); the
+    flex group lacks only B. B moves and is priced at both tiers; D stays, unexplained, at its own
+    price; the pieces add up to the reported minus the tracked, each priced at its recorded tier."""
+    day = datetime(2026, 11, 10, tzinfo=UTC)
+    bucket = day + timedelta(hours=10)
+    windows = Windows(
+        day, day + timedelta(days=1), day + timedelta(days=1), day, day + timedelta(days=1), "1h"
+    )
+    a, b, d = Tokens(1, 10_000, 0, 100), Tokens(1, 2000, 1500, 800), Tokens(1, 400, 0, 40)
+
+    def group(tier: str, reported: Tokens, tracked: Tokens) -> Group:
+        key = GroupKey("completions", bucket, "proj_a", "key_a", "gpt-5-mini", False, tier)
+        return Group(key, bucket + timedelta(hours=1), "mapped", GPT5_MINI, GPT5_MINI, reported, tracked)
+
+    explainer = Explainer(Valuer(Pricer()), windows)
+    pieces = explainer.explain_groups(
+        [group("default", a, a + b + d), group("flex", b, Tokens())],
+        Seen.of([("proj_a", "key_a", "gpt-5-mini")]),
+    )
+    assert [(p.cause, p.key.service_tier, p.tokens, p.usd, p.calls) for p in pieces] == [
+        ("tier_batch_mispricing", "flex", b, Decimal("0.00088125") - Decimal("0.0017625"), 1),
+        ("unexplained", "default", -d, -(400 * Decimal("0.25") + 40 * Decimal(2)) / 1_000_000, 1),
+    ]
+
+    def price(tier: str, tokens: Tokens) -> Decimal:
+        value = explainer.valuer.value(GPT5_MINI, tokens, at=bucket, tier=tier)
+        assert value is not None
+        return value
+
+    reported, tracked = price("default", a) + price("flex", b), price("default", a + b + d)
+    assert sum(p.usd for p in pieces if p.usd is not None) == reported - tracked
+
+
 def test_settings_from_arguments_and_environment() -> None:
     assert resolve("min_coverage", "95%") == 0.95
     assert resolve("min_coverage", None, {"SPENDSCOPE_RECONCILE_MIN_COVERAGE": "0.9"}) == 0.9
@@ -214,6 +259,9 @@ def test_settings_from_arguments_and_environment() -> None:
         match=r"reconcile setting costs_settle \(environment variable SPENDSCOPE_RECONCILE_COSTS_SETTLE='tomorrow'\)",
     ):
         resolve("costs_settle", None, {"SPENDSCOPE_RECONCILE_COSTS_SETTLE": "tomorrow"})
+    assert resolve("max_retry_wait", "2m") == 120.0
+    with pytest.raises(ConfigurationError, match="at most 120s"):
+        resolve("max_retry_wait", "5m")  # the SDK, which retries, waits 120 s at most
 
 
 def test_exported_names() -> None:

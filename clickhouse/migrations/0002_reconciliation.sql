@@ -108,6 +108,7 @@ CREATE TABLE IF NOT EXISTS reconciliation_runs (
     passed Bool,
     cause_tokens Map(LowCardinality(String), Int64),
     cause_usd Map(LowCardinality(String), Decimal(38, 18)),
+    cause_calls Map(LowCardinality(String), Int64),
     ambiguous_keys Array(String),
     unmapped_keys Array(String),
     pages UInt32,
@@ -139,6 +140,7 @@ CREATE TABLE IF NOT EXISTS reconciliation_diffs (
     output_audio_tokens Int64,
     audio_seconds Float64,
     tokens Int64,
+    calls Int64,
     usd Nullable(Decimal(38, 18)),
     tracked_usd Nullable(Decimal(38, 18)),
     reported_usd Nullable(Decimal(38, 18))

@@ -8,7 +8,8 @@
 --   limit         at most this many calls, the oldest (a terminal table shows the first ones only)
 -- The calls are sorted and cut before the join, straight off llm_usage: there ClickHouse can sort the
 -- keys alone and read the other columns of the rows it keeps (lazy materialization, which the
--- exports turn on where the server has it: sorting the whole rows was 24 of 27.5 s for 7 days).
+-- exports turn on where the server has it; sorting whole rows after the join costs 24 of 27.5 s
+-- for 7 days).
 SELECT
     u.time AS time, u.service AS service, u.trace_id AS trace_id, u.span_id AS span_id,
     u.response_id AS response_id, u.operation AS operation, u.api_type AS api_type,

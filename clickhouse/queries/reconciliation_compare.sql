@@ -32,8 +32,7 @@ SELECT
     sumIf(output_, side = 1) AS t_output_tokens,
     sumIf(input_audio_, side = 1) AS t_input_audio_tokens,
     sumIf(output_audio_, side = 1) AS t_output_audio_tokens,
-    sumIf(seconds_, side = 1) AS t_audio_seconds,
-    sum(cost_) AS t_cost_usd
+    sumIf(seconds_, side = 1) AS t_audio_seconds
 FROM (
     SELECT
         0 AS side,
@@ -68,7 +67,6 @@ FROM (
         ifNull(r.seconds, 0) AS seconds_,
         toInt64(0) AS unavailable_,
         toInt64(0) AS errors_,
-        toDecimal128(0, 18) AS cost_,
         cityHash64(source_, bucket_, project_, key_, model_, batch_, tier_) AS group_
     FROM reconciliation_pages AS p
     ARRAY JOIN p.data AS b
@@ -84,7 +82,7 @@ FROM (
         if(source = 'audio_transcriptions', 0, output_tokens),
         if(source = 'audio_transcriptions', 0, input_audio_tokens),
         if(source = 'audio_transcriptions', 0, output_audio_tokens),
-        audio_seconds, unavailable_calls, error_calls, cost_usd,
+        audio_seconds, unavailable_calls, error_calls,
         cityHash64(source, bucket, project_id, api_key_id, model, batch, service_tier)
     FROM reconciliation_tracked
     WHERE run_id = {run_id:String}

@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 try:
     import typer
     from rich.console import Console
-    from rich.table import Table
 except ImportError as exc:  # the app-side install has no CLI dependencies
     raise SystemExit("the spendscope command needs the CLI extras: pip install 'spendscope[demo]'") from exc
 
+
+from spendscope._version import __version__
 
 if TYPE_CHECKING:
     from spendscope.store import Report, Store
@@ -22,8 +23,19 @@ if TYPE_CHECKING:
 app = typer.Typer(help="SpendScope: LLM cost observability for OpenAI.", no_args_is_help=True)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"spendscope {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def main() -> None:
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
     """SpendScope: what every OpenAI call costs, per user, feature and tenant."""
 
 
@@ -65,19 +77,19 @@ def fail(message: str) -> NoReturn:
 
 @contextmanager
 def domain_errors() -> Iterator[None]:
-    """Store, report, price-file and setting errors become one line and exit status 1."""
-    from spendscope.pricing import PriceFileError
+    """Store, report and setting errors (a bad price file among them) become one line and exit status 1."""
     from spendscope.settings import ConfigurationError
     from spendscope.store.errors import ReportError, StoreError
 
     try:
         yield
-    except (StoreError, ReportError, PriceFileError, ConfigurationError) as exc:
+    except (StoreError, ReportError, ConfigurationError) as exc:
         fail(str(exc))
 
 
-def open_local(store: str | None, command: str) -> Store:
-    """The store, opened locally; refused while a collector holds the embedded store."""
+def open_local(store: str | None, command: str, *, create: bool = False) -> Store:
+    """The store, opened locally; refused while a collector holds the embedded store. Only a command
+    that writes (`create`) makes a store that does not exist; the others say where they looked."""
     from spendscope.store import open_store
     from spendscope.store.dsn import parse_dsn
     from spendscope.store.remote import running_collector
@@ -88,7 +100,7 @@ def open_local(store: str | None, command: str) -> Store:
             f"the collector (pid {collector.pid}, {collector.url}) holds {target.chdb_path}: "
             f"`spendscope report` and `export` work through it; stop it to run `spendscope {command}`"
         )
-    opened = open_store(store)
+    opened = open_store(store, create=create)
     if command != "migrate" and (missing := opened.pending_migrations()):
         opened.close()
         fail(
@@ -110,7 +122,7 @@ def chosen_format(output: OutputFormat | None) -> OutputFormat:
 def emit_report(report: Report, output: OutputFormat | None, title: str, *, complete: bool = True) -> None:
     """`report` as csv, json or a table of its first TABLE_ROWS rows (`complete`: the report holds
     every row, so the note can say how many there are)."""
-    from spendscope.store import formatting
+    from spendscope.store import formatting, table_layout
 
     chosen = chosen_format(output)
     if chosen is OutputFormat.csv:
@@ -122,12 +134,12 @@ def emit_report(report: Report, output: OutputFormat | None, title: str, *, comp
     console = Console()
     if not console.is_terminal:  # a table asked for while piped: do not squeeze it into 80 columns
         console = Console(width=200)
-    table = Table(title=title, title_justify="left")
-    for column in report.columns:
-        table.add_column(column, justify="right" if formatting.numeric(column) else "left")
-    for row in report.rows[:TABLE_ROWS]:
-        table.add_row(*(formatting.table_cell(c, v) for c, v in zip(report.columns, row, strict=True)))
-    console.print(table)
+    columns = report.columns
+    cells = [
+        [formatting.table_cell(c, v) for c, v in zip(columns, row, strict=True)]
+        for row in report.rows[:TABLE_ROWS]
+    ]
+    table_layout.print_table(console, title, columns, cells)  # numbers whole; text and headers fold
     if len(report.rows) > TABLE_ROWS:
         of = f" of {len(report.rows):,}" if complete else ""
         console.print(f"Showed the first {TABLE_ROWS:,} rows{of}: --format csv or json has them all.")

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from spendscope.cli._app import (
     app,
+    domain_errors,
     fail,
 )
 
@@ -37,19 +38,33 @@ def demo(
         str | None,
         typer.Option(help="with --collector: run the workload again every interval (30s, 5m) until stopped"),
     ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="keep the demo's store here, to query it afterwards: chdb:///dir, a directory, or "
+            "http(s)://user:pass@host:8123/db [default: a temporary directory, removed at the end]"
+        ),
+    ] = None,
 ) -> None:
     """Run the whole pipeline on embedded defaults: a collector on an embedded ClickHouse store, a
     local fake OpenAI server, and a realistic workload through the real openai client with SpendScope
     instrumenting it; then show what every tenant, feature, user and model cost."""
     if collector is not None:
+        if store is not None:
+            fail("--store and --collector do not go together: the collector has its own store")
         _demo_to_collector(collector.rstrip("/"), seed, every)
         return
     if every is not None:
         fail("--every needs --collector")
+    from spendscope.collector import CollectorError
     from spendscope.demo.report import render, to_json
     from spendscope.demo.runner import run_demo
 
-    result = run_demo(seed=seed)
+    with domain_errors():
+        try:
+            result = run_demo(seed=seed, store=store)
+        except CollectorError as exc:
+            fail(str(exc))
     if output is Format.json:
         typer.echo(json.dumps(to_json(result), indent=2))
         return
@@ -65,11 +80,15 @@ def _demo_to_collector(url: str, seed: int, every: str | None) -> None:
     import threading
 
     from spendscope.demo.external import CollectorUnreachable, check_collector, parse_every, send_rounds
+    from spendscope.pricing import PriceFile
+    from spendscope.settings import resolve
 
     try:
         interval = parse_every(every) if every is not None else None
+        if (prices := resolve("price_file")) is not None:
+            PriceFile.load(prices)  # the services price their calls with it: a bad one stops the demo here
         check_collector(url)
-    except (ValueError, CollectorUnreachable) as exc:
+    except (ValueError, CollectorUnreachable) as exc:  # ValueError: ConfigurationError and PriceFileError too
         fail(str(exc))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())  # docker stop: finish the round, flush, exit 0

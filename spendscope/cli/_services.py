@@ -39,6 +39,12 @@ def collector(
             "<store dir>-spool",
         ),
     ] = None,
+    price_file: Annotated[
+        str | None,
+        setting(
+            "TOML/JSON price overrides, loaded into model_prices on start", "SPENDSCOPE_PRICE_FILE", "none"
+        ),
+    ] = None,
     max_body_bytes: Annotated[
         str | None,
         setting(
@@ -111,6 +117,7 @@ def collector(
             listen=listen,
             store=store,
             spool=spool,
+            price_file=price_file,
             max_body_bytes=max_body_bytes,
             queue_spans=queue_spans,
             batch_spans=batch_spans,

@@ -42,7 +42,7 @@ def migrate(
     """Create or update the ClickHouse schema, the store settings and the price data (idempotent; the
     collector also does it on start)."""
     with domain_errors():
-        opened = open_local(store, "migrate")
+        opened = open_local(store, "migrate", create=True)
         with opened:
             if upgrade:
                 from spendscope.store.upgrade import upgrade as run_upgrade
@@ -262,6 +262,6 @@ def margin(
         except ValueError:
             raise ReportError(f"bad --from {effective_from!r}: use YYYY-MM-DD") from None
         value = parse_margin(percent, source="--percent")
-        with open_local(store, "margin") as opened:
+        with open_local(store, "margin", create=True) as opened:
             set_margin(opened, tenant, value, effective_from=day)
     typer.echo(f"{tenant}: {value}% from {day or 'today'}")

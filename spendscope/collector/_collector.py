@@ -3,9 +3,10 @@
     with Collector(CollectorConfig.resolve(listen="127.0.0.1:0", store="chdb:///tmp/x")) as c:
         ...  # send OTLP to c.url
 
-`start()` opens the store and applies its migrations (if it cannot, it keeps serving and spools),
-replays a spool left by an earlier run, and writes `<chdb dir>/collector.json` so the CLI can find
-it. `stop()` stops taking requests, writes what is queued (or spools it), and removes the file.
+`start()` opens the store, applies its migrations and loads model_prices from genai-prices and the price
+file (if it cannot, it keeps serving and spools), replays a spool left by an earlier run, and writes
+`<chdb dir>/collector.json` so the CLI can find it. `stop()` stops taking requests, writes what is
+queued (or spools it), and removes the file.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 import os
 import signal
 import socket
+import tempfile
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager, ExitStack
@@ -32,6 +34,7 @@ from spendscope.collector._rollups import RollupRunner
 from spendscope.collector._server import Server
 from spendscope.collector._spool import Spool
 from spendscope.collector._telemetry import Health
+from spendscope.pricing import PriceFile, Pricer
 
 _log = logging.getLogger("spendscope.collector")
 DISCOVERY_FILE = "collector.json"
@@ -58,6 +61,8 @@ class Collector:
         """`store`: an already open store to use (and not close), for tests; by default the collector
         opens `config.store` itself."""
         self.config = config or CollectorConfig.resolve()
+        price_file = self.config.price_file
+        self.pricer = Pricer(PriceFile.load(price_file) if price_file is not None else None)
         self.registry = CollectorRegistry()
         self.health = Health(self.registry)
         self.metrics = MetricsState()
@@ -75,7 +80,7 @@ class Collector:
             self._writer_stores = [StoreHandle(self._open_writer_store, sql_min_spans=least) for _ in extra]
         else:  # one connection: the writers take turns on it
             given = store
-            self.store = StoreHandle(lambda: _migrated(given), owned=False, sql_min_spans=least)
+            self.store = StoreHandle(lambda: self._prepared(given), owned=False, sql_min_spans=least)
             self._writer_stores = [self.store] * (self.config.writers - 1)
         self.pipeline = Pipeline(
             self.store,
@@ -90,7 +95,7 @@ class Collector:
         )
         # the rollup builder on a connection of its own (the store it was given, for tests)
         rollup_store = self.store if store is not None else StoreHandle(self._open_writer_store)
-        self.rollups = RollupRunner(rollup_store, self.health, self.config.rollup_interval)
+        self.rollups = RollupRunner(rollup_store, self.health, self.config.rollup_interval, self.pricer)
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
         self._discovery: Path | None = None
@@ -98,8 +103,22 @@ class Collector:
     def _open_store(self) -> Store:
         from spendscope.store.store import open_store
 
-        store: Store = open_store(self.config.store, migrate=True)
-        return store
+        store = open_store(self.config.store)
+        try:
+            return self._prepared(store)
+        except BaseException:
+            store.close()
+            raise
+
+    def _prepared(self, store: Any) -> Store:
+        """`store` migrated, with a new generation of model_prices from the collector's pricer
+        (genai-prices and the price file), as `spendscope migrate` leaves it."""
+        from spendscope.store.prices import load_prices
+
+        store.migrate(prices=False)
+        load_prices(store, self.pricer)
+        result: Store = store
+        return result
 
     def _open_writer_store(self) -> Store:
         """Another connection for another writer (used once the first has migrated the store)."""
@@ -123,6 +142,7 @@ class Collector:
         return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     def start(self) -> Collector:
+        """Start serving; on failure, stop what was started and raise `CollectorError`."""
         if self._server is not None:
             return self
         self._check_discovery()
@@ -132,21 +152,28 @@ class Collector:
             self._server = server_class((host, port), self, self.registry)
         except OSError as exc:
             raise CollectorError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.2},
-            name="spendscope-http",
-            daemon=True,
-        )
-        if not self.pipeline.start():
-            _log.warning(
-                "spendscope collector: store unavailable (%s); accepting spans into the spool %s until it is",
-                self.store.last_error,
-                self.spool.directory,
+        try:
+            self._check_data_dir()
+            if not self.pipeline.start():
+                _log.warning(
+                    "spendscope collector: store unavailable (%s); accepting spans into the spool %s until "
+                    "it is",
+                    self.store.last_error,
+                    self.spool.directory,
+                )
+            thread = threading.Thread(
+                target=self._server.serve_forever,
+                kwargs={"poll_interval": 0.2},
+                name="spendscope-http",
+                daemon=True,
             )
-        self._thread.start()
-        self.rollups.start()
-        self._write_discovery()
+            thread.start()
+            self._thread = thread
+            self.rollups.start()
+            self._write_discovery()
+        except BaseException:
+            self.stop()
+            raise
         _log.info(
             "spendscope collector on %s: OTLP/HTTP at %s/v1/traces and /v1/metrics, Prometheus at %s/metrics",
             self.url,
@@ -156,14 +183,17 @@ class Collector:
         return self
 
     def stop(self) -> None:
-        """Stop serving, write or spool everything accepted, close the store."""
+        """Stop serving, write or spool everything accepted, close the store. Stops only what started
+        (safe after a failed start, and twice)."""
         if self._server is not None:
             self._server.closing = True
-            self._server.shutdown()
+            if self._thread is not None:  # shutdown() waits for a serve_forever() that has run
+                self._server.shutdown()
             self._server.server_close()
             self._server.drain(timeout=10.0)  # answers in flight are sent before the queue is flushed
         if self._thread is not None:
             self._thread.join()
+            self._thread = None
         self.rollups.stop()
         if self.rollups.store is not self.store:
             self.rollups.store.close()
@@ -216,19 +246,36 @@ class Collector:
         other = read_discovery(path)
         if other is not None and other.get("pid") != os.getpid():
             raise CollectorError(
-                f"another spendscope collector (pid {other.get('pid')}) serves this store "
-                f"at {other.get('url')}"
+                f"another spendscope collector (pid {other.get('pid')}, {other.get('url')}) serves the "
+                f"store {path.parent}: stop it, or give this one another store"
             )
+
+    def _check_data_dir(self) -> None:
+        """The chdb directory exists (created if need be) and this process can write to it."""
+        directory = self.config.chdb_dir
+        if directory is None:
+            return
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CollectorError(f"cannot create the store directory {directory}: {exc.strerror}") from None
+        try:
+            with tempfile.TemporaryFile(dir=directory):
+                pass
+        except OSError as exc:
+            raise CollectorError(f"cannot write to the store directory {directory}: {exc.strerror}") from None
 
     def _write_discovery(self) -> None:
         path = self._discovery_path()
         if path is None:
             return
         info = {"url": self.url, "pid": os.getpid(), "token_required": self.config.token is not None}
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{DISCOVERY_FILE}.{os.getpid()}")
-        tmp.write_text(json.dumps(info) + "\n")
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(json.dumps(info) + "\n")
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise CollectorError(f"cannot write {path}: {exc.strerror}") from None
         self._discovery = path
 
     def _remove_discovery(self) -> None:
@@ -260,12 +307,6 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _migrated(store: Any) -> Store:
-    store.migrate()
-    result: Store = store
-    return result
 
 
 class _IPv6Server(Server):

@@ -88,6 +88,13 @@ def _path(raw: str) -> Path:
     return Path(_text(raw)).expanduser().absolute()
 
 
+def _file(raw: str) -> Path:
+    path = _path(raw)
+    if not path.is_file():
+        raise ValueError(f"no such file: {path}")
+    return path
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -112,6 +119,13 @@ SETTINGS: tuple[Setting, ...] = (
         _path,
         None,
         "directory for batches the store could not take (default: next to the chdb directory)",
+    ),
+    Setting(
+        "price_file",
+        "SPENDSCOPE_PRICE_FILE",
+        _file,
+        None,
+        "TOML/JSON price overrides: with genai-prices, what the collector loads into model_prices on start",
     ),
     Setting(
         "max_body_bytes",
@@ -202,6 +216,7 @@ class CollectorConfig:
     listen: tuple[str, int] = ("127.0.0.1", 4318)
     store: str = DEFAULT_STORE
     spool: Path | None = None
+    price_file: Path | None = None
     max_body_bytes: int = 20 * MiB
     queue_spans: int = 150_000
     queue_bytes: int = 160 * MiB

@@ -9,8 +9,10 @@ them, so several processes of one app each keep their own series.
 Naming is not re-implemented: on each scrape the points become the OpenTelemetry SDK's metric data
 and go through opentelemetry-exporter-prometheus' translation (the same code a
 `PrometheusMetricReader` in the app runs), with `job`, `instance` and the scope labels added as
-point attributes. Its translation is private API, pinned by a test that compares what an app
-exposes itself with what the collector exposes for it.
+point attributes. Its translation is private API (`_CustomCollector`, `_mapping.sanitize_attribute`):
+pyproject.toml allows one minor of the exporter (and says why), tests/test_sdk_internals.py names what
+moved when a release changes it, and a test compares what an app exposes itself with what the collector
+exposes for it.
 """
 
 from __future__ import annotations

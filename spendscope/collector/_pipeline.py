@@ -167,9 +167,9 @@ class Pipeline:
             self._stopping = True
             self._cond.notify_all()
         self._wake_replayer.set()
-        for writer in self._writers:
-            writer.join(timeout)
-        self._replayer.join(timeout)
+        for thread in (*self._writers, self._replayer):
+            if thread.ident is not None:  # started (a failed start may leave some unstarted)
+                thread.join(timeout)
 
     @property
     def store_up(self) -> bool:

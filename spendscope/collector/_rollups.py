@@ -6,9 +6,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from spendscope.collector._handle import StoreHandle
 from spendscope.collector._telemetry import Health
+
+if TYPE_CHECKING:
+    from spendscope.pricing import Pricer
 
 _log = logging.getLogger("spendscope.collector")
 
@@ -24,24 +28,34 @@ _MISMATCH = (
 
 
 class RollupRunner:
-    def __init__(self, store: StoreHandle, health: Health, interval: float) -> None:
+    def __init__(
+        self, store: StoreHandle, health: Health, interval: float, pricer: Pricer | None = None
+    ) -> None:
+        """`pricer`: the collector's, which names seen for the first time are priced with."""
         self.store = store
         self.health = health
         self.interval = interval
+        self.pricer = pricer
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="spendscope-rollups", daemon=True)
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        if self.interval > 0:
+        if self.interval > 0 and self._thread is None:
+            self._stop = threading.Event()
+            self._thread = threading.Thread(
+                target=self._loop, args=(self._stop,), name="spendscope-rollups", daemon=True
+            )
             self._thread.start()
 
     def stop(self) -> None:
+        """Stop the loop and wait for a build under way (safe if never started, and twice)."""
         self._stop.set()
-        if self._thread.is_alive():
+        if self._thread is not None:
             self._thread.join()
+            self._thread = None
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
+    def _loop(self, stop: threading.Event) -> None:
+        while not stop.wait(self.interval):
             self.run_once()
 
     def run_once(self) -> None:
@@ -50,7 +64,7 @@ class RollupRunner:
         try:
             with self.store.lock:
                 store = self.store.get()
-                result = build_rollups(store)  # type: ignore[arg-type]
+                result = build_rollups(store, self.pricer)  # type: ignore[arg-type]
                 rejected = store.query(_REJECTED).rows
                 [[mismatched]] = store.query(_MISMATCH).rows
         except Exception as exc:  # the store may be down: the next run tries again

@@ -10,7 +10,7 @@ until the queue has drained), 503s, the inserts, the collector's CPU time (in al
 ClickHouse's query pool, Python, merges) and its RSS every second.
 
 `--path sql` (the default) lets ClickHouse decode the requests (SPENDSCOPE_COLLECTOR_SQL_DECODE);
-`--path python` decodes them in the collector, as before. `--writers` batches are inserted at once.
+`--path python` has the collector decode them in Python. `--writers` batches are inserted at once.
 The machine's other load counts: compare runs made one after the other, and look at the CPU per span
 (counted from the first request on, so the collector's start and migrations are left out) and at
 the capacity it implies: the spans per second the collector would take with every core to itself.

@@ -7,13 +7,15 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.table import Table
 
 from spendscope.names import PROM_COST
 from spendscope.store.reports import json_value
+from spendscope.store.table_layout import print_table
 
 if TYPE_CHECKING:
     from spendscope.demo.runner import DemoResult
+
+KEEP_EXAMPLE = "./spendscope-demo"  # in the hint that says how to keep the demo's store
 
 
 def money(value: Decimal | float | str) -> str:
@@ -39,41 +41,48 @@ _COLUMNS = (
 _COUNTS = (("unpriced_calls", "unpriced"), ("usage_unavailable_calls", "no usage"), ("error_calls", "errors"))
 
 
-def _table(title: str, key: str, rows: list[dict[str, Any]]) -> Table:
-    table = Table(title=title, title_justify="left")
-    table.add_column(key)
-    for _, header in (*_COLUMNS, ("cost", "cost (USD)"), *_COUNTS):
-        table.add_column(header, justify="right")
-    for row in rows:
-        numbers = [f"{int(row[c]):,}" for c, _ in _COLUMNS]
-        counts = [str(int(row[c])) for c, _ in _COUNTS]
-        table.add_row(str(row[key]) or "(none)", *numbers, cost_text(row), *counts)
-    return table
+def _print_table(console: Console, title: str, key: str, rows: list[dict[str, Any]]) -> None:
+    headers = [key, *(h for _, h in _COLUMNS), "cost (USD)", *(h for _, h in _COUNTS)]
+    cells = [
+        [
+            str(row[key]) or "(none)",
+            *(f"{int(row[c]):,}" for c, _ in _COLUMNS),
+            cost_text(row),
+            *(str(int(row[c])) for c, _ in _COUNTS),
+        ]
+        for row in rows
+    ]
+    print_table(console, title, headers, cells, [False] + [True] * (len(headers) - 1))
 
 
 def render(result: DemoResult, console: Console) -> None:
     outcome = result.outcome
+    where = result.store_dsn or "an embedded store in a temporary directory, removed at the end"
     console.print(
         f"[bold]SpendScope demo[/]: {outcome.calls} OpenAI calls from two instrumented services, "
         f"through the real openai client, sent over OTLP to the collector at {result.collector_url} "
-        f"and stored in ClickHouse ({result.store_dsn})."
+        f"and stored in ClickHouse ({where})."
     )
-    tenants = Table(title="Cost by tenant, with margin (this month)", title_justify="left")
-    for header in ("tenant", "calls", "provider cost (USD)", "margin", "billed (USD)"):
-        tenants.add_column(header, justify="left" if header == "tenant" else "right")
-    for row in result.tenants:
-        tenants.add_row(
-            row["tenant"],
-            str(row["calls"]),
-            cost_text(row),
-            f"{row['margin_percent']}%",
-            money(row["billed_usd"]),
-        )
-    console.print(tenants)
+    print_table(
+        console,
+        "Cost by tenant, with margin (this month)",
+        ["tenant", "calls", "provider cost (USD)", "margin", "billed (USD)"],
+        [
+            [
+                row["tenant"],
+                str(row["calls"]),
+                cost_text(row),
+                f"{row['margin_percent']}%",
+                money(row["billed_usd"]),
+            ]
+            for row in result.tenants
+        ],
+        [False, True, True, True, True],
+    )
     for by in ("endpoint", "user", "model"):
-        console.print(_table(f"Cost by {by}", by, result.reports[by].as_dicts()))
-    console.print(
-        _table("talentco: cost per job (attr:job_id)", "attr:job_id", result.reports["job"].as_dicts())
+        _print_table(console, f"Cost by {by}", by, result.reports[by].as_dicts())
+    _print_table(
+        console, "talentco: cost per job (attr:job_id)", "attr:job_id", result.reports["job"].as_dicts()
     )
     total = sum(int(r["calls"]) for r in result.reports["tenant"].as_dicts())
     unpriced = sum(int(r["unpriced_calls"]) for r in result.reports["tenant"].as_dicts())
@@ -84,12 +93,20 @@ def render(result: DemoResult, console: Console) -> None:
         f"{unpriced} call(s) on a model with no known price are [bold]unknown[/], not $0; {unavailable} "
         f"stream(s) ended before usage arrived; {len(outcome.errors)} call(s) failed "
         f"({', '.join(outcome.errors)}). {total} calls in all.\n"
-        "Where to look next:\n"
-        f"  spendscope report --store {result.store_dsn} --by user --since 1d\n"
-        f"  spendscope invoice --store {result.store_dsn} --tenant talentco --month {_month()}"
-        " --by attr:job_id\n"
+        f"Where to look next:\n{_store_commands(result.store_dsn)}"
         "  spendscope collector   # then point your apps' OTEL_EXPORTER_OTLP_ENDPOINT at http://127.0.0.1:4318\n"
         "  README: 'Instrument your app' (two lines), and the tests (its second command)."
+    )
+
+
+def _store_commands(store: str | None) -> str:
+    """Commands that read the demo's store; a temporary one is gone, so first how to keep one."""
+    keep = "" if store else f"  spendscope demo --store {KEEP_EXAMPLE}   # keeps its store, for:\n"
+    store = store or KEEP_EXAMPLE
+    return (
+        f"{keep}"
+        f"  spendscope report --store {store} --by user --since 1d\n"
+        f"  spendscope invoice --store {store} --tenant talentco --month {_month()} --by attr:job_id\n"
     )
 
 

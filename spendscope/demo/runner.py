@@ -33,7 +33,7 @@ GROUPS = ("tenant", "endpoint", "user", "model")
 @dataclass
 class DemoResult:
     outcome: workload.Outcome
-    store_dsn: str
+    store_dsn: str | None  # None: the store was temporary, and is gone
     collector_url: str
     reports: dict[str, Report]  # by dimension, plus "job" (talentco per job_id)
     tenants: list[dict[str, Any]]  # tenant, calls, cost_usd, margin_percent, billed_usd
@@ -69,9 +69,15 @@ def _metric_total(url: str, name: str) -> float:
 
 
 def run_demo(*, seed: int = 7, store: str | None = None) -> DemoResult:
-    data = Path(tempfile.mkdtemp(prefix="spendscope-demo-"))
-    dsn = store or f"chdb://{data / 'store'}"
-    config = CollectorConfig.resolve(listen="127.0.0.1:0", store=dsn, spool=str(data / "spool"))
+    """The demo on `store` (kept), else on a store in a temporary directory, removed when the demo
+    ends, whether it finishes, fails or is interrupted."""
+    with tempfile.TemporaryDirectory(prefix="spendscope-demo-") as temporary:
+        data = Path(temporary)
+        return _run(seed, store or f"chdb://{data / 'store'}", data / "spool", kept=store is not None)
+
+
+def _run(seed: int, dsn: str, spool: Path, *, kept: bool) -> DemoResult:
+    config = CollectorConfig.resolve(listen="127.0.0.1:0", store=dsn, spool=str(spool))
     with Collector(config) as collector, FakeOpenAI() as server:
         with DemoServices(collector.url) as services:
             outcome = workload.run(server, seed=seed, on_client=services.instrument)
@@ -86,7 +92,8 @@ def run_demo(*, seed: int = 7, store: str | None = None) -> DemoResult:
         tenants = _tenants_with_margin(db, reports["tenant"], now)
         total = sum((Decimal(str(row["cost_usd"])) for row in reports["tenant"].as_dicts()), Decimal(0))
         metric_cost = _metric_total(collector.url, names.PROM_COST)
-        return DemoResult(outcome, dsn, collector.url, reports, tenants, total, metric_cost, stored)
+        shown = dsn if kept else None
+        return DemoResult(outcome, shown, collector.url, reports, tenants, total, metric_cost, stored)
 
 
 def _tenants_with_margin(db: Store, by_tenant: Report, now: datetime) -> list[dict[str, Any]]:

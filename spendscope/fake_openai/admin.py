@@ -110,6 +110,7 @@ class AdminRequest:
     path: str
     query: dict[str, list[str]]
     authorized: bool
+    at: float = 0.0  # time.monotonic() when it arrived
 
 
 @dataclass
@@ -388,7 +389,9 @@ class FakeAdminAPI:
         query = parse_qs(url.query, keep_blank_values=True)
         auth = headers.get("authorization", "").removeprefix("Bearer ").strip()
         with self._lock:
-            self.requests.append(AdminRequest(method, url.path, query, auth == self.admin_key))
+            self.requests.append(
+                AdminRequest(method, url.path, query, auth == self.admin_key, time.monotonic())
+            )
         if not auth:
             return _error(
                 401, "You didn't provide an API key. Provide it as a Bearer token.", "invalid_request_error"

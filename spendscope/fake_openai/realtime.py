@@ -12,9 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import math
-import os
 import secrets
-import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -204,7 +202,11 @@ class Session:
 
 
 class RealtimeServer:
-    """Serves ``/v1/realtime`` on its own thread; one thread per connection (the websockets sync model)."""
+    """Serves ``/v1/realtime`` on its own thread; one thread per connection (the websockets sync model).
+
+    `close()` is the server's own `shutdown()`: it stops accepting, closes the open connections, waits
+    for their handlers and releases every socket the server holds (websockets 17 and later).
+    """
 
     def __init__(self, host: str, port: int, *, authorize: Callable[[Mapping[str, str]], bool]) -> None:
         self.events: list[JSONObject] = []
@@ -212,7 +214,6 @@ class RealtimeServer:
         self._authorize = authorize
         self._usages: deque[JSONObject] = deque()
         self._lock = threading.Lock()
-        self._active: dict[ServerConnection, threading.Thread] = {}
         self._server = serve(
             self._handle, host, port, process_request=self._check, ping_interval=None, close_timeout=2
         )
@@ -244,8 +245,6 @@ class RealtimeServer:
         return None
 
     def _handle(self, connection: ServerConnection) -> None:
-        with self._lock:
-            self._active[connection] = threading.current_thread()
         try:
             request = connection.request
             query = dict(parse_qsl(urlsplit(request.path).query)) if request else {}
@@ -256,9 +255,6 @@ class RealtimeServer:
                     connection.send(json.dumps(reply))
         except ConnectionClosed:
             pass
-        finally:
-            with self._lock:
-                self._active.pop(connection, None)
 
     def _replies(self, session: Session, message: str | bytes) -> list[JSONObject]:
         try:
@@ -281,15 +277,6 @@ class RealtimeServer:
     def close(self) -> None:
         self._server.shutdown()
         self._thread.join()
-        with self._lock:
-            active = list(self._active.items())
-        for connection, _ in active:
-            connection.close()
-        for _, thread in active:
-            thread.join(5)
-        if sys.platform != "win32":  # websockets' Server never closes its shutdown pipe
-            os.close(self._server.shutdown_watcher)
-            os.close(self._server.shutdown_notifier)
 
 
 def _lower(headers: Headers) -> dict[str, str]:

@@ -14,6 +14,8 @@ Token rule (documented so tests can compute expected usage):
 - Output: ``max_completion_tokens`` / ``max_tokens`` / ``max_output_tokens`` per choice when given,
   else the visible text's ``text_tokens``, doubled for reasoning models (``o<digit>…``, ``gpt-5…``),
   which report half of the output (rounded down) as reasoning tokens; chat multiplies by ``n``.
+- A request forcing a function tool (``tool_choice`` required or naming it) gets a call of it instead
+  of text, with arguments satisfying its parameters schema; they count as the visible text.
 - Cached input: only with ``prompt_cache_key``, and only from 1024 prompt tokens: the prompt rounded
   down to a multiple of 128.
 - Transcription: whisper-1 bills ``ceil(seconds)``; the gpt-4o transcribe models bill
@@ -153,26 +155,32 @@ def _json_text(value: object) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def _forced_tool(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """The function tool a request forces (tool_choice required / named), else None."""
-    tools: list[Mapping[str, Any]] = [t for t in body.get("tools") or [] if t.get("type") == "function"]
+def _forced_function(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The function a request forces (tool_choice required / named), else None: its definition, under
+    ``function`` in a Chat Completions tool, the tool itself in Responses."""
+    functions: list[Mapping[str, Any]] = [
+        t.get("function", t) for t in body.get("tools") or [] if t.get("type") == "function"
+    ]
     choice = body.get("tool_choice")
-    if not tools or choice in (None, "auto", "none"):
+    if not functions or choice in (None, "auto", "none"):
         return None
     if isinstance(choice, Mapping):
         name = (choice.get("function") or {}).get("name", choice.get("name"))
-        return next((t for t in tools if t["function"]["name"] == name), None)
-    return tools[0]
+        return next((f for f in functions if f.get("name") == name), None)
+    return functions[0]
+
+
+def _arguments(function: Mapping[str, Any]) -> str:
+    """Arguments satisfying the function's parameters schema."""
+    return _json_text(schema_instance(function.get("parameters") or {"type": "object"}))
 
 
 def _chat_output(body: Mapping[str, Any]) -> tuple[str | None, JSONObject | None]:
     """(content, tool call) of each choice."""
-    tool = _forced_tool(body)
-    if tool is not None:
-        function = tool["function"]
-        arguments = _json_text(schema_instance(function.get("parameters") or {"type": "object"}))
+    function = _forced_function(body)
+    if function is not None:
         call = {"id": new_id("call_", 24), "type": "function"}
-        return None, call | {"function": {"name": function["name"], "arguments": arguments}}
+        return None, call | {"function": {"name": function["name"], "arguments": _arguments(function)}}
     return structured_text(body.get("response_format")), None
 
 
@@ -347,12 +355,25 @@ def transcription(fields: Mapping[str, str], audio: bytes) -> JSONObject:
     return {"text": TRANSCRIPT_TEXT, "usage": usage}
 
 
-def _response_plan(body: Mapping[str, Any]) -> tuple[JSONObject, str, JSONObject]:
-    """(the in-progress response object, its output text, its usage)."""
+def _response_plan(body: Mapping[str, Any]) -> tuple[JSONObject, str, JSONObject | None, JSONObject]:
+    """(the in-progress response object, its output text, the function call it makes instead of text
+    when the request forces one, its usage)."""
     model = str(body["model"])
     text_config = body.get("text") or {"format": {"type": "text"}, "verbosity": "medium"}
     text = structured_text(text_config.get("format"))
-    out, reasoning = output_tokens(model, text_tokens(text), body.get("max_output_tokens") or None)
+    function = _forced_function(body)
+    call = None
+    if function is not None:
+        call = {
+            "id": "fc_" + secrets.token_hex(24),
+            "type": "function_call",
+            "status": "completed",
+            "arguments": _arguments(function),
+            "call_id": new_id("call_", 24),
+            "name": function["name"],
+        }
+    visible = text_tokens(call["arguments"] if call else text)
+    out, reasoning = output_tokens(model, visible, body.get("max_output_tokens") or None)
     used = response_input_tokens(body)
     usage = {
         "input_tokens": used,
@@ -393,7 +414,7 @@ def _response_plan(body: Mapping[str, Any]) -> tuple[JSONObject, str, JSONObject
         "user": body.get("user"),
         "metadata": body.get("metadata") or {},
     }
-    return response, text, usage
+    return response, text, call, usage
 
 
 def _message_item(item_id: str, text: str | None) -> JSONObject:
@@ -415,23 +436,34 @@ def _completed(response: JSONObject, item: JSONObject, usage: JSONObject) -> JSO
 
 
 def response_object(body: Mapping[str, Any]) -> JSONObject:
-    response, text, usage = _response_plan(body)
-    return _completed(response, _message_item("msg_" + secrets.token_hex(24), text), usage)
+    response, text, call, usage = _response_plan(body)
+    return _completed(response, call or _message_item("msg_" + secrets.token_hex(24), text), usage)
 
 
 def response_events(body: Mapping[str, Any]) -> list[tuple[str, JSONObject]]:
     """(event name, data) in the order the SDK's ``responses.stream()`` helper requires. A background
-    run is created ``queued`` and says so (``response.queued``) before it starts."""
-    response, text, usage = _response_plan(body)
-    item_id = "msg_" + secrets.token_hex(24)
-    where = {"item_id": item_id, "output_index": 0, "content_index": 0}
-    part = {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}
-    done_item = _message_item(item_id, text)
+    run is created ``queued`` and says so (``response.queued``) before it starts. A forced function
+    call streams its arguments (``response.function_call_arguments.*``) instead of text."""
+    response, text, call, usage = _response_plan(body)
     events: list[tuple[str, JSONObject]] = [("response.created", {"response": response})]
     if response["background"]:
         events.append(("response.queued", {"response": response}))
+    events.append(("response.in_progress", {"response": response | {"status": "in_progress"}}))
+    output, done_item = _text_events(text) if call is None else _function_call_events(call)
+    events += output
     events += [
-        ("response.in_progress", {"response": response | {"status": "in_progress"}}),
+        ("response.output_item.done", {"output_index": 0, "item": done_item}),
+        ("response.completed", {"response": _completed(response, done_item, usage)}),
+    ]
+    return [(name, {"type": name, **data, "sequence_number": i}) for i, (name, data) in enumerate(events)]
+
+
+def _text_events(text: str) -> tuple[list[tuple[str, JSONObject]], JSONObject]:
+    """A message item's events up to its ``response.output_item.done``, and the done item."""
+    item_id = "msg_" + secrets.token_hex(24)
+    where = {"item_id": item_id, "output_index": 0, "content_index": 0}
+    part = {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}
+    events: list[tuple[str, JSONObject]] = [
         ("response.output_item.added", {"output_index": 0, "item": _message_item(item_id, None)}),
         ("response.content_part.added", where | {"part": part}),
     ]
@@ -445,7 +477,20 @@ def response_events(body: Mapping[str, Any]) -> list[tuple[str, JSONObject]]:
     events += [
         ("response.output_text.done", where | {"text": text, "logprobs": []}),
         ("response.content_part.done", where | {"part": part | {"text": text}}),
-        ("response.output_item.done", {"output_index": 0, "item": done_item}),
-        ("response.completed", {"response": _completed(response, done_item, usage)}),
     ]
-    return [(name, {"type": name, **data, "sequence_number": i}) for i, (name, data) in enumerate(events)]
+    return events, _message_item(item_id, text)
+
+
+def _function_call_events(call: JSONObject) -> tuple[list[tuple[str, JSONObject]], JSONObject]:
+    """A function call item's events up to its ``response.output_item.done``, and the done item."""
+    where = {"item_id": call["id"], "output_index": 0}
+    added = call | {"status": "in_progress", "arguments": ""}
+    events: list[tuple[str, JSONObject]] = [
+        ("response.output_item.added", {"output_index": 0, "item": added})
+    ]
+    events += [
+        ("response.function_call_arguments.delta", where | {"delta": p, "obfuscation": secrets.token_hex(4)})
+        for p in text_pieces(call["arguments"])
+    ]
+    events.append(("response.function_call_arguments.done", where | {"arguments": call["arguments"]}))
+    return events, call

@@ -8,9 +8,10 @@ call out and finishes it with that response's usage: one span per response, the 
 polls, cancels or resumed streams follow. A resumed stream that stops before its terminal event
 leaves the call pending for the next poll.
 
-Only responses created in this process are recorded (a response another process created is that
-process's to record). The registry is bounded: a call evicted from it, still pending at
-`uninstrument_openai()` or at interpreter exit, is finished as today, usage `unavailable`.
+Only responses created through this instrumentation are recorded (a response another process created
+is that process's to record). The registry (`PendingCalls`, one per `Instrumentation`) is bounded: a
+call evicted from it, still pending at `uninstrument_openai()` or at interpreter exit, is finished with
+usage `unavailable`.
 """
 
 from __future__ import annotations
@@ -20,16 +21,15 @@ import functools
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from spendscope._internal import ErrorCounter, internal_error
 from spendscope.instrumentation.endpoints import RESPONSES
-from spendscope.instrumentation.telemetry import BACKGROUND_DONE, LLMCall, Telemetry
+from spendscope.instrumentation.telemetry import BACKGROUND_DONE, LLMCall, Lookup
 
 if TYPE_CHECKING:
     from spendscope.instrumentation.calls import SDKTypes
-
-Lookup = Callable[[Any], Telemetry | None]
 
 TERMINAL: Final = BACKGROUND_DONE
 PENDING_LIMIT: Final = 10_000
@@ -44,9 +44,12 @@ PATCHES: Final = (
 
 
 class PendingCalls:
-    """Calls of background responses not finished yet, by response id; an LRU of at most `limit`."""
+    """Calls of background responses not finished yet, by response id; an LRU of at most `limit`.
 
-    def __init__(self, limit: int) -> None:
+    The first call parked registers `finish_all` to run at interpreter exit (after the app's providers
+    were made, so before they flush: atexit runs the latest registered first); `close` removes it."""
+
+    def __init__(self, limit: int = PENDING_LIMIT) -> None:
         self.limit = limit
         self._calls: OrderedDict[str, LLMCall] = OrderedDict()
         self._lock = threading.Lock()
@@ -64,7 +67,6 @@ class PendingCalls:
             if self._calls.get(response_id) is call:
                 return
             if not self._exit_hook:
-                # Registered after the app's providers (which flush at exit): atexit runs it first.
                 atexit.register(self.finish_all)
                 self._exit_hook = True
             evicted = [self._calls.pop(response_id)] if response_id in self._calls else []
@@ -87,14 +89,29 @@ class PendingCalls:
         for call in calls:
             call.finish()
 
+    def close(self) -> None:
+        """Nothing will poll the pending calls any more: finish them, and drop the exit hook."""
+        with self._lock:
+            if self._exit_hook:
+                atexit.unregister(self.finish_all)
+                self._exit_hook = False
+        self.finish_all()
 
-pending = PendingCalls(PENDING_LIMIT)
+
+@dataclass(frozen=True, slots=True)
+class _Poll:
+    """A retrieve, cancel or resumed stream of a response whose call is pending."""
+
+    pending: PendingCalls
+    response_id: str
+    types: SDKTypes
+    count: ErrorCounter | None
 
 
-def _complete(response: Any, response_id: str) -> None:
-    """Finish the pending call of a response seen in a terminal status, if this process has one."""
+def _complete(response: Any, poll: _Poll) -> None:
+    """Finish the pending call of a response seen in a terminal status, if it is still pending."""
     seen_id = getattr(response, "id", None)
-    call = pending.take(seen_id if isinstance(seen_id, str) and seen_id else response_id)
+    call = poll.pending.take(seen_id if isinstance(seen_id, str) and seen_id else poll.response_id)
     if call is None:
         return
     try:
@@ -106,114 +123,123 @@ def _complete(response: Any, response_id: str) -> None:
         call.finish()
 
 
-def _on_event(event: Any, response_id: str, count: ErrorCounter | None) -> None:
+def _on_event(event: Any, poll: _Poll) -> None:
     try:
         response = getattr(event, "response", None)
         if response is not None and getattr(response, "status", None) in TERMINAL:
-            _complete(response, response_id)
+            _complete(response, poll)
     except Exception:
-        internal_error("background stream", count)
+        internal_error("background stream", poll.count)
 
 
-def _watch_stream(stream: Any, response_id: str, count: ErrorCounter | None) -> None:
+def _watch_stream(stream: Any, poll: _Poll) -> None:
     """Read the terminal event as it passes; unlike a create's stream, an early end finishes nothing."""
     inner: Iterator[Any] = stream._iterator
 
     def iterate() -> Iterator[Any]:
         for event in inner:
-            _on_event(event, response_id, count)
+            _on_event(event, poll)
             yield event
 
     stream._iterator = iterate()
 
 
-def _watch_async_stream(stream: Any, response_id: str, count: ErrorCounter | None) -> None:
+def _watch_async_stream(stream: Any, poll: _Poll) -> None:
     inner: AsyncIterator[Any] = stream._iterator
 
     async def iterate() -> AsyncIterator[Any]:
         async for event in inner:
-            _on_event(event, response_id, count)
+            _on_event(event, poll)
             yield event
 
     stream._iterator = iterate()
 
 
-def _observe(result: Any, response_id: str, types: SDKTypes, count: ErrorCounter | None) -> None:
+def _observe(result: Any, poll: _Poll) -> None:
+    types = poll.types
     if isinstance(result, types.stream):
-        _watch_stream(result, response_id, count)
+        _watch_stream(result, poll)
     elif isinstance(result, types.async_stream):
-        _watch_async_stream(result, response_id, count)
+        _watch_async_stream(result, poll)
     elif isinstance(result, types.legacy_response):  # with_raw_response; parse() is cached
-        _observe(result.parse(), response_id, types, count)
+        _observe(result.parse(), poll)
     elif isinstance(result, types.api_response):  # with_streaming_response: when the body is parsed
-        _observe_parse(result, response_id, types, count)
+        _observe_parse(result, poll)
     elif isinstance(result, types.async_api_response):
-        _observe_async_parse(result, response_id, types, count)
+        _observe_async_parse(result, poll)
     elif getattr(result, "status", None) in TERMINAL:
-        _complete(result, response_id)
+        _complete(result, poll)
 
 
-def _observe_parse(result: Any, response_id: str, types: SDKTypes, count: ErrorCounter | None) -> None:
+def _observe_parse(result: Any, poll: _Poll) -> None:
     parse = result.parse
 
     def parse_and_observe(**kwargs: Any) -> Any:
         parsed = parse(**kwargs)
-        _observe_safely(parsed, response_id, types, count)
+        _observe_if_pending(parsed, poll)
         return parsed
 
     result.parse = parse_and_observe
 
 
-def _observe_async_parse(result: Any, response_id: str, types: SDKTypes, count: ErrorCounter | None) -> None:
+def _observe_async_parse(result: Any, poll: _Poll) -> None:
     parse = result.parse
 
     async def parse_and_observe(**kwargs: Any) -> Any:
         parsed = await parse(**kwargs)
-        _observe_safely(parsed, response_id, types, count)
+        _observe_if_pending(parsed, poll)
         return parsed
 
     result.parse = parse_and_observe
 
 
-def _observe_safely(result: Any, response_id: Any, types: SDKTypes, count: ErrorCounter | None) -> None:
-    """Only responses pending here are looked at; anything else costs one dict lookup."""
-    if not isinstance(response_id, str) or response_id not in pending:
+def _observe_if_pending(result: Any, poll: _Poll) -> None:
+    if poll.response_id not in poll.pending:
         return
     try:
-        _observe(result, response_id, types, count)
+        _observe(result, poll)
     except Exception:
-        internal_error("background", count)
+        internal_error("background", poll.count)
 
 
-def _response_id(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    return args[0] if args else kwargs.get("response_id")
-
-
-def _counter(lookup: Lookup, client: Any) -> ErrorCounter | None:
+def _poll(
+    pending: PendingCalls,
+    types: SDKTypes,
+    lookup: Lookup,
+    client: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> _Poll | None:
+    """The poll to observe, when its response's call is pending; anything else costs one dict lookup."""
+    response_id = args[0] if args else kwargs.get("response_id")
+    if not isinstance(response_id, str) or response_id not in pending:
+        return None
     telemetry = lookup(client)
-    return telemetry.count_error if telemetry is not None else None
+    return _Poll(pending, response_id, types, telemetry.count_error if telemetry is not None else None)
 
 
-def wrap_poll(original: Callable[..., Any], *, lookup: Lookup, types: SDKTypes) -> Any:
+def wrap_poll(original: Callable[..., Any], *, lookup: Lookup, types: SDKTypes, pending: PendingCalls) -> Any:
     """`Responses.retrieve` / `cancel`: the result is returned untouched, after finishing the pending
     call of a response it shows terminal. The call was the create's: no new span is opened."""
 
     @functools.wraps(original)
     def poll(self: Any, *args: Any, **kwargs: Any) -> Any:
         result = original(self, *args, **kwargs)
-        if len(pending):
-            _observe_safely(result, _response_id(args, kwargs), types, _counter(lookup, self._client))
+        if (seen := _poll(pending, types, lookup, self._client, args, kwargs)) is not None:
+            _observe_if_pending(result, seen)
         return result
 
     return poll
 
 
-def wrap_async_poll(original: Callable[..., Awaitable[Any]], *, lookup: Lookup, types: SDKTypes) -> Any:
+def wrap_async_poll(
+    original: Callable[..., Awaitable[Any]], *, lookup: Lookup, types: SDKTypes, pending: PendingCalls
+) -> Any:
     @functools.wraps(original)
     async def poll(self: Any, *args: Any, **kwargs: Any) -> Any:
         result = await original(self, *args, **kwargs)
-        if len(pending):
-            _observe_safely(result, _response_id(args, kwargs), types, _counter(lookup, self._client))
+        if (seen := _poll(pending, types, lookup, self._client, args, kwargs)) is not None:
+            _observe_if_pending(result, seen)
         return result
 
     return poll

@@ -7,8 +7,9 @@ when the downloaded file is a batch output, each answered request becomes a span
 = true, timed at the request's `created`, attributed to the `spendscope.attributes()` around the
 download) and is priced at the batch rate. Failed requests carry no usage and are not billed.
 
-A file is recorded once per process (its id is remembered), so polling code that downloads it again
-does not count it twice. `with_streaming_response` downloads are not read (the app owns the stream).
+A file is recorded once per process (its id is remembered, in the `Instrumentation`'s `SeenFiles`),
+so polling code that downloads it again does not count it twice. `with_streaming_response` downloads
+are not read (the app owns the stream).
 """
 
 from __future__ import annotations
@@ -23,11 +24,8 @@ from typing import Any, Final
 from spendscope import names as n
 from spendscope._internal import internal_error
 from spendscope.attribution import current
-from spendscope.instrumentation.telemetry import Telemetry
-from spendscope.usage import TokenUsage, chat_usage, embeddings_usage, responses_usage
-
-Lookup = Callable[[Any], Telemetry | None]
-UsageReader = Callable[[Any], TokenUsage | None]
+from spendscope.instrumentation.telemetry import Lookup, Telemetry
+from spendscope.usage import UsageReader, chat_usage, embeddings_usage, responses_usage
 
 # body `object` -> (gen_ai.operation.name, openai.api.type, usage reader)
 _BODIES: Final[dict[str, tuple[str, str, UsageReader]]] = {
@@ -36,7 +34,7 @@ _BODIES: Final[dict[str, tuple[str, str, UsageReader]]] = {
     "list": (n.OP_EMBEDDINGS, "embeddings", embeddings_usage),
     "text_completion": (n.OP_TEXT_COMPLETION, "completions", chat_usage),
 }
-_REMEMBERED_FILES: Final = 10_000
+REMEMBERED_FILES: Final = 10_000
 
 PATCHES: Final = (
     ("openai.resources.files", "Files", "content", False),
@@ -44,10 +42,10 @@ PATCHES: Final = (
 )
 
 
-class _SeenFiles:
+class SeenFiles:
     """The output files already recorded (bounded: the oldest are forgotten first)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int = REMEMBERED_FILES) -> None:
         self._ids: OrderedDict[str, None] = OrderedDict()
         self._limit = limit
         self._lock = threading.Lock()
@@ -64,9 +62,6 @@ class _SeenFiles:
     def forget(self, file_id: str) -> None:
         with self._lock:
             self._ids.pop(file_id, None)
-
-
-_seen = _SeenFiles(_REMEMBERED_FILES)
 
 
 def is_batch_output(content: bytes) -> bool:
@@ -116,16 +111,16 @@ def record_output(telemetry: Telemetry, client: Any, content: bytes) -> int:
     return recorded
 
 
-def _observe(telemetry: Telemetry, client: Any, file_id: Any, result: Any) -> None:
+def _observe(telemetry: Telemetry, client: Any, file_id: Any, result: Any, seen: SeenFiles) -> None:
     content = getattr(result, "content", None)  # HttpxBinaryResponseContent, or the raw response
     if not isinstance(content, bytes) or not isinstance(file_id, str) or not is_batch_output(content):
         return
-    if not _seen.first_time(file_id):
+    if not seen.first_time(file_id):
         return
     try:
         record_output(telemetry, client, content)
     except Exception:
-        _seen.forget(file_id)  # not recorded: a later download may try again
+        seen.forget(file_id)  # not recorded: a later download may try again
         raise
 
 
@@ -133,7 +128,7 @@ def _file_id(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     return args[0] if args else kwargs.get("file_id")
 
 
-def wrap_content(original: Callable[..., Any], lookup: Lookup) -> Any:
+def wrap_content(original: Callable[..., Any], *, lookup: Lookup, seen: SeenFiles) -> Any:
     """`Files.content`: the download, returned untouched, then recorded if it is a batch output."""
 
     @functools.wraps(original)
@@ -142,7 +137,7 @@ def wrap_content(original: Callable[..., Any], lookup: Lookup) -> Any:
         telemetry = lookup(self._client)
         if telemetry is not None:
             try:
-                _observe(telemetry, self._client, _file_id(args, kwargs), result)
+                _observe(telemetry, self._client, _file_id(args, kwargs), result, seen)
             except Exception:
                 internal_error("batch_output", telemetry.count_error)
         return result
@@ -150,14 +145,14 @@ def wrap_content(original: Callable[..., Any], lookup: Lookup) -> Any:
     return content
 
 
-def wrap_async_content(original: Callable[..., Awaitable[Any]], lookup: Lookup) -> Any:
+def wrap_async_content(original: Callable[..., Awaitable[Any]], *, lookup: Lookup, seen: SeenFiles) -> Any:
     @functools.wraps(original)
     async def content(self: Any, *args: Any, **kwargs: Any) -> Any:
         result = await original(self, *args, **kwargs)
         telemetry = lookup(self._client)
         if telemetry is not None:
             try:
-                _observe(telemetry, self._client, _file_id(args, kwargs), result)
+                _observe(telemetry, self._client, _file_id(args, kwargs), result, seen)
             except Exception:
                 internal_error("batch_output", telemetry.count_error)
         return result

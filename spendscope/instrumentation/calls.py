@@ -11,12 +11,10 @@ from typing import Any
 from spendscope._internal import internal_error
 from spendscope.instrumentation.endpoints import Endpoint
 from spendscope.instrumentation.streams import observe_async_stream, observe_stream
-from spendscope.instrumentation.telemetry import LLMCall, Telemetry
+from spendscope.instrumentation.telemetry import LLMCall, Lookup, Telemetry
 
 # Set while an instrumented call runs, so an SDK method calling another one is recorded once.
 _in_call: ContextVar[bool] = ContextVar("spendscope_in_call", default=False)
-
-Lookup = Callable[[Any], Telemetry | None]
 
 
 def _model(kwargs: Mapping[str, Any]) -> str:
@@ -144,7 +142,7 @@ def _observe_async_streamed_response(result: Any, call: LLMCall, endpoint: Endpo
     result.parse, result.close = parse_and_observe, close_and_finish
 
 
-def wrap_sync(original: Callable[..., Any], endpoint: Endpoint, lookup: Lookup, types: SDKTypes) -> Any:
+def wrap_sync(original: Callable[..., Any], *, endpoint: Endpoint, lookup: Lookup, types: SDKTypes) -> Any:
     @functools.wraps(original)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         telemetry = lookup(self._client)
@@ -168,7 +166,7 @@ def wrap_sync(original: Callable[..., Any], endpoint: Endpoint, lookup: Lookup, 
 
 
 def wrap_async(
-    original: Callable[..., Awaitable[Any]], endpoint: Endpoint, lookup: Lookup, types: SDKTypes
+    original: Callable[..., Awaitable[Any]], *, endpoint: Endpoint, lookup: Lookup, types: SDKTypes
 ) -> Any:
     @functools.wraps(original)
     async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:

@@ -29,21 +29,24 @@ class ClientInfo:
     api_key: object  # what the attributes were computed from, to notice a changed key
 
 
-_cache: weakref.WeakKeyDictionary[Any, ClientInfo] = weakref.WeakKeyDictionary()
+class ClientInfos:
+    """The `ClientInfo` of each client, computed again when its key changes; clients are held weakly."""
 
+    def __init__(self) -> None:
+        self._cache: weakref.WeakKeyDictionary[Any, ClientInfo] = weakref.WeakKeyDictionary()
 
-def client_info(client: Any) -> ClientInfo:
-    api_key = getattr(client, "api_key", None)
-    try:
-        cached = _cache.get(client)
-    except TypeError:  # not weak-referenceable
-        cached = None
-    if cached is not None and cached.api_key is api_key:
-        return cached
-    info = _compute(client, api_key)
-    with contextlib.suppress(TypeError):
-        _cache[client] = info
-    return info
+    def get(self, client: Any) -> ClientInfo:
+        api_key = getattr(client, "api_key", None)
+        try:
+            cached = self._cache.get(client)
+        except TypeError:  # not weak-referenceable
+            cached = None
+        if cached is not None and cached.api_key is api_key:
+            return cached
+        info = _compute(client, api_key)
+        with contextlib.suppress(TypeError):
+            self._cache[client] = info
+        return info
 
 
 def _compute(client: Any, api_key: object) -> ClientInfo:

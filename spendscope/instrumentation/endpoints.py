@@ -7,12 +7,11 @@ from dataclasses import dataclass
 from spendscope import names as n
 from spendscope.instrumentation.streams import (
     ItemHandler,
-    UsageReader,
     chunk_handler,
     responses_event_handler,
     transcript_event_handler,
 )
-from spendscope.usage import chat_usage, embeddings_usage, responses_usage, transcription_usage
+from spendscope.usage import UsageReader, chat_usage, embeddings_usage, responses_usage, transcription_usage
 
 
 @dataclass(frozen=True, slots=True)

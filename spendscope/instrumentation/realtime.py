@@ -1,9 +1,10 @@
 """Realtime sessions (`client.realtime.connect`): one usage record per `response.done`.
 
-The realtime response carries no model, so the model is the session's (from `session.created` /
-`session.updated`, else the one passed to `connect`). Every received message passes through
-`recv_bytes`, whichever way the app reads events (`recv`, iteration, `dispatch_events`, or
-`recv_bytes` with its own parser), so that is where we look.
+The realtime response carries no model. Every response, answered or still pending at close, has the
+model passed to `connect` as its request model and the session's (from `session.created` /
+`session.updated`, else the one passed to `connect`) as its response model. Every received message
+passes through `recv_bytes`, whichever way the app reads events (`recv`, iteration, `dispatch_events`,
+or `recv_bytes` with its own parser), so that is where we look.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from spendscope import names as n
 from spendscope._internal import internal_error
 from spendscope.attribution import Attribution, current
-from spendscope.instrumentation.telemetry import Telemetry
+from spendscope.instrumentation.telemetry import LLMCall, Lookup, Telemetry
 from spendscope.usage import realtime_usage, transcription_usage
 
 _SESSION_ATTR = "_spendscope_realtime"
@@ -74,10 +75,9 @@ class RealtimeSession:
         if isinstance(transcription, dict) and isinstance(transcription.get("model"), str):
             self.transcription_model = transcription["model"]
 
-    def _response_done(self, response: dict[str, Any]) -> None:
-        response_id = response.get("id")
-        with self._lock:
-            start = self._started.pop(response_id, None) if isinstance(response_id, str) else None
+    def _response_call(self, response_id: str | None, start: int | None) -> LLMCall:
+        """One response's call, whether done or still pending at close: the request model is what
+        connect() asked for, the response model what the session reports it runs."""
         call = self.telemetry.start_call(
             n.OP_REALTIME,
             "realtime",
@@ -87,7 +87,14 @@ class RealtimeSession:
             start_ns=start,
         )
         call.response_model = self.model
-        call.response_id = response_id if isinstance(response_id, str) else None
+        call.response_id = response_id
+        return call
+
+    def _response_done(self, response: dict[str, Any]) -> None:
+        response_id = response.get("id")
+        with self._lock:
+            start = self._started.pop(response_id, None) if isinstance(response_id, str) else None
+        call = self._response_call(response_id if isinstance(response_id, str) else None, start)
         call.usage = realtime_usage(response.get("usage"))
         call.finish()
 
@@ -107,16 +114,7 @@ class RealtimeSession:
         with self._lock:
             pending, self._started = self._started, {}
         for response_id, start in pending.items():
-            call = self.telemetry.start_call(
-                n.OP_REALTIME,
-                "realtime",
-                self.model,
-                self.client,
-                attribution=self.attribution,
-                start_ns=start,
-            )
-            call.response_id = response_id
-            call.finish()
+            self._response_call(response_id, start).finish()
 
 
 def _session(obj: Any) -> RealtimeSession | None:
@@ -131,7 +129,7 @@ def _guarded(session: RealtimeSession, action: Callable[[], None], where: str) -
         internal_error(where, session.telemetry.count_error)
 
 
-def wrap_connect(original: Callable[..., Any], lookup: Callable[[Any], Telemetry | None]) -> Any:
+def wrap_connect(original: Callable[..., Any], *, lookup: Lookup) -> Any:
     """`Realtime.connect` / `AsyncRealtime.connect` (both synchronous): tag the connection manager."""
 
     @functools.wraps(original)

@@ -18,13 +18,17 @@ from typing import Any
 
 from spendscope._internal import internal_error
 from spendscope.instrumentation.telemetry import LLMCall
-from spendscope.usage import TokenUsage
+from spendscope.usage import UsageReader
 
 # Reads one stream item into the call; returns True when the item must be hidden from the caller.
 ItemHandler = Callable[[LLMCall, Any], bool]
-UsageReader = Callable[[Any], TokenUsage | None]
 
 _RESPONSES_TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+# Events about the response rather than its output; any other event (an output item added, a text,
+# function-call arguments, reasoning or audio delta) is output, and the first one is the first chunk.
+_RESPONSES_NOT_OUTPUT = frozenset(
+    {"response.created", "response.queued", "response.in_progress", "error", *_RESPONSES_TERMINAL}
+)
 
 # An event whose `usage` is an object, not null: the candidate usage chunk. Inside JSON strings quotes
 # are escaped, so this only matches the key itself.
@@ -59,7 +63,7 @@ def responses_event_handler(read_usage: UsageReader) -> ItemHandler:
             call.note_background(response)
             if event_type != "response.created":
                 call.usage = read_usage(getattr(response, "usage", None))
-        elif call.first_chunk_ns is None and event_type == "response.output_text.delta":
+        elif call.first_chunk_ns is None and event_type not in _RESPONSES_NOT_OUTPUT:
             call.first_chunk_ns = time.time_ns()
         return False
 

@@ -1,14 +1,19 @@
 """Spans and metrics for LLM calls: one `Telemetry` per (tracer provider, meter provider), one `LLMCall`
-per OpenAI call. Instruments are created once, in `Telemetry.__init__`."""
+per OpenAI call. Instruments are created once, in `Telemetry.__init__`.
+
+This module knows nothing of what wraps the SDK: the `Instrumentation` that creates a `Telemetry` hands
+it the registry where calls of background responses wait (`Pending`), and each call gets it from there.
+"""
 
 from __future__ import annotations
 
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -17,10 +22,12 @@ from spendscope import names as n
 from spendscope._internal import internal_error
 from spendscope._version import __version__
 from spendscope.attribution import Attribution, current
-from spendscope.instrumentation.client_info import ClientInfo, client_info
+from spendscope.instrumentation.client_info import ClientInfo, ClientInfos
 from spendscope.instrumentation.counters import SummedCounter
-from spendscope.pricing import Pricer
 from spendscope.usage import TokenUsage
+
+if TYPE_CHECKING:  # genai-prices and pydantic are loaded when instrumenting, not when importing
+    from spendscope.pricing import Pricer
 
 
 def _service_name(tracer_provider: Any) -> str:
@@ -29,6 +36,13 @@ def _service_name(tracer_provider: Any) -> str:
     if isinstance(name, str) and name:
         return name
     return os.environ.get("OTEL_SERVICE_NAME") or "unknown_service"
+
+
+class Pending(Protocol):
+    """Where a call whose response runs on in the background waits for its usage
+    (`background.PendingCalls`)."""
+
+    def park(self, response_id: str, call: LLMCall) -> None: ...
 
 
 class UserLabels:
@@ -87,6 +101,7 @@ class Telemetry:
         *,
         pricer: Pricer,
         user_label_limit: int,
+        pending: Pending,
         inject_stream_usage: bool = True,
     ) -> None:
         self.tracer = trace.get_tracer(
@@ -94,8 +109,10 @@ class Telemetry:
         )
         meter = metrics.get_meter("spendscope", __version__, meter_provider, schema_url=n.SEMCONV_SCHEMA_URL)
         self.pricer = pricer
+        self.pending = pending
         self.inject_stream_usage = inject_stream_usage
         self.users = UserLabels(user_label_limit)
+        self.clients = ClientInfos()
         self._semconv: dict[tuple[str, str, str, str | None], SemconvAttributes] = {}
         self.service = _service_name(tracer_provider or trace.get_tracer_provider())
         self.cost = SummedCounter(
@@ -182,13 +199,18 @@ class Telemetry:
             operation,
             api_type,
             request_model,
-            client_info(client),
+            self.clients.get(client),
             attribution if attribution is not None else current(),
+            pending=self.pending,
             stream=stream,
             service_tier=service_tier,
             start_ns=start_ns,
             batch=batch,
         )
+
+
+# The telemetry an SDK call records to, from the call's client: None when it is not instrumented.
+Lookup = Callable[[Any], Telemetry | None]
 
 
 class LLMCall:
@@ -203,6 +225,7 @@ class LLMCall:
         "hide_usage_chunk",
         "in_background",
         "operation",
+        "pending",
         "request_model",
         "response_id",
         "response_model",
@@ -222,12 +245,14 @@ class LLMCall:
         client: ClientInfo,
         attribution: Attribution,
         *,
+        pending: Pending,
         stream: bool,
         service_tier: str | None,
         start_ns: int | None,
         batch: bool = False,
     ) -> None:
         self.telemetry = telemetry
+        self.pending = pending
         self.batch = batch
         self.operation = operation
         self.request_model = request_model
@@ -293,11 +318,9 @@ class LLMCall:
     def end(self, error: BaseException | None = None) -> None:
         """The caller is done with the call's result (read, broken, closed or collected): finish it,
         unless it is a background response still running at OpenAI without usage yet, whose call then
-        waits for the retrieve, cancel or resumed stream that sees it end (background.py)."""
+        waits in `pending` for the retrieve, cancel or resumed stream that sees it end (background.py)."""
         if self.in_background and self.usage is None and self.response_id and not self._done:
-            from spendscope.instrumentation import background  # it imports this module
-
-            background.pending.park(self.response_id, self)
+            self.pending.park(self.response_id, self)
         else:
             self.finish(error=error)
 

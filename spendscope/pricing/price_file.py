@@ -30,9 +30,11 @@ from pathlib import Path
 from genai_prices.types import ModelPrice
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from spendscope.settings import ConfigurationError
 
-class PriceFileError(ValueError):
-    """The price file cannot be read or does not validate."""
+
+class PriceFileError(ConfigurationError):
+    """The price file cannot be read or does not validate (a bad setting, as the price file is one)."""
 
 
 class _Rule(BaseModel):

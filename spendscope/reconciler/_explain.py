@@ -3,7 +3,9 @@
 Tokens, per comparison group where the two sides differ:
 1. Traffic SpendScope tracked under another service tier or batch flag than OpenAI served it in (same
    bucket, project, key and model) is moved to the tier OpenAI reports: its tokens were tracked, its
-   dollars were wrong (`tier_batch_mispricing`: the price at the served tier - the stored cost).
+   dollars were wrong (`tier_batch_mispricing`: the moved tokens - the recorded group's surplus, as far
+   as the other group lacks them - priced at the served tier minus the same tokens priced at the
+   recorded tier, so the calls beside them in either group do not enter its value).
 2. What OpenAI reported beyond what SpendScope tracked is shared, by requests, between
    - `usage_unavailable`: calls SpendScope saw answered but without usage (an interrupted stream),
    - `failed_billed`: calls SpendScope saw fail that OpenAI counted and billed, at most one each,
@@ -105,6 +107,9 @@ class Explainer:
         return pieces
 
     def _moves(self, family: list[Group]) -> list[Piece]:
+        """Tokens a group tracked beyond OpenAI's count for it, which another tier or batch flag of the
+        family lacks, were served there: they move, valued at their own tokens at both tiers (the
+        recorded tier's price is what was stored for them; where it is not, a price cause says so)."""
         pieces: list[Piece] = []
         for target in family:
             for origin in family:
@@ -115,12 +120,8 @@ class Explainer:
                 moved = elementwise_min(surplus, deficit)
                 if moved.total == 0 and moved.requests == 0:
                     continue
-                base = origin.tracked.total or origin.tracked.requests
-                part = moved.total if origin.tracked.total else moved.requests
-                usd_moved = origin.tracked_usd * part / base if base else Decimal(0)
-                origin.tracked, origin.tracked_usd = origin.tracked - moved, origin.tracked_usd - usd_moved
-                target.tracked, target.tracked_usd = target.tracked + moved, target.tracked_usd + usd_moved
-                value = self._usd(target, moved)
+                origin.tracked, target.tracked = origin.tracked - moved, target.tracked + moved
+                served, recorded = self._usd(target, moved), self._usd(origin, moved)
                 pieces.append(
                     Piece(
                         TIER_BATCH_MISPRICING,
@@ -129,8 +130,9 @@ class Explainer:
                         target.key,
                         target.bucket_end,
                         moved,
-                        None if value is None else value - usd_moved,
+                        None if served is None or recorded is None else served - recorded,
                         target.key_mapping or origin.key_mapping,
+                        calls=moved.requests,
                     )
                 )
         return pieces
@@ -157,7 +159,7 @@ class Explainer:
             shares = [s for s in shares if s[1] > 0]
             if not shares:
                 pieces.append(
-                    self._piece(group, UNEXPLAINED, "OpenAI reports more than SpendScope tracked", missing)
+                    self._piece(group, UNEXPLAINED, "OpenAI reports more than SpendScope tracked", missing, 0)
                 )
             else:
                 weight = sum(s[1] for s in shares)
@@ -170,18 +172,16 @@ class Explainer:
                             missing.map(lambda v, s=share: _split(v, s, weight))
                         )
                         left = left - _without_requests(part)
-                    pieces.append(self._piece(group, cause, detail, part))
+                    pieces.append(self._piece(group, cause, detail, part, share))
         extra = delta.negative()
         if not extra.is_zero():
-            pieces.append(
-                self._piece(group, UNEXPLAINED, "SpendScope tracked more than OpenAI reports", extra)
-            )
+            detail = "SpendScope tracked more than OpenAI reports"
+            pieces.append(self._piece(group, UNEXPLAINED, detail, extra, -extra.requests))
         return pieces
 
-    def _piece(self, group: Group, cause: str, detail: str, tokens: Tokens) -> Piece:
-        return Piece(
-            cause, detail, group.key, group.bucket_end, tokens, self._usd(group, tokens), group.key_mapping
-        )
+    def _piece(self, group: Group, cause: str, detail: str, tokens: Tokens, calls: int) -> Piece:
+        usd = self._usd(group, tokens)
+        return Piece(cause, detail, group.key, group.bucket_end, tokens, usd, group.key_mapping, calls=calls)
 
     # --- dollars --------------------------------------------------------------------------------------
     def explain_costs(
@@ -301,9 +301,9 @@ class Explainer:
                 detail = f"no price for {d.model_raw}" + (
                     f"; {known} prices it now: run `spendscope reprice`" if known else ""
                 )
-                pieces.append(
-                    Piece(MISSING_PRICE, detail, key, d.day + _DAY, _without_requests(d.tokens), value)
-                )
+                tokens = _without_requests(d.tokens)
+                calls = d.tokens.requests
+                pieces.append(Piece(MISSING_PRICE, detail, key, d.day + _DAY, tokens, value, calls=calls))
                 continue
             linear = self.valuer.linear(
                 d.model_raw, at=d.day, tier=d.service_tier, batch=d.batch, max_input=d.max_input_tokens
@@ -340,6 +340,7 @@ class Explainer:
                             d.day + _DAY,
                             _without_requests(d.tokens),
                             delta,
+                            calls=d.tokens.requests,
                         )
                     )
                     continue
@@ -353,6 +354,7 @@ class Explainer:
                         d.day + _DAY,
                         _without_requests(d.tokens),
                         delta,
+                        calls=d.tokens.requests,
                     )
                 )
         return pieces

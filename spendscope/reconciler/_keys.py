@@ -11,8 +11,10 @@ prefix + last characters, restricted to the recorded project; when several keys 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Final
 
 MAPPED: Final = "mapped"
@@ -143,3 +145,68 @@ def map_keys(recorded: Iterable[tuple[str, str]], keys: Sequence[ProjectKey]) ->
         for m in matches
     ]
     return KeyMapping(relabelled, {k: v for k, v in merged.items() if "|" in v})
+
+
+@dataclass(frozen=True, slots=True)
+class TrackedKey:
+    """A key fingerprint seen in spans: the key it maps to, and what SpendScope tracked on it. Requests
+    and tokens over the usage window, dollars over the closed cost days (None when none was compared)."""
+
+    match: KeyMatch
+    requests: int
+    tokens: int
+    usd: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReportedKey:
+    """A key OpenAI reports (api_key_id '' for usage or line items of no key): requests and tokens from
+    the Usage API, dollars from the Costs API, and the fingerprints of spans that map to it (alone or
+    as one of the candidates of an ambiguous match)."""
+
+    project_id: str
+    api_key_id: str
+    requests: int
+    tokens: int
+    usd: Decimal | None
+    fingerprints: tuple[str, ...] = ()
+
+
+def key_figures(
+    mapping: KeyMapping,
+    tracked: Iterable[tuple[str, str, int, int, Decimal]],
+    usage: Iterable[tuple[str, str, int, int]],
+    costs: Mapping[tuple[str, str], Decimal] | None,
+) -> tuple[list[TrackedKey], list[ReportedKey]]:
+    """The figures of every key on both sides. `tracked`: (recorded project, redacted key, requests,
+    tokens, USD); `usage`: (project_id, api_key_id, requests, tokens); `costs`: USD by (project_id,
+    api_key_id), None when no cost day was compared."""
+    matches = {(m.project, m.redacted): m for m in mapping.matches}
+    tracked_keys = [
+        TrackedKey(
+            matches.get((project, redacted)) or KeyMatch(project, redacted, UNMAPPED, (), project),
+            requests,
+            tokens,
+            None if costs is None else usd,
+        )
+        for project, redacted, requests, tokens, usd in tracked
+    ]
+    fingerprints: dict[str, set[str]] = defaultdict(set)
+    for key in tracked_keys:
+        for candidate in key.match.candidates:
+            fingerprints[candidate].add(key.match.redacted)
+    counted: dict[tuple[str, str], tuple[int, int]] = {}
+    for project_id, api_key_id, requests, tokens in usage:
+        before = counted.get((project_id, api_key_id), (0, 0))
+        counted[(project_id, api_key_id)] = (before[0] + requests, before[1] + tokens)
+    reported = [
+        ReportedKey(
+            project_id,
+            api_key_id,
+            *counted.get((project_id, api_key_id), (0, 0)),
+            None if costs is None else costs.get((project_id, api_key_id), Decimal(0)),
+            tuple(sorted(fingerprints.get(api_key_id, ()))),
+        )
+        for project_id, api_key_id in sorted(set(counted) | set(costs or ()))
+    ]
+    return tracked_keys, reported

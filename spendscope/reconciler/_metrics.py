@@ -67,6 +67,12 @@ class ReconcileMetrics:
             [n.LABEL_CAUSE],
             registry=r,
         )
+        self.cause_calls = Gauge(
+            n.PROM_RECONCILIATION_CAUSE_CALLS,
+            "Calls each cause of the residual concerns (price causes: calls affected)",
+            [n.LABEL_CAUSE],
+            registry=r,
+        )
         self.ambiguous_keys = Gauge(
             n.PROM_RECONCILIATION_AMBIGUOUS_KEYS, "Client keys that match several OpenAI api keys", registry=r
         )
@@ -95,9 +101,11 @@ class ReconcileMetrics:
         self.token_coverage.set(tokens if tokens is not None else float("nan"))
         cause_tokens = result.cause_tokens()
         cause_usd = result.cause_usd()
+        cause_calls = result.cause_calls()
         for cause in CAUSES:
             self.residual_tokens.labels(cause).set(cause_tokens[cause])
             self.residual_usd.labels(cause).set(float(cause_usd[cause]))
+            self.cause_calls.labels(cause).set(cause_calls[cause])
         self.ambiguous_keys.set(len(result.ambiguous_keys))
 
     def failed(self, at: datetime) -> None:

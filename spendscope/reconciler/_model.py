@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal
 from typing import Final
+
+from spendscope.reconciler._keys import ReportedKey, TrackedKey
 
 # Causes of the residual (reported - tracked), in the order they are explained.
 UNTRACKED: Final = "untracked"
@@ -121,7 +123,6 @@ class Group:
     tracked: Tokens  # requests = calls that got an answer
     unavailable_calls: int = 0
     error_calls: int = 0
-    tracked_usd: Decimal = Decimal(0)
 
     @property
     def model_raw(self) -> str:
@@ -130,8 +131,9 @@ class Group:
 
 @dataclass(frozen=True, slots=True)
 class Piece:
-    """A part of the residual with its cause: tokens (for price causes, the tokens affected) and
-    dollars (None where the Costs API was not compared, or no price is known)."""
+    """A part of the residual with its cause: tokens (for price causes, the tokens affected), dollars
+    (None where the Costs API was not compared, or no price is known) and the number of calls it
+    concerns (0 where none are known: a line item, the rest of a day's dollars)."""
 
     cause: str
     detail: str
@@ -141,6 +143,7 @@ class Piece:
     usd: Decimal | None
     key_mapping: str = ""
     line_item: str = ""
+    calls: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +262,9 @@ class ReconciliationResult:
     pages: int = 0
     requests_made: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    # every key fingerprint of the spans, and every key OpenAI reports, with their figures
+    tracked_keys: list[TrackedKey] = field(default_factory=list)
+    reported_keys: list[ReportedKey] = field(default_factory=list)
 
     @property
     def coverage(self) -> float | None:
@@ -279,13 +285,15 @@ class ReconciliationResult:
             out[piece.cause] += piece.tokens.total
         return out
 
+    def cause_calls(self) -> dict[str, int]:
+        out = dict.fromkeys(CAUSES, 0)
+        for piece in self.pieces:
+            out[piece.cause] += piece.calls
+        return out
+
     def cause_usd(self) -> dict[str, Decimal]:
         out = dict.fromkeys(CAUSES, Decimal(0))
         for piece in self.pieces:
             if piece.usd is not None and self.windows.in_costs(piece.key.bucket):
                 out[piece.cause] += piece.usd
         return out
-
-
-def with_tracked(group: Group, tracked: Tokens, usd: Decimal) -> Group:
-    return replace(group, tracked=tracked, tracked_usd=usd)

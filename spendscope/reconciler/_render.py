@@ -8,6 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final
 
+from spendscope.reconciler._keys import MAPPED, ReportedKey, TrackedKey
 from spendscope.reconciler._model import CAUSES, TOKEN_CAUSES, ReconciliationResult
 from spendscope.reconciler._results import DIFF_COLUMNS
 
@@ -44,6 +45,7 @@ def to_json(result: ReconciliationResult) -> dict[str, Any]:
     w = result.windows
     tokens = result.cause_tokens()
     usd = result.cause_usd()
+    calls = result.cause_calls()
     return {
         "run_id": result.run_id,
         "status": "complete",
@@ -73,15 +75,47 @@ def to_json(result: ReconciliationResult) -> dict[str, Any]:
             "coverage_ratio": _ratio(t.coverage_ratio),
         },
         "causes": {
-            cause: {"tokens": tokens[cause], "usd": money(usd[cause]) if w.has_costs else None}
+            cause: {
+                "tokens": tokens[cause],
+                "usd": money(usd[cause]) if w.has_costs else None,
+                "calls": calls[cause],
+            }
             for cause in CAUSES
         },
         "ambiguous_keys": result.ambiguous_keys,
         "unmapped_keys": result.unmapped_keys,
+        "keys": {
+            "tracked": [_tracked_key(k) for k in result.tracked_keys],
+            "reported": [_reported_key(k) for k in result.reported_keys],
+        },
         "diffs": [dict(zip(CSV_COLUMNS, row, strict=True)) for row in _rows(result)],
         "pages": result.pages,
         "requests_made": result.requests_made,
         "timings_s": result.timings,
+    }
+
+
+def _tracked_key(key: TrackedKey) -> dict[str, Any]:
+    m = key.match
+    return {
+        "project": m.project,
+        "redacted": m.redacted,
+        "mapping": m.status,
+        "api_key_id": "|".join(m.candidates),
+        "requests": key.requests,
+        "tokens": key.tokens,
+        "usd": money(key.usd),
+    }
+
+
+def _reported_key(key: ReportedKey) -> dict[str, Any]:
+    return {
+        "project_id": key.project_id,
+        "api_key_id": key.api_key_id,
+        "requests": key.requests,
+        "tokens": key.tokens,
+        "usd": money(key.usd),
+        "fingerprints": list(key.fingerprints),
     }
 
 
@@ -112,6 +146,7 @@ def _rows(result: ReconciliationResult) -> list[list[Any]]:
                 t.output_audio,
                 t.audio_seconds,
                 t.total,
+                p.calls,
                 money(p.usd),
                 None,
                 None,
@@ -133,6 +168,7 @@ def _rows(result: ReconciliationResult) -> list[list[Any]]:
                 line.batch,
                 line.service_tier,
                 line.line_item,
+                0,
                 0,
                 0,
                 0,
@@ -198,14 +234,19 @@ def print_summary(result: ReconciliationResult, console: Any, *, top: int = 15) 
     console.print(totals)
 
     causes = Table(title="Residual (reported - tracked) by cause", title_justify="left")
-    for column in ("cause", "tokens", "USD", "what it is"):
-        causes.add_column(column, justify="right" if column in ("tokens", "USD") else "left")
+    for column in ("cause", "calls", "tokens", "USD", "what it is"):
+        causes.add_column(column, justify="right" if column in ("calls", "tokens", "USD") else "left")
     tokens = result.cause_tokens()
     usd = result.cause_usd()
+    calls = result.cause_calls()
     for cause in CAUSES:
         mark = "" if cause in TOKEN_CAUSES else " *"
         causes.add_row(
-            cause, f"{tokens[cause]:,}{mark}", _usd(usd[cause]) if w.has_costs else "", CAUSE_HELP[cause]
+            cause,
+            f"{calls[cause]:,}",
+            f"{tokens[cause]:,}{mark}",
+            _usd(usd[cause]) if w.has_costs else "",
+            CAUSE_HELP[cause],
         )
     console.print(causes)
     console.print("  * tokens affected (already counted), not missing tokens")
@@ -216,8 +257,20 @@ def print_summary(result: ReconciliationResult, console: Any, *, top: int = 15) 
             key=lambda p: (-(abs(p.usd) if p.usd is not None else Decimal(-1)), -abs(p.tokens.total)),
         )
         table = Table(title=f"Largest differences (of {len(result.pieces)})", title_justify="left")
-        for column in ("bucket", "project", "api key", "model", "tier", "cause", "tokens", "USD", "detail"):
-            table.add_column(column, justify="right" if column in ("tokens", "USD") else "left")
+        columns = (
+            "bucket",
+            "project",
+            "api key",
+            "model",
+            "tier",
+            "cause",
+            "calls",
+            "tokens",
+            "USD",
+            "detail",
+        )
+        for column in columns:
+            table.add_column(column, justify="right" if column in ("calls", "tokens", "USD") else "left")
         for p in biggest[:top]:
             table.add_row(
                 f"{p.key.bucket:%Y-%m-%d %H:%M}",
@@ -226,11 +279,13 @@ def print_summary(result: ReconciliationResult, console: Any, *, top: int = 15) 
                 p.key.model or p.line_item,
                 p.key.tier_label(),
                 p.cause,
+                f"{p.calls:,}",
                 f"{p.tokens.total:,}",
                 _usd(p.usd),
                 p.detail,
             )
         console.print(table)
+    _print_keys(result, console, top)
     for key in result.ambiguous_keys:
         console.print(f"[yellow]ambiguous key[/]: {key} (compared together, not guessed)")
     for key in result.unmapped_keys:
@@ -238,6 +293,44 @@ def print_summary(result: ReconciliationResult, console: Any, *, top: int = 15) 
     coverage = result.coverage
     verdict = "[green]OK[/]" if result.passed else "[red]BELOW THRESHOLD[/]"
     console.print(f"Coverage {_percent(coverage)} (threshold {result.min_coverage:.0%}): {verdict}")
+
+
+def _print_keys(result: ReconciliationResult, console: Any, top: int) -> None:
+    """The keys on both sides with their figures: ambiguous and unmapped fingerprints first, then
+    the largest."""
+    from rich.table import Table
+
+    tracked = sorted(result.tracked_keys, key=lambda k: (k.match.status == MAPPED, -k.tokens))
+    if tracked:
+        table = Table(title=f"API keys in spans (of {len(tracked)})", title_justify="left")
+        for column in ("key", "project", "maps to", "mapping", "requests", "tokens", "USD"):
+            table.add_column(column, justify="right" if column in ("requests", "tokens", "USD") else "left")
+        for k in tracked[:top]:
+            table.add_row(
+                k.match.redacted or "(none)",
+                k.match.project,
+                "|".join(k.match.candidates),
+                k.match.status,
+                f"{k.requests:,}",
+                f"{k.tokens:,}",
+                _usd(k.usd) if k.usd is not None else "",
+            )
+        console.print(table)
+    reported = sorted(result.reported_keys, key=lambda k: (bool(k.fingerprints), -k.tokens))
+    if reported:
+        table = Table(title=f"API keys OpenAI reports (of {len(reported)})", title_justify="left")
+        for column in ("api key", "project", "requests", "tokens", "USD", "keys in spans"):
+            table.add_column(column, justify="right" if column in ("requests", "tokens", "USD") else "left")
+        for r in reported[:top]:
+            table.add_row(
+                r.api_key_id or "(none)",
+                r.project_id,
+                f"{r.requests:,}",
+                f"{r.tokens:,}",
+                _usd(r.usd) if r.usd is not None else "",
+                ", ".join(r.fingerprints),
+            )
+        console.print(table)
 
 
 def _usd(value: Decimal | None) -> str:

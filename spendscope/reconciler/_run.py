@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,8 +17,8 @@ from typing import Any, Final, ParamSpec, TypeVar
 from spendscope.pricing import Pricer
 from spendscope.reconciler._errors import FetchError, ReconcileError
 from spendscope.reconciler._explain import Explainer, Seen
-from spendscope.reconciler._fetch import MAX_PAGE_BUCKETS, USAGE_GROUP_BY, AdminAPI, envelope, next_page
-from spendscope.reconciler._keys import KeyMapping, map_keys
+from spendscope.reconciler._fetch import MAX_PAGE_BUCKETS, USAGE_GROUP_BY, AdminAPI, next_page
+from spendscope.reconciler._keys import KeyMapping, key_figures, map_keys
 from spendscope.reconciler._model import CostLine, ReconciliationResult, Windows
 from spendscope.reconciler._results import failed_row, write_failure, write_result
 from spendscope.reconciler._staging import Staging
@@ -119,8 +119,8 @@ class _Timer:
 @dataclass
 class _Progress:
     pages: int = 0
-    # (source, page number) -> (has_more, next_page) as read from the raw page
-    envelopes: dict[tuple[str, int], tuple[bool, str | None]] = field(default_factory=dict)
+    # (source, page number) -> the number of buckets the page holds
+    buckets: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
 class Reconciler:
@@ -180,7 +180,8 @@ class Reconciler:
         timer = _Timer()
         with timer("keys"):
             keys = self.api.project_keys()
-            mapping = map_keys(staging.tracked_keys(windows.start, windows.usage_end), keys)
+            tracked_keys = staging.tracked_keys(windows)
+            mapping = map_keys([(project, redacted) for project, redacted, *_ in tracked_keys], keys)
         progress = _Progress()
         # HTTP in this thread, ClickHouse in two others (each with its own connection): pages are parsed
         # by ClickHouse while the next one downloads, and llm_usage is aggregated meanwhile. At most
@@ -205,7 +206,7 @@ class Reconciler:
                             options.page_bytes,
                             progress,
                         )
-                    costs = list(self._fetch_costs(windows)) if windows.has_costs else []
+                    costs, key_usd = self._fetch_costs(windows) if windows.has_costs else ([], None)
                 except BaseException:
                     for future in (*pending, tracked):
                         future.cancel()
@@ -220,6 +221,9 @@ class Reconciler:
                     self._check_pages(other, progress)
                     self._check_buckets(other, windows)
                     totals = other.totals()
+                    keys_tracked, keys_reported = key_figures(
+                        mapping, tracked_keys, other.reported_keys(), key_usd
+                    )
                     seen = Seen.of(other.seen())
                     daily = other.daily(windows)
                     valuer = Valuer(self.pricer)
@@ -250,6 +254,8 @@ class Reconciler:
             min_coverage=options.min_coverage,
             pages=progress.pages,
             timings=timer.seconds,
+            tracked_keys=keys_tracked,
+            reported_keys=keys_reported,
         )
 
     # --- fetching --------------------------------------------------------------------------------------
@@ -269,7 +275,7 @@ class Reconciler:
         limit = page_buckets
         largest = MAX_PAGE_BUCKETS[windows.bucket_width]
         for number in range(1, MAX_PAGES + 1):
-            body = self.api.usage_page(
+            page = self.api.usage_page(
                 source,
                 start=int(windows.start.timestamp()),
                 end=int(windows.usage_end.timestamp()),
@@ -278,29 +284,27 @@ class Reconciler:
                 page=cursor,
                 number=number,
             )
-            what = f"usage/{source} page {number}"
-            has_more, following = envelope(body, what)
-            progress.envelopes[(source, number)] = (has_more, following)
+            progress.buckets[(source, number)] = page.buckets
             # the next page sized to the memory budget by this one's bytes per bucket (a page that has
             # more holds `limit` buckets)
-            if has_more:
-                limit = max(1, min(largest, int(page_bytes * limit / max(len(body), 1))))
+            if page.has_more:
+                limit = max(1, min(largest, int(page_bytes * limit / max(len(page.content), 1))))
             while len(pending) >= PAGES_AHEAD:
                 pending.popleft().result()
-            pending.append(worker.submit(add_page, source, number, body))
-            del body
+            pending.append(worker.submit(add_page, source, number, page.content))
             progress.pages += 1
-            cursor = next_page(has_more, following, seen, what)
+            cursor = next_page(page.has_more, page.next_page, seen, f"usage/{source} page {number}")
+            del page
             if cursor is None:
                 return
         raise FetchError(f"usage/{source}: more than {MAX_PAGES} pages; narrow the window")
 
     def _check_pages(self, staging: Staging, progress: _Progress) -> None:
-        """ClickHouse's reading of every page's envelope must be the one the pages were followed by."""
-        stored = staging.envelopes()
-        if stored != progress.envelopes:
-            missing = sorted(set(progress.envelopes) - set(stored))
-            differ = sorted(k for k in stored if progress.envelopes.get(k) != stored[k])
+        """Every page fetched must be staged whole: the buckets ClickHouse parsed are the ones read."""
+        stored = staging.staged_pages()
+        if stored != progress.buckets:
+            missing = sorted(set(progress.buckets) - set(stored))
+            differ = sorted(k for k in stored if progress.buckets.get(k) != stored[k])
             raise FetchError(
                 f"staged usage pages disagree with the pages fetched: missing {missing}, differ {differ}"
             )
@@ -321,9 +325,11 @@ class Reconciler:
                 _log.info("usage/%s has no bucket for [%d, %d)", source, last.get(source, start), first)
             last[source] = stop
 
-    def _fetch_costs(self, windows: Windows) -> Iterable[CostLine]:
+    def _fetch_costs(self, windows: Windows) -> tuple[list[CostLine], dict[tuple[str, str], Decimal]]:
+        """The Costs API's line items (summed over keys), and its dollars by (project_id, api_key_id)."""
         merged: dict[tuple[datetime, str, str], list[Decimal | None]] = {}
         units: dict[tuple[datetime, str, str], str | None] = {}
+        by_key: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
         for body in self.api.costs_pages(
             start=int(windows.costs_start.timestamp()), end=int(windows.costs_end.timestamp())
         ):
@@ -342,14 +348,16 @@ class Reconciler:
                         str(result.get("project_id") or ""),
                         str(result.get("line_item") or "unknown"),
                     )
+                    by_key[(key[1], str(result.get("api_key_id") or ""))] += amount
                     total = merged.setdefault(key, [Decimal(0), Decimal(0)])
                     total[0] = (total[0] or Decimal(0)) + amount
                     total[1] = None if quantity is None or total[1] is None else total[1] + quantity
                     units[key] = result.get("quantity_unit")
-        for (day, project, item), (amount, quantity) in sorted(merged.items()):
-            yield CostLine(
-                day, project, item, amount or Decimal(0), quantity, units.get((day, project, item))
-            )
+        lines = [
+            CostLine(day, project, item, amount or Decimal(0), quantity, units.get((day, project, item)))
+            for (day, project, item), (amount, quantity) in sorted(merged.items())
+        ]
+        return lines, dict(by_key)
 
 
 def _amount(result: dict[str, Any]) -> tuple[Decimal | None, Decimal | None]:

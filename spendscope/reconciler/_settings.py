@@ -57,6 +57,13 @@ def _seconds(raw: str) -> float:
     return duration(raw).total_seconds() if not raw.strip().replace(".", "").isdigit() else float(raw)
 
 
+def _retry_wait(raw: str) -> float:
+    value = _seconds(raw)
+    if value > 120:  # the openai SDK, which makes the retries, waits for a Retry-After of 120 s at most
+        raise ValueError("must be at most 120s (the longest Retry-After the openai SDK waits for)")
+    return value
+
+
 def _width(raw: str) -> str:
     if raw.strip() not in ("1h", "1d"):
         raise ValueError("must be 1h or 1d")
@@ -125,9 +132,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "max_retry_wait",
         "SPENDSCOPE_RECONCILE_MAX_RETRY_WAIT",
-        _seconds,
+        _retry_wait,
         120.0,
-        "longest Retry-After honoured (seconds); a longer one fails the run",
+        "longest Retry-After honoured (seconds, at most 120); a longer one fails the run",
     ),
     Setting(
         "page_bytes",

@@ -101,10 +101,10 @@ class Staging:
                 f"usage/{source} page {page_no} is not a Usage API page: {_first_line(exc)}"
             ) from None
 
-    def envelopes(self) -> dict[tuple[str, int], tuple[bool, str | None]]:
-        """(source, page) -> (has_more, next_page) of every staged page that is a `page` object."""
+    def staged_pages(self) -> dict[tuple[str, int], int]:
+        """(source, page) -> the number of buckets of every staged page that is a `page` object."""
         return {
-            (str(r["source"]), int(r["page_no"])): (bool(r["has_more"]), r["next_page"])
+            (str(r["source"]), int(r["page_no"])): int(r["buckets"])
             for r in self.run("reconciliation_page", {})
             if r["object"] == "page"
         }
@@ -116,11 +116,24 @@ class Staging:
         ]
 
     # --- tracked ---------------------------------------------------------------------------------------
-    def tracked_keys(self, since: datetime, until: datetime) -> list[tuple[str, str]]:
-        rows = self.store.run(
-            "reconciliation_tracked_keys", {"since": ch_time(since), "until": ch_time(until)}
-        )
-        return [(str(project), str(redacted)) for project, redacted, _ in rows.rows]
+    def tracked_keys(self, windows: Windows) -> list[tuple[str, str, int, int, Decimal]]:
+        """(recorded project, redacted key, requests, tokens, stored cost over the closed cost days)."""
+        params = {
+            "since": ch_time(windows.start),
+            "until": ch_time(windows.usage_end),
+            "costs_start": ch_time(windows.costs_start),
+            "costs_end": ch_time(windows.costs_end),
+        }
+        return [
+            (
+                str(r["project"]),
+                str(r["redacted"]),
+                int(r["requests"]),
+                int(r["tokens"]),
+                Decimal(r["cost_usd"]),
+            )
+            for r in self.run("reconciliation_tracked_keys", params)
+        ]
 
     def stage_tracked(self, windows: Windows, mapping: KeyMapping) -> None:
         query = named_query("reconciliation_tracked")
@@ -138,6 +151,13 @@ class Staging:
         }
         columns = ", ".join(TRACKED_COLUMNS)
         self.store.command(f"INSERT INTO {TRACKED} ({columns}) {query.sql}", query.bind(params))
+
+    def reported_keys(self) -> list[tuple[str, str, int, int]]:
+        """(project_id, api_key_id, requests, tokens) as the Usage API reported them."""
+        return [
+            (str(r["project_id"]), str(r["api_key_id"]), int(r["requests"]), int(r["tokens"]))
+            for r in self.run("reconciliation_reported_keys", {})
+        ]
 
     def seen(self) -> list[tuple[str, str, str]]:
         return [
@@ -198,7 +218,6 @@ class Staging:
                     ),
                     unavailable_calls=int(r["t_unavailable_calls"]),
                     error_calls=int(r["t_error_calls"]),
-                    tracked_usd=Decimal(r["t_cost_usd"]),
                 )
             )
         return groups

@@ -21,7 +21,7 @@ _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 FULL_TEXT_SEARCH_SINCE = (26, 2)
 # Which of the exporter's two index sets otel_traces gets when it is created: `auto` as the exporter
 # renders it (text indexes on ClickHouse >= 26.2, bloom filters before), or one of them. The text
-# indexes cost about 10-20% of the collector's CPU per span at ingest (see README, Ingest).
+# indexes cost more at ingest than the bloom filters (bench/README.md, Ingest).
 TRACE_INDEXES_ENV = "SPENDSCOPE_STORE_TRACE_INDEXES"
 TRACE_INDEXES = ("auto", "text", "bloom_filter")
 
@@ -81,11 +81,13 @@ PRE_BASELINE = (
     (8, "time_first_rollups"),
     (9, "usage_window_timeline"),
     (100, "reconciliation"),
+    (101, "reconciliation_calls"),
 )
 UPGRADE_HINT = (
-    "this store has SpendScope's pre-release schema (migrations 0001_otel_traces to 0100_reconciliation), "
-    "which the baseline schema replaces: stop the collector and run `spendscope migrate --upgrade` (it "
-    "keeps the old database as {old} and derives and prices every call again from its spans)"
+    "this store has SpendScope's pre-release schema (migrations 0001_otel_traces to "
+    "0101_reconciliation_calls), which the baseline schema replaces: stop the collector and run "
+    "`spendscope migrate --upgrade` (it keeps the old database as {old} and derives and prices every call "
+    "again from its spans)"
 )
 
 

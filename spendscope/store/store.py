@@ -96,6 +96,13 @@ def _lock_holder(path: Any) -> str | None:
         os.close(fd)
 
 
+def _check_exists(target: Target) -> None:
+    """An embedded store's directory exists (its database is checked once connected)."""
+    path = target.chdb_path
+    if path is not None and not path.is_dir():
+        raise StoreError(f"no store at {path}: the directory does not exist")
+
+
 def _connect(target: Target) -> Client:
     import clickhouse_connect
     from clickhouse_connect.driver.exceptions import ClickHouseError
@@ -143,7 +150,11 @@ class Store:
         self.server_version = str(client.server_version)
 
     @classmethod
-    def connect(cls, target: Target) -> Store:
+    def connect(cls, target: Target, *, create: bool = True) -> Store:
+        """Connect to `target`, creating its chdb directory and database if need be; without `create`,
+        a store that does not exist is a `StoreError` and nothing is created."""
+        if not create:
+            _check_exists(target)
         client = _connect(target)
         store = cls(target, client)
         try:
@@ -152,6 +163,8 @@ class Store:
                 "SELECT count() FROM system.databases WHERE name = {db:String}", {"db": target.database}
             )
             if not exists.rows[0][0]:
+                if not create:
+                    raise StoreError(f"no store at {target.describe()}: the database does not exist")
                 store.command(f"CREATE DATABASE IF NOT EXISTS `{target.database}`")
             client.database = target.database
         except BaseException:
@@ -395,10 +408,13 @@ def _literal(value: Any) -> str:
 _INPUT_DIR = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 
 
-def open_store(dsn: str | None = None, *, database: str | None = None, migrate: bool = False) -> Store:
+def open_store(
+    dsn: str | None = None, *, database: str | None = None, migrate: bool = False, create: bool = True
+) -> Store:
     """Open the store at `dsn` (default: SPENDSCOPE_STORE, else ./spendscope-data), creating its
-    database if needed; with `migrate`, bring its schema up to date."""
-    store = Store.connect(parse_dsn(dsn, database=database))
+    directory and database if needed (without `create`: a `StoreError` if they do not exist); with
+    `migrate`, bring its schema up to date."""
+    store = Store.connect(parse_dsn(dsn, database=database), create=create)
     if migrate:
         try:
             store.migrate()

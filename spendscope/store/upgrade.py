@@ -19,7 +19,8 @@ from spendscope.store.errors import StoreError
 from spendscope.store.rollups import build_rollups
 from spendscope.store.store import Store
 
-# copied as they are (the baseline has the same columns)
+# copied as they are (the baseline has their columns, and columns the old chain added later, which a store
+# made before those get their defaults)
 _COPIED = ("tenant_margins", "reconciliation_runs", "reconciliation_diffs")
 
 
@@ -69,9 +70,21 @@ def upgrade(store: Store) -> UpgradeResult:
     moved = {str(name) for name, engine in objects}
     for table in _COPIED:
         if table in moved:
-            store.command(f"INSERT INTO {table} SELECT * FROM `{old}`.{table}")
+            _copy(store, table, old)
     build_rollups(store, lag=timedelta(0))  # nothing else writes: every bucket can be built now
     [[spans]] = store.query("SELECT count() FROM otel_traces").rows
     [[calls]] = store.query("SELECT count() FROM llm_usage FINAL").rows
     [[old_calls]] = store.query(f"SELECT count() FROM `{old}`.llm_usage FINAL").rows
     return UpgradeResult(old, int(spans), int(calls), int(old_calls))
+
+
+def _copy(store: Store, table: str, old: str) -> None:
+    """`old`.`table` into `table`, column by column by name."""
+    [[names]] = store.query(
+        "SELECT groupArray(name) FROM (SELECT name FROM system.columns WHERE database = {old:String} "
+        "AND table = {table:String} AND name IN (SELECT name FROM system.columns WHERE database = "
+        "currentDatabase() AND table = {table:String}) ORDER BY position)",
+        {"old": old, "table": table},
+    ).rows
+    columns = ", ".join(f"`{name}`" for name in names)
+    store.command(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM `{old}`.{table}")
