@@ -124,7 +124,7 @@ def setup_store(dsn: str, s: dict[str, Any]) -> dict[str, Any]:
             INSERT INTO llm_usage (time, service, trace_id, span_id, operation, provider, api_type,
                 request_model, response_model, model, service_tier, batch, input_tokens, output_tokens,
                 cached_input_tokens,
-                cost_usd, price_version, usage_state, status, openai_project, api_key_redacted, sign, version)
+                cost_usd, price_version, usage_state, status, openai_project, api_key_redacted, version)
             SELECT
                 toDateTime64({s["start"]} + h * 3600 + 60 + c, 9, 'UTC') AS time, 'bench',
                 hex(number), hex(number),
@@ -134,7 +134,7 @@ def setup_store(dsn: str, s: dict[str, Any]) -> dict[str, Any]:
                     + toDecimal128(cached, 0) * toDecimal128({{ccr:Array(String)}}[m + 1], 18)
                     + toDecimal128(out, 0) * toDecimal128({{cout:Array(String)}}[m + 1], 18),
                 'bench', 'reported', 'ok', concat('proj_', leftPad(toString(p), 2, '0')),
-                concat('sk-proj-...', leftPad(toString(p), 2, '0'), leftPad(toString(k), 2, '0')), 1, 0
+                concat('sk-proj-...', leftPad(toString(p), 2, '0'), leftPad(toString(k), 2, '0')), 0
             FROM (
                 SELECT
                     number,
