@@ -72,14 +72,13 @@ class Collector:
             raise CollectorError(
                 f"cannot use the spool directory {self.config.spool_dir}: {exc.strerror}"
             ) from None
-        least = self.config.sql_min_spans
         if store is None:
-            self.store = StoreHandle(self._open_store, sql_min_spans=least)
+            self.store = StoreHandle(self._open_store)
             extra = range(self.config.writers - 1)
-            self._writer_stores = [StoreHandle(self._open_writer_store, sql_min_spans=least) for _ in extra]
+            self._writer_stores = [StoreHandle(self._open_writer_store) for _ in extra]
         else:  # one connection: the writers take turns on it
             given = store
-            self.store = StoreHandle(lambda: self._prepared(given), owned=False, sql_min_spans=least)
+            self.store = StoreHandle(lambda: self._prepared(given), owned=False)
             self._writer_stores = [self.store] * (self.config.writers - 1)
         self.pipeline = Pipeline(
             self.store,

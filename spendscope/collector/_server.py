@@ -1,14 +1,11 @@
 """The HTTP side: OTLP/HTTP receiver, /metrics, /healthz and the reports API, on ThreadingHTTPServer.
 
-Status codes (OTLP/HTTP spec): 200 accepted (with `partial_success` when some spans were invalid);
-400 malformed body (protobuf, JSON, gzip; on the fast path, where ClickHouse decodes the request,
-as far as the scan reads it: bytes malformed inside KeyValues, or strings that are not UTF-8, are
-found when the batch is written, and that request is dropped and counted then, see _rawwrite.py);
-401 missing or wrong bearer token; 404 unknown path; 405 wrong method; 411 no Content-Length; 413
-body over the limit (checked on Content-Length before reading, and again after decompression); 415
-other Content-Type or Content-Encoding; 503 with Retry-After when the queue is full or too many
-bytes are being decoded at once (the exporter retries). Error bodies are google.rpc.Status in the
-request's encoding.
+Status codes (OTLP/HTTP spec): 200 accepted (with `partial_success` when some spans were invalid); 400
+malformed body (protobuf, JSON, gzip); 401 missing or wrong bearer token; 404 unknown path; 405 wrong
+method; 411 no Content-Length; 413 body over the limit (checked on Content-Length before reading, and
+again after decompression); 415 other Content-Type or Content-Encoding; 503 with Retry-After when the
+queue is full or too many bytes are being decoded at once (the exporter retries). Error bodies are
+google.rpc.Status in the request's encoding.
 """
 
 from __future__ import annotations
@@ -30,9 +27,7 @@ from prometheus_client.exposition import choose_encoder
 from spendscope.collector import _api, _otlp
 from spendscope.collector._handle import StoreUnavailable
 from spendscope.collector._otlp import BadRequest
-from spendscope.collector._pipeline import Offer
-from spendscope.collector._scan import ScannedSpans, scan_spans
-from spendscope.collector._spans import DecodedSpans, DecodeError, decode_spans
+from spendscope.collector._spans import request_spans
 from spendscope.store.errors import ReportError, StoreError
 
 if TYPE_CHECKING:
@@ -254,19 +249,8 @@ class Handler(BaseHTTPRequestHandler):
     def _traces(self, data: bytes, kind: str) -> None:
         collector = self.server.collector
         pipeline = collector.pipeline
-        request = _otlp.traces_protobuf(data, kind)
-        decoded: DecodedSpans | ScannedSpans
-        offer: Offer | None = None
-        try:
-            if collector.config.sql_decode:  # the fast path: ClickHouse decodes the request
-                scanned = decoded = scan_spans(request)
-                if scanned.suffix is not None:
-                    offer = pipeline.offer_raw(request + scanned.suffix, scanned.keys, len(data))
-            if offer is None:  # duplicates among its spans, or a spelling only Python reads right
-                decoded = decode_spans(request)
-                offer = pipeline.offer(decoded.records, decoded.keys, len(data))
-        except DecodeError as exc:
-            raise BadRequest(400, str(exc)) from None
+        decoded = request_spans(_otlp.traces_request(data, kind))
+        offer = pipeline.offer(decoded.records, decoded.keys, len(data))
         received = len(decoded.keys) + decoded.rejected
         collector.health.received.inc(received)
         if decoded.rejected:

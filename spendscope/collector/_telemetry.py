@@ -11,7 +11,6 @@ RECEIVED_SPANS: Final = "spendscope_collector_received_spans"
 WRITTEN_SPANS: Final = "spendscope_collector_written_spans"
 REJECTED_SPANS: Final = "spendscope_collector_rejected_spans"
 DUPLICATE_SPANS: Final = "spendscope_collector_duplicate_spans"
-PYTHON_DECODED: Final = "spendscope_collector_python_decoded_requests"
 SPOOLED_SPANS: Final = "spendscope_collector_spooled_spans"
 REPLAYED_SPANS: Final = "spendscope_collector_replayed_spans"
 RECEIVED_POINTS: Final = "spendscope_collector_received_metric_points"
@@ -44,10 +43,6 @@ class Health:
         self.written = counter(WRITTEN_SPANS, "Spans written to the store (directly or from the spool).")
         self.rejected = counter(
             REJECTED_SPANS, "Spans refused: invalid (partial success) or not taken (503).", ("reason",)
-        )
-        self.python_decoded = counter(
-            PYTHON_DECODED,
-            "Raw OTLP requests decoded in Python when written (a small batch, or refused by SQL).",
         )
         self.duplicates = counter(DUPLICATE_SPANS, "Spans dropped because they were accepted recently.")
         self.spooled = counter(SPOOLED_SPANS, "Spans written to the spool while the store was unavailable.")
