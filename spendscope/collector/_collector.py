@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import tempfile
 import threading
 from collections.abc import Callable
@@ -26,11 +25,12 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from spendscope.collector._app import make_app
 from spendscope.collector._config import CollectorConfig
 from spendscope.collector._handle import Store, StoreHandle
 from spendscope.collector._metrics import MetricsState
 from spendscope.collector._pipeline import Pipeline
-from spendscope.collector._server import Server
+from spendscope.collector._server import HttpServer
 from spendscope.collector._spool import Spool
 from spendscope.collector._telemetry import Health
 from spendscope.pricing import PriceFile, Pricer
@@ -92,8 +92,7 @@ class Collector:
             dedup_window=self.config.dedup_window,
             writer_stores=self._writer_stores,
         )
-        self._server: Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: HttpServer | None = None
         self._discovery: Path | None = None
 
     def _open_store(self) -> Store:
@@ -129,8 +128,7 @@ class Collector:
     def url(self) -> str:
         if self._server is None:
             raise RuntimeError("the collector is not started")
-        host, port = self._server.server_address[:2]
-        host = str(host)
+        host, port = self._server.address
         if host in ("0.0.0.0", ""):
             host = "127.0.0.1"
         elif host == "::":
@@ -143,9 +141,8 @@ class Collector:
             return self
         self._check_discovery()
         host, port = self.config.listen
-        server_class = _IPv6Server if ":" in host else Server
         try:
-            self._server = server_class((host, port), self, self.registry)
+            self._server = HttpServer(make_app(self, self.registry), host, port)
         except OSError as exc:
             raise CollectorError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         try:
@@ -157,14 +154,7 @@ class Collector:
                     self.store.last_error,
                     self.spool.directory,
                 )
-            thread = threading.Thread(
-                target=self._server.serve_forever,
-                kwargs={"poll_interval": 0.2},
-                name="spendscope-http",
-                daemon=True,
-            )
-            thread.start()
-            self._thread = thread
+            self._server.start()
             self._write_discovery()
         except BaseException:
             self.stop()
@@ -178,17 +168,10 @@ class Collector:
         return self
 
     def stop(self) -> None:
-        """Stop serving, write or spool everything accepted, close the store. Stops only what started
-        (safe after a failed start, and twice)."""
+        """Stop serving (the requests in flight are answered first), write or spool everything
+        accepted, close the store. Stops only what started (safe after a failed start, and twice)."""
         if self._server is not None:
-            self._server.closing = True
-            if self._thread is not None:  # shutdown() waits for a serve_forever() that has run
-                self._server.shutdown()
-            self._server.server_close()
-            self._server.drain(timeout=10.0)  # answers in flight are sent before the queue is flushed
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+            self._server.stop()
         self.pipeline.stop()
         self.store.close()
         for handle in self._writer_stores:
@@ -299,7 +282,3 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-class _IPv6Server(Server):
-    address_family = socket.AF_INET6
