@@ -70,10 +70,11 @@ def problem(span: Span) -> str:
     trace_id, span_id = span.trace_id, span.span_id
     if len(trace_id) != 16 or len(span_id) != 8 or trace_id == _ZERO16 or span_id == _ZERO8:
         return BAD_IDS
+    events = span.events
     if (
         span.start_time_unix_nano > _MAX_TIME
         or span.end_time_unix_nano > _MAX_TIME
-        or any(event.time_unix_nano > _MAX_TIME for event in span.events)
+        or (events and any(event.time_unix_nano > _MAX_TIME for event in events))
     ):
         return BAD_TIME
     parent = span.parent_span_id
