@@ -1,5 +1,5 @@
 """Where the collector's CPU goes per span, part by part: `python bench/ingest_breakdown.py
-[--batch 30000] [--rounds 8] [--spans 2000]`.
+[--batch 30000] [--rounds 8] [--spans 2000] [--no-schema]`.
 
 Complements `python bench/ingest.py` (the whole collector, end to end) by measuring each part in this
 one process, in CPU time (all threads, the embedded ClickHouse included), with the variants of each
@@ -264,6 +264,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=30_000, help="spans per insert")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--spans", type=int, default=2000, help="spans per OTLP request")
+    parser.add_argument("--no-schema", action="store_true", help="sections 1 and 2 only")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="spendscope-breakdown-"))
     try:
@@ -277,6 +278,9 @@ def main() -> None:
         python_parts([request] * max(20_000 // args.spans, 1), args.rounds)
         copies = -(-args.batch // args.spans)
         insert_paths(store, args.rounds, decode_spans(request).records * copies)
+        if args.no_schema:
+            store.close()
+            return
         store.insert_spans(decode_spans(request).records, dedup_token="seed")
         store.command("CREATE TABLE stage0 ENGINE = Memory AS SELECT * FROM otel_traces")
         store.command(
