@@ -1,22 +1,23 @@
 """Where the collector's CPU goes per span, part by part: `python bench/ingest_breakdown.py
-[--batch 30000] [--rounds 8] [--spans 2000]`.
+[--batch 30000] [--rounds 8] [--spans 2000] [--no-schema]`.
 
-Complements `python -m spendscope.collector.bench` (the whole collector, end to end) by measuring
-each part in this one process, in CPU time (all threads, the embedded ClickHouse included), with
-the variants of each section interleaved round by round, so the machine's other load weighs on all
-of them alike; compare within a section, as ratios. Background merges are stopped while measuring.
+Complements `python bench/ingest.py` (the whole collector, end to end) by measuring each part in this
+one process, in CPU time (all threads, the embedded ClickHouse included), with the variants of each
+section interleaved round by round, so the machine's other load weighs on all of them alike; compare
+within a section, as ratios. Background merges are stopped while measuring.
 
-1. Python: the fast path's scan of a request, and the Python decoder, per span.
-2. The ClickHouse decode (the fast path's SELECT over raw OTLP requests, into nothing): its stages,
-   as a cost per span and a fixed cost per insert (the query's analysis, measured on a 1-span input).
+1. Python: parsing a request with opentelemetry-proto's generated classes, and the whole decode to
+   SpanRecords, per span.
+2. How decoded spans reach ClickHouse: the store's insert (`Store.insert_spans`: clickhouse-connect's
+   row-oriented insert, Native format), the same rows pivoted to columns (`column_oriented=True`), and
+   an Arrow table (`insert_arrow`); rows built from SpanRecords included, so each is the whole step.
 3. The insert of ready-made rows into `otel_traces` (one database per variant, the migrations as
-   shipped): all views; the same from the Python decoder's records (the Python path's insert: rows
-   built, serialized by clickhouse-connect, parsed by ClickHouse); each materialized view removed in
-   turn (and what it feeds); no views; no views and no skip indexes; the exporter's bloom-filter
-   indexes instead of text indexes; the collector's insert settings against `optimize_on_insert = 1`
-   (ClickHouse's default); and the schema before the baseline (tests/store_old_schema/: its views
-   and insert-fed rollups, inserted with its deduplication settings and a token per block), for the
-   cost of the baseline's views against the ones they replaced.
+   shipped): all views; each materialized view removed in turn (and what it feeds); no views; no
+   views and no skip indexes; the exporter's bloom-filter indexes instead of text indexes; the
+   collector's insert settings against `optimize_on_insert = 1` (ClickHouse's default); and the
+   schema before the baseline (tests/store_old_schema/: its views and insert-fed rollups, inserted
+   with its deduplication settings and a token per block), for the cost of the baseline's views
+   against the ones they replaced.
 """
 
 from __future__ import annotations
@@ -35,16 +36,17 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-from spendscope.collector import _otlp_sql as sql  # noqa: E402
-from spendscope.collector._rawwrite import frame  # noqa: E402
-from spendscope.collector._scan import scan_spans  # noqa: E402
+from ingest import llm_request  # noqa: E402
+
+from spendscope.collector._otlp import PROTOBUF, traces_request  # noqa: E402
 from spendscope.collector._spans import decode_spans  # noqa: E402
-from spendscope.collector.bench import llm_request  # noqa: E402
 from spendscope.pricing import Pricer  # noqa: E402
 from spendscope.store import migrations as mig  # noqa: E402
 from spendscope.store.prices import load_prices  # noqa: E402
 from spendscope.store.records import SpanRecord  # noqa: E402
+from spendscope.store.rows import OTEL_TRACES, OTEL_TRACES_COLUMNS, span_rows  # noqa: E402
 from spendscope.store.store import SPAN_INSERT_SETTINGS, Store, _literal, open_store  # noqa: E402
 
 
@@ -81,11 +83,11 @@ def table(
 
 
 def python_parts(requests: list[bytes], rounds: int) -> None:
-    spans = sum(len(scan_spans(r).keys) for r in requests)
+    spans = sum(len(decode_spans(r).keys) for r in requests)
 
-    def scan() -> int:
+    def parse() -> int:
         for request in requests:
-            scan_spans(request)
+            traces_request(request, PROTOBUF)
         return spans
 
     def decode() -> int:
@@ -93,61 +95,81 @@ def python_parts(requests: list[bytes], rounds: int) -> None:
             decode_spans(request)
         return spans
 
-    table("Python, per span", interleaved({"scan (fast path)": scan, "decode (Python path)": decode}, rounds))
-
-
-def decode_parts(store: Store, request: bytes, count: int, rounds: int, batch: int) -> None:
-    one, _ = llm_request(1)
-    suffixed = [
-        request + (scan_spans(request).suffix or b""),
-        bytes(one) + (scan_spans(bytes(one)).suffix or b""),
-    ]
-    files = []
-    sources = []
-    for data in (frame([suffixed[0]] * max(batch // count, 1)), frame([suffixed[1]])):
-        file = tempfile.NamedTemporaryFile(suffix=".input")  # noqa: SIM115 (closed at exit)
-        file.write(data)
-        file.flush()
-        files.append(file)
-        sources.append(f"file({_literal(file.name)}, 'Protobuf', {_literal(sql.STRUCTURE)})")
-    spans = max(batch // count, 1) * count
-    settings = ", ".join(
-        f"{k} = {_literal(v)}" for k, v in sql.SETTINGS.items() if not k.startswith("min_insert")
+    table(
+        "Python, per span",
+        interleaved({"parse (upb)": parse, "parse and decode to SpanRecords": decode}, rounds),
     )
-    refused = f"throwIf({sql._refused()}, '{sql.FALLBACK_MARKER}') = 0 AND "
-    stages = {
-        "parse the protobuf": "SELECT sum(length(resource_spans)) FROM {input}",
-        "+ flatten to spans": sql._spans("{input}"),
-        "+ render values and maps": sql.SELECT.replace(refused, ""),
-        "+ refusal checks (the whole SELECT)": sql.SELECT,
-    }
-    fixed: dict[str, list[float]] = {name: [] for name in stages}
 
-    def run(name: str, query: str) -> Callable[[], int]:
-        def go() -> int:
+
+def _arrow_table(records: list[SpanRecord]) -> Any:
+    import pyarrow as pa  # type: ignore[import-untyped]
+
+    text = pa.string()
+    attributes = pa.map_(text, text)
+    types = [pa.int64(), text, text, text, text, text, text, text, attributes, text, text, attributes]
+    types += [pa.uint64(), text, text, pa.list_(pa.int64()), pa.list_(text), pa.list_(attributes)]
+    types += [pa.list_(text), pa.list_(text), pa.list_(text), pa.list_(attributes)]
+    columns: list[list[Any]] = [list(c) for c in zip(*span_rows(records), strict=True)]
+    for i in (8, 11):  # maps as lists of pairs
+        columns[i] = [list(m.items()) for m in columns[i]]
+    for i in (17, 21):
+        columns[i] = [[list(m.items()) for m in maps] for maps in columns[i]]
+    arrays = [pa.array(c, type=t) for c, t in zip(columns, types, strict=True)]
+    return pa.Table.from_arrays(arrays, names=list(OTEL_TRACES_COLUMNS))
+
+
+def insert_paths(store: Store, rounds: int, records: list[SpanRecord]) -> None:
+    """The store's insert against the other public clickhouse-connect paths, each from SpanRecords."""
+    store.command("SYSTEM STOP MERGES")
+    types = store.client.create_insert_context(OTEL_TRACES, list(OTEL_TRACES_COLUMNS)).column_types
+    made = iter(range(1, 1 << 30))
+
+    def fresh() -> list[SpanRecord]:  # new span keys each time, made before the clock starts
+        k = next(made)
+        return [dataclasses.replace(r, trace_id=f"{k:08x}{i:024x}") for i, r in enumerate(records)]
+
+    def settings(name: str) -> dict[str, Any]:
+        return dict(SPAN_INSERT_SETTINGS)
+
+    def timed(insert: Callable[[list[SpanRecord]], None]) -> Callable[[], float]:
+        def go() -> float:
+            batch = fresh()
             start = cpu()
-            store.client.command(
-                f"SELECT * FROM ({query.replace('{input}', sources[1])}) FORMAT Null SETTINGS {settings}"
-            )
-            fixed[name].append(cpu() - start)
-            store.client.command(
-                f"SELECT * FROM ({query.replace('{input}', sources[0])}) FORMAT Null SETTINGS {settings}"
-            )
-            return spans
+            insert(batch)
+            return (cpu() - start) / len(batch) * 1e6
 
         return go
 
-    results = interleaved({name: run(name, query) for name, query in stages.items()}, rounds)
-    # each measurement ran the query twice (1 span, then `spans`): take its fixed cost out twice
-    per_span = {
-        name: [x - 2 * f / spans * 1e6 for x, f in zip(xs, fixed[name], strict=True)]
-        for name, xs in results.items()
+    def rows(batch: list[SpanRecord]) -> None:
+        store.insert_spans(batch)
+
+    def columns(batch: list[SpanRecord]) -> None:
+        pivoted = [list(c) for c in zip(*span_rows(batch), strict=True)]
+        store.client.insert(
+            OTEL_TRACES,
+            pivoted,
+            column_names=list(OTEL_TRACES_COLUMNS),
+            column_types=types,
+            column_oriented=True,
+            settings=settings("columns"),
+        )
+
+    def arrow(batch: list[SpanRecord]) -> None:
+        store.client.insert_arrow(OTEL_TRACES, _arrow_table(batch), settings=settings("arrow"))
+
+    variants = {
+        "Store.insert_spans (row-oriented, Native)": timed(rows),
+        "column-oriented insert": timed(columns),
+        "Arrow (insert_arrow)": timed(arrow),
     }
-    notes = {name: f"{statistics.median(fixed[name]) * 1000:.0f} ms" for name in stages}
-    title = f"ClickHouse decode (requests of {count} spans, {spans} per SELECT), beyond its fixed cost"
-    table(title, per_span, notes, "fixed cost per insert")
-    for file in files:
-        file.close()
+    results: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        order = list(variants)
+        random.shuffle(order)
+        for name in order:
+            results[name].append(variants[name]())
+    store.command("SYSTEM START MERGES")
+    table(f"From SpanRecords into otel_traces ({len(records)} spans per insert), µs of CPU per span", results)
 
 
 def _views(store: Store, database: str) -> list[str]:
@@ -180,7 +202,7 @@ def insert_parts(store: Store, rounds: int, batch: int, records: list[SpanRecord
     fts = mig.full_text_search(store.server_version)
     _migrate(store, "v_all", fts)
     views = _views(store, "v_all")
-    python_records = "all views, from Python records (the Python path's insert)"
+    python_records = "all views, from SpanRecords (the collector's insert)"
     variants: dict[str, tuple[bool, list[str], dict[str, Any]]] = {
         "all views, the collector's settings": (fts, [], {}),
         python_records: (fts, [], {}),
@@ -254,6 +276,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=30_000, help="spans per insert")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--spans", type=int, default=2000, help="spans per OTLP request")
+    parser.add_argument("--no-schema", action="store_true", help="sections 1 and 2 only")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="spendscope-breakdown-"))
     try:
@@ -265,10 +288,13 @@ def main() -> None:
             f"ClickHouse {store.server_version}"
         )
         python_parts([request] * max(20_000 // args.spans, 1), args.rounds)
-        decode_parts(store, request, args.spans, args.rounds, 20_000)
+        copies = -(-args.batch // args.spans)
+        insert_paths(store, args.rounds, decode_spans(request).records * copies)
+        if args.no_schema:
+            store.close()
+            return
         store.insert_spans(decode_spans(request).records)
         store.command("CREATE TABLE stage0 ENGINE = Memory AS SELECT * FROM otel_traces")
-        copies = -(-args.batch // args.spans)
         store.command(
             f"CREATE TABLE stage ENGINE = Memory AS SELECT toUInt32(intDiv(n, {copies}) + 1) AS batch, "
             "stage0.* REPLACE (lower(hex(MD5(concat(TraceId, toString(n))))) AS TraceId) FROM stage0, "

@@ -21,23 +21,21 @@ from __future__ import annotations
 
 import itertools
 import json
-import threading
 import uuid
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 
 from spendscope import names as n
-from spendscope.collector import _api
-from spendscope.store import ReportError, SpanEvent, SpanLink, SpanRecord, Store, open_store
+from spendscope.collector._app import reports_app
+from spendscope.collector._server import HttpServer
+from spendscope.store import SpanEvent, SpanLink, SpanRecord, Store, open_store
 
 
 @pytest.fixture(scope="session")
@@ -95,47 +93,14 @@ def store_dsn(chdb_dsn: str, store_database: str) -> str:
 # --- the collector's report API, as the collector serves it ---------------------------------------------
 @contextmanager
 def serve_reports(store: Store, token: str | None = None) -> Iterator[str]:
-    """The collector's reports API (`/api/usage/...`, answered by spendscope.collector._api as the
-    collector answers it) on 127.0.0.1 from `store`, without the rest of the collector (see
-    spendscope/store/remote.py); yields the base URL."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            url = urlsplit(self.path)
-            if not _api.route_exists(url.path):
-                return self.answer(404, "application/json", json.dumps({"error": "not found"}).encode())
-            if token and self.headers.get("Authorization") != f"Bearer {token}":
-                return self.answer(401, "application/json", json.dumps({"error": "unauthorized"}).encode())
-            try:
-                answer = _api.handle(url.path, parse_qs(url.query), store)
-            except ReportError as exc:
-                return self.answer(400, "application/json", json.dumps({"error": str(exc)}).encode())
-            try:
-                body = answer.file.read_bytes() if answer.file is not None else answer.body
-            finally:
-                if answer.file is not None:
-                    answer.file.unlink()
-            self.answer(answer.status, answer.content_type, body)
-
-        def answer(self, status: int, content_type: str, body: bytes) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    """The collector's reports API (`/api/usage/...`, the collector's own app over `store`, without
+    the rest of the collector: see spendscope/store/remote.py) on 127.0.0.1; yields the base URL."""
+    server = HttpServer(reports_app(lambda: nullcontext(store), token), "127.0.0.1", 0)
+    server.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield f"http://127.0.0.1:{server.address[1]}"
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+        server.stop()
 
 
 # --- spans as the collector would store them -----------------------------------------------------------

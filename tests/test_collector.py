@@ -25,7 +25,10 @@ from google.rpc import status_pb2  # type: ignore[import-untyped]
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
@@ -346,6 +349,30 @@ def test_a_retried_export_is_counted_once(collector: Collector, store: Store) ->
     assert (rows(store), calls(store)) == (71, 21)  # every copy of the raw spans; each call once
     window = "since = '1970-01-01 00:00:00', until = '2100-01-01 00:00:00'"
     assert store.query(f"SELECT sum(calls) FROM usage(grain = 'hour', {window})").rows == [[21]]
+
+
+def test_duplicates_in_and_across_requests_are_stored_once(collector: Collector, store: Store) -> None:
+    message = encode_spans(make_spans(40))
+    spans = message.resource_spans[0].scope_spans[0].spans
+    twice = ExportTraceServiceRequest()
+    twice.CopyFrom(message)
+    twice.resource_spans[0].scope_spans[0].spans.append(spans[0])  # a span twice in one request
+    post = {"Content-Type": PROTOBUF}
+    assert request(collector.url, "POST", "/v1/traces", twice.SerializeToString(), post)[0] == 200
+    assert (
+        request(collector.url, "POST", "/v1/traces", message.SerializeToString(), post)[0] == 200
+    )  # a retry
+    del message.resource_spans[0].scope_spans[0].spans[20:]
+    message.resource_spans[0].scope_spans[0].spans[0].span_id = b"\x09" * 8
+    assert (
+        request(collector.url, "POST", "/v1/traces", message.SerializeToString(), post)[0] == 200
+    )  # 1 new of 20
+    # the collector writes every copy it is sent; the store counts each span once
+    wait_for(lambda: metric(collector, "spendscope_collector_written_spans_total") == 41 + 40 + 20)
+    assert store.query("SELECT count(), uniqExact(SpanId) FROM otel_traces").rows == [[101, 41]]
+    assert store.query("SELECT count() FROM llm_usage FINAL").rows == [[41]]
+    window = "since = '1970-01-01 00:00:00', until = '2100-01-01 00:00:00'"
+    assert store.query(f"SELECT sum(calls) FROM usage(grain = 'hour', {window})").rows == [[41]]
 
 
 def test_concurrent_exporters_all_land_exactly_once(collector: Collector, store: Store) -> None:

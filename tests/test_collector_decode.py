@@ -1,5 +1,6 @@
-"""The collector's pure parts: the OTLP wire decoder (against the generated classes and against the
-store's idea of a stored SDK span), OTLP/JSON and compression, the spool format, settings."""
+"""The collector's pure parts: OTLP requests to rows (random requests against a reference
+conversion, SDK spans against the store's idea of a stored SDK span, values as pcommon renders
+them, spans the store cannot hold), OTLP/JSON and compression, the spool format, settings."""
 
 from __future__ import annotations
 
@@ -25,8 +26,8 @@ from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from spendscope import names as n
 from spendscope.collector import CollectorConfig
-from spendscope.collector._otlp import BadRequest, decompress, media_type, metrics_request, traces_protobuf
-from spendscope.collector._spans import DecodeError, decode_spans
+from spendscope.collector._otlp import BadRequest, decompress, media_type, metrics_request, traces_request
+from spendscope.collector._spans import decode_spans, request_spans
 from spendscope.collector._spool import Spool, SpoolError, decode, encode
 from spendscope.collector._values import format_double
 from spendscope.settings import ConfigurationError
@@ -37,7 +38,7 @@ KINDS = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
 CODES = ("Unset", "Ok", "Error")
 
 
-# --- a reference conversion through the generated classes -------------------------------------------------
+# --- a reference conversion, field by field ---------------------------------------------------------------
 def _raw(v: AnyValue) -> Any:
     which = v.WhichOneof("value")
     if which is None:
@@ -206,7 +207,7 @@ def random_request(rnd: random.Random) -> ExportTraceServiceRequest:
     return request
 
 
-def test_decoder_matches_the_generated_classes_on_random_requests() -> None:
+def test_random_requests_become_the_rows_the_exporter_writes() -> None:
     rnd = random.Random(20261122)
     total = 0
     for _ in range(150):
@@ -314,19 +315,23 @@ def test_doubles_render_like_pcommon(value: float, text: str) -> None:
     assert format_double(value) == text
 
 
-def test_malformed_protobuf_is_an_error_never_a_crash() -> None:
+def test_malformed_protobuf_is_a_400_never_a_crash() -> None:
     valid = random_request(random.Random(7)).SerializeToString()
     for cut in range(1, len(valid), max(len(valid) // 300, 1)):
-        with contextlib.suppress(DecodeError):
+        with contextlib.suppress(BadRequest):
             decode_spans(valid[:cut])
     rnd = random.Random(3)
     for _ in range(300):
-        with contextlib.suppress(DecodeError):
+        with contextlib.suppress(BadRequest):
             decode_spans(rnd.randbytes(rnd.randint(1, 200)))
-    with pytest.raises(DecodeError):
-        decode_spans(b"\x0a\x05\x12\x03")  # a length running past the end
-    with pytest.raises(DecodeError):
-        decode_spans(b"\x0b")  # a group wire type
+    for body in (
+        b"\x0a\x05\x12\x03",  # a length running past the end
+        b"\x0b",  # a group wire type
+        b"\x0a\x0b\x12\x09\x12\x07\x4a\x05\x0a\x03\xff\xfe\x00",  # an attribute key that is not UTF-8
+    ):
+        with pytest.raises(BadRequest) as info:
+            decode_spans(body)
+        assert info.value.status == 400 and "malformed protobuf" in info.value.message
 
 
 # --- OTLP/JSON, content types, compression ----------------------------------------------------------------
@@ -360,7 +365,7 @@ def test_json_spans_decode_like_protobuf() -> None:
             }
         ]
     }
-    decoded = decode_spans(traces_protobuf(json.dumps(document).encode(), "application/json"))
+    decoded = request_spans(traces_request(json.dumps(document).encode(), "application/json"))
     (record,) = decoded.records
     assert record.trace_id == "5b8efff798038103d269b633813fc60c" and record.span_id == "eee19b7ec3c1b174"
     assert (record.span_kind, record.status_code, record.duration_ns) == ("Client", "Error", 1_000_000_000)
@@ -378,7 +383,7 @@ def test_json_spans_decode_like_protobuf() -> None:
 )
 def test_bad_json_is_a_400_with_the_reason(body: bytes, message: str) -> None:
     with pytest.raises(BadRequest) as info:
-        traces_protobuf(body, "application/json")
+        traces_request(body, "application/json")
     assert info.value.status == 400 and message in info.value.message
 
 
@@ -419,7 +424,7 @@ def test_decompression_with_limits() -> None:
         assert info.value.status == status
 
 
-# --- spool -----------------------------------------------------------------------------------------------
+# --- spool -----------------------------------------------------------------------------------------
 def _records(count: int, seed: int = 1) -> list[SpanRecord]:
     request = ExportTraceServiceRequest()
     rnd = random.Random(seed)

@@ -1,8 +1,9 @@
-"""The reports API: thin HTTP handlers over `spendscope.store.reports` (the embedded store can be
-opened by one process only, so the CLI asks the collector that has it open).
+"""The reports API: typed FastAPI routes over `spendscope.store.reports` (the embedded store can be
+opened by one process only, so the CLI asks the collector that has it open). Described at
+/openapi.json, and as a page at /docs.
 
     GET /api/usage/summary?since=30d&until=now&by=model&where=tenant=acme   cost by one dimension + total
-    GET /api/usage/users/{id}?month=2026-11                               one user's month, by model
+    GET /api/usage/users/{user}?month=2026-11                             one user's month, by model
     GET /api/usage/users?since=..&limit=10                                the users who cost most
     GET /api/usage/endpoints?since=..&where=..                            cost by endpoint
     GET /api/usage/daily?since=..&by=tenant&where=..                      cost per UTC day
@@ -10,7 +11,11 @@ opened by one process only, so the CLI asks the collector that has it open).
     GET /api/usage/report?by=user&since=..&until=..&where=k=v&format=json|csv
 
 JSON answers are {"columns": [...], "rows": [[...]]} (money as exact decimal strings, times ISO 8601).
-Every value is a bound query parameter in the store; a bad one is a 400 with the reason.
+Every value is a bound query parameter in the store. A bad or unknown parameter is a 400, a store
+that cannot answer a 503, both with {"error": "one line"}.
+
+The routes take their store from `app.state.reports`, a `ReportSource`: the collector's lends its
+store handle under its lock; tests lend a store.
 """
 
 from __future__ import annotations
@@ -18,71 +23,103 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
-from urllib.parse import unquote
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, Response
+from pydantic import BaseModel
+from starlette.background import BackgroundTask
 
 from spendscope.store import formatting, reports
 from spendscope.store.billing import default_margin
-from spendscope.store.errors import ReportError
+from spendscope.store.errors import ReportError, StoreError
 from spendscope.store.reports import Report, ReportStore
 from spendscope.store.times import parse_month, parse_range
 
-PREFIX = "/api/usage/"
+PREFIX = "/api/usage"
 DEFAULT_SINCE = "30d"
+ReportSource = Callable[[], AbstractContextManager[ReportStore]]
 
 
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    content_type: str
-    body: bytes
-    file: Path | None = None  # the body is this file's content instead: send it, then delete it
+class StoreUnavailable(Exception):
+    """The store cannot answer now (a 503): raised by a `ReportSource`."""
 
 
-class _Params:
-    """Query parameters, each checked once; unknown ones are an error (a typo must not go unnoticed)."""
+class ReportJson(BaseModel):
+    """A report: column names, then one list of values per row."""
 
-    def __init__(self, query: Mapping[str, list[str]], allowed: tuple[str, ...]) -> None:
-        unknown = sorted(set(query) - set(allowed))
-        if unknown:
-            raise ReportError(f"unknown parameter(s) {', '.join(unknown)}: use {', '.join(allowed)}")
-        self._query = query
-
-    def one(self, name: str, default: str | None = None) -> str | None:
-        values = self._query.get(name)
-        if not values:
-            return default
-        if len(values) > 1:
-            raise ReportError(f"parameter {name} given {len(values)} times")
-        return values[0]
-
-    def range(self, now: datetime) -> tuple[datetime, datetime]:
-        return parse_range(self.one("since", DEFAULT_SINCE) or DEFAULT_SINCE, self.one("until"), now=now)
-
-    def where(self) -> dict[str, str]:
-        return reports.parse_where(self._query.get("where", []))
-
-    def limit(self, default: int) -> int:
-        text = self.one("limit")
-        if text is None:
-            return default
-        if not text.isdigit() or not 1 <= int(text) <= 10_000:
-            raise ReportError(f"bad limit {text!r}: a whole number from 1 to 10000")
-        return int(text)
+    columns: list[str]
+    rows: list[list[Any]]
 
 
-def _json(report: Report, **extra: Any) -> Answer:
+class SummaryJson(ReportJson):
+    total: dict[str, Any]
+
+
+class UserMonthJson(ReportJson):
+    user: str
+    month: str
+
+
+class ErrorJson(BaseModel):
+    error: str
+
+
+Since = Annotated[
+    str, Query(description="start: a duration back from now (30d, 12h), a date or an ISO 8601 time (UTC)")
+]
+Until = Annotated[str | None, Query(description="end (default now), in the same forms as since")]
+Where = Annotated[
+    list[str] | None,
+    Query(description="a filter DIMENSION=VALUE (tenant=acme); repeat for several, all must hold"),
+]
+By = Annotated[str | None, Query(description="the dimension to group by: user, tenant, model, endpoint, ...")]
+_CSV = {"content": {"text/csv": {}}, "description": "CSV, the header first"}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorJson, "description": "a bad or unknown parameter"},
+    503: {"model": ErrorJson, "description": "the store is unavailable (see Retry-After)"},
+}
+
+router = APIRouter(prefix=PREFIX, tags=["reports"], responses=_ERRORS)
+
+
+def _only(request: Request, allowed: tuple[str, ...]) -> None:
+    """Unknown parameters are an error (a typo must not go unnoticed), and so is one given twice."""
+    unknown = sorted(set(request.query_params) - set(allowed))
+    if unknown:
+        raise ReportError(f"unknown parameter(s) {', '.join(unknown)}: use {', '.join(allowed)}")
+    for name in allowed:
+        if name != "where" and len(request.query_params.getlist(name)) > 1:
+            raise ReportError(f"parameter {name} given {len(request.query_params.getlist(name))} times")
+
+
+def _run(
+    request: Request, allowed: tuple[str, ...], answer: Callable[[ReportStore, datetime], Response]
+) -> Response:
+    """Check the parameters, lend the store to `answer`; errors as {"error": ...}."""
+    try:
+        _only(request, allowed)
+        source: ReportSource = request.app.state.reports
+        with source() as store:
+            return answer(store, datetime.now(UTC))
+    except ReportError as exc:
+        return error_response(400, str(exc))
+    except (StoreUnavailable, StoreError) as exc:
+        return error_response(503, f"store unavailable: {exc}", {"Retry-After": "5"})
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return Response(json.dumps({"error": message}), status, headers, media_type="application/json")
+
+
+def _json(report: Report, **extra: Any) -> Response:
     body = {**report.to_json(), **extra}
-    return Answer(200, "application/json", json.dumps(body, separators=(",", ":")).encode())
-
-
-def _csv(report: Report) -> Answer:
-    return Answer(200, "text/csv; charset=utf-8", formatting.to_csv(report).encode())
+    return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
 
 
 def _total(report: Report) -> dict[str, Any]:
@@ -94,92 +131,130 @@ def _total(report: Report) -> dict[str, Any]:
     return totals
 
 
-def _summary(store: ReportStore, p: _Params, now: datetime) -> Answer:
-    since, until = p.range(now)
-    result = reports.report(
-        store, by=p.one("by", "model") or "model", since=since, until=until, where=p.where()
-    )
-    return _json(result, total=_total(result))
+def _range(since: str, until: str | None, now: datetime) -> tuple[datetime, datetime]:
+    return parse_range(since, until, now=now)
 
 
-def _users(store: ReportStore, p: _Params, now: datetime) -> Answer:
-    since, until = p.range(now)
-    return _json(reports.top_users(store, since=since, until=until, limit=p.limit(10), where=p.where()))
+@router.get("/summary", response_model=None, responses={200: {"model": SummaryJson}})
+def summary(
+    request: Request, since: Since = DEFAULT_SINCE, until: Until = None, by: By = "model", where: Where = None
+) -> Response:
+    """Cost and usage by one dimension, with the total of each numeric column."""
+
+    def answer(store: ReportStore, now: datetime) -> Response:
+        start, end = _range(since, until, now)
+        result = reports.report(
+            store, by=by or "model", since=start, until=end, where=reports.parse_where(where or [])
+        )
+        return _json(result, total=_total(result))
+
+    return _run(request, ("since", "until", "by", "where"), answer)
 
 
-def _endpoints(store: ReportStore, p: _Params, now: datetime) -> Answer:
-    since, until = p.range(now)
-    return _json(reports.report(store, by="endpoint", since=since, until=until, where=p.where()))
+@router.get("/users", response_model=None, responses={200: {"model": ReportJson}})
+def users(
+    request: Request,
+    since: Since = DEFAULT_SINCE,
+    until: Until = None,
+    limit: Annotated[int, Query(ge=1, le=10_000, description="how many users")] = 10,
+    where: Where = None,
+) -> Response:
+    """The users who cost most."""
+
+    def answer(store: ReportStore, now: datetime) -> Response:
+        start, end = _range(since, until, now)
+        filters = reports.parse_where(where or [])
+        return _json(reports.top_users(store, since=start, until=end, limit=limit, where=filters))
+
+    return _run(request, ("since", "until", "limit", "where"), answer)
 
 
-def _daily(store: ReportStore, p: _Params, now: datetime) -> Answer:
-    since, until = p.range(now)
-    return _json(reports.daily_series(store, since=since, until=until, by=p.one("by"), where=p.where()))
+@router.get("/users/{user:path}", response_model=None, responses={200: {"model": UserMonthJson}})
+def user_month(
+    request: Request,
+    user: str,
+    month: Annotated[str | None, Query(description="YYYY-MM (default: this month, UTC)")] = None,
+) -> Response:
+    """One user's month, by model."""
+
+    def answer(store: ReportStore, now: datetime) -> Response:
+        month_text = month or now.strftime("%Y-%m")
+        first, _ = parse_month(month_text)
+        return _json(reports.user_month(store, user=user, month=first), user=user, month=month_text)
+
+    return _run(request, ("month",), answer)
 
 
-def _export(store: ReportStore, p: _Params, now: datetime) -> Answer:
-    """Any number of calls: ClickHouse writes the CSV to a temporary file, so the store is held only
-    while it does, and the file is sent after (see _server.py)."""
-    since, until = p.range(now)
-    fd, name = tempfile.mkstemp(prefix="spendscope-export-", suffix=".csv")
-    path = Path(name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            reports.write_calls_csv(
-                store, out, since=since, until=until, where=p.where(), default_margin=default_margin()
-            )
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    return Answer(200, "text/csv; charset=utf-8", b"", file=path)
+@router.get("/endpoints", response_model=None, responses={200: {"model": ReportJson}})
+def endpoints(
+    request: Request, since: Since = DEFAULT_SINCE, until: Until = None, where: Where = None
+) -> Response:
+    """Cost and usage by endpoint."""
+
+    def answer(store: ReportStore, now: datetime) -> Response:
+        start, end = _range(since, until, now)
+        filters = reports.parse_where(where or [])
+        return _json(reports.report(store, by="endpoint", since=start, until=end, where=filters))
+
+    return _run(request, ("since", "until", "where"), answer)
 
 
-def _report(store: ReportStore, p: _Params, now: datetime) -> Answer:
-    by = p.one("by")
-    if not by:
-        raise ReportError("parameter by is required, e.g. by=user")
-    since, until = p.range(now)
-    result = reports.report(store, by=by, since=since, until=until, where=p.where())
-    fmt = p.one("format", "json")
-    if fmt == "csv":
-        return _csv(result)
-    if fmt != "json":
-        raise ReportError(f"bad format {fmt!r}: json or csv")
-    return _json(result)
+@router.get("/daily", response_model=None, responses={200: {"model": ReportJson}})
+def daily(
+    request: Request, since: Since = DEFAULT_SINCE, until: Until = None, by: By = None, where: Where = None
+) -> Response:
+    """Cost per UTC day, optionally by one dimension."""
+
+    def answer(store: ReportStore, now: datetime) -> Response:
+        start, end = _range(since, until, now)
+        filters = reports.parse_where(where or [])
+        return _json(reports.daily_series(store, since=start, until=end, by=by, where=filters))
+
+    return _run(request, ("since", "until", "by", "where"), answer)
 
 
-_Handler = Callable[[ReportStore, _Params, datetime], Answer]
-_ROUTES: dict[str, tuple[_Handler, tuple[str, ...]]] = {
-    "summary": (_summary, ("since", "until", "by", "where")),
-    "users": (_users, ("since", "until", "limit", "where")),
-    "endpoints": (_endpoints, ("since", "until", "where")),
-    "daily": (_daily, ("since", "until", "by", "where")),
-    "export.csv": (_export, ("since", "until", "where")),
-    "report": (_report, ("by", "since", "until", "where", "format")),
-}
+@router.get("/export.csv", response_class=FileResponse, responses={200: _CSV})
+def export_csv(
+    request: Request, since: Since = DEFAULT_SINCE, until: Until = None, where: Where = None
+) -> Response:
+    """One row per call, any number of calls: ClickHouse writes the CSV to a temporary file while the
+    store is lent, and the file is sent after (then deleted)."""
+
+    def answer(store: ReportStore, now: datetime) -> Response:
+        start, end = _range(since, until, now)
+        filters = reports.parse_where(where or [])
+        fd, name = tempfile.mkstemp(prefix="spendscope-export-", suffix=".csv")
+        path = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                reports.write_calls_csv(
+                    store, out, since=start, until=end, where=filters, default_margin=default_margin()
+                )
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        cleanup = BackgroundTask(path.unlink, missing_ok=True)
+        return FileResponse(path, media_type="text/csv; charset=utf-8", background=cleanup)
+
+    return _run(request, ("since", "until", "where"), answer)
 
 
-def route_exists(path: str) -> bool:
-    name = path.removeprefix(PREFIX)
-    return path.startswith(PREFIX) and (name in _ROUTES or (name.startswith("users/") and len(name) > 6))
+@router.get("/report", response_model=None, responses={200: {"model": ReportJson, **_CSV}})
+def report(
+    request: Request,
+    by: Annotated[str, Query(description="the dimension to group by: user, tenant, model, endpoint, ...")],
+    since: Since = DEFAULT_SINCE,
+    until: Until = None,
+    where: Where = None,
+    format: Literal["json", "csv"] = "json",
+) -> Response:
+    """Cost and usage by one dimension, as JSON or CSV (what `spendscope report` prints)."""
 
+    def answer(store: ReportStore, now: datetime) -> Response:
+        start, end = _range(since, until, now)
+        result = reports.report(store, by=by, since=start, until=end, where=reports.parse_where(where or []))
+        if format == "csv":
+            return Response(formatting.to_csv(result), media_type="text/csv; charset=utf-8")
+        return _json(result)
 
-def metric_path(path: str) -> str:
-    """The path as a metric label (user ids left out)."""
-    return "/api/usage/users/{id}" if path.startswith(PREFIX + "users/") else path
-
-
-def handle(
-    path: str, query: Mapping[str, list[str]], store: ReportStore, now: datetime | None = None
-) -> Answer:
-    """Answer one reports request. Raises ReportError (a 400) for bad parameters."""
-    current = now or datetime.now(UTC)
-    name = path.removeprefix(PREFIX)
-    if name.startswith("users/"):
-        user = unquote(name.removeprefix("users/"))
-        p = _Params(query, ("month",))
-        month_text = p.one("month") or current.strftime("%Y-%m")
-        month, _ = parse_month(month_text)
-        return _json(reports.user_month(store, user=user, month=month), user=user, month=month_text)
-    handler, allowed = _ROUTES[name]
-    return handler(store, _Params(query, allowed), current)
+    return _run(request, ("by", "since", "until", "where", "format"), answer)

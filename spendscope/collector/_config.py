@@ -75,15 +75,6 @@ def _dsn(raw: str) -> str:
     return text
 
 
-def _bool(raw: str) -> bool:
-    text = raw.strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("must be true or false")
-
-
 def _path(raw: str) -> Path:
     return Path(_text(raw)).expanduser().absolute()
 
@@ -190,20 +181,6 @@ SETTINGS: tuple[Setting, ...] = (
         2,
         "batches inserted at once, each on its own store connection",
     ),
-    Setting(
-        "sql_decode",
-        "SPENDSCOPE_COLLECTOR_SQL_DECODE",
-        _bool,
-        True,
-        "let ClickHouse decode OTLP protobuf requests (else the collector decodes them in Python)",
-    ),
-    Setting(
-        "sql_min_spans",
-        "SPENDSCOPE_COLLECTOR_SQL_MIN_SPANS",
-        _int_at_least(0),
-        5_000,
-        "smaller batches of such requests are decoded in Python (an SQL insert has a fixed cost)",
-    ),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -226,8 +203,6 @@ class CollectorConfig:
     spool_max_bytes: int = 4096 * MiB
     rollup_interval: float = 60.0
     writers: int = 2
-    sql_decode: bool = True
-    sql_min_spans: int = 5_000
 
     @classmethod
     def resolve(cls, environ: Mapping[str, str] | None = None, **explicit: Any) -> CollectorConfig:

@@ -104,14 +104,17 @@ def _parse_json(body: bytes, message: Message) -> None:
         raise BadRequest(400, f"malformed OTLP/JSON: {exc}") from None
 
 
-def traces_protobuf(body: bytes, kind: str) -> bytes:
-    """The request as protobuf bytes, whatever it came as (the span decoder reads protobuf)."""
-    if kind == PROTOBUF:
-        return body
+def traces_request(body: bytes, kind: str) -> ExportTraceServiceRequest:
+    """The request, parsed from protobuf or OTLP/JSON; 400 if it is not one."""
     message = ExportTraceServiceRequest()
-    _parse_json(body, message)
-    data: bytes = message.SerializeToString()
-    return data
+    if kind == PROTOBUF:
+        try:
+            message.ParseFromString(body)
+        except ProtobufDecodeError as exc:
+            raise BadRequest(400, f"malformed protobuf: {exc}") from None
+    else:
+        _parse_json(body, message)
+    return message
 
 
 def metrics_request(body: bytes, kind: str) -> ExportMetricsServiceRequest:

@@ -1,6 +1,6 @@
 """From accepted spans to the store: the bounded queue, batching, the spool.
 
-    HTTP threads --offer()/offer_raw()--> queue --writer threads--> store (batch)
+    HTTP handlers --offer()--> queue --writer threads--> store (batch)
                                                  \\--> spool (store down) --replayer thread--> store
 
 - `offer` takes spans only if they fit the queue (spans and bytes); otherwise nothing is taken and
@@ -8,11 +8,9 @@
   A span sent again (a retried export, a replay) is simply written again: the store counts each span
   once however often it arrives (see clickhouse/migrations/0001_baseline.sql), so the collector keeps
   no memory of the spans it has seen.
-- `offer_raw` takes a raw OTLP request whole (the fast path: ClickHouse decodes it, see _otlp_sql.py).
 - Writers (`writers` threads, each with its own store connection) cut batches of `batch_spans` (or
-  what is there after `flush_interval`), of SpanRecords or of raw requests (whole requests, never
-  mixed), and insert them; if the store fails, the batch goes to the spool and the store is marked
-  down; while it is down, batches go straight to the spool.
+  what is there after `flush_interval`) and insert them; if the store fails, the batch goes to the
+  spool and the store is marked down; while it is down, batches go straight to the spool.
 - The replayer opens the store, or retries the spool's oldest batch, with backoff; once that
   succeeds the store is up again and it drains the spool, oldest first, while the writers insert
   new batches. `stop()` drains the queue (into the store, or the spool).
@@ -25,7 +23,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from spendscope.collector._handle import Store, StoreHandle, StoreUnavailable
@@ -44,15 +42,12 @@ REFUSED_ATTEMPTS = 3  # a batch the store refuses this often while answering que
 
 @dataclass
 class _Chunk:
-    """Spans in the queue: SpanRecords (`keys` parallel to them), or raw requests (`requests`, with
-    `spans[i]` the keys of request i)."""
+    """Spans in the queue (`keys` parallel to `records`)."""
 
     records: list[SpanRecord]
     keys: list[bytes]
     nbytes: int
     enqueued: float
-    requests: list[bytes] | None = None
-    spans: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -115,16 +110,6 @@ class Pipeline:
                 self._enqueue(_Chunk(list(records), list(keys), nbytes, time.monotonic()))
         self._update_gauges()
         return Offer(len(records))
-
-    def offer_raw(self, request: bytes, keys: list[bytes], nbytes: int) -> Offer:
-        """Take a raw request whole (its keys as the scan found them), or nothing."""
-        with self._cond:
-            if self._stopping or not self._room(len(keys), nbytes):
-                return Offer(0, full=True)
-            if keys:
-                self._enqueue(_Chunk([], keys, nbytes, time.monotonic(), [request], [len(keys)]))
-        self._update_gauges()
-        return Offer(len(keys))
 
     def _room(self, spans: int, nbytes: int) -> bool:
         over_spans = self._queued_spans + spans > self.queue_spans
@@ -210,25 +195,16 @@ class Pipeline:
             return batch
 
     def _cut(self) -> _Chunk:
-        """The next batch off the queue: SpanRecords (chunks split to fit) or whole raw requests."""
-        first = self._queue[0]
-        raw = first.requests is not None
-        batch = _Chunk([], [], 0, first.enqueued, [] if raw else None)
+        """The next batch off the queue (a chunk split to fit)."""
+        batch = _Chunk([], [], 0, self._queue[0].enqueued)
         while self._queue and len(batch.keys) < self.batch_spans:
             chunk = self._queue[0]
-            if (chunk.requests is not None) != raw:
-                break
             room = self.batch_spans - len(batch.keys)
-            if raw and batch.keys and len(chunk.keys) > room:
-                break
-            if raw or len(chunk.records) <= room:
+            if len(chunk.records) <= room:
                 self._queue.popleft()
                 batch.records += chunk.records
                 batch.keys += chunk.keys
                 batch.nbytes += chunk.nbytes
-                if batch.requests is not None and chunk.requests is not None:
-                    batch.requests += chunk.requests
-                    batch.spans += chunk.spans
             else:  # split the chunk
                 share = chunk.nbytes * room // len(chunk.records)
                 batch.records += chunk.records[:room]
@@ -277,25 +253,14 @@ class Pipeline:
             else:
                 self.health.insert_seconds.observe(time.perf_counter() - started)
                 return
-        if batch.requests is not None:
-            self.spool.write_requests(batch.requests, batch.spans)  # OSError: stays queued, retried
-        else:
-            self.spool.write(batch.records)
+        self.spool.write(batch.records)  # OSError: stays queued, retried
         self.health.spooled.inc(len(batch.keys))
         self._wake_replayer.set()
 
     def _insert(self, handle: StoreHandle, batch: _Chunk | SpooledBatch) -> None:
         """Insert a batch (counted as written); raises StoreUnavailable."""
-        if batch.requests is None:
-            handle.insert(batch.records)
-            self.health.written.inc(len(batch.records))
-            return
-        written = handle.insert_requests(batch.requests, batch.spans)
-        self.health.written.inc(sum(batch.spans) - written.dropped_spans)
-        if written.python_requests:
-            self.health.python_decoded.inc(written.python_requests)
-        if written.dropped_spans:
-            self.health.rejected.labels("malformed").inc(written.dropped_spans)
+        handle.insert(batch.records)
+        self.health.written.inc(len(batch.records))
 
     def _store_down(self, exc: Exception) -> None:
         if self._store_up:
@@ -342,7 +307,7 @@ class Pipeline:
                 self._refused(path, exc)
                 continue
             self.health.insert_seconds.observe(time.perf_counter() - started)
-            self.health.replayed.inc(batch.span_count)
+            self.health.replayed.inc(len(batch.records))
             self.spool.remove(path)
             self._mark_up()
         return True

@@ -1,19 +1,11 @@
 """The on-disk spool: batches the store could not take, kept until it can.
 
 One file per batch, written to a temporary name, flushed to disk (fsync) and renamed, so a file is
-either complete or absent. The file starts with one JSON header line, then the batch. A batch of
-SpanRecords is one JSON array of rows:
+either complete or absent. The file is one JSON header line, then the batch's SpanRecords as one JSON
+array of rows:
 
     {"format": "spendscope-spool/1", "spans": 812, "sha256": "<payload>"}
     [[timestamp_ns, trace_id, span_id, ...], ...]
-
-A batch of raw OTLP requests (the fast path: see _otlp_sql.py) is the requests' bytes one after
-the other, as the collector received them (decompressed, with the sizes it appends for SQL), and in
-the header each request's length and span count:
-
-    {"format": "spendscope-spool/2", "spans": 4000,
-     "requests": [[1849102, 2000], [1849102, 2000]], "sha256": "<payload>"}
-    <request bytes><request bytes>
 
 Replaying a batch the store had in fact already written (an insert that failed after ClickHouse
 committed it) writes its spans again, which the store counts once. Files are named
@@ -30,14 +22,13 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from spendscope.store.records import SpanEvent, SpanLink, SpanRecord
 
 FORMAT = "spendscope-spool/1"
-FORMAT_REQUESTS = "spendscope-spool/2"
 SUFFIX = ".batch"
 _log = logging.getLogger("spendscope.collector")
 
@@ -50,13 +41,7 @@ class SpoolError(Exception):
 class SpooledBatch:
     path: Path
     records: list[SpanRecord]
-    keys: list[bytes]  # of the records (a batch of requests has none: see `spans`)
-    requests: list[bytes] | None = None  # a batch of raw requests, `spans[i]` the spans in request i
-    spans: list[int] = field(default_factory=list)
-
-    @property
-    def span_count(self) -> int:
-        return len(self.records) if self.requests is None else sum(self.spans)
+    keys: list[bytes]  # of the records
 
 
 def _row(r: SpanRecord) -> list[Any]:
@@ -115,48 +100,22 @@ def encode(records: list[SpanRecord]) -> bytes:
     return json.dumps(header).encode() + b"\n" + payload
 
 
-def encode_requests(requests: list[bytes], spans: list[int]) -> bytes:
-    payload = b"".join(requests)
-    header = {
-        "format": FORMAT_REQUESTS,
-        "spans": sum(spans),
-        "requests": [[len(r), n] for r, n in zip(requests, spans, strict=True)],
-        "sha256": hashlib.sha256(payload).hexdigest(),
-    }
-    return json.dumps(header).encode() + b"\n" + payload
-
-
-def _header(data: bytes, formats: tuple[str, ...]) -> tuple[dict[str, Any], bytes]:
+def _header(data: bytes) -> tuple[dict[str, Any], bytes]:
     head, sep, payload = data.partition(b"\n")
     try:
         header = json.loads(head)
     except ValueError as exc:
         raise SpoolError(f"bad header: {exc}") from None
-    if not sep or not isinstance(header, dict) or header.get("format") not in formats:
+    if not sep or not isinstance(header, dict) or header.get("format") != FORMAT:
         raise SpoolError("not a spendscope spool file")
     if hashlib.sha256(payload).hexdigest() != header.get("sha256"):
         raise SpoolError("checksum mismatch (truncated or damaged)")
     return header, payload
 
 
-def decode_requests(data: bytes) -> tuple[list[bytes], list[int]]:
-    """A batch of raw requests (format 2): its requests and span counts."""
-    header, payload = _header(data, (FORMAT_REQUESTS,))
-    requests: list[bytes] = []
-    spans: list[int] = []
-    at = 0
-    for size, count in header["requests"]:
-        requests.append(payload[at : at + int(size)])
-        spans.append(int(count))
-        at += int(size)
-    if at != len(payload) or sum(spans) != header.get("spans"):
-        raise SpoolError("request sizes do not match the payload")
-    return requests, spans
-
-
 def decode(data: bytes) -> list[SpanRecord]:
-    """A batch of SpanRecords (format 1)."""
-    header, payload = _header(data, (FORMAT,))
+    """A batch's records."""
+    header, payload = _header(data)
     records = [_record(row) for row in json.loads(payload)]
     if len(records) != header.get("spans"):
         raise SpoolError("span count mismatch")
@@ -164,7 +123,6 @@ def decode(data: bytes) -> list[SpanRecord]:
 
 
 # Named here: inside Spool, `bytes` is its property.
-Requests = list[bytes]
 Encoded = bytes
 
 
@@ -200,10 +158,6 @@ class Spool:
         """Write one batch durably. Raises OSError if the disk refuses it."""
         return self._write(encode(records))
 
-    def write_requests(self, requests: Requests, spans: list[int]) -> Path:
-        """Write one batch of raw requests durably. Raises OSError if the disk refuses it."""
-        return self._write(encode_requests(requests, spans))
-
     def _write(self, data: Encoded) -> Path:
         with self._lock:
             self._seq += 1
@@ -232,10 +186,6 @@ class Spool:
         """Read a batch back. A damaged file is moved to corrupt/ and SpoolError raised."""
         data = path.read_bytes()
         try:
-            header = json.loads(data.partition(b"\n")[0])
-            if isinstance(header, dict) and header.get("format") == FORMAT_REQUESTS:
-                requests, spans = decode_requests(data)
-                return SpooledBatch(path, [], [], requests, spans)
             records = decode(data)
         except (SpoolError, ValueError, TypeError, IndexError, KeyError) as exc:
             target = self.set_aside(path, "corrupt")

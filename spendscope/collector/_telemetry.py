@@ -10,7 +10,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 RECEIVED_SPANS: Final = "spendscope_collector_received_spans"
 WRITTEN_SPANS: Final = "spendscope_collector_written_spans"
 REJECTED_SPANS: Final = "spendscope_collector_rejected_spans"
-PYTHON_DECODED: Final = "spendscope_collector_python_decoded_requests"
 SPOOLED_SPANS: Final = "spendscope_collector_spooled_spans"
 REPLAYED_SPANS: Final = "spendscope_collector_replayed_spans"
 RECEIVED_POINTS: Final = "spendscope_collector_received_metric_points"
@@ -48,10 +47,6 @@ class Health:
         self.written = counter(WRITTEN_SPANS, "Spans written to the store (directly or from the spool).")
         self.rejected = counter(
             REJECTED_SPANS, "Spans refused: invalid (partial success) or not taken (503).", ("reason",)
-        )
-        self.python_decoded = counter(
-            PYTHON_DECODED,
-            "Raw OTLP requests decoded in Python when written (a small batch, or refused by SQL).",
         )
         self.spooled = counter(SPOOLED_SPANS, "Spans written to the spool while the store was unavailable.")
         self.replayed = counter(REPLAYED_SPANS, "Spans written to the store from the spool.")

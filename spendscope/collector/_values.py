@@ -2,32 +2,55 @@
 renders them (so rows match those its ClickHouse exporter writes): ints in base 10, booleans
 `true`/`false`, bytes base64, doubles as JavaScript prints them (shortest round-trip digits, plain
 decimals but exponent form below 1e-6 and from 1e21 on), arrays and maps as Go's encoding/json
-writes them (sorted keys, HTML-safe escapes)."""
+writes them (sorted keys, HTML-safe escapes), an empty value as ""."""
 
 from __future__ import annotations
 
 import base64
+import functools
 import math
 from decimal import Decimal
+
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 _JSON_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
 
 
-def as_string(raw: object) -> str:
-    """A decoded AnyValue (str, bool, int, float, bytes, list, dict or None) as AsString() has it."""
-    if isinstance(raw, str):
-        return raw
-    if raw is None:
+def as_string(value: AnyValue) -> str:
+    """An OTLP AnyValue as AsString() renders it (the commonest kinds first: this runs per attribute)."""
+    which = value.WhichOneof("value")
+    if which == "string_value":
+        return value.string_value
+    if which == "int_value":
+        return str(value.int_value)
+    if which == "double_value":
+        return format_double(value.double_value)
+    if which == "bool_value":
+        return "true" if value.bool_value else "false"
+    if which is None:
         return ""
-    if isinstance(raw, bool):
-        return "true" if raw else "false"
-    if isinstance(raw, int):
-        return str(raw)
-    if isinstance(raw, float):
-        return format_double(raw)
-    if isinstance(raw, bytes):
-        return base64.b64encode(raw).decode()
-    return _json_raw(raw)
+    if which == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode()
+    return _composite(value.SerializeToString())
+
+
+@functools.lru_cache(maxsize=4096)
+def _composite(encoded: bytes) -> str:
+    """An array or map, by its encoding: most repeat from span to span (finish reasons, say), and
+    rendering one costs ten times its lookup here."""
+    value = AnyValue()
+    value.ParseFromString(encoded)
+    return _json_raw(_raw(value))
+
+
+def _raw(value: AnyValue) -> object:
+    """AnyValue as a Python value (pcommon.Value.AsRaw), for arrays and maps."""
+    which = value.WhichOneof("value")
+    if which == "array_value":
+        return [_raw(v) for v in value.array_value.values]
+    if which == "kvlist_value":
+        return {kv.key: _raw(kv.value) for kv in value.kvlist_value.values}
+    return None if which is None else getattr(value, which)
 
 
 def format_double(f: float) -> str:

@@ -19,12 +19,6 @@ are identical (checked in collector-contrib `exporter/clickhouseexporter/exporte
   (`0.000123`, `12.5`), but exponent form below 1e-6 and from 1e21 on (`5e-7`, `1.5e-7`, `1e+21`);
   bytes base64; arrays and maps JSON. llm_usage parses both number forms.
 - events and links keep their order; their attributes are converted like span attributes.
-
-The collector's fast path writes the same rows without SpanRecords: ClickHouse decodes the raw OTLP
-request and renders every value by these rules in SQL (spendscope/collector/_otlp_sql.py, inserted
-by `Store.insert_select`); what it cannot render exactly goes through the Python decoder instead.
-tests/test_collector_fast.py checks the two give byte-identical otel_traces rows (and llm_usage and
-rollups).
 """
 
 from __future__ import annotations

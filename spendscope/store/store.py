@@ -11,7 +11,6 @@ import fcntl
 import gc
 import os
 import re
-import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -367,45 +366,12 @@ class Store:
                 column_types=self._span_types,
             )
 
-    def insert_select(
-        self,
-        table: str,
-        columns: Sequence[str],
-        select: str,
-        data: bytes,
-        *,
-        structure: str,
-        fmt: str,
-        settings: Mapping[str, Any],
-    ) -> None:
-        """`INSERT INTO table (columns) SELECT ...` where the SELECT reads `data` (in format `fmt`, of
-        `structure`) as the table `{input}` it names: `input(...)` with the data as the request's body
-        on a server, a `file(...)` the data is written to on chdb. Raises StoreError (the server's
-        message) on failure."""
-        applied = {**settings, **SPAN_INSERT_SETTINGS}
-        clause = ", ".join(f"{name} = {_literal(value)}" for name, value in applied.items())
-        head = f"INSERT INTO {table} ({', '.join(f'`{c}`' for c in columns)}) SETTINGS {clause} "
-        with self._errors(f"insert into {table}"):
-            if self.target.chdb_path is None:
-                source = f"input({_literal(structure)})"
-                self.client.command(f"{head}{select.replace('{input}', source)} FORMAT {fmt}", data=data)
-                return
-            with tempfile.NamedTemporaryFile(dir=_INPUT_DIR, prefix="spendscope-", suffix=".input") as file:
-                file.write(data)
-                file.flush()
-                source = f"file({_literal(file.name)}, {_literal(fmt)}, {_literal(structure)})"
-                self.client.command(head + select.replace("{input}", source))
-
 
 def _literal(value: Any) -> str:
     """A setting value or string as a ClickHouse literal."""
     if isinstance(value, bool | int):
         return str(int(value))
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-# chdb reads the input of `insert_select` from a file: in memory where there is a tmpfs.
-_INPUT_DIR = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 
 
 def open_store(

@@ -1,0 +1,140 @@
+"""The OTLP/HTTP receive path, apart from HTTP: a request's body in, the answer out.
+
+    check the headers (`admit`) -> read the body -> `Receiver.traces` / `Receiver.metrics`:
+        decompress -> decode (parse, refuse what the store cannot hold) -> `acknowledge` -> answer
+
+Status codes (OTLP/HTTP): 200 accepted (with `partial_success` when some spans were refused); 400
+malformed body (protobuf, JSON, gzip, deflate) or a bad Content-Length; 411 no Content-Length; 413
+body over the limit (on its Content-Length before it is read, and again once decompressed); 415 other
+Content-Type or Content-Encoding; 503 with Retry-After when the queue is full, the collector is
+stopping, or too many bytes are being decoded at once (the exporter retries). Error bodies are
+google.rpc.Status in the request's encoding.
+
+`acknowledge` is the one step after which a request is the collector's: before it anything may
+refuse the request, and nothing is kept; after it the answer is 200 and the spans reach the store
+or the spool. A 200 is never sent before it has returned.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from spendscope.collector import _otlp
+from spendscope.collector._metrics import MetricsState
+from spendscope.collector._otlp import BadRequest
+from spendscope.collector._pipeline import Offer, Pipeline
+from spendscope.collector._spans import DecodedSpans, request_spans
+from spendscope.collector._telemetry import Health
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    content_type: str
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    close: bool = False  # close the connection after answering (the body may be unread)
+
+
+def error(status: int, message: str, kind: str = _otlp.JSON, *, close: bool = False, **headers: str) -> Reply:
+    """An OTLP error answer: google.rpc.Status in `kind`."""
+    extra = {name.replace("_", "-"): value for name, value in headers.items()}
+    return Reply(status, kind, _otlp.status_body(status, message, kind), extra, close)
+
+
+class Budget:
+    """Bytes of request bodies being read and decoded at once: beyond it, 503 rather than memory."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._used = 0
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> bool:
+        with self._lock:
+            if self._used and self._used + n > self.limit:
+                return False
+            self._used += n
+            return True
+
+    def give(self, n: int) -> None:
+        with self._lock:
+            self._used -= n
+
+
+@dataclass(frozen=True)
+class Admitted:
+    kind: str  # the body's media type
+    length: int  # its Content-Length
+
+
+class Receiver:
+    def __init__(
+        self, pipeline: Pipeline, metrics: MetricsState, health: Health, max_body_bytes: int
+    ) -> None:
+        self.pipeline = pipeline
+        self.metrics = metrics
+        self.health = health
+        self.max_body_bytes = max_body_bytes
+        self.budget = Budget(max(64 * 1024 * 1024, 3 * max_body_bytes))
+
+    def admit(self, headers: Mapping[str, str]) -> Admitted | Reply:
+        """Check a request's headers before its body is read: what to read, or the answer. An
+        admitted request holds its length of the budget until `release`."""
+        try:
+            kind = _otlp.media_type(headers.get("content-type"))
+        except BadRequest as exc:
+            return error(exc.status, exc.message, close=True)
+        length_text = headers.get("content-length")
+        if length_text is None:
+            return error(411, "Content-Length is required", kind, close=True)
+        if not length_text.strip().isdigit():
+            return error(400, f"bad Content-Length {length_text!r}", kind, close=True)
+        length = int(length_text)
+        if length > self.max_body_bytes:
+            return error(
+                413, f"body of {length} bytes is over the limit of {self.max_body_bytes}", kind, close=True
+            )
+        if not self.budget.take(length):
+            return error(503, "collector busy: retry later", kind, close=True, Retry_After=self._retry())
+        return Admitted(kind, length)
+
+    def release(self, admitted: Admitted) -> None:
+        self.budget.give(admitted.length)
+
+    def traces(self, body: bytes, kind: str, encoding: str | None) -> Reply:
+        try:
+            data = _otlp.decompress(body, encoding, self.max_body_bytes)
+            decoded = request_spans(_otlp.traces_request(data, kind))
+        except BadRequest as exc:
+            return error(exc.status, exc.message, kind)
+        self.health.received.inc(len(decoded.keys) + decoded.rejected)
+        if decoded.rejected:
+            self.health.rejected.labels("invalid").inc(decoded.rejected)
+        offer = self.acknowledge(decoded, len(data))
+        if offer.full:
+            self.health.rejected.labels("queue_full").inc(len(decoded.keys))
+            return error(503, "queue full: retry later", kind, Retry_After=self._retry())
+        return Reply(200, kind, _otlp.traces_response(kind, decoded.rejected, decoded.rejected_reason))
+
+    def acknowledge(self, decoded: DecodedSpans, nbytes: int) -> Offer:
+        """Make the request's spans the collector's: all of them taken into the queue (from there
+        they reach the store, or the spool while it is down), or none (`full`: the answer is 503)."""
+        return self.pipeline.offer(decoded.records, decoded.keys, nbytes)
+
+    def metrics_points(self, body: bytes, kind: str, encoding: str | None) -> Reply:
+        try:
+            data = _otlp.decompress(body, encoding, self.max_body_bytes)
+            request = _otlp.metrics_request(data, kind)
+        except BadRequest as exc:
+            return error(exc.status, exc.message, kind)
+        accepted, rejected, reason = self.metrics.add(request)
+        self.health.received_points.inc(accepted + rejected)
+        if rejected:
+            self.health.rejected_points.inc(rejected)
+        return Reply(200, kind, _otlp.metrics_response(kind, rejected, reason))
+
+    def _retry(self) -> str:
+        return str(self.pipeline.retry_after())
