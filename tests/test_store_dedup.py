@@ -14,6 +14,7 @@ import csv
 import io
 import json
 import time
+import urllib.request
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -30,7 +31,6 @@ from opentelemetry.trace import SpanKind
 
 from spendscope import names as n
 from spendscope.budgets import BudgetEvaluator, parse_budgets
-from spendscope.collector import _api
 from spendscope.pricing import PriceFile, Pricer
 from spendscope.store import SpanRecord, Store
 from spendscope.store import reports as r
@@ -38,7 +38,7 @@ from spendscope.store.prices import reprice
 from spendscope.store.rollups import build_rollups
 from spendscope.usage import TokenUsage
 from tests.grafana_macros import Query, expand
-from tests.store_fixtures import span_record
+from tests.store_fixtures import serve_reports, span_record
 from tests.test_budgets import series
 from tests.test_collector import wait_for
 from tests.test_grafana_clickhouse import COST, panel_sql, variables
@@ -147,9 +147,11 @@ def surfaces(store: Store) -> dict[str, dict[str, tuple[int, Decimal]]]:
             }
     daily = r.daily_series(store, since=SINCE, until=UNTIL).as_dicts()
     out["day"] = {x["day"].isoformat(): (x["calls"], x["cost_usd"]) for x in daily}
-    summary = json.loads(
-        _api.handle("/api/usage/summary", {"since": ["2026-11-01"], "until": ["2026-12-01"]}, store).body
-    )
+    with (
+        serve_reports(store) as url,
+        urllib.request.urlopen(f"{url}/api/usage/summary?since=2026-11-01&until=2026-12-01") as answer,
+    ):
+        summary = json.loads(answer.read())
     out["total"] = {"": (summary["total"]["calls"], D(summary["total"]["cost_usd"]))}
     invoices = {}
     for tenant in TENANTS:
