@@ -100,7 +100,10 @@ def test_cost_by_user_for_the_month(usage: Store) -> None:
         "cached_input_tokens",
         "reasoning_tokens",
         "cost_usd",
+        "priced_calls",
         "unpriced_calls",
+        "unpriced_input_tokens",
+        "unpriced_output_tokens",
         "usage_unavailable_calls",
         "error_calls",
         "cost_mismatch_calls",
@@ -113,8 +116,11 @@ def test_cost_by_user_for_the_month(usage: Store) -> None:
         "output_tokens": 20,
         "cached_input_tokens": 0,
         "reasoning_tokens": 0,
-        "cost_usd": D("0.003"),
+        "cost_usd": D("0.003"),  # the priced calls' part: one call's cost is unknown
+        "priced_calls": 3,
         "unpriced_calls": 1,
+        "unpriced_input_tokens": 100,
+        "unpriced_output_tokens": 20,
         "usage_unavailable_calls": 0,
         "error_calls": 1,
         "cost_mismatch_calls": 0,
@@ -244,7 +250,7 @@ def test_top_users_and_one_users_month_by_model(usage: Store, built: Store, buil
     month = by_key(r.user_month(store, user="u-1", month=date(2026, 11, 17)))
     assert {k: (v["calls"], v["cost_usd"], v["unpriced_calls"]) for k, v in month.items()} == {
         MINI: (4, D("0.003"), 0),
-        "acme-llm-1": (1, D("0"), 1),
+        "acme-llm-1": (1, None, 1),  # unknown, not $0
     }
 
 

@@ -135,10 +135,7 @@ def emit_report(report: Report, output: OutputFormat | None, title: str, *, comp
     if not console.is_terminal:  # a table asked for while piped: do not squeeze it into 80 columns
         console = Console(width=200)
     columns = report.columns
-    cells = [
-        [formatting.table_cell(c, v) for c, v in zip(columns, row, strict=True)]
-        for row in report.rows[:TABLE_ROWS]
-    ]
+    cells = [formatting.table_cells(columns, row) for row in report.rows[:TABLE_ROWS]]
     table_layout.print_table(console, title, columns, cells)  # numbers whole; text and headers fold
     if len(report.rows) > TABLE_ROWS:
         of = f" of {len(report.rows):,}" if complete else ""

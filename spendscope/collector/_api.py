@@ -21,7 +21,6 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -85,21 +84,12 @@ def _csv(report: Report) -> Answer:
     return Answer(200, "text/csv; charset=utf-8", formatting.to_csv(report).encode())
 
 
-def _total(report: Report) -> dict[str, Any]:
-    totals: dict[str, Any] = {}
-    for i, column in enumerate(report.columns):
-        values = [row[i] for row in report.rows]
-        if values and all(isinstance(v, int | Decimal) and not isinstance(v, bool) for v in values):
-            totals[column] = reports.json_value(sum(values))
-    return totals
-
-
 def _summary(store: ReportStore, p: _Params, now: datetime) -> Answer:
     since, until = p.range(now)
     result = reports.report(
         store, by=p.one("by", "model") or "model", since=since, until=until, where=p.where()
     )
-    return _json(result, total=_total(result))
+    return _json(result, total=reports.json_value(result.total()))
 
 
 def _users(store: ReportStore, p: _Params, now: datetime) -> Answer:

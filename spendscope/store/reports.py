@@ -23,6 +23,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, BinaryIO, Protocol
 
+from spendscope.store import money
 from spendscope.store.errors import ReportError
 from spendscope.store.sqlfiles import named_query
 from spendscope.store.times import ch_time
@@ -73,6 +74,11 @@ class Report:
 
     def as_dicts(self) -> list[dict[str, Any]]:
         return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
+
+    def total(self) -> dict[str, Any]:
+        """The numeric columns summed, each cost as the sum of its rows' Costs (None: wholly unknown;
+        see spendscope.store.money); {} without rows."""
+        return money.total(self.columns, self.rows)
 
     def to_json(self) -> dict[str, Any]:
         """{"columns": [...], "rows": [[...]]}: money as exact decimal strings, times in ISO 8601."""
