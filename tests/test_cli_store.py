@@ -111,11 +111,15 @@ def test_export_one_row_per_call_and_invoice_with_margin(month: Store, store_dsn
         "invoice", "--tenant", "acme", "--month", "2026-11", "--by", "attr:job_id", "--store", store_dsn
     )
     assert invoice.exit_code == 0, invoice.output
-    assert invoice.stdout.splitlines() == [
-        "attr:job_id,calls,priced_calls,unpriced_calls,input_tokens,output_tokens,cost_usd,billed_usd",
-        "J-1,2,2,0,7500,0,0.011,0.0132",
-        "J-2,1,1,0,5000,0,0.002,0.0024",
-        ",1,0,1,1000,500,0,0",
+    lines = invoice.stdout.splitlines()
+    assert lines[lines.index("") + 1 :] == [
+        "line,attr:job_id,calls,input_tokens,output_tokens,cost_usd,billed_usd,priced_calls,unpriced_calls,"
+        "unpriced_input_tokens,unpriced_output_tokens,usage_unavailable_calls,error_calls",
+        "item,J-1,2,7500,0,0.011,0.0132,2,0,0,0,0,0",
+        "item,J-2,1,5000,0,0.002,0.0024,1,0,0,0,0,0",
+        "item,,1,1000,500,,,0,1,1000,500,0,0",  # unknown: not billed at $0
+        "unpriced,,1,1000,500,,,0,1,1000,500,0,0",
+        "total,,4,13500,500,0.013,0.0156,3,1,1000,500,0,0",
     ]
 
 

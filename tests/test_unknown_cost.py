@@ -127,8 +127,8 @@ def test_a_total_is_unknown_only_when_every_part_is() -> None:
     assert Cost.zero() + Cost(D("0.25"), 1) == Cost(D("0.25"), 1)
     assert [c.text() for c in (Cost(D("1.5"), 3), partial, partial + unknown, unknown)] == [
         "$1.50000000",
-        "$0.50000000 + 1 call unknown",
-        "$0.50000000 + 2 calls unknown",
+        "$0.50000000 + 1 unknown",
+        "$0.50000000 + 2 unknown",
         "unknown",
     ]
     assert not partial.complete and Cost(D(0)).complete
@@ -191,7 +191,7 @@ def test_cli_report_csv_json_and_table(store_with_calls: Store, store_dsn: str) 
     }
     table = cli("report", "--by", "user", *WINDOW, "--format", "table", "--store", store_dsn).stdout
     lines = {line.split("│")[1].strip(): line for line in table.splitlines() if line.startswith("│ u-")}
-    assert "$0.00100000 + 1 call unknown" in lines["u-1"]
+    assert "$0.00100000 + 1 unknown" in lines["u-1"]
     assert "$0.00000000" in lines["u-4"]
     assert "unknown" in lines["u-2"] and "$" not in lines["u-2"]
     assert "unknown" in lines["u-3"] and "$" not in lines["u-3"]
@@ -280,3 +280,43 @@ def test_the_collectors_api_answers_null_and_the_counts(running: Collector) -> N
     assert (daily["2026-11-04"]["cost_usd"], daily["2026-11-03"]["cost_usd"]) == (None, "0.001")
     month = json_rows(get(running, "/api/usage/users/u-2?month=2026-11"), "model")
     assert (month[UNPRICED]["cost_usd"], month[UNPRICED]["unpriced_output_tokens"]) == (None, 100)
+
+
+# --- the demo's tables --------------------------------------------------------------------------------------
+def test_the_demos_tables_show_unknown_and_partial_costs_billed_too(store: Store) -> None:
+    from rich.console import Console
+
+    from spendscope.demo.report import render, to_json
+    from spendscope.demo.runner import DemoResult, _tenants_with_margin
+    from spendscope.demo.workload import Outcome
+    from spendscope.store.billing import set_margin
+
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    store.insert_spans(
+        [
+            llm_record(now, tenant="acme", model=MINI, input_tokens=2500, output_tokens=0, cost="0.001"),
+            llm_record(now, tenant="acme", model=UNPRICED, input_tokens=10, output_tokens=5, cost=None),
+            llm_record(now, tenant="school", user="s-1", model=UNPRICED, cost=None),
+        ]
+    )
+    set_margin(store, "acme", D(25), effective_from=now.date().replace(day=1))
+    since, until = now - timedelta(days=1), now + timedelta(hours=1)
+    by = {
+        k: reports.report(store, by=k, since=since, until=until)
+        for k in ("tenant", "endpoint", "user", "model")
+    }
+    by["job"] = reports.report(store, by="attr:job_id", since=since, until=until)
+    tenants = _tenants_with_margin(store, by["tenant"], now)
+    total = sum((Cost.of(r) for r in by["tenant"].as_dicts()), Cost.zero())
+    result = DemoResult(Outcome(calls=3), None, "http://127.0.0.1:4318", by, tenants, total, 0.001, 3)
+    console = Console(record=True, width=100)
+    render(result, console)
+    text = console.export_text()
+    rows = {line.split("│")[1].strip(): line for line in text.splitlines() if line.startswith("│")}
+    # provider cost, then billed (+25%): the priced part and the unknown call, in both columns
+    assert "$0.001000 + 1 unknown" in rows["acme"] and "$0.001250 + 1 unknown" in rows["acme"]
+    assert rows["school"].count("unknown") == 2 and "$" not in rows["school"]
+    assert "calls costing $0.001000 + 2 unknown" in text and "$X + N unknown" in text
+    as_json = {t["tenant"]: t for t in to_json(result)["tenants"]}
+    assert (as_json["school"]["cost_usd"], as_json["school"]["billed_usd"]) == (None, None)
+    assert (as_json["acme"]["billed_usd"], as_json["acme"]["unpriced_calls"]) == ("0.00125", 1)

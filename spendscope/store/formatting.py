@@ -60,7 +60,7 @@ def numeric(column: str) -> bool:
 
 def table_cells(columns: list[str], row: list[Any]) -> list[str]:
     """A row for people: each cell as table_cell shows it, and each cost with its counts (see
-    spendscope.store.money: `unknown`, or `$0.01000000 + 2 calls unknown` for a partial sum)."""
+    spendscope.store.money: `unknown`, or `$0.01000000 + 2 unknown` for a partial sum)."""
     if not has_costs(columns):
         return [table_cell(c, v) for c, v in zip(columns, row, strict=True)]
     named = dict(zip(columns, row, strict=True))

@@ -14,9 +14,9 @@ it once per group, in SQL, and every group carries beside its cost:
   (`unpriced_calls + usage_unavailable_calls == 0`); else its dollar figure is the priced part only.
 
 `Cost` is that group's figure with its counts, as every renderer shows it: JSON null and the count
-columns; CSV an empty cell and the count columns; a table `unknown`, or `$1.23000000 + 3 calls
-unknown` for a partial sum. Billed cost follows: billed of an unknown cost is unknown, billed of a
-partial one is the billed priced part, marked the same way.
+columns; CSV an empty cell and the count columns; a table `unknown`, or `$1.23000000 + 3 unknown`
+for a partial sum (with PARTIAL_NOTE under the table). Billed cost follows: billed of an unknown
+cost is unknown, billed of a partial one is the billed priced part, marked the same way.
 """
 
 from __future__ import annotations
@@ -37,6 +37,11 @@ COUNTS = (
 # Columns holding a group's cost, priced part only; a row that has them carries COUNTS too.
 COST_COLUMNS = ("cost_usd", "billed_usd")
 UNKNOWN = "unknown"
+# Printed under a table that shows a partial sum.
+PARTIAL_NOTE = (
+    "$X + N unknown: the priced calls cost $X; N more calls have an unknown cost (no price, or "
+    "answered without usage) and are not in it."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,14 +97,14 @@ class Cost:
         return Cost(usd, priced, *counts)
 
     def text(self, places: int = 8) -> str:
-        """For people: `$0.01000000`, `unknown`, or `$0.01000000 + 2 calls unknown` (a partial sum)."""
+        """For people: `$0.01000000`, `unknown`, or `$0.01000000 + 2 unknown` (a partial sum: the priced
+        part, and how many calls of unknown cost it leaves out; see PARTIAL_NOTE)."""
         if self.usd is None:
             return UNKNOWN
         amount = f"${self.usd:,.{places}f}"
         if self.complete:
             return amount
-        calls = self.unknown_calls
-        return f"{amount} + {calls:,} call{'s' if calls != 1 else ''} {UNKNOWN}"
+        return f"{amount} + {self.unknown_calls:,} {UNKNOWN}"
 
     def counts(self) -> dict[str, int]:
         return {c: getattr(self, c) for c in COUNTS}
@@ -108,6 +113,15 @@ class Cost:
 def has_costs(columns: Sequence[str]) -> bool:
     """Whether rows with these columns carry costs with their counts (see COUNTS)."""
     return any(c in columns for c in COST_COLUMNS) and all(c in columns for c in COUNTS)
+
+
+def any_partial(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> bool:
+    """Whether a row's cost is a partial sum: a dollar figure with calls of unknown cost beside it."""
+    if not has_costs(columns):
+        return False
+    column = next(c for c in COST_COLUMNS if c in columns)
+    costs = (Cost.of(dict(zip(columns, row, strict=True)), column) for row in rows)
+    return any(cost.usd is not None and not cost.complete for cost in costs)
 
 
 def total(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> dict[str, Any]:

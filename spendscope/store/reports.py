@@ -211,7 +211,8 @@ def top_users_query(
     return Query("top_users", {**_range(since, until), **_where(filters), "limit": limit})
 
 
-def _month_range(month: date) -> tuple[datetime, datetime]:
+def month_range(month: date) -> tuple[datetime, datetime]:
+    """The calendar month (UTC) of `month`: its first instant and the next month's."""
     first = month.replace(day=1)
     following = date(first.year + first.month // 12, first.month % 12 + 1, 1)
     return datetime.combine(first, datetime.min.time(), UTC), datetime.combine(
@@ -227,7 +228,7 @@ def invoice_query(
     tenant: str, month: date, *, by: str = "model", default_margin: Decimal = Decimal(0)
 ) -> Query:
     by = check_dimension(by, (*INVOICE_DIMENSIONS, "operation"))
-    since, until = _month_range(month)
+    since, until = month_range(month)
     margin = str(default_margin)
     if by in INVOICE_DIMENSIONS:
         days = {"since_day": since.date().isoformat(), "until_day": until.date().isoformat()}
