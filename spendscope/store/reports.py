@@ -81,7 +81,8 @@ class Report:
         return money.total(self.columns, self.rows)
 
     def to_json(self) -> dict[str, Any]:
-        """{"columns": [...], "rows": [[...]]}: money as exact decimal strings, times in ISO 8601."""
+        """{"columns": [...], "rows": [[...]]}: money as exact decimal strings (null: unknown, see
+        spendscope.store.money), times in ISO 8601."""
         return {"columns": list(self.columns), "rows": [[json_value(v) for v in row] for row in self.rows]}
 
     @classmethod
