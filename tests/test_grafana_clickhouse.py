@@ -425,6 +425,34 @@ def test_coverage_is_what_the_reconciler_stored(run: Run) -> None:
     assert "costs" in failed["error"]
 
 
+def test_a_run_that_compared_no_dollars_shows_none(store: Store) -> None:
+    """A reconciliation without the Costs API (--no-costs) tracked tokens only: its dollar panels
+    have no value, not a tracked $0 beside nothing reported."""
+    from spendscope.fake_openai.admin import FakeAdminAPI
+    from tests.reconcile_helpers import DAY, NOW, call, reconcile, track, use
+
+    with FakeAdminAPI(now=NOW) as admin:
+        admin.add_project("proj_a")
+        admin.add_key("proj_a", "key_a", "sk-proj-...9f2c")
+        track(store, call())
+        use(admin, requests=1, input_tokens=100, output_tokens=20)
+        result = reconcile(store, admin, costs=False)
+    assert result.totals.reported_usd is None
+    query = Query(DAY, DAY + timedelta(days=1), variables(RECONCILIATION), interval=timedelta(hours=1))
+
+    def rows(title: str) -> list[dict[str, Any]]:
+        answer = store.query(expand(panel_sql(RECONCILIATION, title), query))
+        return [dict(zip(answer.columns, row, strict=True)) for row in answer.rows]
+
+    assert rows("Dollars (latest run)") == [{"tracked": None, "reported": None, "residual": None}]
+    (complete,) = rows("Complete runs")
+    assert (complete["tracked_usd"], complete["reported_usd"], complete["tracked_tokens"]) == (
+        None,
+        None,
+        120,
+    )
+
+
 def normalized_model_cost(run: Run) -> dict[tuple[str, str], Decimal]:
     out: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     for (project, model), cost in stored_cost(run, "openai_project, model", "cost_usd IS NOT NULL").items():
