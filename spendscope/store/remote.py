@@ -10,7 +10,8 @@ the collector requires one, the CLI sends `SPENDSCOPE_COLLECTOR_TOKEN`.
 
 and serves `GET {url}/api/usage/report?by=..&since=..&until=..&where=k=v&where=..&format=json` by
 calling `ReportRequest.from_query(...)` and `.run(store)`, answering `Report.to_json()`:
-{"columns": [...], "rows": [[...]]} (money as decimal strings, times ISO 8601), and
+{"columns": [...], "rows": [[...]]} (money as decimal strings, null for an unknown cost with the
+counts beside it: see spendscope/store/money.py; times ISO 8601), and
 `GET {url}/api/usage/export.csv?since=..&until=..&where=k=v` with the CSV `spendscope export` writes.
 Errors are answered with a 4xx/5xx status and {"error": "one line"}.
 """
