@@ -31,8 +31,11 @@ def test_exported_names() -> None:
         "user",
         "endpoint",
         "tenant",
+        "quantities",
         "extra",
     ]
+    quantities = inspect.signature(spendscope.attributes).parameters["quantities"]
+    assert quantities.kind is inspect.Parameter.KEYWORD_ONLY and quantities.default is None
     assert list(inspect.signature(spendscope.configure).parameters) == [
         "service_name",
         "otlp_endpoint",

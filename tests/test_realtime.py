@@ -144,3 +144,27 @@ def test_uninstrumented_realtime_records_nothing(
         connection.response.create()
         assert _until_done(connection)[-1] == "response.done"
     assert capture.spans() == []
+
+
+def test_realtime_records_add_up_to_the_session_time(
+    capture: Capture, server: FakeOpenAI, client: openai.OpenAI
+) -> None:
+    """Interview minutes need no app code: each record carries the session's seconds since the
+    previous one, so a session's records add up to its time from open to its last record."""
+    import time
+
+    before = time.time_ns()
+    with client.realtime.connect(model="gpt-realtime") as connection:
+        time.sleep(0.3)
+        connection.response.create()
+        _until_done(connection)
+        time.sleep(0.2)
+        connection.response.create()
+        while connection.recv().type != "response.created":
+            pass  # the second response is pending at close
+    after = time.time_ns()
+    key = n.QUANTITY_PREFIX + n.QUANTITY_REALTIME_SECONDS
+    seconds = [float(dict(span.attributes or {})[key]) for span in capture.spans()]
+    assert len(seconds) == 2
+    assert seconds[0] >= 0.3 and seconds[1] >= 0.2
+    assert sum(seconds) <= (after - before) / 1e9

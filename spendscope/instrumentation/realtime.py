@@ -1,5 +1,10 @@
 """Realtime sessions (`client.realtime.connect`): one usage record per `response.done`.
 
+Every record of a session carries the quantity `realtime_seconds`: the session's time since its
+previous record (its first: since the connection opened), so a session's records add up to its
+duration up to its last response (a response still pending at close takes the time up to the close),
+with no code in the app.
+
 The realtime response carries no model. Every response, answered or still pending at close, has the
 model passed to `connect` as its request model and the session's (from `session.created` /
 `session.updated`, else the one passed to `connect`) as its response model. Every received message
@@ -44,6 +49,18 @@ class RealtimeSession:
         self.attribution = attribution
         self._started: dict[str, int] = {}  # response id -> response.created time
         self._lock = threading.Lock()
+        self._mark_ns = time.time_ns()  # the session's time up to here is on its records
+
+    def opened(self) -> None:
+        """The connection is open: the session's time starts now."""
+        with self._lock:
+            self._mark_ns = time.time_ns()
+
+    def _seconds_since_mark(self) -> float:
+        now = time.time_ns()
+        with self._lock:
+            elapsed, self._mark_ns = max(now - self._mark_ns, 0), now
+        return elapsed / 1e9
 
     def on_message(self, message: bytes | str) -> None:
         raw = message.encode() if isinstance(message, str) else message
@@ -88,6 +105,7 @@ class RealtimeSession:
         )
         call.response_model = self.model
         call.response_id = response_id
+        call.span.set_attribute(n.QUANTITY_PREFIX + n.QUANTITY_REALTIME_SECONDS, self._seconds_since_mark())
         return call
 
     def _response_done(self, response: dict[str, Any]) -> None:
@@ -156,6 +174,7 @@ def wrap_enter(original: Callable[..., Any]) -> Any:
         connection = original(self)
         if (session := _session(self)) is not None:
             setattr(connection, _SESSION_ATTR, session)
+            session.opened()
         return connection
 
     return enter
@@ -167,6 +186,7 @@ def wrap_async_enter(original: Callable[..., Any]) -> Any:
         connection = await original(self)
         if (session := _session(self)) is not None:
             setattr(connection, _SESSION_ATTR, session)
+            session.opened()
         return connection
 
     return enter

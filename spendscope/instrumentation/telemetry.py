@@ -288,6 +288,8 @@ class LLMCall:
             attributes[n.TENANT] = attribution.tenant
         for key, value in attribution.extra.items():
             attributes[n.EXTRA_PREFIX + key] = value
+        for key, quantity in attribution.quantities.items():
+            attributes[n.QUANTITY_PREFIX + key] = quantity
         self.span = telemetry.tracer.start_span(
             f"{operation} {request_model}",
             kind=SpanKind.CLIENT,
