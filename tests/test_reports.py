@@ -396,7 +396,12 @@ def test_the_grain_and_query_follow_the_question() -> None:
         "where_keys": [],
         "where_values": [],
     }
-    assert r.user_month_query("u-1", date(2026, 11, 17)).params == {"user": "u-1", "month": "2026-11-01"}
+    assert r.user_month_query("u-1", date(2026, 11, 17)).params == {
+        "user": "u-1",
+        "month": "2026-11-01",
+        "where_keys": [],
+        "where_values": [],
+    }
     assert r.invoice_query("acme", date(2026, 11, 1)).name == "tenant_invoice"
     assert (
         r.invoice_query("acme", date(2026, 11, 1), by="attr:job_id").params["until"]

@@ -1,4 +1,6 @@
 -- What one user cost in one calendar month (UTC), by model, from the `usage` view per day and user.
+--   where_keys    more dimensions to filter on (tenant, endpoint, model, service, operation),
+--   where_values  their values (same order)
 SELECT
     model,
     sum(calls) AS calls,
@@ -20,5 +22,18 @@ FROM usage(
     until = toDateTime64(addMonths({month:Date}, 1), 9, 'UTC')
 )
 WHERE user_id = {user:String}
+    AND arrayAll(
+        (k, v) -> multiIf(
+            k = 'user', user_id = v,
+            k = 'endpoint', endpoint = v,
+            k = 'tenant', tenant = v,
+            k = 'model', model = v,
+            k = 'service', service = v,
+            k = 'operation', operation = v,
+            false
+        ),
+        {where_keys:Array(String)},
+        {where_values:Array(String)}
+    )
 GROUP BY model
 ORDER BY cost_usd DESC, model

@@ -1,0 +1,45 @@
+-- One page of the users of [since, until), with filters, sorted on the server, from the `usage` view per
+-- day and user; `total_users` is how many users the filters leave (every row carries it).
+--   where_keys    dimensions to filter on (user, endpoint, tenant, model, service, operation),
+--   where_values  their values (same order)
+--   search        a part of the user id (any case; '' for every user)
+--   sort          the column to sort on: user | calls | input_tokens | output_tokens | cost_usd
+--                 | unpriced_calls | error_calls; descending: whether from the largest. An unknown cost
+--                 sorts last either way, never as $0.
+--   limit, offset the page
+SELECT
+    user_id AS user,
+    arraySort(groupUniqArray(tenant)) AS tenants,
+    sum(calls) AS calls,
+    sum(input_tokens) AS input_tokens,
+    sum(output_tokens) AS output_tokens,
+    -- unknown, never $0: NULL when no call is priced and one has no known cost (spendscope/store/money.py)
+    if(priced_calls = 0 AND unpriced_calls + usage_unavailable_calls > 0, NULL, sum(cost_usd)) AS cost_usd,
+    sum(priced_calls) AS priced_calls,
+    sum(unpriced_calls) AS unpriced_calls,
+    sum(unpriced_input_tokens) AS unpriced_input_tokens,
+    sum(unpriced_output_tokens) AS unpriced_output_tokens,
+    sum(usage_unavailable_calls) AS usage_unavailable_calls,
+    sum(error_calls) AS error_calls,
+    count() OVER () AS total_users
+FROM usage(grain = 'user_day', since = {since:DateTime64(9, 'UTC')}, until = {until:DateTime64(9, 'UTC')})
+WHERE arrayAll(
+        (k, v) -> multiIf(
+            k = 'user', user_id = v,
+            k = 'endpoint', endpoint = v,
+            k = 'tenant', tenant = v,
+            k = 'model', model = v,
+            k = 'service', service = v,
+            k = 'operation', operation = v,
+            false
+        ),
+        {where_keys:Array(String)},
+        {where_values:Array(String)}
+    )
+    AND ({search:String} = '' OR positionCaseInsensitive(user_id, {search:String}) > 0)
+GROUP BY user
+ORDER BY
+    if({descending:Bool}, {sort:Identifier}, NULL) DESC NULLS LAST,
+    if({descending:Bool}, NULL, {sort:Identifier}) ASC NULLS LAST,
+    user
+LIMIT {limit:UInt32} OFFSET {offset:UInt64}

@@ -1,0 +1,240 @@
+"""The reports behind the portal's pages and the API that matches them (pure query builders, thin
+runners): totals with billed cost and active users, breakdowns by two dimensions, a sorted page of
+users, billed cost and quantities by any dimension, and the per-job table with a column per endpoint.
+
+    stats(store, since=..., until=..., where={"tenant": "acme"})          # one row
+    pairs(store, by="endpoint", by2="model", since=..., until=...)         # endpoint x model
+    users_page(store, since=..., until=..., sort="cost_usd", limit=50)     # with total_users
+    billing(store, by="attr:job_id", by2="endpoint", since=..., until=...)
+    pivot(billing_report, value="billed_usd")                              # one row per job
+
+Quantities (`spendscope.attributes(quantities=...)`, and `realtime_seconds` on Realtime calls) come
+as a `quantities` column of {name: sum}. Costs follow spendscope/store/money.py: None when unknown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from spendscope.store import money
+from spendscope.store.errors import ReportError
+from spendscope.store.reports import (
+    ATTR,
+    ROLLUP_DIMENSIONS,
+    Query,
+    QueryRunner,
+    Report,
+    _column,
+    _grain,
+    _range,
+    _rollup_where,
+    _where,
+    check_dimension,
+    run,
+)
+
+USER_SORTS = ("user", "calls", "input_tokens", "output_tokens", "cost_usd", "unpriced_calls", "error_calls")
+MAX_PAGE = 1000
+
+
+def _money(margin: Decimal) -> str:
+    return str(margin)
+
+
+# --- queries (pure) ----------------------------------------------------------------------------------
+def stats_query(
+    since: datetime, until: datetime, *, where: Mapping[str, str] | None = None, default_margin: Decimal = Decimal(0)
+) -> Query:
+    filters = _rollup_where(where or {}, "totals")
+    return Query(
+        "usage_stats", {**_range(since, until), **_where(filters), "default_margin_percent": _money(default_margin)}
+    )
+
+
+def pairs_query(
+    by: str, by2: str, since: datetime, until: datetime, *, where: Mapping[str, str] | None = None
+) -> Query:
+    first = check_dimension(by, ROLLUP_DIMENSIONS, option="by")
+    second = check_dimension(by2, ROLLUP_DIMENSIONS, option="by2")
+    if first.startswith(ATTR) or second.startswith(ATTR):
+        raise ReportError(f"a breakdown by two dimensions takes {', '.join(ROLLUP_DIMENSIONS)}")
+    if first == second:
+        raise ReportError("a breakdown by two dimensions needs two different ones")
+    filters = _rollup_where(where or {}, "a breakdown")
+    params = {"grain": _grain(first, second, *filters), "column": _column(first), "column2": _column(second)}
+    return Query("usage_pairs", {**params, **_range(since, until), **_where(filters)})
+
+
+def users_page_query(
+    since: datetime,
+    until: datetime,
+    *,
+    where: Mapping[str, str] | None = None,
+    search: str = "",
+    sort: str = "cost_usd",
+    descending: bool = True,
+    limit: int = 50,
+    offset: int = 0,
+) -> Query:
+    if sort not in USER_SORTS:
+        raise ReportError(f"unknown sort {sort!r}: choose {', '.join(USER_SORTS)}")
+    if not 1 <= limit <= MAX_PAGE:
+        raise ReportError(f"limit must be from 1 to {MAX_PAGE}")
+    if offset < 0:
+        raise ReportError("offset must not be negative")
+    filters = _rollup_where(where or {}, "the users")
+    params = {"search": search, "sort": sort, "descending": descending, "limit": limit, "offset": offset}
+    return Query("users_page", {**_range(since, until), **_where(filters), **params})
+
+
+def billing_query(
+    by: str,
+    since: datetime,
+    until: datetime,
+    *,
+    by2: str = "",
+    where: Mapping[str, str] | None = None,
+    default_margin: Decimal = Decimal(0),
+    with_users: bool = False,
+) -> Query:
+    """Billed cost by one or two dimensions: from the rollups for one rollup dimension and rollup
+    filters (per day and user `with_users`, for its active users), else from llm_usage (attr:KEY, or
+    two dimensions)."""
+    first = check_dimension(by, ROLLUP_DIMENSIONS, option="by")
+    second = check_dimension(by2, ROLLUP_DIMENSIONS, option="by2") if by2 else ""
+    filters = {check_dimension(k, ROLLUP_DIMENSIONS, option="where key"): v for k, v in (where or {}).items()}
+    margin = {"default_margin_percent": _money(default_margin)}
+    rollup = not second and first in ROLLUP_DIMENSIONS and all(k in ROLLUP_DIMENSIONS for k in filters)
+    if rollup:
+        grain = _grain("user" if with_users else first, *filters)
+        params = {"grain": grain, "column": _column(first)}
+        return Query("billing_by", {**params, **_range(since, until), **_where(filters), **margin})
+    return Query("billing_pairs", {"by": first, "by2": second, **_range(since, until), **_where(filters), **margin})
+
+
+# --- runners -----------------------------------------------------------------------------------------
+def stats(
+    store: QueryRunner,
+    *,
+    since: datetime,
+    until: datetime,
+    where: Mapping[str, str] | None = None,
+    default_margin: Decimal = Decimal(0),
+) -> dict[str, Any]:
+    """Totals of the window: one dict (calls, tokens, cost_usd, billed_usd, counts, active_users,
+    quantities)."""
+    result = run(store, stats_query(since, until, where=where, default_margin=default_margin))
+    return result.as_dicts()[0]
+
+
+def pairs(
+    store: QueryRunner,
+    *,
+    by: str,
+    by2: str,
+    since: datetime,
+    until: datetime,
+    where: Mapping[str, str] | None = None,
+) -> Report:
+    result = run(store, pairs_query(by, by2, since, until, where=where))
+    return Report([by, by2, *result.columns[2:]], result.rows)
+
+
+def users_page(
+    store: QueryRunner,
+    *,
+    since: datetime,
+    until: datetime,
+    where: Mapping[str, str] | None = None,
+    search: str = "",
+    sort: str = "cost_usd",
+    descending: bool = True,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[Report, int]:
+    """One page of users and how many users the filters leave in all."""
+    query = users_page_query(
+        since, until, where=where, search=search, sort=sort, descending=descending, limit=limit, offset=offset
+    )
+    result = run(store, query)
+    total = int(result.rows[0][-1]) if result.rows else 0
+    if not result.rows and offset:
+        # past the last page: the count still says how many there are
+        first = users_page_query(since, until, where=where, search=search, limit=1)
+        rows = run(store, first).rows
+        total = int(rows[0][-1]) if rows else 0
+    return Report(result.columns[:-1], [row[:-1] for row in result.rows]), total
+
+
+def billing(
+    store: QueryRunner,
+    *,
+    by: str,
+    since: datetime,
+    until: datetime,
+    by2: str = "",
+    where: Mapping[str, str] | None = None,
+    default_margin: Decimal = Decimal(0),
+    with_users: bool = False,
+) -> Report:
+    """Calls, tokens, provider and billed cost, counts and quantities by `by` (and `by2`);
+    `with_users`: and active users (one rollup dimension only)."""
+    query = billing_query(
+        by, since, until, by2=by2, where=where, default_margin=default_margin, with_users=with_users
+    )
+    result = run(store, query)
+    if query.name == "billing_by":
+        keep = [i for i, c in enumerate(result.columns) if with_users or c != "active_users"]
+        columns = [by, *(result.columns[i] for i in keep[1:])]
+        return Report(columns, [[row[i] for i in keep] for row in result.rows])
+    if by2:
+        return Report([by, by2, *result.columns[2:]], result.rows)
+    return Report([by, *result.columns[2:]], [[row[0], *row[2:]] for row in result.rows])
+
+
+# --- shaping (pure) ----------------------------------------------------------------------------------
+def quantity_names(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Every quantity name in the rows' `quantities`, sorted."""
+    return sorted({name for row in rows for name in (row.get("quantities") or {})})
+
+
+def flatten_quantities(report: Report) -> Report:
+    """`quantities` as one column per name (`quantity:NAME`, 0 where a row has none): for CSV."""
+    if "quantities" not in report.columns:
+        return report
+    rows = report.as_dicts()
+    names = quantity_names(rows)
+    columns = [c for c in report.columns if c != "quantities"]
+    out = [[row[c] for c in columns] + [_number((row["quantities"] or {}).get(n, 0)) for n in names] for row in rows]
+    return Report(columns + [f"quantity:{n}" for n in names], out)
+
+
+def _number(value: float) -> int | Decimal:
+    """A quantity as sent back: whole numbers as ints, others as exact decimals of their double."""
+    return int(value) if float(value).is_integer() else Decimal(repr(float(value)))
+
+
+def pivot(report: Report, *, value: str = "billed_usd") -> tuple[list[str], list[dict[str, Any]]]:
+    """A report by (key, key2) as one row per key with a Cost per key2 and the total: the per-job table
+    with a column per endpoint. Returns the key2 values (the columns, by total cost) and the rows
+    ({"key", "cells": {key2: Cost}, "total": Cost, "calls", "quantities"}), by total cost."""
+    key, key2 = report.columns[0], report.columns[1]
+    rows: dict[str, dict[str, Any]] = {}
+    column_totals: dict[str, money.Cost] = {}
+    for row in report.as_dicts():
+        cost = money.Cost.of(row, value)
+        entry = rows.setdefault(
+            row[key], {"key": row[key], "cells": {}, "total": money.Cost.zero(), "calls": 0, "quantities": {}}
+        )
+        entry["cells"][row[key2]] = cost
+        entry["total"] = entry["total"] + cost
+        entry["calls"] += row["calls"]
+        for name, amount in (row.get("quantities") or {}).items():
+            entry["quantities"][name] = entry["quantities"].get(name, 0) + amount
+        column_totals[row[key2]] = column_totals.get(row[key2], money.Cost.zero()) + cost
+    columns = sorted(column_totals, key=lambda c: (-(column_totals[c].usd or 0), c))
+    ordered = sorted(rows.values(), key=lambda r: (-(r["total"].usd or 0), r["key"]))
+    return columns, ordered
