@@ -3,10 +3,14 @@ opened by one process only, so the CLI asks the collector that has it open). Des
 /openapi.json, and as a page at /docs.
 
     GET /api/usage/summary?since=30d&until=now&by=model&where=tenant=acme   cost by one dimension + total
+    GET /api/usage/stats?since=..&where=..                                totals: today, this month, window
     GET /api/usage/users/{user}?month=2026-11                             one user's month, by model
-    GET /api/usage/users?since=..&limit=10                                the users who cost most
+    GET /api/usage/users?since=..&limit=10&sort=cost_usd&order=desc&offset=0&search=..   a page of users
     GET /api/usage/endpoints?since=..&where=..                            cost by endpoint
+    GET /api/usage/breakdown?by=endpoint&by2=model&since=..               cost by two dimensions at once
+    GET /api/usage/billing?by=attr:job_id&by2=endpoint&since=..           billed cost and quantities
     GET /api/usage/daily?since=..&by=tenant&where=..                      cost per UTC day
+    GET /api/usage/monthly?since=..&by=tenant&where=..                    cost per calendar month (UTC)
     GET /api/usage/export.csv?since=..&where=..                           one row per call
     GET /api/usage/report?by=user&since=..&until=..&where=k=v&format=json|csv
 
@@ -16,7 +20,8 @@ Every value is a bound query parameter in the store. A bad or unknown parameter 
 that cannot answer a 503, both with {"error": "one line"}.
 
 The routes take their store from `app.state.reports`, a `ReportSource`: the collector's lends its
-store handle under its lock; tests lend a store.
+store handle under its lock; tests lend a store. They read it through `_access.report_source`, which
+scopes it to the tenant of a tenant token (a 403 for what a tenant may not read).
 """
 
 from __future__ import annotations
@@ -35,10 +40,11 @@ from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel
 from starlette.background import BackgroundTask
 
-from spendscope.store import formatting, reports
+from spendscope.store import breakdowns, formatting, reports
 from spendscope.store.billing import default_margin
 from spendscope.store.errors import ReportError, StoreError
 from spendscope.store.reports import Report, ReportStore
+from spendscope.store.scope import OutsideScope
 from spendscope.store.times import parse_month, parse_range
 
 PREFIX = "/api/usage"
@@ -66,6 +72,20 @@ class UserMonthJson(ReportJson):
     month: str
 
 
+class UsersJson(ReportJson):
+    total: int
+
+
+class StatsJson(BaseModel):
+    """Totals of three windows: the UTC day so far, the calendar month so far, and [since, until)."""
+
+    today: dict[str, Any]
+    month: dict[str, Any]
+    window: dict[str, Any]
+    since: str
+    until: str
+
+
 class ErrorJson(BaseModel):
     error: str
 
@@ -82,6 +102,8 @@ By = Annotated[str | None, Query(description="the dimension to group by: user, t
 _CSV = {"content": {"text/csv": {}}, "description": "CSV, the header first"}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorJson, "description": "a bad or unknown parameter"},
+    401: {"model": ErrorJson, "description": "a token is required (Authorization: Bearer ...)"},
+    403: {"model": ErrorJson, "description": "not open to this token (a tenant token reads its tenant only)"},
     503: {"model": ErrorJson, "description": "the store is unavailable (see Retry-After)"},
 }
 
@@ -102,13 +124,16 @@ def _run(
     request: Request, allowed: tuple[str, ...], answer: Callable[[ReportStore, datetime], Response]
 ) -> Response:
     """Check the parameters, lend the store to `answer`; errors as {"error": ...}."""
+    from spendscope.collector._access import report_source
+
     try:
         _only(request, allowed)
-        source: ReportSource = request.app.state.reports
-        with source() as store:
+        with report_source(request)() as store:
             return answer(store, datetime.now(UTC))
     except ReportError as exc:
         return error_response(400, str(exc))
+    except OutsideScope as exc:
+        return error_response(403, str(exc))
     except (StoreUnavailable, StoreError) as exc:
         return error_response(503, f"store unavailable: {exc}", {"Retry-After": "5"})
 
@@ -142,22 +167,42 @@ def summary(
     return _run(request, ("since", "until", "by", "where"), answer)
 
 
-@router.get("/users", response_model=None, responses={200: {"model": ReportJson}})
+@router.get("/users", response_model=None, responses={200: {"model": UsersJson}})
 def users(
     request: Request,
     since: Since = DEFAULT_SINCE,
     until: Until = None,
-    limit: Annotated[int, Query(ge=1, le=10_000, description="how many users")] = 10,
+    limit: Annotated[int, Query(ge=1, le=breakdowns.MAX_PAGE, description="users per page")] = 10,
+    offset: Annotated[int, Query(ge=0, description="users to skip (the page's start)")] = 0,
+    sort: Annotated[
+        Literal["user", "calls", "input_tokens", "output_tokens", "cost_usd", "unpriced_calls", "error_calls"],
+        Query(description="the column to sort on (an unknown cost sorts last either way)"),
+    ] = "cost_usd",
+    order: Annotated[Literal["asc", "desc"], Query(description="ascending or descending")] = "desc",
+    search: Annotated[str, Query(description="a part of the user id (any case)")] = "",
     where: Where = None,
 ) -> Response:
-    """The users who cost most."""
+    """A page of users (the ones who cost most by default), sorted and filtered on the server, with
+    their tenants; `total` is how many users the filters leave."""
 
     def answer(store: ReportStore, now: datetime) -> Response:
         start, end = _range(since, until, now)
         filters = reports.parse_where(where or [])
-        return _json(reports.top_users(store, since=start, until=end, limit=limit, where=filters))
+        page, total = breakdowns.users_page(
+            store,
+            since=start,
+            until=end,
+            where=filters,
+            search=search,
+            sort=sort,
+            descending=order == "desc",
+            limit=limit,
+            offset=offset,
+        )
+        return _json(page, total=total)
 
-    return _run(request, ("since", "until", "limit", "where"), answer)
+    allowed = ("since", "until", "limit", "offset", "sort", "order", "search", "where")
+    return _run(request, allowed, answer)
 
 
 @router.get("/users/{user:path}", response_model=None, responses={200: {"model": UserMonthJson}})
@@ -202,6 +247,100 @@ def daily(
         return _json(reports.daily_series(store, since=start, until=end, by=by, where=filters))
 
     return _run(request, ("since", "until", "by", "where"), answer)
+
+
+@router.get("/monthly", response_model=None, responses={200: {"model": ReportJson}})
+def monthly(
+    request: Request, since: Since = "365d", until: Until = None, by: By = None, where: Where = None
+) -> Response:
+    """Cost per calendar month (UTC; the first and last may be partial), optionally by one dimension."""
+
+    def answer(store: ReportStore, now: datetime) -> Response:
+        start, end = _range(since, until, now)
+        filters = reports.parse_where(where or [])
+        return _json(reports.monthly_series(store, since=start, until=end, by=by, where=filters))
+
+    return _run(request, ("since", "until", "by", "where"), answer)
+
+
+@router.get("/stats", response_model=None, responses={200: {"model": StatsJson}})
+def stats(request: Request, since: Since = DEFAULT_SINCE, until: Until = None, where: Where = None) -> Response:
+    """Calls, tokens, provider cost, billed cost (with each tenant's margin), active users and
+    quantities, for the UTC day so far, the calendar month so far and the window [since, until)."""
+
+    def answer(store: ReportStore, now: datetime) -> Response:
+        start, end = _range(since, until, now)
+        body = {
+            **windows(store, now, start, end, reports.parse_where(where or [])),
+            "since": start.isoformat(),
+            "until": end.isoformat(),
+        }
+        return Response(json.dumps(reports.json_value(body), separators=(",", ":")), media_type="application/json")
+
+    return _run(request, ("since", "until", "where"), answer)
+
+
+def windows(
+    store: ReportStore, now: datetime, since: datetime, until: datetime, where: dict[str, str]
+) -> dict[str, dict[str, Any]]:
+    """The totals of today (UTC), this month and [since, until): what /stats and the overview show."""
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    month = day.replace(day=1)
+    margin = default_margin()
+    spans = {"today": (day, now), "month": (month, now), "window": (since, until)}
+    return {
+        name: breakdowns.stats(store, since=a, until=b, where=where, default_margin=margin)
+        for name, (a, b) in spans.items()
+    }
+
+
+@router.get("/breakdown", response_model=None, responses={200: {"model": ReportJson}})
+def breakdown(
+    request: Request,
+    by: Annotated[str, Query(description="the first dimension: endpoint, model, tenant, user, service, operation")] = "endpoint",
+    by2: Annotated[str, Query(description="the second dimension, another of the same")] = "model",
+    since: Since = DEFAULT_SINCE,
+    until: Until = None,
+    where: Where = None,
+) -> Response:
+    """Cost and usage by two dimensions at once (endpoint x model by default), with quantities."""
+
+    def answer(store: ReportStore, now: datetime) -> Response:
+        start, end = _range(since, until, now)
+        filters = reports.parse_where(where or [])
+        return _json(breakdowns.pairs(store, by=by, by2=by2, since=start, until=end, where=filters))
+
+    return _run(request, ("by", "by2", "since", "until", "where"), answer)
+
+
+@router.get("/billing", response_model=None, responses={200: {"model": ReportJson, **_CSV}})
+def billing(
+    request: Request,
+    by: Annotated[str, Query(description="the dimension: tenant, endpoint, user, model, ... or attr:KEY (attr:job_id)")] = "tenant",
+    by2: Annotated[str, Query(description="a second dimension (attr:job_id by endpoint: a row per job and endpoint)")] = "",
+    since: Since = DEFAULT_SINCE,
+    until: Until = None,
+    month: Annotated[str | None, Query(description="YYYY-MM: that calendar month (UTC) instead of since and until")] = None,
+    where: Where = None,
+    format: Literal["json", "csv"] = "json",
+) -> Response:
+    """Provider cost, billed cost (each tenant's margin in force on each day) and quantities by one or
+    two dimensions. CSV: a column per quantity (`quantity:NAME`)."""
+
+    def answer(store: ReportStore, now: datetime) -> Response:
+        if month is not None:
+            start, end = reports.month_range(parse_month(month)[0])
+        else:
+            start, end = _range(since, until, now)
+        filters = reports.parse_where(where or [])
+        result = breakdowns.billing(
+            store, by=by, by2=by2, since=start, until=end, where=filters, default_margin=default_margin()
+        )
+        if format == "csv":
+            return Response(formatting.to_csv(breakdowns.flatten_quantities(result)), media_type="text/csv; charset=utf-8")
+        return _json(result)
+
+    return _run(request, ("by", "by2", "since", "until", "month", "where", "format"), answer)
 
 
 @router.get("/export.csv", response_class=FileResponse, responses={200: _CSV})

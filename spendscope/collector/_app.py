@@ -6,20 +6,20 @@ from anywhere else).
     GET  /metrics                  Prometheus text: the apps' re-exposed metrics and the collector's own
     GET  /healthz                  {"status": "ok", "store": "up" | "down", ...}
     GET  /api/usage/...            the reports API (_api.py)
+    GET  /, /users, /tenants, /billing, ...   the portal's pages (spendscope/portal/), /login
 
 Middleware, outermost first: the request counter (`spendscope_collector_requests_total` by route and
-status), then the bearer token (401 on every route, known or not, when a token is set; compared in
-constant time). Bodies: the OTLP routes take one of at most `max_body_bytes` (413 on its
+status), the portal's signed session cookie (Starlette's SessionMiddleware), then access control
+(_access.py: the collector's token and the store's tokens, on every route, known or not, once one is
+configured; a tenant token reads its tenant only). Bodies: the OTLP routes take one of at most `max_body_bytes` (413 on its
 Content-Length before it is read, and once decompressed; 411 without a length: _receive.py); every
 other route is a GET and reads none (a route that takes a body sets FastAPI's `max_body_size`).
 Errors under /api/ and /healthz are {"error": "one line"}; elsewhere google.rpc.Status, as OTLP/HTTP
-wants. Pages (templates, static files, sessions) go on this app as routes, mounts and middleware of
-their own.
+wants.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -35,7 +35,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from spendscope.collector import _api, _docs, _otlp
+from spendscope import portal
+from spendscope.collector import _access, _api, _docs, _otlp
 from spendscope.collector._receive import Admitted, Receiver, Reply, error
 from spendscope.store.reports import ReportStore
 
@@ -58,28 +59,6 @@ def error_answer(scope: Scope, status: int, message: str, headers: dict[str, str
 
 
 # --- middleware -------------------------------------------------------------------------------------------
-class BearerToken:
-    """Every request must carry `Authorization: Bearer <token>` (compared with hmac.compare_digest)."""
-
-    def __init__(self, app: ASGIApp, token: str) -> None:
-        self.app = app
-        self._expected = f"Bearer {token}".encode()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        given = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
-        if hmac.compare_digest(given, self._expected):
-            return await self.app(scope, receive, send)
-        answer = error_answer(
-            scope,
-            401,
-            "missing or wrong bearer token (Authorization: Bearer ...)",
-            {"WWW-Authenticate": 'Bearer realm="spendscope"', "Connection": "close"},
-        )
-        await answer(scope, receive, send)
-
-
 class RequestCounter:
     """Counts answers by route (its path template, so user ids stay out) and status code; a request
     no route took (an unknown path, or refused before routing) counts under its path if that is one
@@ -110,8 +89,11 @@ class RequestCounter:
 
 
 # --- the app ----------------------------------------------------------------------------------------------
-def reports_app(reports: _api.ReportSource, token: str | None = None) -> FastAPI:
-    """The reports API and its description (/openapi.json, /docs) over `reports`, behind `token`."""
+def reports_app(
+    reports: _api.ReportSource, token: str | None = None, *, store_tokens: bool = True
+) -> FastAPI:
+    """The reports API, its description (/openapi.json, /docs) and the portal's pages over `reports`,
+    behind `token` and the store's access tokens (unless not `store_tokens`)."""
     app = FastAPI(
         telemetry={"tracing": False, "metrics": False, "logs": False},  # not of the collector's own requests
         title=TITLE,
@@ -127,11 +109,14 @@ def reports_app(reports: _api.ReportSource, token: str | None = None) -> FastAPI
     def docs() -> HTMLResponse:
         return HTMLResponse(_docs.page(app.openapi()))
 
+    tokens = _access.Tokens(reports if store_tokens else None, token)
+    app.state.tokens = tokens
+    portal.mount(app)
     app.openapi = _with_security(app, token is not None)  # type: ignore[method-assign]
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _bad_parameter)  # type: ignore[arg-type]
-    if token is not None:
-        app.add_middleware(BearerToken, token=token)
+    app.add_middleware(_access.AccessControl, tokens=tokens, deny=error_answer)
+    portal.add_session(app)
     return app
 
 

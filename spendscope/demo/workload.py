@@ -47,7 +47,11 @@ def run_hr_platform(client: openai.OpenAI, rng: random.Random, outcome: Outcome)
         recruiter = f"recruiter-{rng.randint(1, 3)}"
         with spendscope.attributes(user=recruiter, tenant="talentco", job_id=job):
             for candidate in range(rng.randint(2, 4)):
-                with spendscope.attributes(endpoint="cv-parsing", candidate_id=f"{job}-c{candidate}"):
+                # what the platform bills its customer per job: CVs parsed, questions written, interview
+                # minutes (recorded on Realtime calls with no code here)
+                with spendscope.attributes(
+                    endpoint="cv-parsing", candidate_id=f"{job}-c{candidate}", quantities={"cvs_parsed": 1}
+                ):
                     cv = "Experienced engineer. " * rng.randint(20, 80)
                     client.chat.completions.parse(
                         model="gpt-4o-mini", messages=_chat(cv), response_format=ParsedCV
@@ -56,7 +60,7 @@ def run_hr_platform(client: openai.OpenAI, rng: random.Random, outcome: Outcome)
                 with spendscope.attributes(endpoint="cv-search"):
                     client.embeddings.create(model="text-embedding-3-small", input=[cv[:500]])
                     outcome.calls += 1
-            with spendscope.attributes(endpoint="question-generation"):
+            with spendscope.attributes(endpoint="question-generation", quantities={"questions": 5}):
                 stream = client.responses.create(
                     model="gpt-4.1", input=f"Write 5 interview questions for {job}", stream=True
                 )
