@@ -45,6 +45,15 @@ def demo(
             "http(s)://user:pass@host:8123/db [default: a temporary directory, removed at the end]"
         ),
     ] = None,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve", help="after the report, keep the collector and its portal serving the demo's data until Ctrl-C"
+        ),
+    ] = False,
+    listen: Annotated[
+        str, typer.Option(help="with --serve: where the collector and the portal listen")
+    ] = "127.0.0.1:4318",
 ) -> None:
     """Run the whole pipeline on embedded defaults: a collector on an embedded ClickHouse store, a
     local fake OpenAI server, and a realistic workload through the real openai client with SpendScope
@@ -57,14 +66,28 @@ def demo(
     if every is not None:
         fail("--every needs --collector")
     from spendscope.collector import CollectorError
-    from spendscope.demo.report import render, to_json
-    from spendscope.demo.runner import run_demo
+    from spendscope.demo.runner import DemoResult, run_demo
+
+    def show_and_serve(result: DemoResult) -> None:
+        _show(result, output)
+        _wait_for_stop()
 
     with domain_errors():
         try:
+            if serve:
+                run_demo(seed=seed, store=store, listen=listen, serve=show_and_serve)
+                return
             result = run_demo(seed=seed, store=store)
         except CollectorError as exc:
             fail(str(exc))
+    _show(result, output)
+
+
+def _show(result: object, output: Format) -> None:
+    from spendscope.demo.report import render, to_json
+    from spendscope.demo.runner import DemoResult
+
+    assert isinstance(result, DemoResult)
     if output is Format.json:
         typer.echo(json.dumps(to_json(result), indent=2))
         return
@@ -72,6 +95,22 @@ def demo(
     if not console.is_terminal:  # piped: do not squeeze the tables into 80 columns
         console = Console(width=160)
     render(result, console)
+
+
+def _wait_for_stop() -> None:
+    """Until Ctrl-C or SIGTERM."""
+    import signal
+    import sys
+    import threading
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    sys.stdout.flush()
+    try:
+        while not stop.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        return
 
 
 def _demo_to_collector(url: str, seed: int, every: str | None) -> None:

@@ -87,10 +87,17 @@ def render(result: DemoResult, console: Console) -> None:
         f"stream(s) ended before usage arrived; {len(outcome.errors)} call(s) failed "
         f"({', '.join(outcome.errors)}). {total} calls in all.\n"
         f"{note}"
-        f"Where to look next:\n{_store_commands(result.store_dsn)}"
+        f"Where to look next:\n{_portal(result)}{_store_commands(result.store_dsn)}"
         "  spendscope collector   # then point your apps' OTEL_EXPORTER_OTLP_ENDPOINT at http://127.0.0.1:4318\n"
         "  README: 'Instrument your app' (two lines), and the tests (its second command)."
     )
+
+
+def _portal(result: DemoResult) -> str:
+    """Where the portal is: served now (--serve), or how to have it."""
+    if result.serving:
+        return f"  the portal, on this data: {result.collector_url}/   (Ctrl-C stops it)\n"
+    return "  spendscope demo --serve   # the portal on the demo's data: http://127.0.0.1:4318/\n"
 
 
 def _store_commands(store: str | None) -> str:
@@ -114,6 +121,7 @@ def to_json(result: DemoResult) -> dict[str, Any]:
         "stored_calls": result.llm_calls_stored,
         "errors": result.outcome.errors,
         "store": result.store_dsn,
+        "portal": f"{result.collector_url}/" if result.serving else None,
         "total_cost_usd": json_value(result.total_cost.usd),
         "total_unknown_cost_calls": result.total_cost.unknown_calls,
         "metric_cost_usd": result.metric_cost_usd,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -41,6 +42,7 @@ class DemoResult:
     total_cost: Cost  # from ClickHouse
     metric_cost_usd: float  # spendscope_cost_usd_total as the collector exposes it to Prometheus
     llm_calls_stored: int
+    serving: bool = False  # the collector (and its portal) still serves at collector_url
 
 
 def wait_for_calls(store: Store, expected: int, timeout: float = 30.0) -> int:
@@ -69,16 +71,32 @@ def _metric_total(url: str, name: str) -> float:
     )
 
 
-def run_demo(*, seed: int = 7, store: str | None = None) -> DemoResult:
+def run_demo(
+    *,
+    seed: int = 7,
+    store: str | None = None,
+    listen: str = "127.0.0.1:0",
+    serve: Callable[[DemoResult], None] | None = None,
+) -> DemoResult:
     """The demo on `store` (kept), else on a store in a temporary directory, removed when the demo
-    ends, whether it finishes, fails or is interrupted."""
+    ends, whether it finishes, fails or is interrupted. With `serve`, the collector (its reports API
+    and portal) keeps serving the demo's data at `listen` while `serve(result)` runs."""
     with tempfile.TemporaryDirectory(prefix="spendscope-demo-") as temporary:
         data = Path(temporary)
-        return _run(seed, store or f"chdb://{data / 'store'}", data / "spool", kept=store is not None)
+        dsn = store or f"chdb://{data / 'store'}"
+        return _run(seed, dsn, data / "spool", kept=store is not None, listen=listen, serve=serve)
 
 
-def _run(seed: int, dsn: str, spool: Path, *, kept: bool) -> DemoResult:
-    config = CollectorConfig.resolve(listen="127.0.0.1:0", store=dsn, spool=str(spool))
+def _run(
+    seed: int,
+    dsn: str,
+    spool: Path,
+    *,
+    kept: bool,
+    listen: str = "127.0.0.1:0",
+    serve: Callable[[DemoResult], None] | None = None,
+) -> DemoResult:
+    config = CollectorConfig.resolve(listen=listen, store=dsn, spool=str(spool))
     with Collector(config) as collector, FakeOpenAI() as server:
         with DemoServices(collector.url) as services:
             outcome = workload.run(server, seed=seed, on_client=services.instrument)
@@ -94,7 +112,12 @@ def _run(seed: int, dsn: str, spool: Path, *, kept: bool) -> DemoResult:
         total = sum((Cost.of(row) for row in reports["tenant"].as_dicts()), Cost.zero())
         metric_cost = _metric_total(collector.url, names.PROM_COST)
         shown = dsn if kept else None
-        return DemoResult(outcome, shown, collector.url, reports, tenants, total, metric_cost, stored)
+        result = DemoResult(
+            outcome, shown, collector.url, reports, tenants, total, metric_cost, stored, serving=serve is not None
+        )
+        if serve is not None:
+            serve(result)
+        return result
 
 
 def _tenants_with_margin(db: Store, by_tenant: Report, now: datetime) -> list[dict[str, Any]]:
