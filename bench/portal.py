@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import urllib.error
 import statistics
 import sys
 import time
@@ -100,8 +101,88 @@ def main() -> None:
         prepare(args.dir, args.calls, args.users, args.days)
     if args.prepare_only:
         return
-    results: list[dict[str, Any]] = []
-    print(json.dumps(results))
+    results = time_pages(args.dir, args.repeats)
+    print(
+        "\n| page | server time: median (min) ms | wall: median ms | bytes |\n|---|---:|---:|---:|"
+    )
+    for row in results:
+        print(f"| `{row['page']}` | {row['server_ms']} ({row['server_min_ms']}) | {row['wall_ms']} | {row['bytes']:,} |")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"args": vars(args), "results": results, "python": sys.version.split()[0]}, indent=2))
+
+
+def pages(now: datetime) -> list[str]:
+    month = now.strftime("%Y-%m")
+    return [
+        "/",
+        "/users",
+        "/users?sort=user&order=asc&page=200&size=50",
+        "/users?tenant=tenant-7&endpoint=cv-parsing&sort=calls",
+        "/users?search=user-123",
+        f"/users/user-42?month={month}",
+        "/tenants?tenant=tenant-0",
+        f"/billing?tenant=tenant-0&month={month}",
+    ]
+
+
+def time_pages(directory: str, repeats: int) -> list[dict[str, Any]]:
+    """Each page's Server-Timing and wall time, signed in with an admin token's session cookie."""
+    import urllib.parse
+    import urllib.request
+    from contextlib import nullcontext
+
+    from spendscope.collector._app import reports_app
+    from spendscope.collector._server import HttpServer
+    from spendscope.store import tokens
+
+    store = open_store(f"chdb://{directory}", migrate=True)
+    _, admin = tokens.create(store, kind=tokens.ADMIN, note="bench")
+    server = HttpServer(reports_app(lambda: nullcontext(store), None), "127.0.0.1", 0)
+    server.start()
+    base = f"http://127.0.0.1:{server.address[1]}"
+
+    class Keep(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    opener = urllib.request.build_opener(Keep)
+    login = urllib.request.Request(
+        base + "/login", data=urllib.parse.urlencode({"token": admin, "next": "/"}).encode(), method="POST"
+    )
+    try:
+        opener.open(login)
+    except urllib.error.HTTPError as exc:  # the 303 that sets the cookie
+        cookie = exc.headers["Set-Cookie"].split(";")[0]
+    results = []
+    try:
+        for page in pages(datetime.now(UTC)):
+            server_ms, wall_ms, size = [], [], 0
+            for i in range(repeats + 1):
+                started = time.perf_counter()
+                with opener.open(urllib.request.Request(base + page, headers={"Cookie": cookie})) as response:
+                    body = response.read()
+                    timing = response.headers["Server-Timing"]
+                    assert response.status == 200, page
+                wall = (time.perf_counter() - started) * 1000
+                if i == 0:
+                    continue  # warm-up
+                server_ms.append(float(timing.split("dur=")[1]))
+                wall_ms.append(wall)
+                size = len(body)
+            results.append(
+                {
+                    "page": page,
+                    "server_ms": round(statistics.median(server_ms), 1),
+                    "server_min_ms": round(min(server_ms), 1),
+                    "wall_ms": round(statistics.median(wall_ms), 1),
+                    "bytes": size,
+                }
+            )
+            print(results[-1], flush=True)
+    finally:
+        server.stop()
+        store.close()
+    return results
 
 
 if __name__ == "__main__":

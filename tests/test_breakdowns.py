@@ -74,6 +74,20 @@ def test_stats_are_the_sums_of_the_calls(loaded: Store) -> None:
 def test_stats_of_an_empty_window_is_a_row_of_nothing(loaded: Store) -> None:
     got = b.stats(loaded, since=SINCE - timedelta(days=30), until=SINCE - timedelta(days=29))
     assert got["calls"] == 0 and got["active_users"] == 0 and got["quantities"] == {}
+    assert got["cost_usd"] == 0 and got["billed_usd"] == 0
+
+
+def test_windows_today_month_and_window_agree_with_their_own_stats(loaded: Store) -> None:
+    """The overview's three windows, from the month's days, equal each window's stats read alone."""
+    now = NOW
+    month = DAY.replace(day=1)
+    totals, days = b.windows(loaded, now=now, since=SINCE, until=UNTIL)
+    for name, (since, until) in {"today": (DAY, now), "month": (month, now), "window": (SINCE, UNTIL)}.items():
+        alone = b.stats(loaded, since=since, until=until)
+        assert totals[name] == alone, name
+    assert sum(row[1] for row in days.rows) == totals["window"]["calls"]
+    same, _ = b.windows(loaded, now=now, since=month, until=now)
+    assert same["window"] == same["month"]
 
 
 def test_endpoint_by_model(loaded: Store) -> None:

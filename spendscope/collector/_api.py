@@ -284,14 +284,10 @@ def windows(
     store: ReportStore, now: datetime, since: datetime, until: datetime, where: dict[str, str]
 ) -> dict[str, dict[str, Any]]:
     """The totals of today (UTC), this month and [since, until): what /stats and the overview show."""
-    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    month = day.replace(day=1)
-    margin = default_margin()
-    spans = {"today": (day, now), "month": (month, now), "window": (since, until)}
-    return {
-        name: breakdowns.stats(store, since=a, until=b, where=where, default_margin=margin)
-        for name, (a, b) in spans.items()
-    }
+    totals, _ = breakdowns.windows(
+        store, now=now, since=since, until=until, where=where, default_margin=default_margin()
+    )
+    return totals
 
 
 @router.get("/breakdown", response_model=None, responses={200: {"model": ReportJson}})

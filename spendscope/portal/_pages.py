@@ -81,7 +81,10 @@ def _page(
     return response
 
 
-def _window(params: Mapping[str, str], now: datetime) -> tuple[datetime, datetime]:
+def _window(params: Mapping[str, str], now: datetime, *, month: bool = False) -> tuple[datetime, datetime]:
+    """The page's window: since and until, else the last 30 days (`month`: this month so far)."""
+    if month and not params.get("since") and not params.get("until"):
+        return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0), now
     return parse_range(params.get("since") or DEFAULT_SINCE, params.get("until") or None, now=now)
 
 
@@ -108,7 +111,7 @@ def overview(request: Request) -> Response:
     params = request.query_params
 
     def build(store: ReportStore, now: datetime) -> dict[str, Any]:
-        since, until = _window(params, now)
+        since, until = _window(params, now, month=True)
         filters = _filters(params)
         view = _views.overview(
             store, now=now, since=since, until=until, where=filters, admin=principal_of(request).admin
@@ -219,7 +222,7 @@ def tenants(request: Request) -> Response:
             first = parse_month(params["month"])[0]
             since, until = _month_window(first)
         else:
-            since, until = _window(params, now)
+            since, until = _window(params, now, month=True)
         dimension = params.get("dimension") or DEFAULT_DIMENSION
         breakdowns.check_dimension(f"attr:{dimension}", option="dimension")
         view = _views.tenants(store, since=since, until=until, dimension=dimension, tenant=params.get("tenant", ""))
@@ -274,6 +277,14 @@ def billing(request: Request) -> Response:
         }
 
     return _page(request, "billing.html", build)
+
+
+@router.get("/favicon.ico")
+def favicon() -> Response:
+    """What browsers ask for on pages without an icon of their own (the API's JSON)."""
+    from fastapi.responses import FileResponse
+
+    return FileResponse(HERE / "static" / "favicon.svg", media_type="image/svg+xml")
 
 
 # --- signing in ------------------------------------------------------------------------------------------

@@ -9,13 +9,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from spendscope.collector._api import windows
 from spendscope.store import breakdowns, reports
 from spendscope.store.billing import default_margin
 from spendscope.store.reports import Report, ReportStore
 from spendscope.store.times import ch_time
 
-PAGE_SIZES = (20, 50, 100, 500)
+PAGE_SIZES = (5, 20, 50, 100, 500)
+JOBS_SHOWN = 100  # the costliest rows of a per-job table (its CSV has them all)
 MONTHS_SHOWN = 12
 RECONCILIATION_DAYS = 35  # the overview shows the latest reconciliation of a window started since
 
@@ -48,13 +48,15 @@ def overview(
     store: ReportStore, *, now: datetime, since: datetime, until: datetime, where: Mapping[str, str], admin: bool
 ) -> Overview:
     filters = dict(where)
-    daily = reports.daily_series(store, since=since, until=until, where=filters)
+    totals, daily = breakdowns.windows(
+        store, now=now, since=since, until=until, where=filters, default_margin=default_margin()
+    )
     start = datetime.combine(first_month(now), datetime.min.time(), UTC)
     monthly = reports.monthly_series(store, since=start, until=now, where=filters)
     pairs = breakdowns.pairs(store, by="endpoint", by2="model", since=since, until=until, where=filters)
     unknown_rows = [row for row in pairs.rows if _unknown(pairs.columns, row)]
     view = Overview(
-        windows(store, now, since, until, filters),
+        totals,
         daily,
         monthly,
         pairs,
@@ -175,15 +177,14 @@ class TenantsView:
     columns: list[str]  # the endpoints, one column each
     rows: list[dict[str, Any]]
     quantity_names: list[str]
+    total_rows: int
 
 
 def tenants(
     store: ReportStore, *, since: datetime, until: datetime, dimension: str, tenant: str
 ) -> TenantsView:
     margin = default_margin()
-    by_tenant = breakdowns.billing(
-        store, by="tenant", since=since, until=until, default_margin=margin, with_users=True
-    )
+    by_tenant = breakdowns.billing(store, by="tenant", since=since, until=until, default_margin=margin)
     names = [str(row[0]) for row in by_tenant.rows]
     chosen = tenant if tenant in names or not names else names[0]
     columns: list[str] = []
@@ -200,7 +201,7 @@ def tenants(
         )
         columns, rows = breakdowns.pivot(jobs)
     quantity = sorted({q for row in rows for q in row["quantities"]})
-    return TenantsView(by_tenant, dimension, chosen, columns, rows, quantity)
+    return TenantsView(by_tenant, dimension, chosen, columns, rows[:JOBS_SHOWN], quantity, len(rows))
 
 
 @dataclass
@@ -214,6 +215,7 @@ class BillingView:
     jobs: list[dict[str, Any]]
     quantity_names: list[str]
     margin_percent: Any
+    total_jobs: int
 
 
 def billing(store: ReportStore, *, tenant: str, month: date, dimension: str, now: datetime) -> BillingView:
@@ -243,4 +245,6 @@ def billing(store: ReportStore, *, tenant: str, month: date, dimension: str, now
     for _ in range(MONTHS_SHOWN):
         months.append(current.strftime("%Y-%m"))
         current = (datetime(current.year, current.month, 1) - timedelta(days=1)).date().replace(day=1)
-    return BillingView(tenant, month, months, totals, categories, columns, rows, names, percent)
+    return BillingView(
+        tenant, month, months, totals, categories, columns, rows[:JOBS_SHOWN], names, percent, len(rows)
+    )

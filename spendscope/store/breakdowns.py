@@ -15,7 +15,7 @@ as a `quantities` column of {name: sum}. Costs follow spendscope/store/money.py:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -45,13 +45,30 @@ def _money(margin: Decimal) -> str:
 
 
 # --- queries (pure) ----------------------------------------------------------------------------------
-def stats_query(
+def days_query(
     since: datetime, until: datetime, *, where: Mapping[str, str] | None = None, default_margin: Decimal = Decimal(0)
 ) -> Query:
     filters = _rollup_where(where or {}, "totals")
-    return Query(
-        "usage_stats", {**_range(since, until), **_where(filters), "default_margin_percent": _money(default_margin)}
-    )
+    params = {"grain": _grain(*filters), "default_margin_percent": _money(default_margin)}
+    return Query("stats_by_day", {**params, **_range(since, until), **_where(filters)})
+
+
+def active_users_query(
+    since: datetime,
+    until: datetime,
+    *,
+    where: Mapping[str, str] | None = None,
+    month: datetime | None = None,
+    today: datetime | None = None,
+) -> Query:
+    filters = _rollup_where(where or {}, "active users")
+    marks = {"month": ch_second(month or since), "today": ch_second(today or since)}
+    return Query("active_users", {**_range(since, until), **_where(filters), **marks})
+
+
+def ch_second(value: datetime) -> str:
+    """A UTC time as a DateTime query parameter (whole seconds)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def pairs_query(
@@ -116,6 +133,33 @@ def billing_query(
 
 
 # --- runners -----------------------------------------------------------------------------------------
+def days(
+    store: QueryRunner,
+    *,
+    since: datetime,
+    until: datetime,
+    where: Mapping[str, str] | None = None,
+    default_margin: Decimal = Decimal(0),
+) -> Report:
+    """Totals per UTC day (calls, tokens, cost_usd, billed_usd, counts, quantities)."""
+    return run(store, days_query(since, until, where=where, default_margin=default_margin))
+
+
+def add_up(report: Report) -> dict[str, Any]:
+    """The rows of a report added up: costs as Costs (money.total), quantities by name; zeros
+    without rows."""
+    totals = money.total(report.columns, report.rows)
+    if not totals:
+        totals = {c: 0 for c in report.columns if c not in ("day", "quantities")}
+        totals |= {"cost_usd": Decimal(0), "billed_usd": Decimal(0)}
+    quantities: dict[str, float] = {}
+    for row in report.as_dicts():
+        for name, value in (row.get("quantities") or {}).items():
+            quantities[name] = quantities.get(name, 0.0) + value
+    totals.pop("day", None)
+    return {**totals, "quantities": quantities}
+
+
 def stats(
     store: QueryRunner,
     *,
@@ -124,10 +168,39 @@ def stats(
     where: Mapping[str, str] | None = None,
     default_margin: Decimal = Decimal(0),
 ) -> dict[str, Any]:
-    """Totals of the window: one dict (calls, tokens, cost_usd, billed_usd, counts, active_users,
-    quantities)."""
-    result = run(store, stats_query(since, until, where=where, default_margin=default_margin))
-    return result.as_dicts()[0]
+    """Totals of the window: one dict (calls, tokens, cost_usd, billed_usd, counts, quantities,
+    active_users)."""
+    totals = add_up(days(store, since=since, until=until, where=where, default_margin=default_margin))
+    users = run(store, active_users_query(since, until, where=where)).as_dicts()[0]
+    return {**totals, "active_users": users["active_users"]}
+
+
+def windows(
+    store: QueryRunner,
+    *,
+    now: datetime,
+    since: datetime,
+    until: datetime,
+    where: Mapping[str, str] | None = None,
+    default_margin: Decimal = Decimal(0),
+) -> tuple[dict[str, dict[str, Any]], Report]:
+    """The totals of today (UTC), this month (UTC) and [since, until), and the window's days: from the
+    month's days (one query; the window's too when it is the month) and the active users of each
+    (one query, or two for another window)."""
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    month = day.replace(day=1)
+    month_days = days(store, since=month, until=now, where=where, default_margin=default_margin)
+    today_rows = [row for row in month_days.rows if row[0] == day.date()]
+    users = run(store, active_users_query(month, now, where=where, month=month, today=day)).as_dicts()[0]
+    out = {
+        "today": {**add_up(Report(month_days.columns, today_rows)), "active_users": users["active_today"]},
+        "month": {**add_up(month_days), "active_users": users["active_month"]},
+    }
+    if (since, until) == (month, now):
+        return {**out, "window": out["month"]}, month_days
+    window_days = days(store, since=since, until=until, where=where, default_margin=default_margin)
+    active = run(store, active_users_query(since, until, where=where)).as_dicts()[0]["active_users"]
+    return {**out, "window": {**add_up(window_days), "active_users": active}}, window_days
 
 
 def pairs(

@@ -1,11 +1,13 @@
--- Totals of [since, until), with filters on the rollup dimensions, from the `usage` view per day and user:
--- calls, tokens, provider cost and billed cost (cost * (100 + margin) / 100, the tenant's margin in force
--- that day, else default_margin_percent), the counts of calls of unknown cost beside them
--- (spendscope/store/money.py), active users (distinct non-empty user ids) and the quantities summed.
--- One row, even without calls.
---   where_keys    dimensions to filter on (user, endpoint, tenant, model, service, operation),
---   where_values  their values (same order)
+-- Totals per UTC day of [since, until) (the first and last days partial), with filters on the rollup
+-- dimensions, from the `usage` view per day: calls, tokens, provider cost and billed cost (cost * (100 +
+-- margin) / 100, the tenant's margin in force that day, else default_margin_percent), the counts of calls
+-- of unknown cost beside them (spendscope/store/money.py) and the quantities summed. Days add up to any
+-- window of whole days and to the window (spendscope/store/breakdowns.py adds them as Costs).
+--   where_keys    dimensions to filter on (endpoint, tenant, model, service, operation; user reads
+--   where_values  the per-user grain), their values (same order)
+--   grain         day | user_day (when the user is filtered on)
 SELECT
+    d.day AS day,
     sum(d.calls) AS calls,
     sum(d.input_tokens) AS input_tokens,
     sum(d.output_tokens) AS output_tokens,
@@ -22,11 +24,10 @@ SELECT
     sum(d.unpriced_output_tokens) AS unpriced_output_tokens,
     sum(d.usage_unavailable_calls) AS usage_unavailable_calls,
     sum(d.error_calls) AS error_calls,
-    uniqExactIf(d.user_id, d.user_id != '') AS active_users,
     sumMap(d.quantities) AS quantities
 FROM (
     SELECT *, toDate(bucket) AS day
-    FROM usage(grain = 'user_day', since = {since:DateTime64(9, 'UTC')}, until = {until:DateTime64(9, 'UTC')})
+    FROM usage(grain = {grain:String}, since = {since:DateTime64(9, 'UTC')}, until = {until:DateTime64(9, 'UTC')})
     WHERE arrayAll(
         (k, v) -> multiIf(
             k = 'user', user_id = v,
@@ -43,4 +44,6 @@ FROM (
 ) AS d
 ASOF LEFT JOIN (SELECT tenant, effective_from, margin_percent FROM tenant_margins FINAL) AS m
     ON d.tenant = m.tenant AND d.day >= m.effective_from
+GROUP BY day
+ORDER BY day
 SETTINGS join_use_nulls = 1
