@@ -7,7 +7,7 @@ over 30 days, generated inside ClickHouse into `llm_calls_in`, priced by the sto
 quantities as an app records them (`questions`, `cvs_parsed`, `realtime_seconds`), margins for 20
 tenants; the rollup builder builds every bucket. Then the portal is served by the collector's app
 (uvicorn on 127.0.0.1, an admin token and a tenant token in the store) and every page is requested
---repeats times after a warm-up, signed in as the browser is (the session cookie): the server time is
+--repeats times after a warm-up, signed in as the browser is (the sign-in cookie): the server time is
 the page's `Server-Timing` (the handler's wall time, queries and rendering included), the wall time
 the client's. Prints a Markdown table and writes bench/results/portal.json.
 """
@@ -126,7 +126,7 @@ def pages(now: datetime) -> list[str]:
 
 
 def time_pages(directory: str, repeats: int) -> list[dict[str, Any]]:
-    """Each page's Server-Timing and wall time, signed in with an admin token's session cookie."""
+    """Each page's Server-Timing and wall time, signed in with an admin token's sign-in cookie."""
     import urllib.parse
     import urllib.request
     from contextlib import nullcontext

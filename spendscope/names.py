@@ -45,7 +45,7 @@ PRICE_VERSION: Final = "spendscope.price.version"
 # the name the price was found for, where it is not the response's model (the requested one)
 PRICE_MODEL: Final = "spendscope.price.model"
 QUANTITY_PREFIX: Final = "spendscope.quantity."  # app-recorded numeric quantities, by name
-# recorded on every Realtime response: the session's seconds since its previous record (or its start)
+# recorded on every Realtime response: its connection's seconds since the previous record (or its opening)
 QUANTITY_REALTIME_SECONDS: Final = "realtime_seconds"
 # the audio part of the cached input tokens (Realtime), which is priced apart
 USAGE_AUDIO_CACHE_READ_INPUT_TOKENS: Final = "spendscope.usage.audio.cache_read.input_tokens"

@@ -1,5 +1,5 @@
 """Access to the collector's reports API and portal: admin and tenant tokens from the store (hashed),
-the collector's own token, the session cookie of a browser that signed in once, revocation; and a
+the collector's own token, the cookie of a browser that signed in once, revocation; and a
 tenant token trying to reach another tenant through every route and parameter. A real collector on a
 real store (chdb), over HTTP."""
 

@@ -355,7 +355,7 @@ def test_a_tenant_token_sees_only_its_tenant_in_the_browser(
     browser.get(site["url"] + "/users")
     users = {tr.get_attribute("data-user") for tr in browser.find_elements(By.CSS_SELECTOR, "#users tbody tr")}
     assert users == {"recruiter-1", "recruiter-2"}
-    browser.get(site["url"] + "/api/usage/summary?by=tenant")  # the session works on the API too
+    browser.get(site["url"] + "/api/usage/summary?by=tenant")  # the sign-in cookie works on the API too
     assert [row[0] for row in json.loads(browser.find_element(By.TAG_NAME, "body").text)["rows"]] == ["talentco"]
     open_page(browser, site, "/billing")
     before = {p.name for p in downloads.iterdir()}

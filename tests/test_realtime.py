@@ -149,8 +149,8 @@ def test_uninstrumented_realtime_records_nothing(
 def test_realtime_records_add_up_to_the_session_time(
     capture: Capture, server: FakeOpenAI, client: openai.OpenAI
 ) -> None:
-    """Interview minutes need no app code: each record carries the session's seconds since the
-    previous one, so a session's records add up to its time from open to its last record."""
+    """Interview minutes need no app code: each record carries the connection's seconds since the
+    previous one, so a connection's records add up to its time from open to its last record."""
     import time
 
     before = time.time_ns()

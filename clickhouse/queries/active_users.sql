@@ -1,4 +1,4 @@
--- Active users (distinct non-empty user ids) of [since, until), and of its parts from `today` and from
+-- Active users (distinct non-empty user ids) of [since, until), and of its parts from `today` (the UTC day) and from
 -- `month` (UTC day starts inside the window, or `since`) to until, with filters, from the `usage` view
 -- per day and user. One row.
 --   where_keys    dimensions to filter on (user, endpoint, tenant, model, service, operation),

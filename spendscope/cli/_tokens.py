@@ -62,7 +62,7 @@ def revoke(
     token_id: Annotated[str, typer.Argument(help="the token's id (tokens list), or the token")],
     store: StoreOption = None,
 ) -> None:
-    """Revoke a token: it stops working within seconds on every collector, sessions included."""
+    """Revoke a token: it stops working within seconds on every collector, and so do the sign-ins made with it."""
     from spendscope.store import tokens
 
     with domain_errors(), open_local(store, "tokens revoke") as opened:

@@ -6,9 +6,9 @@ everything, as before tokens existed. Once one is, every route needs one of:
 
 - `Authorization: Bearer <token>`: the collector's `--token`, or a token from the store
   (`spendscope tokens create`: admin, or tenant);
-- the portal's session cookie, set by signing in once at /login with such a token (signed with
+- the portal's sign-in cookie, set by signing in once at /login with such a token (signed with
   itsdangerous by Starlette's SessionMiddleware; it holds the token's id, never the token, and is
-  checked against the tokens in force on every request, so a revoked token's sessions end with it).
+  checked against the tokens in force on every request, so the sign-ins of a revoked token end with it).
 
 An admin token sees everything. A tenant token sees its tenant only: the reports API, the exports and
 the pages read the store through `report_source`, which wraps it in `TenantScope` (spendscope/store/
@@ -42,7 +42,7 @@ from spendscope.store.tokens import ADMIN, TENANT, TokenTable, list_tokens
 
 PRINCIPAL = "spendscope.principal"
 SESSION_KEY = "token"
-COLLECTOR_TOKEN_ID = "collector"  # the session of someone who signed in with the collector's --token
+COLLECTOR_TOKEN_ID = "collector"  # the cookie of someone who signed in with the collector's --token
 TOKENS_TTL_S = 2.0
 OPEN = "open"
 # paths anyone may load: the sign-in page and the pages' own files
@@ -138,13 +138,13 @@ class Tokens:
         return Principal(found.kind, found.tenant if found.kind == TENANT else "", found.token_id)
 
     def session_value(self, principal: Principal) -> dict[str, str]:
-        """What the session cookie holds for `principal` (signed, not secret: never the token)."""
+        """What the sign-in cookie holds for `principal` (signed, not secret: never the token)."""
         if principal.token_id == COLLECTOR_TOKEN_ID and self._collector is not None:
             return {"id": COLLECTOR_TOKEN_ID, "fp": _fingerprint(self._collector)}
         return {"id": principal.token_id}
 
     def session(self, value: Any, table: TokenTable) -> Principal | None:
-        """The principal of a session cookie's value, if its token is still in force."""
+        """The principal of a sign-in cookie's value, if its token is still in force."""
         if not isinstance(value, dict) or not isinstance(value.get("id"), str):
             return None
         token_id = value["id"]

@@ -3,7 +3,7 @@ opened by one process only, so the CLI asks the collector that has it open). Des
 /openapi.json, and as a page at /docs.
 
     GET /api/usage/summary?since=30d&until=now&by=model&where=tenant=acme   cost by one dimension + total
-    GET /api/usage/stats?since=..&where=..                                totals: today, this month, window
+    GET /api/usage/stats?since=..&where=..                                totals: the UTC day, the month, a window
     GET /api/usage/users/{user}?month=2026-11                             one user's month, by model
     GET /api/usage/users?since=..&limit=10&sort=cost_usd&order=desc&offset=0&search=..   a page of users
     GET /api/usage/endpoints?since=..&where=..                            cost by endpoint
@@ -283,7 +283,7 @@ def stats(request: Request, since: Since = DEFAULT_SINCE, until: Until = None, w
 def windows(
     store: ReportStore, now: datetime, since: datetime, until: datetime, where: dict[str, str]
 ) -> dict[str, dict[str, Any]]:
-    """The totals of today (UTC), this month and [since, until): what /stats and the overview show."""
+    """The totals of the UTC day so far, the month so far and [since, until): what /stats and the overview show."""
     totals, _ = breakdowns.windows(
         store, now=now, since=since, until=until, where=where, default_margin=default_margin()
     )

@@ -1,7 +1,7 @@
 """Realtime sessions (`client.realtime.connect`): one usage record per `response.done`.
 
-Every record of a session carries the quantity `realtime_seconds`: the session's time since its
-previous record (its first: since the connection opened), so a session's records add up to its
+Every record of a connection carries the quantity `realtime_seconds`: the connection's time since its
+previous record (its first: since it opened), so a connection's records add up to its
 duration up to its last response (a response still pending at close takes the time up to the close),
 with no code in the app.
 
@@ -49,10 +49,10 @@ class RealtimeSession:
         self.attribution = attribution
         self._started: dict[str, int] = {}  # response id -> response.created time
         self._lock = threading.Lock()
-        self._mark_ns = time.time_ns()  # the session's time up to here is on its records
+        self._mark_ns = time.time_ns()  # the connection's time up to here is on its records
 
     def opened(self) -> None:
-        """The connection is open: the session's time starts now."""
+        """The connection is open: its time starts now."""
         with self._lock:
             self._mark_ns = time.time_ns()
 

@@ -2,11 +2,11 @@
 (server-rendered, every asset local: nothing from elsewhere, works offline).
 
     mount(app)         the pages, the sign-in and /static on the collector's app (_pages.py)
-    add_session(app)   the signed session cookie the browser keeps after signing in once
+    add_session(app)   the signed cookie the browser keeps after signing in once
 
-The session cookie is signed (itsdangerous, through Starlette's SessionMiddleware) with
-SPENDSCOPE_SESSION_SECRET, else a random key per process (sessions then end when the collector
-restarts, and each collector behind a load balancer needs the same secret). It is HttpOnly, Secure
+The sign-in cookie is signed (itsdangerous, through Starlette's SessionMiddleware) with
+SPENDSCOPE_SESSION_SECRET, else a random key per process (a restart then signs everyone out, and each
+collector behind a load balancer needs the same secret). It is HttpOnly, Secure
 (browsers keep it on https and on http://localhost and 127.0.0.1 only) and SameSite=Lax, and lasts
 SESSION_MAX_AGE_S.
 """

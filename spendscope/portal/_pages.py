@@ -2,7 +2,7 @@
 the pages' own files (StaticFiles). Every page reads the store through `report_source` (a tenant
 token's pages see its tenant only) and answers with its server time in `Server-Timing`.
 
-    GET  /                 overview: today, this month, the window; daily and monthly cost; endpoint x
+    GET  /                 overview: the UTC day, the month, a window; daily and monthly cost; endpoint x
                            model; calls of unknown cost; reconciliation and budgets (an admin's)
     GET  /users            every user, sorted, filtered and paged on the server
     GET  /users/{user}     one user's month, by model and by day

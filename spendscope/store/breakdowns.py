@@ -184,7 +184,7 @@ def windows(
     where: Mapping[str, str] | None = None,
     default_margin: Decimal = Decimal(0),
 ) -> tuple[dict[str, dict[str, Any]], Report]:
-    """The totals of today (UTC), this month (UTC) and [since, until), and the window's days: from the
+    """The totals of the UTC day so far, the month so far and [since, until), and the window's days: from the
     month's days (one query; the window's too when it is the month) and the active users of each
     (one query, or two for another window)."""
     day = now.replace(hour=0, minute=0, second=0, microsecond=0)
