@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import urllib.error
 import statistics
 import sys
 import time
@@ -28,11 +27,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from queries import _CALL, ENDPOINTS, MODELS  # noqa: E402  (bench/queries.py: the same calls)
+from queries import _CALL, ENDPOINTS, MODELS
 
-from spendscope.store import Store, open_store  # noqa: E402
-from spendscope.store.billing import set_margin  # noqa: E402
-from spendscope.store.rollups import build_rollups  # noqa: E402
+from spendscope.store import Store, open_store
+from spendscope.store.billing import set_margin
+from spendscope.store.rollups import build_rollups
 
 RESULTS = Path(__file__).resolve().parent / "results" / "portal.json"
 
@@ -84,7 +83,9 @@ def prepare(directory: str, calls: int, users: int, days: int) -> None:
         first = (datetime.now(UTC) - timedelta(days=days + 1)).date()
         for i in range(0, 200, 10):
             set_margin(store, f"tenant-{i}", Decimal(10 + i % 30), effective_from=first)
-        print(f"generated in {generated:.1f} s; rollups built in {build_s:.1f} s: {build.buckets}", flush=True)
+        print(
+            f"generated in {generated:.1f} s; rollups built in {build_s:.1f} s: {build.buckets}", flush=True
+        )
 
 
 def main() -> None:
@@ -102,13 +103,16 @@ def main() -> None:
     if args.prepare_only:
         return
     results = time_pages(args.dir, args.repeats)
-    print(
-        "\n| page | server time: median (min) ms | wall: median ms | bytes |\n|---|---:|---:|---:|"
-    )
+    print("\n| page | server time: median (min) ms | wall: median ms | bytes |\n|---|---:|---:|---:|")
     for row in results:
-        print(f"| `{row['page']}` | {row['server_ms']} ({row['server_min_ms']}) | {row['wall_ms']} | {row['bytes']:,} |")
+        print(
+            f"| `{row['page']}` | {row['server_ms']} ({row['server_min_ms']}) | {row['wall_ms']} "
+            f"| {row['bytes']:,} |"
+        )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"args": vars(args), "results": results, "python": sys.version.split()[0]}, indent=2))
+    RESULTS.write_text(
+        json.dumps({"args": vars(args), "results": results, "python": sys.version.split()[0]}, indent=2)
+    )
 
 
 def pages(now: datetime) -> list[str]:

@@ -34,10 +34,14 @@ CALLS: list[tuple[int, str, str, str, str, str | None, dict[str, float]]] = [
 ]
 
 
-def _record(days: int, tenant: str, user: str, endpoint: str, job: str, cost: str | None, q: dict[str, float]) -> Any:
+def _record(
+    days: int, tenant: str, user: str, endpoint: str, job: str, cost: str | None, q: dict[str, float]
+) -> Any:
     at = (DAY if days == 0 else DAY - timedelta(days=days)) + timedelta(minutes=5)
     args: dict[str, Any] = priced_at(cost) if cost else {"model": "house-model-v1", "cost": None}
-    record = llm_record(at, user=user, endpoint=endpoint, tenant=tenant, extra={"job_id": job} if job else None, **args)
+    record = llm_record(
+        at, user=user, endpoint=endpoint, tenant=tenant, extra={"job_id": job} if job else None, **args
+    )
     attrs = {**record.span_attributes, **{n.QUANTITY_PREFIX + k: repr(v) for k, v in q.items()}}
     return dataclasses.replace(record, span_attributes=attrs)
 
@@ -57,7 +61,13 @@ def _expected(tenant: str | None = None) -> dict[str, Any]:
     for c in rows:
         for k, v in c[6].items():
             quantities[k] = quantities.get(k, 0) + v
-    return {"calls": len(rows), "cost": cost, "billed": billed, "users": len({c[2] for c in rows}), "q": quantities}
+    return {
+        "calls": len(rows),
+        "cost": cost,
+        "billed": billed,
+        "users": len({c[2] for c in rows}),
+        "q": quantities,
+    }
 
 
 def test_stats_are_the_sums_of_the_calls(loaded: Store) -> None:
@@ -82,7 +92,11 @@ def test_windows_today_month_and_window_agree_with_their_own_stats(loaded: Store
     now = NOW
     month = DAY.replace(day=1)
     totals, days = b.windows(loaded, now=now, since=SINCE, until=UNTIL)
-    for name, (since, until) in {"today": (DAY, now), "month": (month, now), "window": (SINCE, UNTIL)}.items():
+    for name, (since, until) in {
+        "today": (DAY, now),
+        "month": (month, now),
+        "window": (SINCE, UNTIL),
+    }.items():
         alone = b.stats(loaded, since=since, until=until)
         assert totals[name] == alone, name
     assert sum(row[1] for row in days.rows) == totals["window"]["calls"]
@@ -117,14 +131,18 @@ def test_users_page_sorts_on_the_server(loaded: Store, sort: str, descending: bo
 
 
 def test_users_page_pages_filters_and_searches(loaded: Store) -> None:
-    page, total = b.users_page(loaded, since=SINCE, until=UNTIL, sort="user", descending=False, limit=2, offset=2)
+    page, total = b.users_page(
+        loaded, since=SINCE, until=UNTIL, sort="user", descending=False, limit=2, offset=2
+    )
     assert [row["user"] for row in page.as_dicts()] == ["u-8", "u-9"] and total == 4
     page, total = b.users_page(loaded, since=SINCE, until=UNTIL, sort="user", limit=2, offset=10)
     assert page.rows == [] and total == 4
     page, total = b.users_page(loaded, since=SINCE, until=UNTIL, where={"tenant": "acme"})
     assert {row["user"] for row in page.as_dicts()} == {"u-1", "u-2"} and total == 2
     assert page.as_dicts()[0]["tenants"] == ["acme"]
-    page, total = b.users_page(loaded, since=SINCE, until=UNTIL, where={"endpoint": "cv-parsing"}, search="U-")
+    page, total = b.users_page(
+        loaded, since=SINCE, until=UNTIL, where={"endpoint": "cv-parsing"}, search="U-"
+    )
     assert {row["user"] for row in page.as_dicts()} == {"u-1", "u-9"} and total == 2
     with pytest.raises(r.ReportError):
         b.users_page(loaded, since=SINCE, until=UNTIL, sort="cost_usd; DROP TABLE x")
@@ -140,7 +158,9 @@ def test_billing_per_tenant_has_the_margin(loaded: Store) -> None:
 
 
 def test_jobs_by_endpoint_pivot(loaded: Store) -> None:
-    report = b.billing(loaded, by="attr:job_id", by2="endpoint", since=SINCE, until=UNTIL, where={"tenant": "acme"})
+    report = b.billing(
+        loaded, by="attr:job_id", by2="endpoint", since=SINCE, until=UNTIL, where={"tenant": "acme"}
+    )
     columns, rows = b.pivot(report)
     assert columns == ["video-interview", "question-generation", "cv-parsing"]
     job1 = next(row for row in rows if row["key"] == "J-1")
@@ -155,11 +175,15 @@ def test_a_tenant_scope_sees_its_tenant_whatever_the_parameters(loaded: Store) -
     acme = TenantScope(loaded, "acme")
     assert b.stats(acme, since=SINCE, until=UNTIL)["calls"] == 4
     assert b.stats(acme, since=SINCE, until=UNTIL, where={"tenant": "beta"})["calls"] == 0
-    assert {row["tenant"] for row in r.report(acme, by="tenant", since=SINCE, until=UNTIL).as_dicts()} == {"acme"}
+    assert {row["tenant"] for row in r.report(acme, by="tenant", since=SINCE, until=UNTIL).as_dicts()} == {
+        "acme"
+    }
     assert r.report(acme, by="attr:job_id", since=SINCE, until=UNTIL, where={"tenant": "beta"}).rows == []
     assert r.user_month(acme, user="u-9", month=DAY.date()).rows == []  # beta's user
     assert b.users_page(acme, since=SINCE, until=UNTIL, search="u-9")[1] == 0
-    assert {row["tenant"] for row in b.billing(acme, by="tenant", since=SINCE, until=UNTIL).as_dicts()} == {"acme"}
+    assert {row["tenant"] for row in b.billing(acme, by="tenant", since=SINCE, until=UNTIL).as_dicts()} == {
+        "acme"
+    }
     calls = r.export_calls(acme, since=SINCE, until=UNTIL, where={"user": "u-9"})
     assert calls.rows == []
     assert {row["tenant"] for row in r.export_calls(acme, since=SINCE, until=UNTIL).as_dicts()} == {"acme"}

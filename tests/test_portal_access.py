@@ -51,13 +51,17 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
 _opener = urllib.request.build_opener(NoRedirect)
 
 
-def get(url: str, token: str | None = None, *, cookie: str | None = None, data: bytes | None = None) -> Answer:
+def get(
+    url: str, token: str | None = None, *, cookie: str | None = None, data: bytes | None = None
+) -> Answer:
     headers = {}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
     if cookie is not None:
         headers["Cookie"] = cookie
-    request = urllib.request.Request(url, data=data, headers=headers, method="POST" if data is not None else "GET")
+    request = urllib.request.Request(
+        url, data=data, headers=headers, method="POST" if data is not None else "GET"
+    )
     try:
         with _opener.open(request, timeout=60) as response:
             return Answer(response.status, response.read(), response.headers)
@@ -70,11 +74,32 @@ def site(tmp_path: Path, store_dsn: str, store: Store) -> Iterator[dict[str, Any
     """A collector with two tenants' calls, an admin token, a token for acme and one for beta."""
     at = NOW - timedelta(minutes=30)
     records = [
-        llm_record(at, user="a-user-1", endpoint="cv-parsing", tenant="acme", extra={"job_id": "J-ACME"}, **priced_at("0.25")),
-        llm_record(at, user="a-user-2", endpoint="cv-parsing", tenant="acme", extra={"job_id": "J-ACME"}, **priced_at("0.5")),
+        llm_record(
+            at,
+            user="a-user-1",
+            endpoint="cv-parsing",
+            tenant="acme",
+            extra={"job_id": "J-ACME"},
+            **priced_at("0.25"),
+        ),
+        llm_record(
+            at,
+            user="a-user-2",
+            endpoint="cv-parsing",
+            tenant="acme",
+            extra={"job_id": "J-ACME"},
+            **priced_at("0.5"),
+        ),
     ]
     records += [
-        llm_record(at, user=user, endpoint=BETA["endpoint"], tenant="beta", extra={"job_id": BETA["job"]}, **priced_at("1.5"))
+        llm_record(
+            at,
+            user=user,
+            endpoint=BETA["endpoint"],
+            tenant="beta",
+            extra={"job_id": BETA["job"]},
+            **priced_at("1.5"),
+        )
         for user in BETA["users"]
     ]
     store.insert_spans(records)
@@ -82,14 +107,27 @@ def site(tmp_path: Path, store_dsn: str, store: Store) -> Iterator[dict[str, Any
     acme_row, acme = t.create(store, kind=t.TENANT, tenant="acme")
     _, beta = t.create(store, kind=t.TENANT, tenant="beta")
     config = CollectorConfig.resolve(
-        environ={}, listen="127.0.0.1:0", store=store_dsn, spool=str(tmp_path / "spool"), token=COLLECTOR_TOKEN
+        environ={},
+        listen="127.0.0.1:0",
+        store=store_dsn,
+        spool=str(tmp_path / "spool"),
+        token=COLLECTOR_TOKEN,
     )
     with Collector(config, store=store) as collector:
-        yield {"url": collector.url, "admin": admin, "acme": acme, "acme_id": acme_row.token_id, "beta": beta, "store": store}
+        yield {
+            "url": collector.url,
+            "admin": admin,
+            "acme": acme,
+            "acme_id": acme_row.token_id,
+            "beta": beta,
+            "store": store,
+        }
 
 
 def _q(path: str, **params: Any) -> str:
-    pairs = [(k, v) for k, values in params.items() for v in (values if isinstance(values, list) else [values])]
+    pairs = [
+        (k, v) for k, values in params.items() for v in (values if isinstance(values, list) else [values])
+    ]
     return f"{path}?{urllib.parse.urlencode(pairs)}" if pairs else path
 
 
@@ -145,7 +183,11 @@ def test_a_tenant_token_never_sees_another_tenant(site: dict[str, Any], path: st
     # not in any data row, even where the request named it
     if answer.status == 200 and answer.headers.get_content_type() == "application/json":
         body = answer.json()
-        rows = body.get("rows", []) if "rows" in body else [list(w.values()) for w in body.values() if isinstance(w, dict)]
+        rows = (
+            body.get("rows", [])
+            if "rows" in body
+            else [list(w.values()) for w in body.values() if isinstance(w, dict)]
+        )
         assert not any(value in json.dumps(rows) for value in BETA_VALUES), rows
     for user in BETA["users"]:
         assert f'data-user="{user}"' not in answer.text
@@ -182,7 +224,9 @@ def test_a_tenant_is_refused_an_admins_reports(site: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("token", [None, "wrong", "sst_00000000_" + "A" * 43, "Basic abc"])
-def test_without_a_valid_token_the_api_says_401_and_a_page_sends_to_sign_in(site: dict[str, Any], token: str | None) -> None:
+def test_without_a_valid_token_the_api_says_401_and_a_page_sends_to_sign_in(
+    site: dict[str, Any], token: str | None
+) -> None:
     api = get(site["url"] + "/api/usage/stats", token)
     assert api.status == 401 and "error" in api.json()
     page = get(site["url"] + "/users?sort=user", token)
@@ -218,7 +262,11 @@ def test_signing_in_sets_a_secure_http_only_session_that_revocation_ends(site: d
 
 
 def test_sign_in_goes_back_to_this_site_only(site: dict[str, Any]) -> None:
-    for target, expected in [("/users?page=2", "/users?page=2"), ("//evil.example/", "/"), ("https://evil.example", "/")]:
+    for target, expected in [
+        ("/users?page=2", "/users?page=2"),
+        ("//evil.example/", "/"),
+        ("https://evil.example", "/"),
+    ]:
         answer, _ = _sign_in(site["url"], site["admin"], target)
         assert answer.headers["Location"] == expected
 
@@ -237,7 +285,9 @@ def test_tokens_are_stored_hashed(site: dict[str, Any]) -> None:
 
 
 def test_without_any_token_everything_is_open(tmp_path: Path, store_dsn: str, store: Store) -> None:
-    config = CollectorConfig.resolve(environ={}, listen="127.0.0.1:0", store=store_dsn, spool=str(tmp_path / "spool"))
+    config = CollectorConfig.resolve(
+        environ={}, listen="127.0.0.1:0", store=store_dsn, spool=str(tmp_path / "spool")
+    )
     with Collector(config, store=store) as collector:
         assert get(collector.url + "/").status == 200
         assert get(collector.url + "/api/usage/stats").status == 200

@@ -44,7 +44,9 @@ CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory, chdb_dsn: str, _chdb_admin: Store) -> Iterator[dict[str, Any]]:
+def site(
+    tmp_path_factory: pytest.TempPathFactory, chdb_dsn: str, _chdb_admin: Store
+) -> Iterator[dict[str, Any]]:
     """A collector on a fresh store holding the demo's workload (seed 7), with the demo's margins, an
     admin token and a token for each tenant."""
     spool = tmp_path_factory.mktemp("spool")
@@ -90,7 +92,9 @@ def browser(downloads: Path) -> Iterator[WebDriver]:
 
 # --- helpers ---------------------------------------------------------------------------------------------
 def api(site: dict[str, Any], path: str, token: str | None = None) -> bytes:
-    request = urllib.request.Request(site["url"] + path, headers={"Authorization": f"Bearer {token or site['admin']}"})
+    request = urllib.request.Request(
+        site["url"] + path, headers={"Authorization": f"Bearer {token or site['admin']}"}
+    )
     with urllib.request.urlopen(request, timeout=120) as response:
         return response.read()
 
@@ -126,7 +130,9 @@ def open_page(browser: WebDriver, site: dict[str, Any], path: str, screenshot: s
     assert console_errors(browser) == []
     if screenshot:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        browser.set_window_size(1280, max(1000, int(browser.execute_script("return document.body.scrollHeight"))))
+        browser.set_window_size(
+            1280, max(1000, int(browser.execute_script("return document.body.scrollHeight")))
+        )
         browser.save_screenshot(str(SCREENSHOTS / f"{screenshot}.png"))
         browser.set_window_size(1280, 1000)
 
@@ -190,7 +196,9 @@ def test_the_overview_equals_the_api_and_the_calls(browser: WebDriver, site: dic
     calls, cost, unknown = store.query(
         "SELECT count(), sum(ifNull(cost_usd, 0)), countIf(unpriced OR usage_unavailable) FROM llm_usage FINAL"
     ).rows[0]
-    talentco = store.query("SELECT sum(ifNull(cost_usd, 0)) FROM llm_usage FINAL WHERE tenant = 'talentco'").rows[0][0]
+    talentco = store.query(
+        "SELECT sum(ifNull(cost_usd, 0)) FROM llm_usage FINAL WHERE tenant = 'talentco'"
+    ).rows[0][0]
     billed = Decimal(cost) + Decimal(talentco) * Decimal("0.25")
     for window in ("today", "month", "window"):
         card = browser.find_element(By.ID, f"stats-{window}")
@@ -200,16 +208,25 @@ def test_the_overview_equals_the_api_and_the_calls(browser: WebDriver, site: dic
         assert usd(field("billed_usd")) == api_cost(stats[window], "billed_usd")
         assert Decimal(usd(field("billed_usd"))[0]) == billed
         assert int(field("active_users").text) == stats[window]["active_users"] == 10
-    pairs = rows(api_json(site, "/api/usage/breakdown?by=endpoint&by2=model&since=" + urllib.parse.quote(_month_start())))
+    pairs = rows(
+        api_json(
+            site, "/api/usage/breakdown?by=endpoint&by2=model&since=" + urllib.parse.quote(_month_start())
+        )
+    )
     shown = browser.find_elements(By.CSS_SELECTOR, "#pairs tbody tr")
     assert len(shown) == len(pairs)
     for tr, row in zip(shown, pairs, strict=True):
-        assert (tr.get_attribute("data-endpoint"), tr.get_attribute("data-model")) == (row["endpoint"], row["model"])
+        assert (tr.get_attribute("data-endpoint"), tr.get_attribute("data-model")) == (
+            row["endpoint"],
+            row["model"],
+        )
         assert usd(tr.find_element(By.CSS_SELECTOR, '[data-field="cost_usd"]')) == api_cost(row)
     unknown_rows = browser.find_elements(By.CSS_SELECTOR, "#unknown tbody tr")
     assert {r.get_attribute("data-model") for r in unknown_rows} >= {"brightschool-tutor-v2"}
     # the unpriced model's cost is shown as unknown, never $0
-    tutor = browser.find_element(By.CSS_SELECTOR, '#pairs tr[data-model="brightschool-tutor-v2"] [data-field="cost_usd"]')
+    tutor = browser.find_element(
+        By.CSS_SELECTOR, '#pairs tr[data-model="brightschool-tutor-v2"] [data-field="cost_usd"]'
+    )
     assert tutor.text == "unknown"
 
 
@@ -220,7 +237,12 @@ def _month_start() -> str:
 def test_users_sort_filter_and_page_on_the_server(browser: WebDriver, site: dict[str, Any]) -> None:
     sign_in(browser, site, site["admin"])
     open_page(browser, site, "/users")
-    listed = lambda: [tr.get_attribute("data-user") for tr in browser.find_elements(By.CSS_SELECTOR, "#users tbody tr")]  # noqa: E731
+
+    def listed() -> list[str]:
+        return [
+            tr.get_attribute("data-user") for tr in browser.find_elements(By.CSS_SELECTOR, "#users tbody tr")
+        ]
+
     by_cost = rows(api_json(site, "/api/usage/users?limit=50"))
     assert listed() == [row["user"] for row in by_cost]
     for tr, row in zip(browser.find_elements(By.CSS_SELECTOR, "#users tbody tr"), by_cost, strict=True):
@@ -244,23 +266,32 @@ def test_users_sort_filter_and_page_on_the_server(browser: WebDriver, site: dict
     _wait(lambda: "page=2" in browser.current_url, "the next page")
     second = listed()
     assert len(second) == 3 and not set(first) & set(second)
-    expected = rows(api_json(site, "/api/usage/users?sort=user&order=desc&limit=50&where=tenant%3Dbrightschool"))
+    expected = rows(
+        api_json(site, "/api/usage/users?sort=user&order=desc&limit=50&where=tenant%3Dbrightschool")
+    )
     assert first + second == [row["user"] for row in expected]
     browser.find_element(By.ID, "filter-endpoint").send_keys("generate_hint")
     browser.find_element(By.ID, "filter-search").send_keys("STUDENT-00")
     browser.find_element(By.ID, "apply-filters").click()
     _wait(lambda: "endpoint=generate_hint" in browser.current_url, "the endpoint filter")
     assert listed() == ["student-00"]
-    cell = browser.find_element(By.CSS_SELECTOR, '#users tbody tr[data-user="student-00"] [data-field="calls"]')
+    cell = browser.find_element(
+        By.CSS_SELECTOR, '#users tbody tr[data-user="student-00"] [data-field="calls"]'
+    )
     hints = rows(api_json(site, "/api/usage/users?search=student-00&where=endpoint%3Dgenerate_hint"))
     assert int(cell.text) == hints[0]["calls"]
     browser.find_element(By.LINK_TEXT, "student-00").click()
     _wait(lambda: "/users/student-00" in browser.current_url, "the user's month")
     month = rows(api_json(site, "/api/usage/users/student-00"))
-    shown = {tr.get_attribute("data-model"): tr for tr in browser.find_elements(By.CSS_SELECTOR, "#by-model tbody tr")}
+    shown = {
+        tr.get_attribute("data-model"): tr
+        for tr in browser.find_elements(By.CSS_SELECTOR, "#by-model tbody tr")
+    }
     assert set(shown) == {row["model"] for row in month}
     for row in month:
-        assert usd(shown[row["model"]].find_element(By.CSS_SELECTOR, '[data-field="cost_usd"]')) == api_cost(row)
+        assert usd(shown[row["model"]].find_element(By.CSS_SELECTOR, '[data-field="cost_usd"]')) == api_cost(
+            row
+        )
     assert len(browser.find_elements(By.CSS_SELECTOR, "#by-day tbody tr")) == 1
 
 
@@ -272,8 +303,14 @@ def test_tenants_and_jobs_equal_the_api(browser: WebDriver, site: dict[str, Any]
     for row in tenants:
         tr = browser.find_element(By.CSS_SELECTOR, f'#tenants tr[data-tenant="{row["tenant"]}"]')
         assert usd(tr.find_element(By.CSS_SELECTOR, '[data-field="cost_usd"]')) == api_cost(row)
-        assert usd(tr.find_element(By.CSS_SELECTOR, '[data-field="billed_usd"]')) == api_cost(row, "billed_usd")
-    jobs = rows(api_json(site, f"/api/usage/billing?by=attr:job_id&by2=endpoint&where=tenant%3Dtalentco&since={since}"))
+        assert usd(tr.find_element(By.CSS_SELECTOR, '[data-field="billed_usd"]')) == api_cost(
+            row, "billed_usd"
+        )
+    jobs = rows(
+        api_json(
+            site, f"/api/usage/billing?by=attr:job_id&by2=endpoint&where=tenant%3Dtalentco&since={since}"
+        )
+    )
     for row in jobs:
         tr = browser.find_element(By.CSS_SELECTOR, f'#jobs tr[data-key="{row["attr:job_id"]}"]')
         cell = tr.find_element(By.CSS_SELECTOR, f'[data-column="{row["endpoint"]}"]')
@@ -281,7 +318,10 @@ def test_tenants_and_jobs_equal_the_api(browser: WebDriver, site: dict[str, Any]
     job = browser.find_element(By.CSS_SELECTOR, '#jobs tr[data-key="job-1001"]')
     total = sum(Decimal(r["billed_usd"]) for r in jobs if r["attr:job_id"] == "job-1001")
     assert Decimal(usd(job.find_element(By.CSS_SELECTOR, '[data-field="total"]'))[0]) == total
-    names = {q.get_attribute("data-name"): float(q.get_attribute("data-value")) for q in job.find_elements(By.CSS_SELECTOR, ".quantity")}
+    names = {
+        q.get_attribute("data-name"): float(q.get_attribute("data-value"))
+        for q in job.find_elements(By.CSS_SELECTOR, ".quantity")
+    }
     assert names["questions"] == 5 and names["cvs_parsed"] >= 2 and names["realtime_seconds"] > 0
 
 
@@ -290,14 +330,21 @@ def test_the_billing_page_and_its_month_selector(browser: WebDriver, site: dict[
     open_page(browser, site, "/billing?tenant=talentco")
     month = datetime.now(UTC).strftime("%Y-%m")
     categories = rows(api_json(site, f"/api/usage/billing?by=endpoint&month={month}&where=tenant%3Dtalentco"))
-    shown = {tr.get_attribute("data-endpoint"): tr for tr in browser.find_elements(By.CSS_SELECTOR, "#categories tbody tr")}
+    shown = {
+        tr.get_attribute("data-endpoint"): tr
+        for tr in browser.find_elements(By.CSS_SELECTOR, "#categories tbody tr")
+    }
     assert set(shown) == {row["endpoint"] for row in categories}
     for row in categories:
         tr = shown[row["endpoint"]]
         assert int(tr.find_element(By.CSS_SELECTOR, '[data-field="calls"]').text) == row["calls"]
-        assert usd(tr.find_element(By.CSS_SELECTOR, '[data-field="billed_usd"]')) == api_cost(row, "billed_usd")
+        assert usd(tr.find_element(By.CSS_SELECTOR, '[data-field="billed_usd"]')) == api_cost(
+            row, "billed_usd"
+        )
         for q in tr.find_elements(By.CSS_SELECTOR, ".quantity"):
-            assert float(q.get_attribute("data-value")) == row["quantities"].get(q.get_attribute("data-name"), 0)
+            assert float(q.get_attribute("data-value")) == row["quantities"].get(
+                q.get_attribute("data-name"), 0
+            )
     questions = shown["question-generation"].find_element(By.CSS_SELECTOR, '.quantity[data-name="questions"]')
     assert float(questions.get_attribute("data-value")) == 15  # 5 a job, three jobs
     total = browser.find_element(By.CSS_SELECTOR, '#billing-totals [data-field="billed_usd"]')
@@ -353,10 +400,14 @@ def test_a_tenant_token_sees_only_its_tenant_in_the_browser(
     browser.get(site["url"] + "/users?tenant=brightschool")
     assert browser.find_elements(By.CSS_SELECTOR, "#users tbody tr") == []
     browser.get(site["url"] + "/users")
-    users = {tr.get_attribute("data-user") for tr in browser.find_elements(By.CSS_SELECTOR, "#users tbody tr")}
+    users = {
+        tr.get_attribute("data-user") for tr in browser.find_elements(By.CSS_SELECTOR, "#users tbody tr")
+    }
     assert users == {"recruiter-1", "recruiter-2"}
     browser.get(site["url"] + "/api/usage/summary?by=tenant")  # the sign-in cookie works on the API too
-    assert [row[0] for row in json.loads(browser.find_element(By.TAG_NAME, "body").text)["rows"]] == ["talentco"]
+    assert [row[0] for row in json.loads(browser.find_element(By.TAG_NAME, "body").text)["rows"]] == [
+        "talentco"
+    ]
     open_page(browser, site, "/billing")
     before = {p.name for p in downloads.iterdir()}
     browser.find_element(By.ID, "export-detailed").click()

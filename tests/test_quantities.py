@@ -16,7 +16,9 @@ from spendscope.fake_openai import FakeOpenAI
 from tests.conftest import Capture
 
 
-def test_quantities_go_on_each_call_of_the_block(capture: Capture, server: FakeOpenAI, client: openai.OpenAI) -> None:
+def test_quantities_go_on_each_call_of_the_block(
+    capture: Capture, server: FakeOpenAI, client: openai.OpenAI
+) -> None:
     with spendscope.attributes(tenant="acme", quantities={"cvs_parsed": 1}):
         with spendscope.attributes(endpoint="question-generation", quantities={"questions": 5}):
             client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "q"}])
@@ -38,8 +40,13 @@ def test_inner_quantity_replaces_outer_by_name() -> None:
     "bad",
     [{"x": -1}, {"x": math.nan}, {"x": math.inf}, {"x": 2e15}, {"x": "5"}, {"x": True}, {"": 1}, {"a b": 1}],
 )
-def test_a_quantity_the_store_would_refuse_is_left_out(bad: dict[str, object], caplog: pytest.LogCaptureFixture) -> None:
+def test_a_quantity_the_store_would_refuse_is_left_out(
+    bad: dict[str, object], caplog: pytest.LogCaptureFixture
+) -> None:
     """The store rejects a whole call with an invalid quantity: it is left out instead, with a warning."""
-    with caplog.at_level(logging.WARNING, logger="spendscope"), spendscope.attributes(quantities={**bad, "ok": 2}):  # type: ignore[dict-item]
+    with (
+        caplog.at_level(logging.WARNING, logger="spendscope"),
+        spendscope.attributes(quantities={**bad, "ok": 2}),
+    ):  # type: ignore[dict-item]
         assert dict(current().quantities) == {"ok": 2.0}
     assert "left out" in caplog.text

@@ -48,7 +48,8 @@ def demo(
     serve: Annotated[
         bool,
         typer.Option(
-            "--serve", help="after the report, keep the collector and its portal serving the demo's data until Ctrl-C"
+            "--serve",
+            help="after the report, keep the collector and its portal serving the demo's data until Ctrl-C",
         ),
     ] = False,
     listen: Annotated[

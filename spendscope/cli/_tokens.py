@@ -54,7 +54,9 @@ def list_(
     for row in rows:
         state = f"revoked {row['revoked_at']}" if row["revoked_at"] else "active"
         who = row["tenant"] if row["kind"] == tokens.TENANT else "(admin)"
-        typer.echo(f"{row['id']}  {row['kind']:<6}  {who:<20}  {state:<40}  {row['created_at']}  {row['note']}")
+        typer.echo(
+            f"{row['id']}  {row['kind']:<6}  {who:<20}  {state:<40}  {row['created_at']}  {row['note']}"
+        )
 
 
 @tokens_app.command("revoke")
@@ -62,7 +64,8 @@ def revoke(
     token_id: Annotated[str, typer.Argument(help="the token's id (tokens list), or the token")],
     store: StoreOption = None,
 ) -> None:
-    """Revoke a token: it stops working within seconds on every collector, and so do the sign-ins made with it."""
+    """Revoke a token: it stops working within seconds on every collector, and so do the sign-ins made
+    with it."""
     from spendscope.store import tokens
 
     with domain_errors(), open_local(store, "tokens revoke") as opened:

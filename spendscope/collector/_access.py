@@ -192,7 +192,9 @@ class AccessControl:
                     {"WWW-Authenticate": 'Bearer realm="spendscope"', "Connection": "close"},
                 )
             else:
-                target = path + (f"?{scope['query_string'].decode('latin-1')}" if scope.get("query_string") else "")
+                target = path + (
+                    f"?{scope['query_string'].decode('latin-1')}" if scope.get("query_string") else ""
+                )
                 answer = RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
             return await answer(scope, receive, send)
         if not principal.admin and path.startswith(_ADMIN_ONLY):

@@ -3,7 +3,7 @@ opened by one process only, so the CLI asks the collector that has it open). Des
 /openapi.json, and as a page at /docs.
 
     GET /api/usage/summary?since=30d&until=now&by=model&where=tenant=acme   cost by one dimension + total
-    GET /api/usage/stats?since=..&where=..                                totals: the UTC day, the month, a window
+    GET /api/usage/stats?since=..&where=..                                totals: UTC day, month, window
     GET /api/usage/users/{user}?month=2026-11                             one user's month, by model
     GET /api/usage/users?since=..&limit=10&sort=cost_usd&order=desc&offset=0&search=..   a page of users
     GET /api/usage/endpoints?since=..&where=..                            cost by endpoint
@@ -175,7 +175,9 @@ def users(
     limit: Annotated[int, Query(ge=1, le=breakdowns.MAX_PAGE, description="users per page")] = 10,
     offset: Annotated[int, Query(ge=0, description="users to skip (the page's start)")] = 0,
     sort: Annotated[
-        Literal["user", "calls", "input_tokens", "output_tokens", "cost_usd", "unpriced_calls", "error_calls"],
+        Literal[
+            "user", "calls", "input_tokens", "output_tokens", "cost_usd", "unpriced_calls", "error_calls"
+        ],
         Query(description="the column to sort on (an unknown cost sorts last either way)"),
     ] = "cost_usd",
     order: Annotated[Literal["asc", "desc"], Query(description="ascending or descending")] = "desc",
@@ -264,7 +266,9 @@ def monthly(
 
 
 @router.get("/stats", response_model=None, responses={200: {"model": StatsJson}})
-def stats(request: Request, since: Since = DEFAULT_SINCE, until: Until = None, where: Where = None) -> Response:
+def stats(
+    request: Request, since: Since = DEFAULT_SINCE, until: Until = None, where: Where = None
+) -> Response:
     """Calls, tokens, provider cost, billed cost (with each tenant's margin), active users and
     quantities, for the UTC day so far, the calendar month so far and the window [since, until)."""
 
@@ -275,7 +279,9 @@ def stats(request: Request, since: Since = DEFAULT_SINCE, until: Until = None, w
             "since": start.isoformat(),
             "until": end.isoformat(),
         }
-        return Response(json.dumps(reports.json_value(body), separators=(",", ":")), media_type="application/json")
+        return Response(
+            json.dumps(reports.json_value(body), separators=(",", ":")), media_type="application/json"
+        )
 
     return _run(request, ("since", "until", "where"), answer)
 
@@ -283,7 +289,8 @@ def stats(request: Request, since: Since = DEFAULT_SINCE, until: Until = None, w
 def windows(
     store: ReportStore, now: datetime, since: datetime, until: datetime, where: dict[str, str]
 ) -> dict[str, dict[str, Any]]:
-    """The totals of the UTC day so far, the month so far and [since, until): what /stats and the overview show."""
+    """The totals of the UTC day so far, the month so far and [since, until): what /stats and the
+    overview show."""
     totals, _ = breakdowns.windows(
         store, now=now, since=since, until=until, where=where, default_margin=default_margin()
     )
@@ -293,7 +300,9 @@ def windows(
 @router.get("/breakdown", response_model=None, responses={200: {"model": ReportJson}})
 def breakdown(
     request: Request,
-    by: Annotated[str, Query(description="the first dimension: endpoint, model, tenant, user, service, operation")] = "endpoint",
+    by: Annotated[
+        str, Query(description="the first dimension: endpoint, model, tenant, user, service, operation")
+    ] = "endpoint",
     by2: Annotated[str, Query(description="the second dimension, another of the same")] = "model",
     since: Since = DEFAULT_SINCE,
     until: Until = None,
@@ -312,11 +321,17 @@ def breakdown(
 @router.get("/billing", response_model=None, responses={200: {"model": ReportJson, **_CSV}})
 def billing(
     request: Request,
-    by: Annotated[str, Query(description="the dimension: tenant, endpoint, user, model, ... or attr:KEY (attr:job_id)")] = "tenant",
-    by2: Annotated[str, Query(description="a second dimension (attr:job_id by endpoint: a row per job and endpoint)")] = "",
+    by: Annotated[
+        str, Query(description="the dimension: tenant, endpoint, user, model, ... or attr:KEY (attr:job_id)")
+    ] = "tenant",
+    by2: Annotated[
+        str, Query(description="a second dimension (attr:job_id by endpoint: a row per job and endpoint)")
+    ] = "",
     since: Since = DEFAULT_SINCE,
     until: Until = None,
-    month: Annotated[str | None, Query(description="YYYY-MM: that calendar month (UTC) instead of since and until")] = None,
+    month: Annotated[
+        str | None, Query(description="YYYY-MM: that calendar month (UTC) instead of since and until")
+    ] = None,
     where: Where = None,
     format: Literal["json", "csv"] = "json",
 ) -> Response:
@@ -333,7 +348,9 @@ def billing(
             store, by=by, by2=by2, since=start, until=end, where=filters, default_margin=default_margin()
         )
         if format == "csv":
-            return Response(formatting.to_csv(breakdowns.flatten_quantities(result)), media_type="text/csv; charset=utf-8")
+            return Response(
+                formatting.to_csv(breakdowns.flatten_quantities(result)), media_type="text/csv; charset=utf-8"
+            )
         return _json(result)
 
     return _run(request, ("by", "by2", "since", "until", "month", "where", "format"), answer)

@@ -9,11 +9,11 @@ from anywhere else).
     GET  /, /users, /tenants, /billing, ...   the portal's pages (spendscope/portal/), /login
 
 Middleware, outermost first: the request counter (`spendscope_collector_requests_total` by route and
-status), the portal's signed session cookie (Starlette's SessionMiddleware), then access control
-(_access.py: the collector's token and the store's tokens, on every route, known or not, once one is
-configured; a tenant token reads its tenant only). Bodies: the OTLP routes take one of at most `max_body_bytes` (413 on its
-Content-Length before it is read, and once decompressed; 411 without a length: _receive.py); every
-other route is a GET and reads none (a route that takes a body sets FastAPI's `max_body_size`).
+status), the portal's signed cookie (Starlette's SessionMiddleware), then access control (_access.py:
+the collector's token and the store's tokens, on every route, known or not, once one is configured; a
+tenant token reads its tenant only). Bodies: the OTLP routes take one of at most `max_body_bytes` (413
+on its Content-Length before it is read, and once decompressed; 411 without a length: _receive.py);
+POST /login one of at most 4 KiB (the portal's _pages.py); every other route is a GET and reads none.
 Errors under /api/ and /healthz are {"error": "one line"}; elsewhere google.rpc.Status, as OTLP/HTTP
 wants.
 """

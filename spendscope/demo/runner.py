@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -113,7 +113,15 @@ def _run(
         metric_cost = _metric_total(collector.url, names.PROM_COST)
         shown = dsn if kept else None
         result = DemoResult(
-            outcome, shown, collector.url, reports, tenants, total, metric_cost, stored, serving=serve is not None
+            outcome,
+            shown,
+            collector.url,
+            reports,
+            tenants,
+            total,
+            metric_cost,
+            stored,
+            serving=serve is not None,
         )
         if serve is not None:
             serve(result)

@@ -41,13 +41,13 @@ def money(cost: Cost) -> Markup:
     exact = "" if cost.usd is None else str(json_value(cost.usd))
     attrs = f'data-usd="{exact}" data-unknown="{cost.unknown_calls}"'
     if cost.usd is None:
-        text = f'<span class="unknown" title="no price, or answered without usage">unknown</span>'
+        text = '<span class="unknown" title="no price, or answered without usage">unknown</span>'
     elif cost.complete:
         text = escape(usd_text(cost.usd))
     else:
-        text = Markup('{} <span class="unknown" title="{} calls of unknown cost are not in it">+ {:,} unknown</span>').format(
-            usd_text(cost.usd), cost.unknown_calls, cost.unknown_calls
-        )
+        text = Markup(
+            '{} <span class="unknown" title="{} calls of unknown cost are not in it">+ {:,} unknown</span>'
+        ).format(usd_text(cost.usd), cost.unknown_calls, cost.unknown_calls)
     return Markup(f'<span class="money" {attrs}>{text}</span>')
 
 
@@ -123,5 +123,14 @@ def chart(
     bars = []
     for i, (label, cost, calls) in enumerate(costs):
         share = float(cost.usd / top) if top and cost.usd is not None else 0.0
-        bars.append(Bar(label, round(i * slot + (slot - bar) / 2, 1), round(bar, 1), round(share * (height - 20), 1), cost, calls))
+        bars.append(
+            Bar(
+                label,
+                round(i * slot + (slot - bar) / 2, 1),
+                round(bar, 1),
+                round(share * (height - 20), 1),
+                cost,
+                calls,
+            )
+        )
     return Chart(bars, width, height, top)

@@ -32,7 +32,7 @@ from spendscope.collector._api import DEFAULT_SINCE, StoreUnavailable
 from spendscope.portal import _format, _views
 from spendscope.store import breakdowns
 from spendscope.store.errors import ReportError, StoreError
-from spendscope.store.reports import ReportStore, parse_where
+from spendscope.store.reports import ReportStore, check_dimension, parse_where
 from spendscope.store.scope import OutsideScope
 from spendscope.store.times import parse_month, parse_range
 
@@ -49,6 +49,7 @@ router = APIRouter(include_in_schema=False)
 FILTERS = ("tenant", "endpoint", "model")
 _TICK = timedelta(microseconds=1)
 DEFAULT_DIMENSION = "job_id"
+LOGIN_BODY_MAX = 4096
 
 
 def mount(app: FastAPI) -> None:
@@ -121,7 +122,9 @@ def overview(request: Request) -> Response:
             "view": view,
             "since": since,
             "until": until,
-            "daily_chart": _format.chart(view.daily.as_dicts(), "day", first=since.date(), last=(until - _TICK).date()),
+            "daily_chart": _format.chart(
+                view.daily.as_dicts(), "day", first=since.date(), last=(until - _TICK).date()
+            ),
             "monthly_chart": _format.chart(
                 view.monthly.as_dicts(), "month", first=_views.first_month(now), last=now.date()
             ),
@@ -224,8 +227,10 @@ def tenants(request: Request) -> Response:
         else:
             since, until = _window(params, now, month=True)
         dimension = params.get("dimension") or DEFAULT_DIMENSION
-        breakdowns.check_dimension(f"attr:{dimension}", option="dimension")
-        view = _views.tenants(store, since=since, until=until, dimension=dimension, tenant=params.get("tenant", ""))
+        check_dimension(f"attr:{dimension}", option="dimension")
+        view = _views.tenants(
+            store, since=since, until=until, dimension=dimension, tenant=params.get("tenant", "")
+        )
         window = {"since": since.isoformat(), "until": until.isoformat()}
         jobs = {"by": f"attr:{dimension}", "by2": "endpoint", "where": [f"tenant={view.tenant}"], **window}
         return {
@@ -256,12 +261,20 @@ def billing(request: Request) -> Response:
         if not principal.admin and params.get("tenant") not in (None, "", tenant):
             raise OutsideScope(f"a tenant token for {tenant!r} sees that tenant only")
         if not tenant:
-            names = [str(row[0]) for row in breakdowns.billing(store, by="tenant", since=now.replace(day=1, hour=0, minute=0, second=0, microsecond=0), until=now).rows]
+            names = [
+                str(row[0])
+                for row in breakdowns.billing(
+                    store,
+                    by="tenant",
+                    since=now.replace(day=1, hour=0, minute=0, second=0, microsecond=0),
+                    until=now,
+                ).rows
+            ]
             tenant = names[0] if names else ""
         month_text = params.get("month") or now.strftime("%Y-%m")
         month = parse_month(month_text)[0]
         dimension = params.get("dimension") or DEFAULT_DIMENSION
-        breakdowns.check_dimension(f"attr:{dimension}", option="dimension")
+        check_dimension(f"attr:{dimension}", option="dimension")
         view = _views.billing(store, tenant=tenant, month=month, dimension=dimension, now=now)
         scope = {"month": month_text, "where": [f"tenant={tenant}"]}
         since, until = _month_window(month)
@@ -291,7 +304,9 @@ def favicon() -> Response:
 @router.get("/login", response_class=HTMLResponse)
 def login_page(request: Request) -> Response:
     return templates.TemplateResponse(
-        request, "login.html", {"next": _next(request.query_params.get("next")), "error": None, "principal": None}
+        request,
+        "login.html",
+        {"next": _next(request.query_params.get("next")), "error": None, "principal": None},
     )
 
 
@@ -299,8 +314,19 @@ def login_page(request: Request) -> Response:
 async def login(request: Request) -> Response:
     from urllib.parse import parse_qs
 
-    body = (await request.body()).decode("utf-8", "replace")
-    form = {k: v[0] for k, v in parse_qs(body, max_num_fields=4).items()}
+    length = request.headers.get("content-length", "")
+    if not length.isdigit() or int(length) > LOGIN_BODY_MAX:
+        return Response("a token form of at most 4 KiB, with its Content-Length", status_code=413)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > LOGIN_BODY_MAX:
+            return Response("a token form of at most 4 KiB", status_code=413)
+    text = body.decode("utf-8", "replace")
+    try:
+        form = {k: v[0] for k, v in parse_qs(text, max_num_fields=4).items()}
+    except ValueError:
+        return Response("a token form: token and next", status_code=400)
     tokens = request.app.state.tokens
     table = await run_in_threadpool(tokens.table)
     principal = tokens.bearer(form.get("token", "").strip(), table)

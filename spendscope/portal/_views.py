@@ -45,7 +45,13 @@ def first_month(now: datetime) -> date:
 
 
 def overview(
-    store: ReportStore, *, now: datetime, since: datetime, until: datetime, where: Mapping[str, str], admin: bool
+    store: ReportStore,
+    *,
+    now: datetime,
+    since: datetime,
+    until: datetime,
+    where: Mapping[str, str],
+    admin: bool,
 ) -> Overview:
     filters = dict(where)
     totals, daily = breakdowns.windows(
@@ -87,7 +93,9 @@ def _admin_sections(store: ReportStore, view: Overview, now: datetime) -> None:
         causes: dict[str, dict[str, Any]] = {}
         for row in residual.rows:
             values = dict(zip(residual.columns, row, strict=True))
-            entry = causes.setdefault(values["cause"], {"cause": values["cause"], "tokens": 0, "usd": None, "calls": 0})
+            entry = causes.setdefault(
+                values["cause"], {"cause": values["cause"], "tokens": 0, "usd": None, "calls": 0}
+            )
             entry["tokens"] += int(values["residual_tokens"])
             entry["calls"] += int(values["calls"])
             if values["residual_usd"] is not None:
@@ -107,14 +115,26 @@ def _budgets(store: ReportStore, now: datetime) -> list[dict[str, Any]]:
     from spendscope.budgets import evaluate, load_budgets
 
     config = load_budgets(path)
-    evaluation = evaluate(store, config, now=lambda: now)  # type: ignore[arg-type]
+    evaluation = evaluate(store, config, now=lambda: now)
     warning = config.warning_percent / 100
     out: list[dict[str, Any]] = [
-        {"tenant": u.tenant, "user": u.user, "window": u.window, "spend_usd": u.spend_usd, "limit_usd": u.limit_usd}
+        {
+            "tenant": u.tenant,
+            "user": u.user,
+            "window": u.window,
+            "spend_usd": u.spend_usd,
+            "limit_usd": u.limit_usd,
+        }
         for u in evaluation.users
     ]
     out += [
-        {"tenant": t.tenant, "user": "", "window": t.window, "spend_usd": t.spend_usd, "limit_usd": t.limit_usd}
+        {
+            "tenant": t.tenant,
+            "user": "",
+            "window": t.window,
+            "spend_usd": t.spend_usd,
+            "limit_usd": t.limit_usd,
+        }
         for t in evaluation.tenants
         if t.limit_usd and t.spend_usd >= t.limit_usd * warning
     ]

@@ -46,7 +46,11 @@ def _money(margin: Decimal) -> str:
 
 # --- queries (pure) ----------------------------------------------------------------------------------
 def days_query(
-    since: datetime, until: datetime, *, where: Mapping[str, str] | None = None, default_margin: Decimal = Decimal(0)
+    since: datetime,
+    until: datetime,
+    *,
+    where: Mapping[str, str] | None = None,
+    default_margin: Decimal = Decimal(0),
 ) -> Query:
     filters = _rollup_where(where or {}, "totals")
     params = {"grain": _grain(*filters), "default_margin_percent": _money(default_margin)}
@@ -129,7 +133,9 @@ def billing_query(
         grain = _grain("user" if with_users else first, *filters)
         params = {"grain": grain, "column": _column(first)}
         return Query("billing_by", {**params, **_range(since, until), **_where(filters), **margin})
-    return Query("billing_pairs", {"by": first, "by2": second, **_range(since, until), **_where(filters), **margin})
+    return Query(
+        "billing_pairs", {"by": first, "by2": second, **_range(since, until), **_where(filters), **margin}
+    )
 
 
 # --- runners -----------------------------------------------------------------------------------------
@@ -281,7 +287,10 @@ def flatten_quantities(report: Report) -> Report:
     rows = report.as_dicts()
     names = quantity_names(rows)
     columns = [c for c in report.columns if c != "quantities"]
-    out = [[row[c] for c in columns] + [_number((row["quantities"] or {}).get(n, 0)) for n in names] for row in rows]
+    out = [
+        [row[c] for c in columns] + [_number((row["quantities"] or {}).get(n, 0)) for n in names]
+        for row in rows
+    ]
     return Report(columns + [f"quantity:{n}" for n in names], out)
 
 

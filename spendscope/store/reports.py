@@ -223,7 +223,9 @@ def month_range(month: date) -> tuple[datetime, datetime]:
 
 def user_month_query(user: str, month: date, where: Mapping[str, str] | None = None) -> Query:
     filters = _rollup_where(where or {}, "a user's month")
-    return Query("user_monthly_by_model", {"user": user, "month": month.replace(day=1).isoformat(), **_where(filters)})
+    return Query(
+        "user_monthly_by_model", {"user": user, "month": month.replace(day=1).isoformat(), **_where(filters)}
+    )
 
 
 def invoice_query(

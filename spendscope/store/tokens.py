@@ -103,10 +103,7 @@ class TokenTable:
 
 def list_tokens(store: TokenStore) -> list[Token]:
     rows = store.run("access_tokens", {})
-    return [
-        Token(str(i), str(k), str(t), str(h), str(n), c, r)
-        for i, k, t, h, n, c, r in rows.rows
-    ]
+    return [Token(str(i), str(k), str(t), str(h), str(n), c, r) for i, k, t, h, n, c, r in rows.rows]
 
 
 def create(store: TokenStore, *, kind: str, tenant: str = "", note: str = "") -> tuple[Token, str]:
