@@ -352,7 +352,7 @@ def test_a_store_without_the_schema_says_to_migrate(chdb_dsn: str, store: Store)
         f"error: {chdb_dsn} (database bare_{store.database}) lacks SpendScope's schema"
     )
     assert (
-        "lacks SpendScope's schema (0001_baseline, 0002_reconciliation)" in done.stderr
+        "lacks SpendScope's schema (0001_baseline, 0002_reconciliation, 0003_access_tokens)" in done.stderr
         and "run `spendscope migrate`" in done.stderr
     )
     store.command(f"DROP DATABASE `bare_{store.database}` SYNC")

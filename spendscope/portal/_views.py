@@ -17,7 +17,6 @@ from spendscope.store.times import ch_time
 PAGE_SIZES = (5, 20, 50, 100, 500)
 JOBS_SHOWN = 100  # the costliest rows of a per-job table (its CSV has them all)
 MONTHS_SHOWN = 12
-RECONCILIATION_DAYS = 35  # the overview shows the latest reconciliation of a window started since
 
 
 @dataclass
@@ -81,7 +80,7 @@ def _unknown(columns: list[str], row: list[Any]) -> bool:
 def _admin_sections(store: ReportStore, view: Overview, now: datetime) -> None:
     """The latest reconciliation and the budgets at or over their warning, where the store has them
     (an admin's: a tenant scope refuses these queries)."""
-    window = {"since": ch_time(now - timedelta(days=RECONCILIATION_DAYS)), "until": ch_time(now)}
+    window = {"since": ch_time(datetime(1970, 1, 1, tzinfo=UTC)), "until": ch_time(now)}
     runs = store.run("reconciliation_runs", window)
     if runs.rows:
         latest = dict(zip(runs.columns, runs.rows[0], strict=True))
