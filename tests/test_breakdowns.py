@@ -88,20 +88,35 @@ def test_stats_of_an_empty_window_is_a_row_of_nothing(loaded: Store) -> None:
 
 
 def test_windows_today_month_and_window_agree_with_their_own_stats(loaded: Store) -> None:
-    """The overview's three windows, from the month's days, equal each window's stats read alone."""
-    now = NOW
+    """The overview's three windows, from one query of the days, equal each window's stats read alone,
+    whether the window is whole days of that query or not."""
     month = DAY.replace(day=1)
-    totals, days = b.windows(loaded, now=now, since=SINCE, until=UNTIL)
-    for name, (since, until) in {
-        "today": (DAY, now),
-        "month": (month, now),
-        "window": (SINCE, UNTIL),
-    }.items():
-        alone = b.stats(loaded, since=since, until=until)
-        assert totals[name] == alone, name
-    assert sum(row[1] for row in days.rows) == totals["window"]["calls"]
-    same, _ = b.windows(loaded, now=now, since=month, until=now)
-    assert same["window"] == same["month"]
+    months_from = month - timedelta(days=62)
+    for since, until in [
+        (SINCE, NOW),
+        (DAY - timedelta(days=1), NOW),
+        (SINCE + timedelta(hours=3), NOW),
+        (SINCE, UNTIL),
+    ]:
+        found = b.windows(loaded, now=NOW, since=since, until=until, months_from=months_from)
+        spans = {"today": (DAY, NOW), "month": (month, NOW), "window": (since, until)}
+        for name, (start, end) in spans.items():
+            assert found.totals[name] == b.stats(loaded, since=start, until=end), (name, since, until)
+        assert sum(row[3] for row in found.window_days.rows) == found.totals["window"]["calls"]
+    same = b.windows(loaded, now=NOW, since=month, until=NOW)
+    assert same.totals["window"] == same.totals["month"]
+
+
+def test_collapse_adds_up_by_any_key(loaded: Store) -> None:
+    rows = b.days(loaded, since=SINCE, until=UNTIL)
+    by_endpoint = {row[0]: row for row in b.collapse(rows, ["endpoint"]).rows}
+    assert set(by_endpoint) == {c[3] for c in CALLS}
+    pairs = b.pairs(loaded, by="endpoint", by2="model", since=SINCE, until=UNTIL).as_dicts()
+    collapsed = b.collapse(rows, ["endpoint", "model"]).as_dicts()
+    key = lambda row: (row["endpoint"], row["model"])  # noqa: E731
+    for want, got in zip(sorted(pairs, key=key), sorted(collapsed, key=key), strict=True):
+        for column in ("calls", "input_tokens", "cost_usd", "unpriced_calls", "quantities"):
+            assert got[column] == want[column], column
 
 
 def test_endpoint_by_model(loaded: Store) -> None:

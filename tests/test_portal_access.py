@@ -22,7 +22,7 @@ import pytest
 from spendscope.collector import Collector, CollectorConfig
 from spendscope.store import Store
 from spendscope.store import tokens as t
-from tests.store_fixtures import llm_record, priced_at
+from tests.store_fixtures import fresh_store, llm_record, priced_at
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 COLLECTOR_TOKEN = "the-collectors-own-token"
@@ -69,8 +69,10 @@ def get(
         return Answer(exc.code, exc.read(), exc.headers)
 
 
-@pytest.fixture
-def site(tmp_path: Path, store_dsn: str, store: Store) -> Iterator[dict[str, Any]]:
+@pytest.fixture(scope="module")
+def site(
+    tmp_path_factory: pytest.TempPathFactory, chdb_dsn: str, _chdb_admin: Store
+) -> Iterator[dict[str, Any]]:
     """A collector with two tenants' calls, an admin token, a token for acme and one for beta."""
     at = NOW - timedelta(minutes=30)
     records = [
@@ -102,26 +104,20 @@ def site(tmp_path: Path, store_dsn: str, store: Store) -> Iterator[dict[str, Any
         )
         for user in BETA["users"]
     ]
-    store.insert_spans(records)
-    _, admin = t.create(store, kind=t.ADMIN)
-    acme_row, acme = t.create(store, kind=t.TENANT, tenant="acme")
-    _, beta = t.create(store, kind=t.TENANT, tenant="beta")
-    config = CollectorConfig.resolve(
-        environ={},
-        listen="127.0.0.1:0",
-        store=store_dsn,
-        spool=str(tmp_path / "spool"),
-        token=COLLECTOR_TOKEN,
-    )
-    with Collector(config, store=store) as collector:
-        yield {
-            "url": collector.url,
-            "admin": admin,
-            "acme": acme,
-            "acme_id": acme_row.token_id,
-            "beta": beta,
-            "store": store,
-        }
+    with fresh_store(chdb_dsn, _chdb_admin) as store:
+        store.insert_spans(records)
+        _, admin = t.create(store, kind=t.ADMIN)
+        _, acme = t.create(store, kind=t.TENANT, tenant="acme")
+        _, beta = t.create(store, kind=t.TENANT, tenant="beta")
+        config = CollectorConfig.resolve(
+            environ={},
+            listen="127.0.0.1:0",
+            store=f"{chdb_dsn}?database={store.database}",
+            spool=str(tmp_path_factory.mktemp("spool")),
+            token=COLLECTOR_TOKEN,
+        )
+        with Collector(config, store=store) as collector:
+            yield {"url": collector.url, "admin": admin, "acme": acme, "beta": beta, "store": store}
 
 
 def _q(path: str, **params: Any) -> str:
@@ -242,23 +238,25 @@ def _sign_in(url: str, token: str, next_path: str = "/") -> tuple[Answer, str]:
     return answer, cookie.split(";")[0]
 
 
-def test_signing_in_sets_a_secure_http_only_session_that_revocation_ends(site: dict[str, Any]) -> None:
+def test_signing_in_sets_a_secure_http_only_cookie_that_revocation_ends(site: dict[str, Any]) -> None:
     url = site["url"]
     refused, cookie = _sign_in(url, "not-a-token")
     assert refused.status == 401 and cookie == ""
-    answer, cookie = _sign_in(url, site["acme"])
+    row, acme = t.create(site["store"], kind=t.TENANT, tenant="acme")
+    time.sleep(2.5)  # the collector reads the store's tokens at most every 2 s
+    answer, cookie = _sign_in(url, acme)
     assert answer.status == 303 and answer.headers["Location"] == "/billing"
     attributes = answer.headers["Set-Cookie"].lower()
     assert "httponly" in attributes and "secure" in attributes and "samesite=lax" in attributes
-    assert site["acme"] not in answer.headers["Set-Cookie"]  # the cookie holds the token's id, not the token
+    assert acme not in answer.headers["Set-Cookie"]  # the cookie holds the token's id, not the token
     page = get(url + "/billing", cookie=cookie)
     assert page.status == 200 and 'id="billing-tenant">acme<' in page.text
     assert get(url + "/api/usage/summary?by=tenant", cookie=cookie).json()["rows"][0][0] == "acme"
-    t.revoke(site["store"], site["acme_id"])
-    time.sleep(2.5)  # the collector reads the store's tokens at most every 2 s
+    t.revoke(site["store"], row.token_id)
+    time.sleep(2.5)
     assert get(url + "/billing", cookie=cookie).status == 303
-    assert get(url + "/api/usage/stats", site["acme"]).status == 401
-    assert get(url + "/api/usage/stats", site["beta"]).status == 200
+    assert get(url + "/api/usage/stats", acme).status == 401
+    assert get(url + "/api/usage/stats", site["acme"]).status == 200  # acme's other token still works
 
 
 def test_sign_in_goes_back_to_this_site_only(site: dict[str, Any]) -> None:

@@ -291,10 +291,10 @@ def windows(
 ) -> dict[str, dict[str, Any]]:
     """The totals of the UTC day so far, the month so far and [since, until): what /stats and the
     overview show."""
-    totals, _ = breakdowns.windows(
+    found = breakdowns.windows(
         store, now=now, since=since, until=until, where=where, default_margin=default_margin()
     )
-    return totals
+    return found.totals
 
 
 @router.get("/breakdown", response_model=None, responses={200: {"model": ReportJson}})

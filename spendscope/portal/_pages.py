@@ -83,7 +83,7 @@ def _page(
 
 
 def _window(params: Mapping[str, str], now: datetime, *, month: bool = False) -> tuple[datetime, datetime]:
-    """The page's window: since and until, else the last 30 days (`month`: this month so far)."""
+    """The page's window: since and until, else the month so far (`month`), else the last 30 days."""
     if month and not params.get("since") and not params.get("until"):
         return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0), now
     return parse_range(params.get("since") or DEFAULT_SINCE, params.get("until") or None, now=now)
@@ -141,7 +141,7 @@ def users(request: Request) -> Response:
     params = request.query_params
 
     def build(store: ReportStore, now: datetime) -> dict[str, Any]:
-        since, until = _window(params, now)
+        since, until = _window(params, now, month=True)
         filters = _filters(params)
         sort = params.get("sort") or "cost_usd"
         order = params.get("order") or "desc"

@@ -44,32 +44,40 @@ def first_month(now: datetime) -> date:
 
 
 def overview(
-    store: ReportStore,
-    *,
-    now: datetime,
-    since: datetime,
-    until: datetime,
-    where: Mapping[str, str],
-    admin: bool,
+    store: ReportStore, *, now: datetime, since: datetime, until: datetime, where: Mapping[str, str], admin: bool
 ) -> Overview:
+    """From two queries when the window is whole days of the last MONTHS_SHOWN months up to now (the
+    month so far by default): the days by endpoint and model, and the active users."""
     filters = dict(where)
-    totals, daily = breakdowns.windows(
-        store, now=now, since=since, until=until, where=filters, default_margin=default_margin()
-    )
     start = datetime.combine(first_month(now), datetime.min.time(), UTC)
-    monthly = reports.monthly_series(store, since=start, until=now, where=filters)
-    pairs = breakdowns.pairs(store, by="endpoint", by2="model", since=since, until=until, where=filters)
-    unknown_rows = [row for row in pairs.rows if _unknown(pairs.columns, row)]
-    view = Overview(
-        totals,
-        daily,
-        monthly,
-        pairs,
-        Report(pairs.columns, unknown_rows),
+    found = breakdowns.windows(
+        store,
+        now=now,
+        since=since,
+        until=until,
+        where=filters,
+        default_margin=default_margin(),
+        months_from=start,
     )
+    daily = breakdowns.collapse(found.window_days, ["day"])
+    monthly = breakdowns.collapse(found.months_days, ["month"], key=lambda row: row["day"].strftime("%Y-%m"))
+    pairs = breakdowns.collapse(found.window_days, ["endpoint", "model"])
+    pairs = Report(pairs.columns, sorted(pairs.rows, key=_by_cost(pairs.columns)))
+    unknown_rows = [row for row in pairs.rows if _unknown(pairs.columns, row)]
+    view = Overview(found.totals, daily, monthly, pairs, Report(pairs.columns, unknown_rows))
     if admin:
         _admin_sections(store, view, now)
     return view
+
+
+def _by_cost(columns: list[str]) -> Any:
+    """Costliest first, unknown costs last, then by name (as the API's breakdown sorts)."""
+    cost, endpoint, model = columns.index("cost_usd"), columns.index("endpoint"), columns.index("model")
+
+    def key(row: list[Any]) -> tuple[Any, ...]:
+        return (row[cost] is None, -(row[cost] or 0), row[endpoint], row[model])
+
+    return key
 
 
 def _unknown(columns: list[str], row: list[Any]) -> bool:
@@ -254,7 +262,8 @@ def billing(store: ReportStore, *, tenant: str, month: date, dimension: str, now
         default_margin=margin,
     )
     columns, rows = breakdowns.pivot(jobs)
-    totals = breakdowns.stats(store, since=since, until=until, where=where, default_margin=margin)
+    users = reports.run(store, breakdowns.active_users_query(since, until, where=where)).as_dicts()[0]
+    totals = {**breakdowns.add_up(categories), "active_users": users["active_users"]}
     names = breakdowns.quantity_names(categories.as_dicts())
     margins = [m for m in store.run("tenant_margins", {"tenant": tenant}).rows if m[1] < until.date()]
     percent = margins[-1][2] if margins else margin

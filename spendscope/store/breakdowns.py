@@ -15,6 +15,7 @@ as a `quantities` column of {name: sum}. Costs follow spendscope/store/money.py:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -54,7 +55,7 @@ def days_query(
 ) -> Query:
     filters = _rollup_where(where or {}, "totals")
     params = {"grain": _grain(*filters), "default_margin_percent": _money(default_margin)}
-    return Query("stats_by_day", {**params, **_range(since, until), **_where(filters)})
+    return Query("usage_days", {**params, **_range(since, until), **_where(filters)})
 
 
 def active_users_query(
@@ -147,22 +148,38 @@ def days(
     where: Mapping[str, str] | None = None,
     default_margin: Decimal = Decimal(0),
 ) -> Report:
-    """Totals per UTC day (calls, tokens, cost_usd, billed_usd, counts, quantities)."""
+    """Totals per UTC day, endpoint and model (calls, tokens, cost_usd, billed_usd, counts,
+    quantities): `collapse` adds them up by any of those."""
     return run(store, days_query(since, until, where=where, default_margin=default_margin))
+
+
+def collapse(report: Report, by: Sequence[str], *, key: Any = None) -> Report:
+    """`report`'s rows added up per value of the columns `by` (or of `key(row)`, named by[0]): the
+    costs as Costs (money.total), the counts summed, the quantities by name; in the order first met."""
+    measures = [c for c in report.columns if c not in ("day", "endpoint", "model")]
+    groups: dict[Any, list[list[Any]]] = {}
+    for row in report.as_dicts():
+        group = key(row) if key is not None else tuple(row[c] for c in by)
+        groups.setdefault(group, []).append([row[c] for c in measures])
+    rows = []
+    for group, members in groups.items():
+        values = group if isinstance(group, tuple) else (group,)
+        totals = add_up(Report(measures, members))
+        rows.append([*values, *(totals[c] for c in measures)])
+    return Report([*by, *measures], rows)
 
 
 def add_up(report: Report) -> dict[str, Any]:
     """The rows of a report added up: costs as Costs (money.total), quantities by name; zeros
     without rows."""
-    totals = money.total(report.columns, report.rows)
+    names = [c for c in report.columns if c not in ("day", "endpoint", "model", "quantities")]
+    totals = money.total(names, [[row[report.columns.index(c)] for c in names] for row in report.rows])
     if not totals:
-        totals = {c: 0 for c in report.columns if c not in ("day", "quantities")}
-        totals |= {"cost_usd": Decimal(0), "billed_usd": Decimal(0)}
+        totals = {c: 0 for c in names} | {"cost_usd": Decimal(0), "billed_usd": Decimal(0)}
     quantities: dict[str, float] = {}
     for row in report.as_dicts():
         for name, value in (row.get("quantities") or {}).items():
             quantities[name] = quantities.get(name, 0.0) + value
-    totals.pop("day", None)
     return {**totals, "quantities": quantities}
 
 
@@ -181,6 +198,16 @@ def stats(
     return {**totals, "active_users": users["active_users"]}
 
 
+@dataclass(frozen=True, slots=True)
+class Windows:
+    """The overview's figures: the totals of the UTC day so far, the month so far and the window, and
+    the rows (day, endpoint, model) of the window and of the months up to now."""
+
+    totals: dict[str, dict[str, Any]]
+    window_days: Report
+    months_days: Report
+
+
 def windows(
     store: QueryRunner,
     *,
@@ -189,24 +216,36 @@ def windows(
     until: datetime,
     where: Mapping[str, str] | None = None,
     default_margin: Decimal = Decimal(0),
-) -> tuple[dict[str, dict[str, Any]], Report]:
-    """The totals of the UTC day so far, the month so far and [since, until), and the window's days: from the
-    month's days (one query; the window's too when it is the month) and the active users of each
-    (one query, or two for another window)."""
+    months_from: datetime | None = None,
+) -> Windows:
+    """The totals of the UTC day so far, the month so far and [since, until), from one query of the
+    days (by endpoint and model) from `months_from` (default: the month's start) to now, which also
+    answers for the window when it is whole days in that span up to now (another query otherwise);
+    and the active users of each (one query, or two for another window)."""
     day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     month = day.replace(day=1)
-    month_days = days(store, since=month, until=now, where=where, default_margin=default_margin)
-    today_rows = [row for row in month_days.rows if row[0] == day.date()]
+    first = min(months_from or month, month)
+    span = days(store, since=first, until=now, where=where, default_margin=default_margin)
     users = run(store, active_users_query(month, now, where=where, month=month, today=day)).as_dicts()[0]
+
+    def part(start: datetime) -> Report:
+        return Report(span.columns, [row for row in span.rows if row[0] >= start.date()])
+
     out = {
-        "today": {**add_up(Report(month_days.columns, today_rows)), "active_users": users["active_today"]},
-        "month": {**add_up(month_days), "active_users": users["active_month"]},
+        "today": {**add_up(part(day)), "active_users": users["active_today"]},
+        "month": {**add_up(part(month)), "active_users": users["active_month"]},
     }
+    whole_days = since == since.replace(hour=0, minute=0, second=0, microsecond=0) and since >= first
+    if whole_days and until == now:
+        window_days = part(since)
+    else:
+        window_days = days(store, since=since, until=until, where=where, default_margin=default_margin)
     if (since, until) == (month, now):
-        return {**out, "window": out["month"]}, month_days
-    window_days = days(store, since=since, until=until, where=where, default_margin=default_margin)
-    active = run(store, active_users_query(since, until, where=where)).as_dicts()[0]["active_users"]
-    return {**out, "window": {**add_up(window_days), "active_users": active}}, window_days
+        active = users["active_month"]
+    else:
+        active = run(store, active_users_query(since, until, where=where)).as_dicts()[0]["active_users"]
+    out["window"] = {**add_up(window_days), "active_users": active}
+    return Windows(out, window_days, span)
 
 
 def pairs(

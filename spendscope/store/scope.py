@@ -26,7 +26,7 @@ SCOPED: Mapping[str, str] = {
     "top_users": "where",
     "calls": "where",
     "user_monthly_by_model": "where",
-    "stats_by_day": "where",
+    "usage_days": "where",
     "active_users": "where",
     "usage_pairs": "where",
     "users_page": "where",

@@ -1,13 +1,17 @@
--- Totals per UTC day of [since, until) (the first and last days partial), with filters on the rollup
--- dimensions, from the `usage` view per day: calls, tokens, provider cost and billed cost (cost * (100 +
--- margin) / 100, the tenant's margin in force that day, else default_margin_percent), the counts of calls
--- of unknown cost beside them (spendscope/store/money.py) and the quantities summed. Days add up to any
--- window of whole days and to the window (spendscope/store/breakdowns.py adds them as Costs).
+-- Totals per UTC day, endpoint and model of [since, until) (the first and last days partial), with
+-- filters on the rollup dimensions, from the `usage` view per day: calls, tokens, provider cost and
+-- billed cost (cost * (100 + margin) / 100, the tenant's margin in force that day, else
+-- default_margin_percent), the counts of calls of unknown cost beside them (spendscope/store/money.py)
+-- and the quantities summed. Its rows add up (spendscope/store/breakdowns.py adds them as Costs) to the
+-- totals of the window, of any whole days in it, per day, per month and per endpoint and model: the
+-- overview's figures from one query.
 --   where_keys    dimensions to filter on (endpoint, tenant, model, service, operation; user reads
 --   where_values  the per-user grain), their values (same order)
 --   grain         day | user_day (when the user is filtered on)
 SELECT
     d.day AS day,
+    toString(d.endpoint) AS endpoint,
+    toString(d.model) AS model,
     sum(d.calls) AS calls,
     sum(d.input_tokens) AS input_tokens,
     sum(d.output_tokens) AS output_tokens,
@@ -44,6 +48,6 @@ FROM (
 ) AS d
 ASOF LEFT JOIN (SELECT tenant, effective_from, margin_percent FROM tenant_margins FINAL) AS m
     ON d.tenant = m.tenant AND d.day >= m.effective_from
-GROUP BY day
-ORDER BY day
+GROUP BY day, endpoint, model
+ORDER BY day, endpoint, model
 SETTINGS join_use_nulls = 1
