@@ -55,6 +55,12 @@ FROM (
         keys_[2] AS key2
     FROM llm_usage FINAL
     WHERE time >= {since:DateTime64(9, 'UTC')} AND time < {until:DateTime64(9, 'UTC')}
+        -- the tenant filter, if any, on its own too: a condition on one column of the key, which ClickHouse
+        -- checks first (the generic filter below reads every column it may name, attributes included)
+        AND (
+            indexOf({where_keys:Array(String)}, 'tenant') = 0
+            OR tenant = {where_values:Array(String)}[indexOf({where_keys:Array(String)}, 'tenant')]
+        )
         AND arrayAll(
             (k, v) -> if(
                 startsWith(k, 'attr:'),
