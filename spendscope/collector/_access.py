@@ -46,7 +46,7 @@ COLLECTOR_TOKEN_ID = "collector"  # the cookie of someone who signed in with the
 TOKENS_TTL_S = 2.0
 OPEN = "open"
 # paths anyone may load: the sign-in page and the pages' own files
-PUBLIC = ("/login", "/static/", "/favicon.ico")
+PUBLIC = ("/login", "/logout", "/static/", "/favicon.ico")
 # paths for machines, which get a 401 without a credential (pages get a redirect to /login)
 _MACHINE = ("/api/", "/v1/", "/metrics", "/healthz", "/openapi.json")
 # paths a tenant token may not use at all
