@@ -13,8 +13,8 @@ everything, as before tokens existed. Once one is, every route needs one of:
 An admin token sees everything. A tenant token sees its tenant only: the reports API, the exports and
 the pages read the store through `report_source`, which wraps it in `TenantScope` (spendscope/store/
 scope.py), the one place the tenant filter is forced into every query; OTLP ingest, /metrics and
-/healthz are an admin's (403). Without a credential, a page answers with a redirect to /login, the API
-with 401. The store's tokens are read again at most every TOKENS_TTL_S seconds.
+/healthz are an admin's (403). A page asked for without any credential answers with a redirect to
+/login; every other refusal is a 401. The store's tokens are read again at most every TOKENS_TTL_S seconds.
 """
 
 from __future__ import annotations
@@ -184,7 +184,8 @@ class AccessControl:
         if principal is None:
             if path.startswith(PUBLIC):
                 return await self.app(scope, receive, send)
-            if path.startswith(_MACHINE) or scope.get("method") not in ("GET", "HEAD"):
+            tried = any(k == b"authorization" for k, _ in scope["headers"])
+            if tried or path.startswith(_MACHINE) or scope.get("method") not in ("GET", "HEAD"):
                 answer = self.deny(
                     scope,
                     401,
