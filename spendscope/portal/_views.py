@@ -44,7 +44,13 @@ def first_month(now: datetime) -> date:
 
 
 def overview(
-    store: ReportStore, *, now: datetime, since: datetime, until: datetime, where: Mapping[str, str], admin: bool
+    store: ReportStore,
+    *,
+    now: datetime,
+    since: datetime,
+    until: datetime,
+    where: Mapping[str, str],
+    admin: bool,
 ) -> Overview:
     """From two queries when the window is whole days of the last MONTHS_SHOWN months up to now (the
     month so far by default): the days by endpoint and model, and the active users."""
