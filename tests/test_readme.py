@@ -255,7 +255,10 @@ def test_readme_spendscope_commands_exist() -> None:
     assert len(commands) >= 20, commands
     for _, name, *args in commands:
         assert name in cli.commands, name  # type: ignore[attr-defined]
-        params = cli.commands[name].params  # type: ignore[attr-defined]
+        command = cli.commands[name]  # type: ignore[attr-defined]
+        if hasattr(command, "commands") and args and args[0] in command.commands:  # a group: its command
+            command, args = command.commands[args[0]], args[1:]
+        params = command.params
         options = {o for p in params for o in (*p.opts, *p.secondary_opts)}
         assert {a.split("=")[0] for a in args if a.startswith("--")} <= options, (name, args)
 

@@ -137,7 +137,7 @@ def show_create(store: Store, database: str, table: str) -> str:
 def test_migrations_are_recorded_and_idempotent(store: Store) -> None:
     files = mig.load_migrations()
     labels = [m.label for m in files]
-    assert labels == ["0001_baseline", "0002_reconciliation"]
+    assert labels == ["0001_baseline", "0002_reconciliation", "0003_access_tokens"]
     recorded = store.query(
         "SELECT version, name, checksum, applied_at FROM spendscope_migrations ORDER BY version"
     )

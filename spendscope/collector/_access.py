@@ -14,7 +14,10 @@ An admin token sees everything. A tenant token sees its tenant only: the reports
 the pages read the store through `report_source`, which wraps it in `TenantScope` (spendscope/store/
 scope.py), the one place the tenant filter is forced into every query; OTLP ingest, /metrics and
 /healthz are an admin's (403). A page asked for without any credential answers with a redirect to
-/login; every other refusal is a 401. The store's tokens are read again at most every TOKENS_TTL_S seconds.
+/login; every other refusal is a 401. While the store's tokens cannot be read (never read yet: the store
+down since the collector started), OTLP ingest and /healthz answer as the collector's own token says
+(open without one: spans are spooled), and what reads the store answers 503. The store's tokens are
+read again at most every TOKENS_TTL_S seconds.
 """
 
 from __future__ import annotations
@@ -47,8 +50,10 @@ TOKENS_TTL_S = 2.0
 OPEN = "open"
 # paths anyone may load: the sign-in page and the pages' own files
 PUBLIC = ("/login", "/logout", "/static/", "/favicon.ico")
-# paths for machines, which get a 401 without a credential (pages get a redirect to /login)
-_MACHINE = ("/api/", "/v1/", "/metrics", "/healthz", "/openapi.json")
+# the portal's pages: without any credential, a redirect to /login (every other path: a 401)
+_PAGES = ("/", "/users", "/tenants", "/billing")
+# what needs no store: OTLP ingest (spooled while the store is down) and health
+_STORE_FREE = ("/v1/", "/healthz")
 # paths a tenant token may not use at all
 _ADMIN_ONLY = ("/v1/", "/metrics", "/healthz")
 
@@ -126,6 +131,11 @@ class Tokens:
         """Read the store's tokens on the next check (after a sign-in, a revocation)."""
         self._read_at = float("-inf")
 
+    @property
+    def own_token(self) -> bool:
+        """Whether the collector has a token of its own (`--token`)."""
+        return self._collector is not None
+
     def required(self, table: TokenTable) -> bool:
         return self._collector is not None or not table.empty
 
@@ -175,8 +185,16 @@ class AccessControl:
         try:
             table = await run_in_threadpool(self.tokens.table)
         except (StoreUnavailable, StoreError) as exc:
-            answer = self.deny(scope, 503, f"cannot check access tokens: {exc}", {"Retry-After": "5"})
-            return await answer(scope, receive, send)
+            # The store's tokens were never read (the store is down since the start): OTLP ingest and
+            # /healthz work as without tokens (unless the collector has a token of its own), so that
+            # spans are spooled and health is told; what reads the store waits for it.
+            if path.startswith(_STORE_FREE) and not self.tokens.own_token:
+                scope[PRINCIPAL] = OPEN_PRINCIPAL
+                return await self.app(scope, receive, send)
+            if not path.startswith(_STORE_FREE):
+                answer = self.deny(scope, 503, f"cannot check access tokens: {exc}", {"Retry-After": "5"})
+                return await answer(scope, receive, send)
+            table = TokenTable({})
         if not self.tokens.required(table):
             scope[PRINCIPAL] = OPEN_PRINCIPAL
             return await self.app(scope, receive, send)
@@ -185,7 +203,8 @@ class AccessControl:
             if path.startswith(PUBLIC):
                 return await self.app(scope, receive, send)
             tried = any(k == b"authorization" for k, _ in scope["headers"])
-            if tried or path.startswith(_MACHINE) or scope.get("method") not in ("GET", "HEAD"):
+            page = path in _PAGES or path.startswith("/users/")
+            if tried or not page or scope.get("method") not in ("GET", "HEAD"):
                 answer = self.deny(
                     scope,
                     401,
