@@ -101,6 +101,12 @@ class TokenTable:
         return self.by_id.get(token_id)
 
 
+def _now() -> datetime:
+    """The time as the store keeps it (milliseconds)."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
 def list_tokens(store: TokenStore) -> list[Token]:
     rows = store.run("access_tokens", {})
     return [Token(str(i), str(k), str(t), str(h), str(n), c, r) for i, k, t, h, n, c, r in rows.rows]
@@ -115,7 +121,7 @@ def create(store: TokenStore, *, kind: str, tenant: str = "", note: str = "") ->
     if kind == ADMIN and tenant:
         raise ReportError("an admin token sees every tenant: give no tenant")
     token_id, token = new_token()
-    now = datetime.now(UTC)
+    now = _now()
     row = Token(token_id, kind, tenant, digest(token), note, now, None)
     store.insert(
         "access_tokens",
@@ -134,7 +140,7 @@ def revoke(store: TokenStore, token_id: str) -> Token:
         raise ReportError(f"no token {wanted!r} (spendscope tokens list shows them)")
     if not found.active:
         return found
-    now = datetime.now(UTC)
+    now = _now()
     store.insert(
         "access_tokens",
         [[found.token_id, found.kind, found.tenant, found.sha256, found.note, found.created_at, now, now]],
