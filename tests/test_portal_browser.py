@@ -131,7 +131,7 @@ def open_page(browser: WebDriver, site: dict[str, Any], path: str, screenshot: s
     if screenshot:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         browser.set_window_size(
-            1280, max(1000, int(browser.execute_script("return document.body.scrollHeight")))
+            1280, max(1000, int(browser.execute_script("return document.documentElement.scrollHeight")) + 40)
         )
         browser.save_screenshot(str(SCREENSHOTS / f"{screenshot}.png"))
         browser.set_window_size(1280, 1000)
