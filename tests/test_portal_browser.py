@@ -61,6 +61,7 @@ def site(
                 set_margin(store, tenant, percent)
             _, admin = t.create(store, kind=t.ADMIN)
             _, talentco = t.create(store, kind=t.TENANT, tenant="talentco")
+            time.sleep(2.5)  # the collector reads the store's tokens at most every 2 s: now it has them
             yield {"url": collector.url, "store": store, "admin": admin, "talentco": talentco}
 
 
