@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -109,6 +110,8 @@ def collector(
             settings = BudgetSettings.resolve(config=budgets)
             budget_config = load_budgets(settings.config)
             services.append(lambda c: serving_budgets(c.store, budget_config, settings))
+            # the portal's overview lists the budgets at or over their warning from the same file
+            os.environ["SPENDSCOPE_BUDGETS_CONFIG"] = str(settings.config)
         if reconcile:
             resolve_admin_key()  # a missing key stops the start, not every run an hour later
             command = watch_command()
