@@ -8,7 +8,6 @@ open one directory only (chdb's rules); the errors say so in one line.
 from __future__ import annotations
 
 import fcntl
-import gc
 import os
 import re
 import threading
@@ -53,21 +52,6 @@ def _value(value: Any) -> Any:
     if isinstance(value, datetime) and value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """For building the rows of a large result: thousands of new lists (no cycles among them) would
-    run the cyclic collector every 700 lists and, now and then, over the whole heap (20,000 rows:
-    10 ms, at times 50 ms -> 5 ms)."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def _first_line(exc: BaseException) -> str:
@@ -215,8 +199,7 @@ class Store:
                 [_value(v) for v in values] if "DateTime" in type_.name else values
                 for values, type_ in zip(result.result_columns, result.column_types, strict=True)
             ]
-            with _collector_paused():
-                return Rows(columns, list(map(list, zip(*data, strict=True))))
+            return Rows(columns, list(map(list, zip(*data, strict=True))))
 
     def run(self, name: str, params: Mapping[str, Any]) -> Rows:
         """Run the named query `clickhouse/queries/<name>.sql` with exactly its bound parameters."""
