@@ -273,12 +273,13 @@ class Collector:
 
 
 def _tune_garbage_collection() -> None:
-    """For the collector's own process, where the cyclic collector's defaults cost a third of the CPU per
-    span (bench/README.md, Ingest): spans wait in the queue long enough to reach the oldest
-    generation, so collections keep walking the queue, and the import-time objects besides, while
-    decoding makes and drops many objects. Objects from start-up are moved out of its way
-    (`gc.freeze`) and the young generation holds 10,000 objects, not 700. The older generations keep
-    their ratios: the rows clickhouse-connect's InsertContext keeps in a reference cycle after an
+    """For the collector's own process (`serve_forever`, which the command runs; never a process that
+    imports SpendScope), where the cyclic collector's defaults cost 13-26% more CPU per span (19-34 µs
+    on the embedded store: bench/README.md, Garbage collection): spans wait in the queue long enough
+    to reach the oldest generation, so collections keep walking the queue, and the import-time objects
+    besides, while decoding makes and drops many objects. Objects from start-up are moved out of its
+    way (`gc.freeze`) and the young generation holds 10,000 objects, not 700. The older generations
+    keep their ratios: the rows clickhouse-connect's InsertContext keeps in a reference cycle after an
     insert are freed within seconds (at 50,000 and rarer full collections, RSS grew by 0.25 GiB a
     minute)."""
     gc.freeze()
