@@ -133,7 +133,7 @@ def test_a_store_server_killed_mid_ingest_loses_and_doubles_nothing(tmp_path: Pa
     with Load(collector.url) as load:
         wait_for(lambda: metric(collector.url, "spendscope_collector_written_spans_total") >= 5000, 60)
         with open_store(str(data)) as store:
-            before = int(store.query("SELECT count() FROM llm_usage FINAL").rows[0][0])
+            kept = {row[0] for row in store.query("SELECT lower(span_id) FROM llm_usage FINAL").rows}
         killed = [kill_the_server(data)]
         wait_for(lambda: metric(collector.url, "spendscope_collector_spooled_spans_total") > 0, 30)
         wait_for(lambda: (s := server.running(data)) is not None and s.pid != killed[-1].pid, 60)
@@ -171,15 +171,37 @@ def test_a_store_server_killed_mid_ingest_loses_and_doubles_nothing(tmp_path: Pa
             for grain in ("hour", "day", "user_day")
         }
         [[built]] = store.query("SELECT count() FROM rollup_builds").rows
+        # every bucket of every grain, as its latest published build holds it, against llm_usage
+        rollups = {
+            (str(grain), bucket): (int(c), cost)
+            for grain, bucket, c, cost in store.query(
+                "SELECT grain, bucket, sum(calls), sum(cost_usd) FROM llm_usage_rollup WHERE (grain, bucket, "
+                "build_id) IN (SELECT grain, bucket, max(build_id) FROM rollup_builds GROUP BY grain, bucket) "
+                "GROUP BY grain, bucket"
+            ).rows
+        }
+        buckets = {
+            (grain, bucket): (int(c), cost)
+            for grain, bucket, c, cost in store.query(
+                "SELECT 'hour', toDateTime(toStartOfHour(time), 'UTC') AS b, count(), sum(cost_usd) "
+                "FROM llm_usage FINAL GROUP BY b UNION ALL "
+                "SELECT 'day', toDateTime(toStartOfDay(time), 'UTC') AS b, count(), sum(cost_usd) "
+                "FROM llm_usage FINAL GROUP BY b UNION ALL "
+                "SELECT 'user_day', toDateTime(toStartOfDay(time), 'UTC') AS b, count(), sum(cost_usd) "
+                "FROM llm_usage FINAL GROUP BY b"
+            ).rows
+        }
     doubled = calls - distinct
     print(
         f"\nfault: {len(acknowledged)} spans acknowledged, {calls} stored in llm_usage FINAL, {doubled} "
         f"doubled, {len(acknowledged - stored)} lost; {raw - calls} extra raw copies in otel_traces; "
-        f"{spooled:.0f} spooled, {replayed:.0f} replayed; {before} stored before the first kill; "
+        f"{spooled:.0f} spooled, {replayed:.0f} replayed; {len(kept)} stored before the first kill; "
         f"{len(killed)} kills; {load.refused} requests answered 503"
     )
     assert stored == acknowledged and calls == distinct == len(acknowledged)
-    assert before > 0 and spooled > 0 and replayed > 0 and raw >= calls
+    assert kept and kept <= stored  # what was written before the kill survived it
+    assert spooled > 0 and replayed > 0 and raw >= calls
     assert built > 0 and grains == {g: (calls, cost) for g in ("hour", "day", "user_day")}
+    assert rollups == buckets and {g for g, _ in rollups} == {"hour", "day", "user_day"}
     log = collector.log_path.read_text()
     assert log.count("had died; started it again") == len(killed), log
