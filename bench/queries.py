@@ -220,10 +220,15 @@ def disk(store: Store, database: str) -> dict[str, dict[str, int]]:
 
 # The measures every report returns, computed from llm_usage itself.
 _CALLS = "count() AS calls, sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens"
-_COST = "sum(ifNull(cost_usd, toDecimal128(0, 18))) AS cost_usd"
+_COST = (
+    "if(priced_calls = 0 AND unpriced_calls + usage_unavailable_calls > 0, NULL, "
+    "sum(ifNull(llm_usage.cost_usd, toDecimal128(0, 18)))) AS cost_usd"
+)
 _KINDS = (
-    "sum(unpriced) AS unpriced_calls, sum(usage_unavailable) AS usage_unavailable_calls, "
-    "sum(error) AS error_calls"
+    "sum(priced) AS priced_calls, sum(unpriced) AS unpriced_calls, "
+    "sum(unpriced * llm_usage.input_tokens) AS unpriced_input_tokens, "
+    "sum(unpriced * llm_usage.output_tokens) AS unpriced_output_tokens, "
+    "sum(usage_unavailable) AS usage_unavailable_calls, sum(error) AS error_calls"
 )
 
 

@@ -145,6 +145,10 @@ PROM_BUDGET_SPEND: Final = "spendscope_budget_spend_usd"  # {tenant, user, windo
 PROM_BUDGET_LIMIT: Final = "spendscope_budget_limit_usd"  # {tenant, user, window}
 PROM_BUDGET_TENANT_SPEND: Final = "spendscope_budget_tenant_spend_usd"  # {tenant, window}
 PROM_BUDGET_TENANT_LIMIT: Final = "spendscope_budget_tenant_limit_usd"  # {tenant, window}
+# Tokens of calls without a price (their cost is unknown, so the spend above leaves them out): every
+# tenant with some, and the users with some, listed after the users at or above the warning percentage.
+PROM_BUDGET_UNPRICED_TOKENS: Final = "spendscope_budget_unpriced_tokens"  # {tenant, user, window}
+PROM_BUDGET_TENANT_UNPRICED_TOKENS: Final = "spendscope_budget_tenant_unpriced_tokens"  # {tenant, window}
 PROM_BUDGET_LAST_EVALUATION: Final = "spendscope_budget_last_evaluation_timestamp_seconds"
 PROM_BUDGET_EVALUATION_DURATION: Final = "spendscope_budget_evaluation_duration_seconds"
 PROM_BUDGET_EVALUATIONS: Final = "spendscope_budget_evaluations"  # counter: ..._total{status}

@@ -228,6 +228,45 @@ def test_only_users_at_or_above_warning_are_exported(spend: Store) -> None:
     }
 
 
+def test_unpriced_usage_is_counted_as_tokens_per_tenant_user_and_window(spend: Store) -> None:
+    """An unpriced call's cost is unknown, not $0: the spend series leave it out, and its tokens are
+    exported per tenant and per user (listed after the users near their limits), for each window."""
+    spend.insert_spans(
+        [
+            llm_record(at(2), tenant="beta", user="u-3", model="acme-llm-1", cost=None, input_tokens=1000),
+            llm_record(at(18), tenant="gamma", user="u-9", model="acme-llm-1", cost=None, output_tokens=7),
+        ]
+    )
+    evaluator = BudgetEvaluator(spend, parse_budgets(CONFIG), now=lambda: NOW)
+    evaluation = evaluator.evaluate()
+    assert (evaluation.users_over_warning, evaluation.users_exported) == (5, 5)  # as before
+    text = evaluator.exposition()
+    assert user_series(text, n.PROM_BUDGET_SPEND) == EXPECTED_SPEND  # unchanged: priced calls only
+    # u-3: 120 tokens today (100 in, 20 out), 1,140 this month; u-9: 107 today
+    assert user_series(text, n.PROM_BUDGET_UNPRICED_TOKENS) == {
+        ("beta", "u-3", "day"): 120.0,
+        ("beta", "u-3", "month"): 1140.0,
+        ("gamma", "u-9", "day"): 107.0,
+        ("gamma", "u-9", "month"): 107.0,
+    }
+    assert series(text, n.PROM_BUDGET_TENANT_UNPRICED_TOKENS) == {
+        (("tenant", "beta"), ("window", "day")): 120.0,
+        (("tenant", "beta"), ("window", "month")): 1140.0,
+        (("tenant", "gamma"), ("window", "day")): 107.0,
+        (("tenant", "gamma"), ("window", "month")): 107.0,
+    }
+    # the users near or over their limits come first: with room for two, the unpriced ones drop out,
+    # and the tenants' tokens stay
+    narrow = BudgetEvaluator(spend, parse_budgets({**CONFIG, "max_listed_users": 2}), now=lambda: NOW)
+    narrow.evaluate()
+    assert user_series(narrow.exposition(), n.PROM_BUDGET_UNPRICED_TOKENS) == {}
+    assert len(series(narrow.exposition(), n.PROM_BUDGET_TENANT_UNPRICED_TOKENS)) == 4
+    # a new month: nothing unpriced, no series
+    later = BudgetEvaluator(spend, parse_budgets(CONFIG), now=lambda: datetime(2026, 4, 2, tzinfo=UTC))
+    later.evaluate()
+    assert series(later.exposition(), n.PROM_BUDGET_TENANT_UNPRICED_TOKENS) == {}
+
+
 def test_max_listed_users_keeps_the_furthest_over(spend: Store) -> None:
     evaluator = BudgetEvaluator(spend, parse_budgets({**CONFIG, "max_listed_users": 2}), now=lambda: NOW)
     evaluation = evaluator.evaluate()

@@ -7,15 +7,14 @@ import io
 import json
 import re
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner, Result
 
 from spendscope.cli import app
-from spendscope.store import Store
-from spendscope.store.formatting import table_cell
+from spendscope.store import Report, Store
+from spendscope.store.formatting import table_cells
 from tests.store_fixtures import llm_record
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,10 +64,11 @@ def test_report_as_csv_json_and_table(month: Store, store_dsn: str) -> None:
     done = cli("report", "--by", "user", *NOV, "--store", store_dsn)  # not a terminal: csv
     assert done.exit_code == 0, done.output
     assert done.stdout == (
-        "user,calls,input_tokens,output_tokens,cached_input_tokens,reasoning_tokens,cost_usd,"
-        "unpriced_calls,usage_unavailable_calls,error_calls,cost_mismatch_calls\n"
-        "u-2,2,6000,500,0,0,0.01,1,0,0,0\n"
-        "u-1,2,7500,0,0,0,0.003,0,0,0,0\n"
+        "user,calls,input_tokens,output_tokens,cached_input_tokens,reasoning_tokens,cost_usd,priced_calls,"
+        "unpriced_calls,unpriced_input_tokens,unpriced_output_tokens,usage_unavailable_calls,error_calls,"
+        "cost_mismatch_calls\n"
+        "u-2,2,6000,500,0,0,0.01,1,1,1000,500,0,0,0\n"  # the priced part, the unpriced call beside
+        "u-1,2,7500,0,0,0,0.003,2,0,0,0,0,0,0\n"
     )
     as_json = json.loads(
         cli("report", "--by", "attr:job_id", *NOV, "--format", "json", "--store", store_dsn).stdout
@@ -77,7 +77,7 @@ def test_report_as_csv_json_and_table(month: Store, store_dsn: str) -> None:
     assert [(row[0], row[1], row[6]) for row in as_json["rows"]] == [
         ("J-1", 2, "0.011"),
         ("J-2", 1, "0.002"),
-        ("", 1, "0"),
+        ("", 1, None),  # unknown, not $0
     ]
     table = cli(
         "report", "--by", "model", *NOV, "--where", "user=u-2", "--format", "table", "--store", store_dsn
@@ -107,11 +107,15 @@ def test_export_one_row_per_call_and_invoice_with_margin(month: Store, store_dsn
         "invoice", "--tenant", "acme", "--month", "2026-11", "--by", "attr:job_id", "--store", store_dsn
     )
     assert invoice.exit_code == 0, invoice.output
-    assert invoice.stdout.splitlines() == [
-        "attr:job_id,calls,priced_calls,unpriced_calls,input_tokens,output_tokens,cost_usd,billed_usd",
-        "J-1,2,2,0,7500,0,0.011,0.0132",
-        "J-2,1,1,0,5000,0,0.002,0.0024",
-        ",1,0,1,1000,500,0,0",
+    lines = invoice.stdout.splitlines()
+    assert lines[lines.index("") + 1 :] == [
+        "line,attr:job_id,calls,input_tokens,output_tokens,cost_usd,billed_usd,priced_calls,unpriced_calls,"
+        "unpriced_input_tokens,unpriced_output_tokens,usage_unavailable_calls,error_calls",
+        "item,J-1,2,7500,0,0.011,0.0132,2,0,0,0,0,0",
+        "item,J-2,1,5000,0,0.002,0.0024,1,0,0,0,0,0",
+        "item,,1,1000,500,,,0,1,1000,500,0,0",  # unknown: not billed at $0
+        "unpriced,,1,1000,500,,,0,1,1000,500,0,0",
+        "total,,4,13500,500,0.013,0.0156,3,1,1000,500,0,0",
     ]
 
 
@@ -126,7 +130,7 @@ def test_reprice_after_adding_a_missing_price(month: Store, store_dsn: str, tmp_
         == "1 calls examined: 1 re-costed (1 newly priced, 0 without a price now), 0 still without a price\n"
     )
     report = cli("report", "--by", "model", *NOV, "--where", "model=acme-llm-1", "--store", store_dsn)
-    assert report.stdout.splitlines()[1] == "acme-llm-1,1,1000,500,0,0,0.006,0,0,0,0"
+    assert report.stdout.splitlines()[1] == "acme-llm-1,1,1000,500,0,0,0.006,1,0,0,0,0,0,0"
 
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -146,10 +150,11 @@ def test_tables_fit_a_narrow_terminal_with_every_amount_whole(
     args: list[str], month: Store, store_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     as_json = json.loads(cli(*args, "--format", "json", "--store", store_dsn).stdout)
-    amounts = {
-        table_cell(column, Decimal(value) if value is not None else None)
-        for row in as_json["rows"]
-        for column, value in zip(as_json["columns"], row, strict=True)
+    result = Report.from_json(as_json)
+    amounts = {  # each cost as a table shows it: with its unknown calls beside it
+        cell
+        for row in result.rows
+        for column, cell in zip(result.columns, table_cells(result.columns, row), strict=True)
         if column.endswith("_usd")
     }
     assert len(amounts) >= 2, as_json

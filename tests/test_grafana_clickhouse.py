@@ -208,11 +208,20 @@ def test_variables_list_what_the_run_has(run: Run) -> None:
 
 
 # --- cost analytics ---------------------------------------------------------------------------------
-def stored_cost(run: Run, group: str, where: str = "1") -> dict[Any, Decimal]:
+def stored_cost(run: Run, group: str, where: str = "1") -> dict[Any, Decimal | None]:
+    """Each group's cost from llm_usage itself: its priced calls' sum, or None (unknown, never 0) when
+    none of its calls is priced and some have an unknown cost (no price, or no usage)."""
+    unknown = "countIf(priced = 1) = 0 AND countIf(unpriced = 1 OR usage_unavailable = 1) > 0"
     rows = run.sql(
-        f"SELECT {group}, sum(ifNull(cost_usd, 0)) FROM llm_usage FINAL WHERE {where} GROUP BY ALL"
+        f"SELECT {group}, if({unknown}, NULL, sum(ifNull(cost_usd, 0))) FROM llm_usage FINAL WHERE {where} "
+        "GROUP BY ALL"
     )
     return {tuple(r[:-1]) if len(r) > 2 else r[0]: r[-1] for r in rows}
+
+
+def known(values: Any) -> Decimal:
+    """The sum of the known costs among `values`."""
+    return sum((v for v in values if v is not None), Decimal(0))
 
 
 def test_cost_per_user_is_what_the_calls_cost(run: Run) -> None:
@@ -223,7 +232,7 @@ def test_cost_per_user_is_what_the_calls_cost(run: Run) -> None:
         rows = run.rows(COST, "Cost per user", query)
         assert {(r["user"], r["tenant"]): r["cost_usd"] for r in rows} == expected
         (total,) = run.rows(COST, "Provider cost", query)
-        assert total["cost_usd"] == sum(expected.values()) > 0
+        assert total["cost_usd"] == known(expected.values()) > 0
     (calls,) = run.rows(COST, "Calls")
     assert calls == {
         "calls": run.calls,
@@ -242,7 +251,7 @@ def test_choosing_tenants_filters_every_cost_panel(run: Run) -> None:
         "brightschool"
     ]
     (total,) = run.rows(COST, "Provider cost", tenant=("brightschool",))
-    assert total["cost_usd"] == sum(school.values())
+    assert total["cost_usd"] == known(school.values())
     both = run.rows(COST, "Cost per tenant", tenant=("brightschool", "talentco"))
     assert both == run.rows(COST, "Cost per tenant")
     (one,) = run.rows(
@@ -252,11 +261,12 @@ def test_choosing_tenants_filters_every_cost_panel(run: Run) -> None:
         user=("student-03",),
         model=("brightschool-tutor-v2",),
     )
-    assert (one["user"], one["calls"], one["unpriced_calls"], one["cost_usd"]) == ("student-03", 1, 1, 0)
+    # a call without a price: no value (unknown), never $0
+    assert (one["user"], one["calls"], one["unpriced_calls"], one["cost_usd"]) == ("student-03", 1, 1, None)
 
 
-def billed(cost: Decimal, margin: Decimal) -> Decimal:
-    return (cost * (100 + margin) / 100).quantize(Q18, rounding=ROUND_DOWN)
+def billed(cost: Decimal | None, margin: Decimal) -> Decimal | None:
+    return None if cost is None else (cost * (100 + margin) / 100).quantize(Q18, rounding=ROUND_DOWN)
 
 
 def test_invoice_is_cost_plus_each_tenants_margin(run: Run) -> None:
@@ -269,17 +279,17 @@ def test_invoice_is_cost_plus_each_tenants_margin(run: Run) -> None:
             t: (cost[t], m, billed(cost[t], m)) for t, m in margins.items()
         }
         (total,) = run.rows(COST, "Billed to tenants", default_margin=default)
-        assert total["billed_usd"] == sum(r["billed_usd"] for r in rows.values())
+        assert total["billed_usd"] == known(r["billed_usd"] for r in rows.values())
     lines = run.rows(COST, "Invoice lines per tenant and model")
     assert {(r["tenant"], r["model"]): r["cost_usd"] for r in lines} == stored_cost(run, "tenant, model")
 
 
 def test_daily_and_monthly_series_add_up_to_the_total(run: Run) -> None:
-    total = sum(stored_cost(run, "tenant").values())
+    total = known(stored_cost(run, "tenant").values())
     for title in ("Daily cost per tenant", "Monthly cost per tenant"):
         rows = run.rows(COST, title)
         assert {r["tenant"] for r in rows} == {"talentco", "brightschool"}
-        assert sum(r["cost_usd"] for r in rows) == total, title
+        assert known(r["cost_usd"] for r in rows) == total, title
 
 
 def test_usage_per_job(run: Run) -> None:
@@ -317,6 +327,78 @@ def test_unpriced_calls_are_listed_not_costed_at_zero(run: Run) -> None:
     assert row["input_tokens"] > 0
 
 
+COST_COLUMNS = ("cost_usd", "billed_usd")
+UNKNOWN_COUNTS = (
+    "unpriced_calls",
+    "unpriced_input_tokens",
+    "unpriced_output_tokens",
+    "usage_unavailable_calls",
+)
+
+
+def cost_panels() -> list[str]:
+    """The cost analytics panels that show what calls cost (or bill)."""
+    return [
+        p["title"]
+        for p in BOARDS[COST]["panels"]
+        if p["type"] != "row" and any(f" AS {c}" in panel_sql(COST, p["title"]) for c in COST_COLUMNS)
+    ]
+
+
+def test_cost_panels_show_unknown_as_no_value_with_the_unknown_calls_beside(run: Run) -> None:
+    """The representation of spendscope/store/money.py: a cost is the priced calls' sum, no value (NULL,
+    shown as `unknown`) when no call is priced and some have an unknown cost, never $0; the calls (and
+    tokens) of unknown cost are beside it, in every panel that shows a cost."""
+    titles = cost_panels()
+    assert len(titles) == 11, titles
+    unpriced = "brightschool-tutor-v2"
+    [[in_tokens, out_tokens]] = run.sql(
+        f"SELECT sum(input_tokens), sum(output_tokens) FROM llm_usage FINAL WHERE model = '{unpriced}'"
+    )
+    [[unavailable]] = run.sql(
+        "SELECT countIf(usage_unavailable = 1) FROM llm_usage FINAL WHERE tenant = 'brightschool'"
+    )
+    assert unavailable == 1
+    for title in titles:
+        panel = next(p for p in BOARDS[COST]["panels"] if p["title"] == title)
+        assert panel["fieldConfig"]["defaults"]["mappings"][0]["options"]["match"] == "null", title
+        # the model nobody has a price for: no dollar figure at all, its calls counted
+        rows = run.rows(COST, title, model=(unpriced,))
+        assert rows or title == "Usage per job", title  # the tutor has no job
+        for row in rows:
+            assert all(row[c] is None for c in COST_COLUMNS if c in row), (title, row)
+            assert row.get("unpriced_calls", row.get("unknown_cost_calls")) == 1, (title, row)
+            if "unpriced_input_tokens" in row:
+                assert (row["unpriced_input_tokens"], row["unpriced_output_tokens"]) == (
+                    in_tokens,
+                    out_tokens,
+                )
+        # a tenant that mixes them: the priced part, with every call of unknown cost beside it
+        school = run.rows(COST, title, tenant=("brightschool",))
+        if title == "Usage per job":
+            continue
+        if panel["type"] == "timeseries":
+            assert sum(r["unknown_cost_calls"] for r in school) == 2, title
+            continue
+        counts = {c: sum(r[c] for r in school) for c in UNKNOWN_COUNTS if c in school[0]}
+        assert counts == {
+            "unpriced_calls": 1,
+            "unpriced_input_tokens": in_tokens,
+            "unpriced_output_tokens": out_tokens,
+            "usage_unavailable_calls": 1,
+        }, title
+    (provider,) = run.rows(COST, "Provider cost", tenant=("brightschool",))
+    assert provider["cost_usd"] == stored_cost(run, "tenant")["brightschool"] > 0  # the priced part
+    jobs = run.rows(COST, "Usage per job")
+    expected = run.sql(
+        "SELECT attributes['job_id'], sum(priced), sum(unpriced), sum(usage_unavailable) FROM llm_usage FINAL "
+        "WHERE attributes['job_id'] != '' GROUP BY ALL"
+    )
+    assert {
+        r["job_id"]: (r["priced_calls"], r["unpriced_calls"], r["usage_unavailable_calls"]) for r in jobs
+    } == {job: (priced, unpriced_calls, no_usage) for job, priced, unpriced_calls, no_usage in expected}
+
+
 # --- reconciliation ---------------------------------------------------------------------------------
 def test_coverage_is_what_the_reconciler_stored(run: Run) -> None:
     totals = run.reconciliation.result.totals
@@ -342,6 +424,34 @@ def test_coverage_is_what_the_reconciler_stored(run: Run) -> None:
     }
     (failed,) = run.rows(RECONCILIATION, "Failed runs")
     assert "costs" in failed["error"]
+
+
+def test_a_run_that_compared_no_dollars_shows_none(store: Store) -> None:
+    """A reconciliation without the Costs API (--no-costs) tracked tokens only: its dollar panels
+    have no value, not a tracked $0 beside nothing reported."""
+    from spendscope.fake_openai.admin import FakeAdminAPI
+    from tests.reconcile_helpers import DAY, NOW, call, reconcile, track, use
+
+    with FakeAdminAPI(now=NOW) as admin:
+        admin.add_project("proj_a")
+        admin.add_key("proj_a", "key_a", "sk-proj-...9f2c")
+        track(store, call())
+        use(admin, requests=1, input_tokens=100, output_tokens=20)
+        result = reconcile(store, admin, costs=False)
+    assert result.totals.reported_usd is None
+    query = Query(DAY, DAY + timedelta(days=1), variables(RECONCILIATION), interval=timedelta(hours=1))
+
+    def rows(title: str) -> list[dict[str, Any]]:
+        answer = store.query(expand(panel_sql(RECONCILIATION, title), query))
+        return [dict(zip(answer.columns, row, strict=True)) for row in answer.rows]
+
+    assert rows("Dollars (latest run)") == [{"tracked": None, "reported": None, "residual": None}]
+    (complete,) = rows("Complete runs")
+    assert (complete["tracked_usd"], complete["reported_usd"], complete["tracked_tokens"]) == (
+        None,
+        None,
+        120,
+    )
 
 
 def normalized_model_cost(run: Run) -> dict[tuple[str, str], Decimal]:

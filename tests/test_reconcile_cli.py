@@ -222,6 +222,31 @@ def test_metrics_file_for_cron(day: Store, admin: FakeAdminAPI, store_dsn: str, 
     assert "spendscope_reconciliation_coverage_ratio 0.11392405063291139" in text
 
 
+def test_metrics_file_has_no_dollars_when_none_were_compared(
+    day: Store, admin: FakeAdminAPI, store_dsn: str, tmp_path: Path
+) -> None:
+    """Without the Costs API (--no-costs, or no cost day closed yet) there is no dollar sample at all:
+    an absent series, not tracked_usd 0.0 beside real token figures."""
+    target = tmp_path / "spendscope_reconcile.prom"
+    dollars = (
+        n.PROM_RECONCILIATION_TRACKED_USD,
+        n.PROM_RECONCILIATION_REPORTED_USD,
+        n.PROM_RECONCILIATION_COVERAGE + " ",
+        n.PROM_RECONCILIATION_RESIDUAL_USD + "{",
+    )
+    done = cli(admin, store_dsn, "--format", "json", "--no-costs", "--metrics-file", str(target))
+    assert done.exit_code == 3, done.output  # token coverage 12%
+    samples = [line for line in target.read_text().splitlines() if not line.startswith("#")]
+    assert f'{n.PROM_RECONCILIATION_TRACKED_TOKENS}{{type="input"}} 100.0' in samples
+    assert [line for line in samples if line.startswith(dollars)] == []
+    assert json.loads(done.stdout)["usd"]["tracked"] is None
+    compared = cli(admin, store_dsn, "--format", "json", "--metrics-file", str(target))
+    assert compared.exit_code == 3, compared.output
+    text = target.read_text()
+    assert f"{n.PROM_RECONCILIATION_TRACKED_USD} 2.7e-05" in text
+    assert f"{n.PROM_RECONCILIATION_REPORTED_USD} 0.000237" in text
+
+
 def test_watch_runs_until_stopped_and_serves_metrics(day: Store, admin: FakeAdminAPI) -> None:
     stop = threading.Event()
     outputs: list[str] = []

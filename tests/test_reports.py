@@ -94,7 +94,10 @@ def test_cost_by_user_for_the_month(usage: Store) -> None:
         "cached_input_tokens",
         "reasoning_tokens",
         "cost_usd",
+        "priced_calls",
         "unpriced_calls",
+        "unpriced_input_tokens",
+        "unpriced_output_tokens",
         "usage_unavailable_calls",
         "error_calls",
         "cost_mismatch_calls",
@@ -107,8 +110,11 @@ def test_cost_by_user_for_the_month(usage: Store) -> None:
         "output_tokens": 20,
         "cached_input_tokens": 0,
         "reasoning_tokens": 0,
-        "cost_usd": D("0.003"),
+        "cost_usd": D("0.003"),  # the priced calls' part: one call's cost is unknown
+        "priced_calls": 3,
         "unpriced_calls": 1,
+        "unpriced_input_tokens": 100,
+        "unpriced_output_tokens": 20,
         "usage_unavailable_calls": 0,
         "error_calls": 1,
         "cost_mismatch_calls": 0,
@@ -238,7 +244,7 @@ def test_top_users_and_one_users_month_by_model(usage: Store, built: Store, buil
     month = by_key(r.user_month(store, user="u-1", month=date(2026, 11, 17)))
     assert {k: (v["calls"], v["cost_usd"], v["unpriced_calls"]) for k, v in month.items()} == {
         MINI: (4, D("0.003"), 0),
-        "acme-llm-1": (1, D("0"), 1),
+        "acme-llm-1": (1, None, 1),  # unknown, not $0
     }
 
 
@@ -262,26 +268,34 @@ def test_margins_and_invoices_per_tenant_and_per_job(usage_rw: Store) -> None:
         assert result.columns == [
             "model",
             "calls",
-            "priced_calls",
-            "unpriced_calls",
             "input_tokens",
             "output_tokens",
             "cost_usd",
             "billed_usd",
+            "priced_calls",
+            "unpriced_calls",
+            "unpriced_input_tokens",
+            "unpriced_output_tokens",
+            "usage_unavailable_calls",
+            "error_calls",
         ]
-        assert {row[0]: (row[1], row[3], row[6], row[7]) for row in result.rows} == {
+        lines = {x["model"]: x for x in result.as_dicts()}
+        assert {
+            k: (x["calls"], x["unpriced_calls"], x["cost_usd"], x["billed_usd"]) for k, x in lines.items()
+        } == {
             # 3 x 0.001 at +20% on Nov 3, 0.002 at +25% on Nov 20, and the failed call
             MINI: (5, 0, D("0.005"), D("0.0061")),
             FULL: (1, 0, D("0.01"), D("0.012")),
-            "acme-llm-1": (1, 1, D(0), D(0)),
+            "acme-llm-1": (1, 1, None, None),  # unknown, not billed at $0
         }
+        assert lines[MINI]["error_calls"] == 1 and lines["acme-llm-1"]["unpriced_input_tokens"] == 100
     jobs = r.invoice(usage_rw, tenant="acme", month=date(2026, 11, 1), by="attr:job_id", default_margin=D(10))
-    assert {row[0]: (row[6], row[7]) for row in jobs.rows} == {
+    assert {x["attr:job_id"]: (x["cost_usd"], x["billed_usd"]) for x in jobs.as_dicts()} == {
         "J-1": (D("0.013"), D("0.0156")),
         "J-2": (D("0.002"), D("0.0025")),
     }
     globex = r.invoice(usage_rw, tenant="globex", month=date(2026, 11, 1), default_margin=D("12.5"))
-    assert [(row[6], row[7]) for row in globex.rows] == [(D("0.005"), D("0.005625"))]
+    assert [(x["cost_usd"], x["billed_usd"]) for x in globex.as_dicts()] == [(D("0.005"), D("0.005625"))]
 
 
 def test_export_has_one_row_per_call_with_billed_cost(usage_rw: Store) -> None:

@@ -188,7 +188,7 @@ def surfaces(store: Store) -> dict[str, dict[str, tuple[int, Decimal]]]:
             calls, cost = summed.get(str(x[key]), (0, D(0)))
             summed[str(x[key])] = (calls + x["calls"], cost + x["cost_usd"])
         out[f"{key} (grafana)"] = summed
-    [[cost]] = store.query(expand(panel_sql(COST, "Provider cost"), query)).rows
+    [[cost, *_]] = store.query(expand(panel_sql(COST, "Provider cost"), query)).rows
     [[calls, *_]] = store.query(expand(panel_sql(COST, "Calls"), query)).rows
     out["total (grafana)"] = {"": (calls, cost)}
     return out

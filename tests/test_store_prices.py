@@ -166,7 +166,7 @@ def test_a_price_file_model_seen_for_the_first_time_is_priced_by_the_builder(
         ]
     )
     before = {row[0]: row for row in report(store, by="model", since=SINCE, until=UNTIL).rows}
-    assert before[ft][6:8] == [D(0), 3]  # unknown, not 0
+    assert (before[ft][6], before[ft][8]) == (None, 3)  # cost_usd, unpriced_calls: unknown, not 0
     assert store.query("SELECT model FROM llm_models_seen").rows == [[ft]]
     result = build_rollups(store, lag=timedelta(0))
     assert result.resolved is not None and (
@@ -175,7 +175,7 @@ def test_a_price_file_model_seen_for_the_first_time_is_priced_by_the_builder(
         result.resolved.calls,
     ) == (1, 1, 3)
     after = {row[0]: row for row in report(store, by="model", since=SINCE, until=UNTIL).rows}
-    assert after[ft][6:8] == [D("0.0027"), 0]  # 3 x (1000 x $0.30 + 500 x $1.20) / 1M
+    assert (after[ft][6], after[ft][8]) == (D("0.0027"), 0)  # 3 x (1000 x $0.30 + 500 x $1.20) / 1M
     assert store.query(
         f"SELECT DISTINCT priced_model, price_version FROM llm_usage FINAL WHERE model = '{ft}'"
     ).rows == [[ft, PriceFile.load(path).version]]
@@ -215,7 +215,9 @@ def test_a_model_without_a_price_is_unknown_even_with_a_client_cost_unless_trust
         ["trusted", "gpt-4o-mini-2024-07-18", D("0.000027"), "store", D("9.99"), 1],  # never preferred
     ]
     by_user = {row[0]: row for row in report(store, by="user", since=SINCE, until=UNTIL).rows}
-    assert by_user["trusted"][6:8] == [D("0.250027"), 0] and by_user["before"][6:8] == [D("0.000027"), 1]
+    # cost_usd and unpriced_calls
+    assert (by_user["trusted"][6], by_user["trusted"][8]) == (D("0.250027"), 0)
+    assert (by_user["before"][6], by_user["before"][8]) == (D("0.000027"), 1)
     assert by_user["before"][-1] == 1  # the mismatching client cost is counted
 
 
@@ -251,7 +253,7 @@ def test_reprice_prices_a_model_that_had_no_price_and_the_rollups_follow(
 ) -> None:
     build_rollups(history, lag=timedelta(0))
     before = {row[0]: row for row in report(history, by="model", since=SINCE, until=UNTIL).rows}
-    assert before["acme-llm-1"][6:8] == [D(0), 3]  # cost_usd 0 with 3 unpriced calls: unknown
+    assert (before["acme-llm-1"][6], before["acme-llm-1"][8]) == (None, 3)  # 3 unpriced calls: unknown
     assert len(r.unpriced_calls(history, since=SINCE, until=UNTIL).rows) == 3
 
     pricer = Pricer(
@@ -268,7 +270,7 @@ def test_reprice_prices_a_model_that_had_no_price_and_the_rollups_follow(
     assert [c[1] for c in costs] == [D("0.006")] * 3
     assert all(c[2] == pricer.price_file.version for c in costs)  # type: ignore[union-attr]
     after = {row[0]: row for row in report(history, by="model", since=SINCE, until=UNTIL).rows}
-    assert after["acme-llm-1"][1] == 3 and after["acme-llm-1"][6:8] == [D("0.018"), 0]
+    assert after["acme-llm-1"][1] == 3 and (after["acme-llm-1"][6], after["acme-llm-1"][8]) == (D("0.018"), 0)
     assert after["gpt-4o-mini-2024-07-18"] == before["gpt-4o-mini-2024-07-18"]
     assert r.unpriced_calls(history, since=SINCE, until=UNTIL).rows == []
     assert_usage_is_llm_usage(history)  # the reprice made its buckets stale

@@ -97,7 +97,7 @@ def test_every_command_says_how_to_move_and_the_upgrade_moves_the_data(
         )  # fmt: skip
         assert {x["tenant"]: (x["calls"], x["cost_usd"], x["unpriced_calls"]) for x in by_tenant} == {
             "acme": (4, acme, 0),  # priced by the store, not at the client's $0.50
-            "globex": (1, Decimal(0), 1),  # no price: unknown, whatever its client said
+            "globex": (1, None, 1),  # no price: unknown, whatever its client said
         }
         assert margins(moved, "acme") == [("acme", date(2026, 11, 1), Decimal(20))]
         assert moved.query("SELECT count() FROM rollup_builds WHERE grain = 'day'").rows == [[1]]

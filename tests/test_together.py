@@ -305,11 +305,18 @@ def test_every_command_runs_beside_the_collector_on_the_default_store(tmp_path: 
         "without a price\n"
     )
     assert 0 < unpriced < examined < total_calls  # the demo's unknown model, and its errors
-    # invoice: acme's month, exactly its calls
-    invoice = table(out["invoice"])
-    assert [(row["model"], row["calls"], money(row["cost_usd"])) for row in invoice] == [
+    # invoice: acme's month, exactly its calls, every one priced, billed at the default margin (0)
+    invoice = json.loads(out["invoice"])
+    assert [(row["model"], row["calls"], money(row["cost_usd"])) for row in table(out["invoice"])] == [
         (MINI, ACME_CALLS, acme_usd)
     ], out["invoice"]
+    assert (invoice["tenant"], invoice["complete"], invoice["unknown_cost_calls"]) == ("acme", True, 0)
+    total = invoice["total"]
+    assert (total["calls"], money(total["cost_usd"]), money(total["billed_usd"])) == (
+        ACME_CALLS,
+        acme_usd,
+        acme_usd,
+    )
     # margin: recorded from today
     assert out["margin"] == "brightschool: 10% from today\n"
     assert [(t, d, p) for t, d, p in brightschool] == [("brightschool", now.date(), Decimal(10))]

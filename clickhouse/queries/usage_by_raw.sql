@@ -27,8 +27,16 @@ SELECT
     sum(output_tokens) AS output_tokens,
     sum(cached_input_tokens) AS cached_input_tokens,
     sum(reasoning_tokens) AS reasoning_tokens,
-    sum(ifNull(llm_usage.cost_usd, toDecimal128(0, 18))) AS cost_usd,
+    -- unknown, never $0: NULL when no call is priced and one has no known cost (spendscope/store/money.py)
+    if(
+        priced_calls = 0 AND unpriced_calls + usage_unavailable_calls > 0,
+        NULL,
+        sum(ifNull(llm_usage.cost_usd, toDecimal128(0, 18)))
+    ) AS cost_usd,
+    sum(priced) AS priced_calls,
     sum(unpriced) AS unpriced_calls,
+    sum(unpriced * llm_usage.input_tokens) AS unpriced_input_tokens,
+    sum(unpriced * llm_usage.output_tokens) AS unpriced_output_tokens,
     sum(usage_unavailable) AS usage_unavailable_calls,
     sum(error) AS error_calls,
     sum(cost_mismatch) AS cost_mismatch_calls

@@ -8,7 +8,9 @@
 
 `spendscope budgets` runs it. Only users at or above the warning percentage of a limit get
 `spendscope_budget_spend_usd` / `spendscope_budget_limit_usd` series; the alert rules in
-prometheus/rules/budgets.yml fire per user from them.
+prometheus/rules/budgets.yml fire per user from them. Spend is the priced calls' cost: calls without a
+price (their cost unknown, never $0) are counted as tokens, `spendscope_budget_tenant_unpriced_tokens`
+per tenant and `spendscope_budget_unpriced_tokens` per listed user.
 """
 
 from spendscope.budgets._config import BudgetConfig, BudgetConfigError, load_budgets, parse_budgets

@@ -54,6 +54,17 @@ class TenantBudget:
 
 
 @dataclass(frozen=True, slots=True)
+class UnpricedTokens:
+    """Tokens of calls without a price in a window: their cost is unknown, not in any spend above.
+    `user` None: the whole tenant."""
+
+    tenant: str
+    user: str | None
+    window: str
+    tokens: int
+
+
+@dataclass(frozen=True, slots=True)
 class Evaluation:
     at: datetime  # when the evaluation started (UTC)
     day: date  # the UTC day evaluated (its month is the monthly window)
@@ -62,6 +73,7 @@ class Evaluation:
     users_over_warning: int  # of those, at or above the warning percentage in a window
     users: tuple[UserBudget, ...]  # exported: at most max_listed_users users, one entry per window
     tenants: tuple[TenantBudget, ...]
+    unpriced: tuple[UnpricedTokens, ...] = ()  # tenants' and listed users' (windows with some only)
 
     @property
     def users_exported(self) -> int:
@@ -75,20 +87,23 @@ def build_evaluation(
     listed: list[tuple[float, str, str, tuple[Any, ...]]] = []
     evaluated = over_warning = 0
     spend: dict[str, tuple[float, float]] = {}
-    for tenant, day_usd, month_usd, users, over, entries in rows:
+    unpriced: list[UnpricedTokens] = []
+    for tenant, day_usd, month_usd, users, over, entries, day_unpriced, month_unpriced in rows:
         evaluated += int(users)
         over_warning += int(over)
         spend[str(tenant)] = (float(day_usd), float(month_usd))
+        unpriced += _unpriced(str(tenant), None, day_unpriced, month_unpriced)
         for entry in entries:
             listed.append((-float(entry[7]), str(tenant), str(entry[0]), tuple(entry)))
     listed.sort(key=lambda item: item[:3])
     exported: list[UserBudget] = []
     for _, tenant, user, entry in listed[: config.max_listed_users]:
-        _, day_usd, day_limit, day_listed, month_usd, month_limit, month_listed, _ = entry
+        _, day_usd, day_limit, day_listed, month_usd, month_limit, month_listed, _, day_unp, month_unp = entry
         if day_listed:
             exported.append(UserBudget(tenant, user, n.WINDOW_DAY, float(day_usd), float(day_limit)))
         if month_listed:
             exported.append(UserBudget(tenant, user, n.WINDOW_MONTH, float(month_usd), float(month_limit)))
+        unpriced += _unpriced(tenant, user, day_unp, month_unp)
     tenants: list[TenantBudget] = []
     for tenant, (daily, monthly) in config.tenant_totals().items():
         day_usd, month_usd = spend.get(tenant, (0.0, 0.0))
@@ -104,7 +119,13 @@ def build_evaluation(
         users_over_warning=over_warning,
         users=tuple(exported),
         tenants=tuple(tenants),
+        unpriced=tuple(unpriced),
     )
+
+
+def _unpriced(tenant: str, user: str | None, day: Any, month: Any) -> list[UnpricedTokens]:
+    windows = ((n.WINDOW_DAY, int(day)), (n.WINDOW_MONTH, int(month)))
+    return [UnpricedTokens(tenant, user, window, tokens) for window, tokens in windows if tokens]
 
 
 def evaluate(

@@ -118,3 +118,22 @@ class BudgetMetrics(Collector):
             tenant_limit.add_metric([tenant.tenant, tenant.window], tenant.limit_usd)
         yield tenant_spend
         yield tenant_limit
+        user_unpriced = GaugeMetricFamily(
+            n.PROM_BUDGET_UNPRICED_TOKENS,
+            "Tokens of a user's calls without a price (their cost is unknown: not in "
+            "spendscope_budget_spend_usd), for the users listed after those at or above the warning "
+            "percentage (at most max_listed_users in all)",
+            labels=_USER_LABELS,
+        )
+        tenant_unpriced = GaugeMetricFamily(
+            n.PROM_BUDGET_TENANT_UNPRICED_TOKENS,
+            "Tokens of a tenant's calls without a price (their cost is unknown: not in any spend series)",
+            labels=_TENANT_LABELS,
+        )
+        for unpriced in latest.unpriced:
+            if unpriced.user is None:
+                tenant_unpriced.add_metric([unpriced.tenant, unpriced.window], unpriced.tokens)
+            else:
+                user_unpriced.add_metric([unpriced.tenant, unpriced.user, unpriced.window], unpriced.tokens)
+        yield user_unpriced
+        yield tenant_unpriced

@@ -135,7 +135,7 @@ def chosen_format(output: OutputFormat | None) -> OutputFormat:
 def emit_report(report: Report, output: OutputFormat | None, title: str, *, complete: bool = True) -> None:
     """`report` as csv, json or a table of its first TABLE_ROWS rows (`complete`: the report holds
     every row, so the note can say how many there are)."""
-    from spendscope.store import formatting, table_layout
+    from spendscope.store import formatting, money, table_layout
 
     chosen = chosen_format(output)
     if chosen is OutputFormat.csv:
@@ -148,11 +148,10 @@ def emit_report(report: Report, output: OutputFormat | None, title: str, *, comp
     if not console.is_terminal:  # a table asked for while piped: do not squeeze it into 80 columns
         console = Console(width=200)
     columns = report.columns
-    cells = [
-        [formatting.table_cell(c, v) for c, v in zip(columns, row, strict=True)]
-        for row in report.rows[:TABLE_ROWS]
-    ]
+    cells = [formatting.table_cells(columns, row) for row in report.rows[:TABLE_ROWS]]
     table_layout.print_table(console, title, columns, cells)  # numbers whole; text and headers fold
+    if money.any_partial(columns, report.rows[:TABLE_ROWS]):
+        console.print(money.PARTIAL_NOTE, highlight=False)
     if len(report.rows) > TABLE_ROWS:
         of = f" of {len(report.rows):,}" if complete else ""
         console.print(f"Showed the first {TABLE_ROWS:,} rows{of}: --format csv or json has them all.")

@@ -24,6 +24,7 @@ from spendscope.cli._app import (
 
 if TYPE_CHECKING:
     from spendscope.store import Report
+    from spendscope.store.invoice import Invoice
 
 
 @app.command()
@@ -207,16 +208,48 @@ def invoice(
     output: FormatOption = None,
     store: StoreOption = None,
 ) -> None:
-    """A tenant's month: provider cost and billed cost (its margin, else SPENDSCOPE_MARGIN_PERCENT)."""
+    """A tenant's month: its lines (provider and billed cost), the usage of unknown cost on a line of
+    its own, the total, its window, margin and price data (margin: the tenant's, else
+    SPENDSCOPE_MARGIN_PERCENT). Exit 1 for a tenant the store has never seen."""
     from spendscope.store.billing import default_margin
-    from spendscope.store.reports import invoice as run_invoice
+    from spendscope.store.invoice import invoice as make_invoice
     from spendscope.store.times import parse_month
 
     with domain_errors():
         first, _ = parse_month(month)
         with open_store_for(store, "invoice") as opened:
-            result = run_invoice(opened, tenant=tenant, month=first, by=by, default_margin=default_margin())
-    emit_report(result, output, f"Invoice {tenant} {month} by {by}")
+            doc = make_invoice(opened, tenant=tenant, month=first, by=by, default_margin=default_margin())
+    _emit_invoice(doc, output)
+
+
+def _emit_invoice(doc: Invoice, output: OutputFormat | None) -> None:
+    import json
+
+    from rich.console import Console
+
+    from spendscope.store import table_layout
+
+    chosen = chosen_format(output)
+    if chosen is OutputFormat.csv:
+        typer.echo(doc.to_csv(), nl=False)
+        return
+    if chosen is OutputFormat.json:
+        typer.echo(json.dumps(doc.to_json(), indent=2))
+        return
+    console = Console()
+    if not console.is_terminal:  # a table asked for while piped: do not squeeze it into 80 columns
+        console = Console(width=200)
+    facts = dict(doc.facts())
+    console.print(
+        f"Invoice {doc.tenant}, {facts['month']}: {doc.since:%Y-%m-%d %H:%M} to "
+        f"{doc.until:%Y-%m-%d %H:%M} UTC\nMargin: {facts['margin']}\n"
+        f"Price data: {facts['price_data'] or 'none (no priced call)'}",
+        highlight=False,
+    )
+    headers, cells = doc.table()
+    table_layout.print_table(console, f"By {doc.by}", headers, cells)
+    for note in doc.notes():
+        console.print(note, highlight=False)
 
 
 @app.command()

@@ -9,7 +9,8 @@ HTTP (the CLI reads the store itself). Described at /openapi.json, and as a page
     GET /api/usage/export.csv?since=..&where=..                           one row per call
     GET /api/usage/report?by=user&since=..&until=..&where=k=v&format=json|csv
 
-JSON answers are {"columns": [...], "rows": [[...]]} (money as exact decimal strings, times ISO 8601).
+JSON answers are {"columns": [...], "rows": [[...]]} (money as exact decimal strings, null when unknown:
+see spendscope/store/money.py; times ISO 8601).
 Every value is a bound query parameter in the store. A bad or unknown parameter is a 400, a store
 that cannot answer a 503, both with {"error": "one line"}.
 
@@ -25,7 +26,6 @@ import tempfile
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -121,15 +121,6 @@ def _json(report: Report, **extra: Any) -> Response:
     return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
 
 
-def _total(report: Report) -> dict[str, Any]:
-    totals: dict[str, Any] = {}
-    for i, column in enumerate(report.columns):
-        values = [row[i] for row in report.rows]
-        if values and all(isinstance(v, int | Decimal) and not isinstance(v, bool) for v in values):
-            totals[column] = reports.json_value(sum(values))
-    return totals
-
-
 def _range(since: str, until: str | None, now: datetime) -> tuple[datetime, datetime]:
     return parse_range(since, until, now=now)
 
@@ -145,7 +136,7 @@ def summary(
         result = reports.report(
             store, by=by or "model", since=start, until=end, where=reports.parse_where(where or [])
         )
-        return _json(result, total=_total(result))
+        return _json(result, total=reports.json_value(result.total()))
 
     return _run(request, ("since", "until", "by", "where"), answer)
 

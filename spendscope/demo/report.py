@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from spendscope.names import PROM_COST
+from spendscope.store.money import PARTIAL_NOTE, Cost, any_partial
 from spendscope.store.reports import json_value
 from spendscope.store.table_layout import print_table
 
@@ -18,18 +18,9 @@ if TYPE_CHECKING:
 KEEP_EXAMPLE = "./spendscope-demo"  # in the hint that says how to keep the demo's store
 
 
-def money(value: Decimal | float | str) -> str:
-    return f"${Decimal(str(value)):,.6f}"
-
-
-def cost_text(row: dict[str, Any]) -> str:
-    """A row's cost; calls without a known price are shown as unknown, never as $0."""
-    unpriced = int(row.get("unpriced_calls", 0))
-    failed = int(row.get("error_calls", 0)) + int(row.get("usage_unavailable_calls", 0))
-    priced = int(row.get("calls", 0)) - failed - unpriced
-    if not unpriced:
-        return money(row["cost_usd"]) if priced else "-"  # "-": only failed or usage-less calls
-    return f"{money(row['cost_usd'])} + unknown" if priced else "unknown"
+def cost_text(row: dict[str, Any], column: str = "cost_usd") -> str:
+    """A row's cost as every report shows it (spendscope/store/money.py): unknown, never $0."""
+    return Cost.of(row, column).text(places=6)
 
 
 _COLUMNS = (
@@ -73,7 +64,7 @@ def render(result: DemoResult, console: Console) -> None:
                 str(row["calls"]),
                 cost_text(row),
                 f"{row['margin_percent']}%",
-                money(row["billed_usd"]),
+                cost_text(row, "billed_usd"),
             ]
             for row in result.tenants
         ],
@@ -87,12 +78,15 @@ def render(result: DemoResult, console: Console) -> None:
     total = sum(int(r["calls"]) for r in result.reports["tenant"].as_dicts())
     unpriced = sum(int(r["unpriced_calls"]) for r in result.reports["tenant"].as_dicts())
     unavailable = sum(int(r["usage_unavailable_calls"]) for r in result.reports["tenant"].as_dicts())
+    partial = any(any_partial(r.columns, r.rows) for r in result.reports.values())
+    note = PARTIAL_NOTE + "\n" if partial else ""
     console.print(
-        f"ClickHouse holds {result.llm_calls_stored} calls costing {money(result.total_cost_usd)}; the "
+        f"ClickHouse holds {result.llm_calls_stored} calls costing {result.total_cost.text(places=6)}; the "
         f"collector's Prometheus metric {PROM_COST} says ${result.metric_cost_usd:,.6f}.\n"
         f"{unpriced} call(s) on a model with no known price are [bold]unknown[/], not $0; {unavailable} "
         f"stream(s) ended before usage arrived; {len(outcome.errors)} call(s) failed "
         f"({', '.join(outcome.errors)}). {total} calls in all.\n"
+        f"{note}"
         f"Where to look next:\n{_store_commands(result.store_dsn)}"
         "  spendscope collector   # then point your apps' OTEL_EXPORTER_OTLP_ENDPOINT at http://127.0.0.1:4318\n"
         "  README: 'Instrument your app' (two lines), and the tests (its second command)."
@@ -120,7 +114,8 @@ def to_json(result: DemoResult) -> dict[str, Any]:
         "stored_calls": result.llm_calls_stored,
         "errors": result.outcome.errors,
         "store": result.store_dsn,
-        "total_cost_usd": str(result.total_cost_usd),
+        "total_cost_usd": json_value(result.total_cost.usd),
+        "total_unknown_cost_calls": result.total_cost.unknown_calls,
         "metric_cost_usd": result.metric_cost_usd,
         "tenants": [{key: json_value(value) for key, value in row.items()} for row in result.tenants],
         "reports": {name: report.to_json() for name, report in result.reports.items()},

@@ -26,7 +26,8 @@ from spendscope.fake_openai import FakeOpenAI
 from spendscope.store import Report, Store, report, server
 from spendscope.store.billing import default_margin, set_margin
 from spendscope.store.dsn import parse_dsn
-from spendscope.store.reports import invoice
+from spendscope.store.invoice import invoice
+from spendscope.store.money import Cost
 from spendscope.store.rollups import build_rollups
 
 # The demo's HR platform resells its LLM use to its customers with a margin; the school does not.
@@ -40,8 +41,8 @@ class DemoResult:
     store_dsn: str | None  # None: the store was temporary, and is gone
     collector_url: str
     reports: dict[str, Report]  # by dimension, plus "job" (talentco per job_id)
-    tenants: list[dict[str, Any]]  # tenant, calls, cost_usd, margin_percent, billed_usd
-    total_cost_usd: Decimal  # from ClickHouse
+    tenants: list[dict[str, Any]]  # tenant, margin_percent and its invoice's total (this month)
+    total_cost: Cost  # from ClickHouse
     metric_cost_usd: float  # spendscope_cost_usd_total as the collector exposes it to Prometheus
     llm_calls_stored: int
 
@@ -108,17 +109,17 @@ def _run(seed: int, dsn: str, spool: Path, *, kept: bool) -> DemoResult:
         reports = {by: report(db, by=by, since=since, until=until) for by in GROUPS}
         reports["job"] = report(db, by="attr:job_id", since=since, until=until, where={"tenant": "talentco"})
         tenants = _tenants_with_margin(db, reports["tenant"], now)
-        total = sum((Decimal(str(row["cost_usd"])) for row in reports["tenant"].as_dicts()), Decimal(0))
+        total = sum((Cost.of(row) for row in reports["tenant"].as_dicts()), Cost.zero())
         metric_cost = _metric_total(collector.url, names.PROM_COST)
         shown = dsn if kept else None
         return DemoResult(outcome, shown, collector.url, reports, tenants, total, metric_cost, stored)
 
 
 def _tenants_with_margin(db: Store, by_tenant: Report, now: datetime) -> list[dict[str, Any]]:
+    """Each tenant's invoice total for this month (provider and billed cost, the calls of unknown cost)."""
     rows = []
     for row in by_tenant.as_dicts():
         bill = invoice(db, tenant=row["tenant"], month=now.date(), default_margin=default_margin())
-        billed = sum((Decimal(str(r["billed_usd"])) for r in bill.as_dicts()), Decimal(0))
         margin = DEMO_MARGINS.get(row["tenant"], default_margin())
-        rows.append({**row, "margin_percent": margin, "billed_usd": billed})
+        rows.append({"tenant": row["tenant"], **bill.total(), "margin_percent": margin})
     return rows

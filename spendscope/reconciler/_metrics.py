@@ -2,14 +2,21 @@
 
 Gauges describe the latest complete run; a failed run only moves the run counter and the last-run
 time, so an alert on `time() - spendscope_reconciliation_last_success_timestamp_seconds` fires when runs
-keep failing.
+keep failing. The dollar figures (tracked and reported USD, spend coverage, residual USD by cause) have
+no sample at all when the run compared no dollars (`--no-costs`, or no cost day closed yet): an
+absent series, never a 0 that reads as "nothing tracked".
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from spendscope import names as n
 from spendscope.reconciler._model import CAUSES, ReconciliationResult
@@ -43,27 +50,13 @@ class ReconcileMetrics:
             [n.LABEL_TYPE],
             registry=r,
         )
-        self.tracked_usd = Gauge(
-            n.PROM_RECONCILIATION_TRACKED_USD, "SpendScope's cost of the closed cost days (USD)", registry=r
-        )
-        self.reported_usd = Gauge(
-            n.PROM_RECONCILIATION_REPORTED_USD,
-            "OpenAI Costs API amount of the closed cost days (USD)",
-            registry=r,
-        )
-        self.coverage = Gauge(n.PROM_RECONCILIATION_COVERAGE, "Tracked / reported spend", registry=r)
+        self.dollars = _Dollars(r)
         self.token_coverage = Gauge(
             n.PROM_RECONCILIATION_TOKEN_COVERAGE, "Tracked / reported tokens (input + output)", registry=r
         )
         self.residual_tokens = Gauge(
             n.PROM_RECONCILIATION_RESIDUAL_TOKENS,
             "Reported - tracked tokens by cause (price causes: tokens affected)",
-            [n.LABEL_CAUSE],
-            registry=r,
-        )
-        self.residual_usd = Gauge(
-            n.PROM_RECONCILIATION_RESIDUAL_USD,
-            "Reported - tracked dollars by cause",
             [n.LABEL_CAUSE],
             registry=r,
         )
@@ -93,21 +86,57 @@ class ReconcileMetrics:
         self.reported_tokens.labels("input").set(input_reported)
         self.tracked_tokens.labels("output").set(t.tracked_tokens - input_tracked)
         self.reported_tokens.labels("output").set(t.reported_tokens - input_reported)
-        self.tracked_usd.set(float(t.tracked_usd))
-        self.reported_usd.set(float(t.reported_usd) if t.reported_usd is not None else float("nan"))
-        coverage = t.coverage_ratio
-        self.coverage.set(coverage if coverage is not None else float("nan"))
+        compared = result.windows.has_costs and t.reported_usd is not None
+        self.dollars.publish(result if compared else None)
         tokens = t.token_coverage_ratio
         self.token_coverage.set(tokens if tokens is not None else float("nan"))
         cause_tokens = result.cause_tokens()
-        cause_usd = result.cause_usd()
         cause_calls = result.cause_calls()
         for cause in CAUSES:
             self.residual_tokens.labels(cause).set(cause_tokens[cause])
-            self.residual_usd.labels(cause).set(float(cause_usd[cause]))
             self.cause_calls.labels(cause).set(cause_calls[cause])
         self.ambiguous_keys.set(len(result.ambiguous_keys))
 
     def failed(self, at: datetime) -> None:
         self.runs.labels("failed").inc()
         self.last_run.set(at.timestamp())
+
+
+class _Dollars(Collector):
+    """The dollar gauges of the latest complete run, or none when it compared no dollars."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._lock = threading.Lock()
+        self._latest: ReconciliationResult | None = None
+        registry.register(self)
+
+    def publish(self, result: ReconciliationResult | None) -> None:
+        with self._lock:
+            self._latest = result
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # the names are fixed; nothing to check at registration
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            result = self._latest
+        tracked = GaugeMetricFamily(
+            n.PROM_RECONCILIATION_TRACKED_USD, "SpendScope's cost of the closed cost days (USD)"
+        )
+        reported = GaugeMetricFamily(
+            n.PROM_RECONCILIATION_REPORTED_USD, "OpenAI Costs API amount of the closed cost days (USD)"
+        )
+        coverage = GaugeMetricFamily(n.PROM_RECONCILIATION_COVERAGE, "Tracked / reported spend")
+        residual = GaugeMetricFamily(
+            n.PROM_RECONCILIATION_RESIDUAL_USD, "Reported - tracked dollars by cause", labels=[n.LABEL_CAUSE]
+        )
+        billed = result.totals.reported_usd if result is not None else None
+        if result is not None and billed is not None:
+            t = result.totals
+            tracked.add_metric([], float(t.tracked_usd))
+            reported.add_metric([], float(billed))
+            ratio = t.coverage_ratio
+            coverage.add_metric([], ratio if ratio is not None else float("nan"))
+            for cause, usd in result.cause_usd().items():
+                residual.add_metric([cause], float(usd))
+        yield from (tracked, reported, coverage, residual)

@@ -14,15 +14,20 @@ MARGIN_ENV = "SPENDSCOPE_MARGIN_PERCENT"
 
 
 def parse_margin(text: str, *, source: str = "margin") -> Decimal:
+    """A margin over provider cost: billed = cost * (100 + percent) / 100, so 0 (cost price) or more;
+    a negative one would bill below cost and is refused, as anything tenant_margins cannot hold."""
     try:
         value = Decimal(text.strip())
     except InvalidOperation:
         raise ReportError(f"bad {source} {text!r}: a percentage such as 20 or 12.5") from None
-    if not value.is_finite() or value <= -100 or value >= 100_000:
-        raise ReportError(f"bad {source} {text!r}: a percentage above -100, such as 20 or 12.5")
+    if not value.is_finite() or value < 0 or value >= 100_000:
+        raise ReportError(
+            f"bad {source} {text!r}: a margin over provider cost, a percentage from 0 to 99999.9999, "
+            "such as 20 or 12.5"
+        )
     if value != value.quantize(Decimal("0.0001")):
         raise ReportError(f"bad {source} {text!r}: at most 4 decimal places")
-    return value
+    return value + 0  # -0 is 0
 
 
 def default_margin(environ: Mapping[str, str] | None = None) -> Decimal:

@@ -10,6 +10,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, TextIO
 
+from spendscope.store.money import COST_COLUMNS, Cost, has_costs
 from spendscope.store.reports import Report, json_value
 
 NUMERIC_SUFFIXES = ("_usd", "_tokens", "calls", "_percent", "_seconds")
@@ -55,6 +56,18 @@ def write_json(columns: list[str], blocks: Iterable[list[list[Any]]], out: TextI
 
 def numeric(column: str) -> bool:
     return column.endswith(NUMERIC_SUFFIXES)
+
+
+def table_cells(columns: list[str], row: list[Any]) -> list[str]:
+    """A row for people: each cell as table_cell shows it, and each cost with its counts (see
+    spendscope.store.money: `unknown`, or `$0.01000000 + 2 unknown` for a partial sum)."""
+    if not has_costs(columns):
+        return [table_cell(c, v) for c, v in zip(columns, row, strict=True)]
+    named = dict(zip(columns, row, strict=True))
+    return [
+        Cost.of(named, c).text() if c in COST_COLUMNS else table_cell(c, v)
+        for c, v in zip(columns, row, strict=True)
+    ]
 
 
 def table_cell(column: str, value: Any) -> str:

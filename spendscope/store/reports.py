@@ -23,6 +23,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, BinaryIO, Protocol
 
+from spendscope.store import money
 from spendscope.store.errors import ReportError
 from spendscope.store.sqlfiles import named_query
 from spendscope.store.times import ch_time
@@ -74,8 +75,14 @@ class Report:
     def as_dicts(self) -> list[dict[str, Any]]:
         return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
 
+    def total(self) -> dict[str, Any]:
+        """The numeric columns summed, each cost as the sum of its rows' Costs (None: wholly unknown;
+        see spendscope.store.money); {} without rows."""
+        return money.total(self.columns, self.rows)
+
     def to_json(self) -> dict[str, Any]:
-        """{"columns": [...], "rows": [[...]]}: money as exact decimal strings, times in ISO 8601."""
+        """{"columns": [...], "rows": [[...]]}: money as exact decimal strings (null: unknown, see
+        spendscope.store.money), times in ISO 8601."""
         return {"columns": list(self.columns), "rows": [[json_value(v) for v in row] for row in self.rows]}
 
     @classmethod
@@ -205,7 +212,8 @@ def top_users_query(
     return Query("top_users", {**_range(since, until), **_where(filters), "limit": limit})
 
 
-def _month_range(month: date) -> tuple[datetime, datetime]:
+def month_range(month: date) -> tuple[datetime, datetime]:
+    """The calendar month (UTC) of `month`: its first instant and the next month's."""
     first = month.replace(day=1)
     following = date(first.year + first.month // 12, first.month % 12 + 1, 1)
     return datetime.combine(first, datetime.min.time(), UTC), datetime.combine(
@@ -221,7 +229,7 @@ def invoice_query(
     tenant: str, month: date, *, by: str = "model", default_margin: Decimal = Decimal(0)
 ) -> Query:
     by = check_dimension(by, (*INVOICE_DIMENSIONS, "operation"))
-    since, until = _month_range(month)
+    since, until = month_range(month)
     margin = str(default_margin)
     if by in INVOICE_DIMENSIONS:
         days = {"since_day": since.date().isoformat(), "until_day": until.date().isoformat()}
