@@ -3,7 +3,7 @@ instrumented run, returns data, and the key panels show what the calls really co
 
 The run (once per module): the demo workload twice through the real openai client against the fake
 OpenAI server (plus a prompt-cached call per round), instrumented services exporting OTLP to the
-in-process collector on chdb; one OTLP request with an invalid span; `spendscope budgets` over that
+in-process collector on the store server; one OTLP request with an invalid span; `spendscope budgets` over that
 store with a budgets.yaml that puts the recruiters over their daily budget; a reconciliation against
 the fake admin API (an un-instrumented key, so coverage is below 1) serving its metrics; and Debian's
 Prometheus with prometheus/prometheus.yml's jobs and every rule file, scraping all three each second.
@@ -156,11 +156,11 @@ class Reconciled:
 
 
 @contextmanager
-def reconciler_metrics(chdb_dsn: str, admin_store: Store) -> Iterator[Reconciled]:
+def reconciler_metrics(server_dsn: str, admin_store: Store) -> Iterator[Reconciled]:
     """One reconciliation (tracked calls in their own database, OpenAI's side with a second,
     un-instrumented key) and its metrics served as `spendscope reconcile --watch` serves them."""
     prices = (rh.MINI_IN, rh.MINI_CACHED, rh.MINI_OUT)
-    with fresh_store(chdb_dsn, admin_store) as store, FakeAdminAPI(now=rh.NOW) as admin:
+    with fresh_store(server_dsn, admin_store) as store, FakeAdminAPI(now=rh.NOW) as admin:
         admin.add_project("proj_a")
         admin.add_key("proj_a", "key_a", "sk-proj-****...****9f2c")
         admin.add_key("proj_a", "key_b", "sk-proj-****...****7a1e")
@@ -230,15 +230,15 @@ def scraped_since(prometheus: Prometheus, moment: float) -> bool:
 
 
 @pytest.fixture(scope="module")
-def run(chdb_dsn: str, _chdb_admin: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+def run(server_dsn: str, _store_admin: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     _avoid_midnight()
     workdir = tmp_path_factory.mktemp("grafana-prometheus")
     with ExitStack() as stack:
-        store = stack.enter_context(fresh_store(chdb_dsn, _chdb_admin))
-        reconciled = stack.enter_context(reconciler_metrics(chdb_dsn, _chdb_admin))
+        store = stack.enter_context(fresh_store(server_dsn, _store_admin))
+        reconciled = stack.enter_context(reconciler_metrics(server_dsn, _store_admin))
         settings = CollectorConfig(
             listen=("127.0.0.1", 0),
-            store=f"{chdb_dsn}?database={store.database}",
+            store=f"{server_dsn}/{store.database}",
             spool=workdir / "spool",
             flush_interval=0.05,
         )

@@ -1,4 +1,4 @@
-"""The reconciler end to end: tracked calls in chdb, OpenAI's side from the fake admin API on 127.0.0.1,
+"""The reconciler end to end: tracked calls in the store, OpenAI's side from the fake admin API on 127.0.0.1,
 the real openai SDK in between. Each scenario with its exact expected outcome."""
 
 from __future__ import annotations

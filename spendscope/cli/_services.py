@@ -12,7 +12,7 @@ from spendscope.cli._app import (
     app,
     domain_errors,
     fail,
-    open_local,
+    open_store_for,
     setting,
 )
 
@@ -26,7 +26,7 @@ def collector(
     store: Annotated[
         str | None,
         setting(
-            "chdb:///dir, a directory, or http(s)://user:pass@host:8123/db",
+            "a directory (a local store: its server is started if need be), or http(s)://user:pass@host:8123/db",
             "SPENDSCOPE_STORE",
             "./spendscope-data",
         ),
@@ -74,9 +74,8 @@ def collector(
     budgets: Annotated[
         str | None,
         typer.Option(
-            help="also evaluate this budgets file, as `spendscope budgets` does, on the collector's store "
-            "(the embedded store opens in one process only); /metrics on SPENDSCOPE_BUDGETS_LISTEN "
-            "(127.0.0.1:9465) every SPENDSCOPE_BUDGETS_INTERVAL (60s)"
+            help="also evaluate this budgets file, as `spendscope budgets` does, on the collector's store; "
+            "/metrics on SPENDSCOPE_BUDGETS_LISTEN (127.0.0.1:9465) every SPENDSCOPE_BUDGETS_INTERVAL (60s)"
         ),
     ] = None,
     reconcile: Annotated[
@@ -108,7 +107,7 @@ def collector(
         if budgets is not None:
             settings = BudgetSettings.resolve(config=budgets)
             budget_config = load_budgets(settings.config)
-            services.append(lambda c: serving_budgets(c.store, budget_config, settings))
+            services.append(lambda c: serving_budgets(c.handle(), budget_config, settings))
         if reconcile:
             resolve_admin_key()  # a missing key stops the start, not every run an hour later
             command = watch_command()
@@ -166,7 +165,7 @@ def budgets(
             budget_config = load_budgets(settings.config)
         except BudgetConfigError as exc:
             fail(str(exc))
-        with open_local(store, "budgets") as opened:
+        with open_store_for(store, "budgets") as opened:
             evaluator = BudgetEvaluator(opened, budget_config)
             if once:
                 evaluator.evaluate()

@@ -221,18 +221,17 @@ async def _bad_parameter(request: Request, exc: RequestValidationError) -> Respo
 
 
 def _lender(collector: Collector) -> _api.ReportSource:
-    """The reports' store: the collector's handle, held for the length of a report."""
+    """The reports' store: a connection of their own (not the writers'), shared by the reports that
+    run at once."""
     from spendscope.collector._handle import StoreUnavailable
 
     @contextmanager
     def lend() -> Iterator[ReportStore]:
-        handle = collector.store
-        with handle.lock:
-            try:
-                store: ReportStore = handle.get()
-            except StoreUnavailable as exc:
-                raise _api.StoreUnavailable(str(exc)) from exc
-            yield store
+        try:
+            with collector.reports.lent() as store:
+                yield store
+        except StoreUnavailable as exc:
+            raise _api.StoreUnavailable(str(exc)) from exc
 
     return lend
 

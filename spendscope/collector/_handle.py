@@ -1,13 +1,16 @@
-"""The collector's access to the store: opened lazily (and again after failures), one operation at a
-time per handle. Each writer thread has its own handle (its own connection), so batches are inserted
-side by side."""
+"""The collector's access to the store: opened lazily, and anew after a failure (a local store's
+server may have been started again, on another port), one operation at a time per handle. Each writer
+thread has its own handle (its own connection), so batches are inserted side by side; the reports and
+the rollup builder have theirs."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from typing import Any, BinaryIO, Protocol
 
+from spendscope.store.errors import StoreError
 from spendscope.store.records import SpanRecord
 
 
@@ -60,21 +63,45 @@ class StoreHandle:
 
     def answers(self) -> bool:
         """Whether the store opens and answers a trivial query (this tells a down store from a
-        refused batch)."""
+        refused batch). A connection that fails is dropped and the store opened anew, once."""
         with self.lock:
-            try:
-                self.get().query("SELECT 1")
-            except Exception as exc:
-                if not isinstance(exc, StoreUnavailable):
+            for _ in range(2):
+                reopened = self._store is None
+                try:
+                    self.get().query("SELECT 1")
+                    return True
+                except StoreUnavailable:
+                    return False
+                except Exception as exc:
                     self.last_error = _one_line(exc)
-                return False
-        return True
+                    self._drop()
+                if reopened:
+                    break
+        return False
+
+    @contextmanager
+    def lent(self) -> Iterator[Store]:
+        """The store for one operation that may run beside others on it (a report): opened under the
+        lock, used without it. If the operation fails on the store, the next one opens it anew."""
+        with self.lock:
+            store = self.get()
+        try:
+            yield store
+        except StoreError:
+            with self.lock:
+                if self._store is store:
+                    self._store = None  # not closed: another operation may be using it
+            raise
+
+    def _drop(self) -> None:
+        if self._store is not None and self._owned:
+            with suppress(Exception):  # closing a broken connection: nothing to keep
+                self._store.close()
+        self._store = None
 
     def close(self) -> None:
         with self.lock:
-            if self._store is not None and self._owned:
-                self._store.close()
-            self._store = None
+            self._drop()
 
 
 def _one_line(exc: BaseException) -> str:

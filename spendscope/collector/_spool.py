@@ -12,10 +12,14 @@ committed it) writes its spans again, which the store counts once. Files are nam
 `<unix-ns>-<seq>.batch` and replayed oldest first. A file that fails its checksum is moved to
 `corrupt/`, and a batch the store keeps refusing while it answers queries to `refused/`: both are
 reported (log and metrics) and kept, never deleted.
+
+A collector claims its spool (`claim`: a lock on `.lock`, which holds its pid) for as long as it runs:
+two collectors on one spool would replay, and delete, the same files.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -35,6 +39,13 @@ _log = logging.getLogger("spendscope.collector")
 
 class SpoolError(Exception):
     """A spool file cannot be read back (moved to corrupt/)."""
+
+
+class SpoolInUse(Exception):
+    """Another process has claimed the spool: the message says which, in one line."""
+
+
+LOCK = ".lock"
 
 
 @dataclass(frozen=True)
@@ -135,9 +146,8 @@ class Spool:
         self._seq = 0
         self._bytes = 0
         self._files = 0
+        self._claim: int | None = None
         directory.mkdir(parents=True, exist_ok=True)
-        for leftover in directory.glob(".tmp-*"):  # a write that was interrupted: never acknowledged
-            leftover.unlink(missing_ok=True)
         for path in self.paths():
             self._bytes += path.stat().st_size
             self._files += 1
@@ -151,8 +161,32 @@ class Spool:
         return self._files
 
     def paths(self) -> list[Path]:
-        """Spooled batches, oldest first."""
-        return sorted(self.directory.glob("*" + SUFFIX))
+        """Spooled batches, oldest first (not the writes under way, named .tmp-*)."""
+        return sorted(p for p in self.directory.glob("*" + SUFFIX) if not p.name.startswith("."))
+
+    def claim(self) -> None:
+        """Claim the spool for this process until `release` (or its exit), and delete the writes an
+        earlier run left half done (never acknowledged); SpoolInUse if another process has it."""
+        fd = os.open(self.directory / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise SpoolInUse(
+                f"another spendscope collector (pid {holder}) uses the spool {self.directory}: stop it, "
+                "or give this one a spool of its own (--spool)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._claim = fd
+        for leftover in self.directory.glob(".tmp-*"):
+            leftover.unlink(missing_ok=True)
+
+    def release(self) -> None:
+        if self._claim is not None:
+            os.close(self._claim)
+            self._claim = None
 
     def write(self, records: list[SpanRecord]) -> Path:
         """Write one batch durably. Raises OSError if the disk refuses it."""

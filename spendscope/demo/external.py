@@ -1,6 +1,6 @@
 """`spendscope demo --collector URL`: the demo's workload, instrumented as in the demo, sent over
 OTLP/HTTP to a collector that is already running (docker compose's) instead of one the demo starts on
-an embedded store. With `every`, the same two services run it again and again until stopped, so the
+a store of its own. With `every`, the same two services run it again and again until stopped, so the
 counters Prometheus scrapes keep growing (a process that exports once shows Prometheus no increase).
 """
 
