@@ -37,7 +37,9 @@ from opentelemetry.trace import SpanKind
 
 from spendscope import names as n
 from spendscope.collector import Collector, CollectorConfig, read_discovery
+from spendscope.collector._collector import WAL_DIR
 from spendscope.collector._spool import Spool
+from spendscope.collector._wal import Wal
 from spendscope.store import Store, formatting, reports
 from spendscope.store.remote import Collector as RemoteCollector
 from spendscope.store.remote import ReportRequest, remote_export_csv, remote_report
@@ -442,6 +444,35 @@ def test_a_spool_left_by_an_earlier_run_is_replayed_once(
         wait_for(lambda: restarted.spool.files == 0)
         assert metric(restarted, "spendscope_collector_replayed_spans_total") == 65
     assert (rows(store), calls(store)) == (30 + 65, 35)  # the raw spans keep every copy
+
+
+def test_requests_a_killed_run_logged_are_written_once_at_the_next_start(
+    tmp_path: Path, store_dsn: str, store: Store
+) -> None:
+    """What a run killed after answering 200 left in its write-ahead log: some of it already in the
+    store, some not, and a last frame cut short (a request never answered)."""
+    written, unwritten = make_spans(4), make_spans(6)
+    wal = Wal(tmp_path / "spool" / WAL_DIR)
+    wal.open()
+    for spans in (written, unwritten):
+        wal.append(payload(spans), PROTOBUF, spans=len(spans))
+    store.insert_spans([span_record(span) for span in written])
+    [segment] = wal.directory.glob("*.wal")
+    with segment.open("ab") as log:
+        log.write(b"\x10\x00\x00")  # the start of a frame: the process died in the middle of it
+    with Collector(config(tmp_path, store_dsn), store=store) as restarted:
+        wait_for(lambda: restarted.spool.files == 0 and calls(store) == 10)
+        assert metric(restarted, "spendscope_collector_replayed_spans_total") == 10
+    assert list(wal.directory.glob("*.wal")) == []  # spooled, written, and a clean stop leaves nothing
+
+
+def test_a_clean_stop_leaves_an_empty_write_ahead_log(collector: Collector, store: Store) -> None:
+    exporter = OTLPSpanExporter(endpoint=collector.url + "/v1/traces")
+    assert exporter.export(make_spans(25)) is SpanExportResult.SUCCESS
+    exporter.shutdown()
+    wait_for(lambda: calls(store) == 25 and collector.wal.pending_spans == 0)
+    collector.stop()
+    assert list(collector.wal.directory.glob("*.wal")) == []
 
 
 def test_a_batch_the_store_refuses_while_up_is_set_aside_not_retried_forever(

@@ -1,10 +1,11 @@
 """From accepted spans to the store: the bounded queue, batching, the spool.
 
-    HTTP handlers --offer()--> queue --writer threads--> store (batch)
+    HTTP handlers --write-ahead log, offer()--> queue --writer threads--> store (batch)
                                                  \\--> spool (store down) --replayer thread--> store
 
 - `offer` takes spans only if they fit the queue (spans and bytes); otherwise nothing is taken and
-  the caller answers 503. Taken spans are in the queue or, later, in the spool: never only in flight.
+  the caller answers 503. Taken spans are already in the write-ahead log (`_wal.py`); once a batch of
+  them is in the store or the spool, the log lets go of them (`Wal.settle`).
   A span sent again (a retried export, a replay) is simply written again: the store counts each span
   once however often it arrives (see clickhouse/migrations/0001_baseline.sql), so the collector keeps
   no memory of the spans it has seen.
@@ -29,6 +30,7 @@ from pathlib import Path
 from spendscope.collector._handle import Store, StoreHandle, StoreUnavailable
 from spendscope.collector._spool import Spool, SpooledBatch, SpoolError
 from spendscope.collector._telemetry import Health
+from spendscope.collector._wal import Wal
 from spendscope.store.records import SpanRecord
 
 __all__ = ["Offer", "Pipeline", "Store", "StoreHandle", "StoreUnavailable"]
@@ -42,18 +44,21 @@ REFUSED_ATTEMPTS = 3  # a batch the store refuses this often while answering que
 
 @dataclass
 class _Chunk:
-    """Spans in the queue (`keys` parallel to `records`)."""
+    """Spans in the queue (`keys` parallel to `records`), and the log segments they are in
+    (segment, spans)."""
 
     records: list[SpanRecord]
     keys: list[bytes]
     nbytes: int
     enqueued: float
+    logged: list[tuple[int, int]]
 
 
 @dataclass(frozen=True)
 class Offer:
     accepted: int
     full: bool = False
+    unlogged: bool = False  # full because the write-ahead log could not be written
 
 
 class Pipeline:
@@ -61,6 +66,7 @@ class Pipeline:
         self,
         store: StoreHandle,
         spool: Spool,
+        wal: Wal,
         health: Health,
         *,
         queue_spans: int,
@@ -74,6 +80,7 @@ class Pipeline:
         writer."""
         self.store = store
         self.spool = spool
+        self.wal = wal
         self.health = health
         self.queue_spans = queue_spans
         self.queue_bytes = queue_bytes
@@ -101,13 +108,22 @@ class Pipeline:
 
     # --- intake -------------------------------------------------------------------------------------
 
-    def offer(self, records: list[SpanRecord], keys: list[bytes], nbytes: int) -> Offer:
-        """Take spans into the queue, all or none."""
+    def has_room(self, spans: int, nbytes: int) -> bool:
+        """Whether `offer` would take these spans now (checked before they are logged)."""
         with self._cond:
-            if self._stopping or not self._room(len(records), nbytes):
-                return Offer(0, full=True)
-            if records:
-                self._enqueue(_Chunk(list(records), list(keys), nbytes, time.monotonic()))
+            return not self._stopping and self._room(spans, nbytes)
+
+    def offer(self, records: list[SpanRecord], keys: list[bytes], nbytes: int, segment: int) -> Offer:
+        """Take spans, logged in `segment` of the write-ahead log, into the queue: all or none (then
+        the log lets go of them at once)."""
+        with self._cond:
+            taken = not self._stopping and self._room(len(records), nbytes)
+            if taken and records:
+                chunk = _Chunk(list(records), list(keys), nbytes, time.monotonic(), [(segment, len(keys))])
+                self._enqueue(chunk)
+        if not taken:
+            self.wal.settle(segment, len(keys))
+            return Offer(0, full=True)
         self._update_gauges()
         return Offer(len(records))
 
@@ -196,7 +212,7 @@ class Pipeline:
 
     def _cut(self) -> _Chunk:
         """The next batch off the queue (a chunk split to fit)."""
-        batch = _Chunk([], [], 0, self._queue[0].enqueued)
+        batch = _Chunk([], [], 0, self._queue[0].enqueued, [])
         while self._queue and len(batch.keys) < self.batch_spans:
             chunk = self._queue[0]
             room = self.batch_spans - len(batch.keys)
@@ -205,14 +221,16 @@ class Pipeline:
                 batch.records += chunk.records
                 batch.keys += chunk.keys
                 batch.nbytes += chunk.nbytes
+                batch.logged += chunk.logged
             else:  # split the chunk
                 share = chunk.nbytes * room // len(chunk.records)
                 batch.records += chunk.records[:room]
                 batch.keys += chunk.keys[:room]
                 batch.nbytes += share
-                self._queue[0] = _Chunk(
-                    chunk.records[room:], chunk.keys[room:], chunk.nbytes - share, chunk.enqueued
-                )
+                batch.logged += _take(chunk.logged, room)
+                records, keys = chunk.records[room:], chunk.keys[room:]
+                left = chunk.logged  # what `_take` left
+                self._queue[0] = _Chunk(records, keys, chunk.nbytes - share, chunk.enqueued, left)
         return batch
 
     def _write_loop(self, handle: StoreHandle) -> None:
@@ -233,6 +251,8 @@ class Pipeline:
                     self._queue.appendleft(batch)
                     self._waiting_spans += len(batch.keys)
                 continue
+            for segment, spans in batch.logged:
+                self.wal.settle(segment, spans)
             with self._cond:
                 self._queued_spans -= len(batch.keys)
                 self._queued_bytes -= batch.nbytes
@@ -343,3 +363,18 @@ class Pipeline:
             _log.info("spendscope collector: store available")
         self._store_up = True
         self._update_gauges()
+
+
+def _take(logged: list[tuple[int, int]], spans: int) -> list[tuple[int, int]]:
+    """Split `spans` off the front of `logged` (in place): the segments of the spans taken."""
+    taken: list[tuple[int, int]] = []
+    while spans:
+        segment, count = logged[0]
+        share = min(count, spans)
+        taken.append((segment, share))
+        spans -= share
+        if share == count:
+            logged.pop(0)
+        else:
+            logged[0] = (segment, count - share)
+    return taken
