@@ -9,6 +9,8 @@ import http.client
 import io
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -475,21 +477,44 @@ def test_a_clean_stop_leaves_an_empty_write_ahead_log(collector: Collector, stor
     assert list(collector.wal.directory.glob("*.wal")) == []
 
 
-def test_a_batch_the_store_refuses_while_up_is_set_aside_not_retried_forever(
+def test_only_the_spans_the_store_refuses_are_set_aside_and_requeue_puts_them_back(
     tmp_path: Path, store_dsn: str, store: Store
 ) -> None:
     at = datetime.now(UTC) - timedelta(hours=1)
-    good = [llm_record(at) for _ in range(3)]
-    bad = [replace(llm_record(at), timestamp_ns=2**64)]  # no DateTime64(9) holds it
+    good = [llm_record(at) for _ in range(7)]
+    bad = [replace(llm_record(at), timestamp_ns=2**64) for _ in range(2)]  # no DateTime64(9) holds it
     spool = Spool(tmp_path / "spool")
-    spool.write(bad)
-    spool.write(good)
+    spool.write([*good[:3], bad[0], *good[3:6], bad[1]])
+    spool.write(good[6:])
     with Collector(config(tmp_path, store_dsn), store=store) as running:
         wait_for(lambda: running.spool.files == 0)
-        assert metric(running, "spendscope_collector_refused_batches_total") == 1
+        [reason] = running.spool.refused()
+        assert metric(running, "spendscope_collector_refused_spans_total", reason=reason) == 2
+        assert metric(running, "spendscope_collector_replayed_spans_total") == 7
         assert running.pipeline.store_up
-    assert rows(store) == 3
-    assert len(list((tmp_path / "spool" / "refused").glob("*.batch"))) == 1
+        _, _, body = request(running.url, "GET", "/healthz")
+        health = json.loads(body)
+        assert (health["status"], health["refused_spans"]) == ("degraded", {reason: 2})
+    assert rows(store) == 7 and calls(store) == 7
+    [aside] = (tmp_path / "spool" / "refused").glob("*.batch")
+    assert json.loads(aside.read_bytes().split(b"\n", 1)[0])["reason"] == reason
+    assert sorted(r.span_id for r in Spool(tmp_path / "spool").read(aside).records) == sorted(
+        r.span_id for r in bad
+    )
+
+    done = subprocess.run(
+        [sys.executable, "-m", "spendscope", "spool", "requeue", "--spool", str(tmp_path / "spool")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "1 refused file(s) put back" in done.stdout
+    assert len(Spool(tmp_path / "spool").paths()) == 1 and not list(aside.parent.glob("*.batch"))
+    with Collector(config(tmp_path, store_dsn), store=store) as again:  # still refused: set aside again
+        wait_for(lambda: again.spool.files == 0)
+        assert sum(again.spool.refused().values()) == 2
+    assert calls(store) == 7
 
 
 # --- reports --------------------------------------------------------------------------------------------

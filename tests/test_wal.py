@@ -10,8 +10,11 @@ import threading
 from pathlib import Path
 
 import pytest
+from clickhouse_connect.driver.exceptions import DatabaseError, DataError, OperationalError
 
+from spendscope.collector._handle import classify
 from spendscope.collector._wal import SUFFIX, Wal, frames
+from spendscope.store.errors import StoreError
 
 PROTOBUF, JSON = "application/x-protobuf", "application/json"
 
@@ -153,3 +156,34 @@ def test_a_full_disk_refuses_the_append_and_leaves_no_torn_frame(tmp_path: Path)
     assert int(appended) > 10 and int(refused) == 28  # ENOSPC
     assert int(whole) == int(appended) and int(remainder) == 0  # 3,009 bytes a frame, none torn
     assert last == "after"
+
+
+# --- whose fault a failed insert is ----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("error", "content", "reason"),
+    [
+        (DatabaseError("Code: 243. DB::Exception: not enough space. (NOT_ENOUGH_SPACE)", code=243,
+                       name="NOT_ENOUGH_SPACE"), False, "NOT_ENOUGH_SPACE"),
+        (DatabaseError("Code: 241. (MEMORY_LIMIT_EXCEEDED)", code=241, name="MEMORY_LIMIT_EXCEEDED"),
+         False, "MEMORY_LIMIT_EXCEEDED"),
+        (DatabaseError("Code: 252. (TOO_MANY_PARTS)", code=252, name="TOO_MANY_PARTS"), False, "TOO_MANY_PARTS"),
+        (DatabaseError("Code: 164. (READONLY)", code=164, name="READONLY"), False, "READONLY"),
+        (OperationalError("HTTPConnectionPool: connection refused"), False, "OperationalError"),
+        (ConnectionRefusedError(111, "Connection refused"), False, "ConnectionRefusedError"),
+        (DatabaseError("Code: 321. (VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE)", code=321,
+                       name="VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE"), True, "VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE"),
+        (DataError("Unable to create native array for column `Timestamp`: value out of range"), True, "DataError"),
+    ],
+)  # fmt: skip
+def test_a_failed_insert_is_the_stores_fault_or_the_batchs(
+    error: Exception, content: bool, reason: str
+) -> None:
+    """Wrapped as the store wraps it (StoreError from the driver's error)."""
+    try:
+        try:
+            raise error
+        except Exception as cause:
+            raise StoreError(f"insert into otel_traces failed: {cause}") from cause
+    except StoreError as wrapped:
+        failure = classify(wrapped)
+    assert (failure.content, failure.reason) == (content, reason)
