@@ -70,7 +70,9 @@ def run(directory: Path, spans: int, senders: int, seconds: float) -> dict[str, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--dir", type=Path, help="where to write the log (default: a temporary directory)")
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()
@@ -83,8 +85,9 @@ def main() -> None:
                 result = run(Path(tmp) / f"{spans}-{senders}", spans, senders, args.seconds)
                 results.append(result)
                 print(
-                    f"| {spans:,} | {senders} | {result['appends_per_s']:,.0f} | {result['median_us']:,.0f} | "
-                    f"{result['p99_us']:,.0f} | {result['fsyncs_per_append']:.2f} |",
+                    f"| {spans:,} | {senders} | {result['appends_per_s']:,.0f} | "
+                    f"{result['median_us']:,.0f} | {result['p99_us']:,.0f} | "
+                    f"{result['fsyncs_per_append']:.2f} |",
                     flush=True,
                 )
     out = Path(__file__).parent / "results" / "wal.json"
