@@ -10,6 +10,8 @@ import io
 import json
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -38,7 +40,9 @@ from opentelemetry.trace import SpanKind
 
 from spendscope import names as n
 from spendscope.collector import Collector, CollectorConfig, CollectorError
+from spendscope.collector._collector import WAL_DIR
 from spendscope.collector._spool import Spool
+from spendscope.collector._wal import Wal
 from spendscope.store import Store, formatting, reports
 from tests.store_fixtures import llm_record, priced_at, span_record
 
@@ -442,21 +446,73 @@ def test_a_spool_left_by_an_earlier_run_is_replayed_once(
     assert (rows(store), calls(store)) == (30 + 65, 35)  # the raw spans keep every copy
 
 
-def test_a_batch_the_store_refuses_while_up_is_set_aside_not_retried_forever(
+def test_requests_a_killed_run_logged_are_written_once_at_the_next_start(
+    tmp_path: Path, store_dsn: str, store: Store
+) -> None:
+    """What a run killed after answering 200 left in its write-ahead log: some of it already in the
+    store, some not, and a last frame cut short (a request never answered)."""
+    written, unwritten = make_spans(4), make_spans(6)
+    wal = Wal(tmp_path / "spool" / WAL_DIR)
+    wal.open()
+    for spans in (written, unwritten):
+        wal.append(payload(spans), PROTOBUF, spans=len(spans))
+    store.insert_spans([span_record(span) for span in written])
+    [segment] = wal.directory.glob("*.wal")
+    with segment.open("ab") as log:
+        log.write(b"\x10\x00\x00")  # the start of a frame: the process died in the middle of it
+    with Collector(config(tmp_path, store_dsn), store=store) as restarted:
+        wait_for(lambda: restarted.spool.files == 0 and calls(store) == 10)
+        assert metric(restarted, "spendscope_collector_replayed_spans_total") == 10
+    assert list(wal.directory.glob("*.wal")) == []  # spooled, written, and a clean stop leaves nothing
+
+
+def test_a_clean_stop_leaves_an_empty_write_ahead_log(collector: Collector, store: Store) -> None:
+    exporter = OTLPSpanExporter(endpoint=collector.url + "/v1/traces")
+    assert exporter.export(make_spans(25)) is SpanExportResult.SUCCESS
+    exporter.shutdown()
+    wait_for(lambda: calls(store) == 25 and collector.wal.pending_spans == 0)
+    collector.stop()
+    assert list(collector.wal.directory.glob("*.wal")) == []
+
+
+def test_only_the_spans_the_store_refuses_are_set_aside_and_requeue_puts_them_back(
     tmp_path: Path, store_dsn: str, store: Store
 ) -> None:
     at = datetime.now(UTC) - timedelta(hours=1)
-    good = [llm_record(at) for _ in range(3)]
-    bad = [replace(llm_record(at), timestamp_ns=2**64)]  # no DateTime64(9) holds it
+    good = [llm_record(at) for _ in range(7)]
+    bad = [replace(llm_record(at), timestamp_ns=2**64) for _ in range(2)]  # no DateTime64(9) holds it
     spool = Spool(tmp_path / "spool")
-    spool.write(bad)
-    spool.write(good)
+    spool.write([*good[:3], bad[0], *good[3:6], bad[1]])
+    spool.write(good[6:])
     with Collector(config(tmp_path, store_dsn), store=store) as running:
         wait_for(lambda: running.spool.files == 0)
-        assert metric(running, "spendscope_collector_refused_batches_total") == 1
+        [reason] = running.spool.refused()
+        assert metric(running, "spendscope_collector_refused_spans_total", reason=reason) == 2
+        assert metric(running, "spendscope_collector_replayed_spans_total") == 7
         assert running.pipeline.store_up
-    assert rows(store) == 3
-    assert len(list((tmp_path / "spool" / "refused").glob("*.batch"))) == 1
+        _, _, body = request(running.url, "GET", "/healthz")
+        health = json.loads(body)
+        assert (health["status"], health["refused_spans"]) == ("degraded", {reason: 2})
+    assert rows(store) == 7 and calls(store) == 7
+    [aside] = (tmp_path / "spool" / "refused").glob("*.batch")
+    assert json.loads(aside.read_bytes().split(b"\n", 1)[0])["reason"] == reason
+    assert sorted(r.span_id for r in Spool(tmp_path / "spool").read(aside).records) == sorted(
+        r.span_id for r in bad
+    )
+
+    done = subprocess.run(
+        [sys.executable, "-m", "spendscope", "spool", "requeue", "--spool", str(tmp_path / "spool")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "1 refused file(s) put back" in done.stdout
+    assert len(Spool(tmp_path / "spool").paths()) == 1 and not list(aside.parent.glob("*.batch"))
+    with Collector(config(tmp_path, store_dsn), store=store) as again:  # still refused: set aside again
+        wait_for(lambda: again.spool.files == 0)
+        assert sum(again.spool.refused().values()) == 2
+    assert calls(store) == 7
 
 
 # --- reports --------------------------------------------------------------------------------------------

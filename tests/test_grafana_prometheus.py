@@ -492,7 +492,7 @@ CHECKS: dict[str, Callable[[Run, list[Result]], None]] = {
     "pipeline-health/Collector can write to ClickHouse": _store_up,
     "pipeline-health/Spans per second": _positive,
     "pipeline-health/Spans rejected in the selected range, by reason": _rejected,
-    "pipeline-health/Store errors and set-aside batches (selected range)": _nothing_lost,
+    "pipeline-health/Store errors, refused spans and corrupt spool files (selected range)": _nothing_lost,
     "pipeline-health/Since the last complete reconciliation": _reconciliation_age,
     "pipeline-health/Spend coverage of the last reconciliation": _coverage,
     "pipeline-health/Residual of the last reconciliation, by cause": _residual,

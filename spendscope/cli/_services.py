@@ -128,6 +128,53 @@ def collector(
         fail(str(exc))
 
 
+# --- spool ---------------------------------------------------------------------------------------------
+spool_app = typer.Typer(
+    help="The collector's spool: batches waiting for the store, and spans the store refused.",
+    no_args_is_help=True,
+)
+app.add_typer(spool_app, name="spool")
+SpoolStoreOption = Annotated[
+    str | None,
+    setting("the collector's store (finds its default spool)", "SPENDSCOPE_STORE", "./spendscope-data"),
+]
+SpoolOption = Annotated[
+    str | None, setting("the spool directory", "SPENDSCOPE_COLLECTOR_SPOOL", "<store dir>-spool")
+]
+
+
+def _spool(store: str | None, spool: str | None) -> Any:
+    from spendscope.collector import CollectorConfig
+    from spendscope.collector._spool import Spool
+    from spendscope.settings import ConfigurationError
+
+    try:
+        directory = CollectorConfig.resolve(store=store, spool=spool).spool_dir
+    except ConfigurationError as exc:
+        fail(str(exc))
+    if not directory.is_dir():
+        fail(f"no spool at {directory}")
+    return Spool(directory)
+
+
+@spool_app.command("status")
+def spool_status(store: SpoolStoreOption = None, spool: SpoolOption = None) -> None:
+    """Batches waiting for the store, and spans set aside because the store refused them (by reason)."""
+    opened = _spool(store, spool)
+    typer.echo(f"{opened.directory}: {opened.files} batch(es) waiting, {opened.bytes} bytes")
+    for reason, spans in sorted(opened.refused().items()):
+        typer.echo(f"refused: {spans} span(s), {reason}")
+
+
+@spool_app.command("requeue")
+def spool_requeue(store: SpoolStoreOption = None, spool: SpoolOption = None) -> None:
+    """Put the spans the store refused back in the spool, once the cause is fixed: the collector writes
+    them (those it still refuses come back to refused/)."""
+    opened = _spool(store, spool)
+    moved = opened.requeue()
+    typer.echo(f"{opened.directory}: {len(moved)} refused file(s) put back in the spool")
+
+
 # --- budgets -------------------------------------------------------------------------------------------
 @app.command()
 def budgets(

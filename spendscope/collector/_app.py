@@ -4,7 +4,7 @@ from anywhere else).
 
     POST /v1/traces, /v1/metrics   OTLP/HTTP (plain Starlette routes, left out of the OpenAPI document)
     GET  /metrics                  Prometheus text: the apps' re-exposed metrics and the collector's own
-    GET  /healthz                  {"status": "ok", "store": "up" | "down", ...}
+    GET  /healthz                  {"status": "ok" | "degraded", "store": "up" | "down", ...}
     GET  /api/usage/...            the reports API (_api.py)
 
 Middleware, outermost first: the request counter (`spendscope_collector_requests_total` by route and
@@ -151,13 +151,16 @@ def make_app(collector: Collector, registry: CollectorRegistry) -> FastAPI:
     @app.get("/healthz", include_in_schema=False)
     def health() -> Response:
         up = collector.pipeline.store_up
+        refused = collector.spool.refused()
+        waiting = collector.spool.files
         body = {
-            "status": "ok",
+            "status": "ok" if up and not waiting and not refused else "degraded",
             "store": "up" if up else "down",
             "store_error": "" if up else collector.store.last_error,
             "queue_spans": collector.pipeline.queued_spans,
-            "spool_batches": collector.spool.files,
+            "spool_batches": waiting,
             "spool_bytes": collector.spool.bytes,
+            "refused_spans": refused,
         }
         return Response(json.dumps(body), media_type="application/json")
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import signal
 import tempfile
 import threading
@@ -25,19 +26,25 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from spendscope.collector import _otlp
 from spendscope.collector._app import make_app
 from spendscope.collector._config import CollectorConfig
 from spendscope.collector._handle import Store, StoreHandle
 from spendscope.collector._metrics import MetricsState
+from spendscope.collector._otlp import BadRequest
 from spendscope.collector._pipeline import Pipeline
 from spendscope.collector._rollups import RollupRunner
 from spendscope.collector._server import HttpServer
+from spendscope.collector._spans import request_spans
 from spendscope.collector._spool import Spool, SpoolInUse
 from spendscope.collector._telemetry import Health
+from spendscope.collector._wal import Wal, frames
 from spendscope.pricing import PriceFile, Pricer
 from spendscope.store.errors import StoreError
+from spendscope.store.records import SpanRecord
 
 _log = logging.getLogger("spendscope.collector")
+WAL_DIR = "wal"  # in the spool directory
 GC_THRESHOLD = (10_000, 10, 10)
 
 
@@ -134,9 +141,11 @@ class Collector:
             given = store
             self.store = StoreHandle(lambda: self._prepared(given), owned=False)
             self._writer_stores = [self.store] * (self.config.writers - 1)
+        self.wal = Wal(self.config.spool_dir / WAL_DIR)
         self.pipeline = Pipeline(
             self.store,
             self.spool,
+            self.wal,
             self.health,
             queue_spans=self.config.queue_spans,
             queue_bytes=self.config.queue_bytes,
@@ -217,6 +226,7 @@ class Collector:
             raise CollectorError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         try:
             self._check_data_dir()
+            self._recover_log()
             if self.local is not None:
                 try:
                     self.local.prepare()
@@ -249,6 +259,7 @@ class Collector:
             self._server.stop()
         self.rollups.stop()
         self.pipeline.stop()
+        self.wal.close()
         for handle in (self.rollups.store, self.reports, self.store, *self._writer_stores):
             handle.close()
         if self._claimed:
@@ -285,6 +296,46 @@ class Collector:
             self.stop()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+    def _recover_log(self) -> None:
+        """Open the write-ahead log; spool the requests a previous process logged (acknowledged) and
+        may not have written. A segment with a request that no longer decodes is moved to the spool's
+        corrupt/ (kept for a person to look at), never dropped."""
+        try:
+            self.wal.open()
+        except OSError as exc:
+            raise CollectorError(
+                f"cannot use the write-ahead log {self.wal.directory}: {exc.strerror}"
+            ) from None
+        for path in self.wal.leftover():
+            records: list[SpanRecord] = []
+            try:
+                for body, kind in frames(path):
+                    records += request_spans(_otlp.traces_request(body, kind)).records
+            except BadRequest as exc:
+                target = self.spool.directory / "corrupt" / path.name
+                target.parent.mkdir(exist_ok=True)
+                os.replace(path, target)
+                self.health.spool_corrupt.inc()
+                _log.error(
+                    "spendscope collector: %s no longer decodes (%s); moved to %s", path.name, exc, target
+                )
+                self.wal.discard(path)
+                continue
+            try:
+                for start in range(0, len(records), self.config.batch_spans):
+                    self.spool.write(records[start : start + self.config.batch_spans])
+            except OSError as exc:
+                raise CollectorError(
+                    f"cannot spool what the write-ahead log {path} holds: {exc.strerror or exc}"
+                ) from None
+            self.wal.discard(path)
+            if records:
+                _log.warning(
+                    "spendscope collector: spooled %d spans a previous run acknowledged (from %s)",
+                    len(records),
+                    path.name,
+                )
 
     def _check_data_dir(self) -> None:
         """A local store's directory exists (created if need be) and this process can write to it."""
