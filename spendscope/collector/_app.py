@@ -153,14 +153,16 @@ def make_app(collector: Collector, registry: CollectorRegistry) -> FastAPI:
         up = collector.pipeline.store_up
         refused = collector.spool.refused()
         waiting = collector.spool.files
+        log_error = collector.wal.last_error
         body = {
-            "status": "ok" if up and not waiting and not refused else "degraded",
+            "status": "ok" if up and not waiting and not refused and not log_error else "degraded",
             "store": "up" if up else "down",
             "store_error": "" if up else collector.store.last_error,
             "queue_spans": collector.pipeline.queued_spans,
             "spool_batches": waiting,
             "spool_bytes": collector.spool.bytes,
             "refused_spans": refused,
+            "write_ahead_log": log_error or "ok",
         }
         return Response(json.dumps(body), media_type="application/json")
 

@@ -61,6 +61,7 @@ class Wal:
         self._segments: dict[int, _Segment] = {}
         self._leftover: list[Path] = []
         self._current: _Segment | None = None
+        self.last_error = ""  # why the last append failed, until one succeeds
 
     def open(self) -> None:
         """Find what a previous process left, and start a segment after it. Raises OSError."""
@@ -82,13 +83,19 @@ class Wal:
                 raise OSError(f"the write-ahead log in {self.directory} is closed")
             try:
                 _write_all(segment.fd, frame)
-            except OSError:
+            except OSError as exc:
                 os.ftruncate(segment.fd, segment.written)  # no torn frame before the next one
+                self.last_error = f"{self.directory}: {exc.strerror or exc}"
                 raise
             segment.written += len(frame)
             segment.pending += spans
             end = segment.written
-        self._sync(segment, end)
+        try:
+            self._sync(segment, end)
+        except OSError as exc:
+            self.last_error = f"{self.directory}: {exc.strerror or exc}"
+            raise
+        self.last_error = ""
         if end >= self.segment_bytes:
             self._seal(segment)
         return segment.seq
