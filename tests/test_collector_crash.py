@@ -123,11 +123,13 @@ def send_all(url: str, spans: list[ReadableSpan], done: threading.Event) -> list
 
 
 def run_with_kills(tmp_path: Path, kills: int, count: int) -> None:
-    # within the two days the surfaces' budget window covers (from DAY, 30 a step, 6 minutes apart)
+    # within the two days the surfaces' budget window covers: 30 calls a step, 47 minutes apart, the
+    # steps spread over the first 23 hours
+    steps = count // 30
     spans = [
         span
-        for step in range(count // 30)
-        for span in sdk_spans(30, start=DAY + timedelta(minutes=6 * step), seed=step % 7)
+        for step in range(steps)
+        for span in sdk_spans(30, start=DAY + timedelta(seconds=23 * 3600 * step // steps), seed=step % 7)
     ]
     collector = Collector(tmp_path)
     collector.start()
