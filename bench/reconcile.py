@@ -6,7 +6,7 @@ Three processes, so each figure is the reconciler's own:
 1. setup: a local store under a temporary directory (its server started here, as any command starts
    it) holding the matching tracked calls (1 or 2 calls for every hour, project, key and model: ~1.1
    million llm_usage rows, generated in SQL);
-2. the fake admin API (spendscope/fake_openai/admin.py) serving the same usage (one result per
+2. the fake admin API (spendscope/demo/fake_openai/admin.py) serving the same usage (one result per
    hour, project, key and model: 720,000 results in ~440 MB of JSON at the documented shape, gzipped
    on the wire as api.openai.com does) and the Costs API line items; a warm-up run has it render and
    cache its pages, so the measured (second) run times the reconciler, not the fake's JSON encoding;
@@ -175,7 +175,7 @@ class BenchUsage:
         self.s = s
 
     def usage_results(self, source: str, start: int, end: int, group_by: Any) -> list[dict[str, Any]]:
-        from spendscope.fake_openai.admin import UsageEvent, completions_fields
+        from spendscope.demo.fake_openai.admin import UsageEvent, completions_fields
 
         s = self.s
         if source != "completions" or (start - s["start"]) % 3600:
@@ -215,7 +215,7 @@ class BenchUsage:
 
 
 def serve(s: dict[str, Any], out: Any, stop: Any) -> None:
-    from spendscope.fake_openai.admin import FakeAdminAPI
+    from spendscope.demo.fake_openai.admin import FakeAdminAPI
 
     coeff = coefficients(s["models"])
     api = FakeAdminAPI(usage=BenchUsage(s), cache_pages=True, now=NOW)
@@ -277,7 +277,7 @@ def reconcile(
     profile_to: str | None,
     server_pid: int,
 ) -> None:
-    from spendscope.fake_openai.admin import ADMIN_KEY
+    from spendscope.demo.fake_openai.admin import ADMIN_KEY
     from spendscope.reconciler import AdminAPI, ReconcileOptions, Reconciler
     from spendscope.store import open_store
 

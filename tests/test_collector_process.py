@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from prometheus_client.parser import text_string_to_metric_families
 
 from spendscope import names as n
-from spendscope.fake_openai.admin import ADMIN_KEY, FakeAdminAPI
+from spendscope.demo.fake_openai.admin import ADMIN_KEY, FakeAdminAPI
 from spendscope.store import open_store, server
 from tests.monitoring import free_port
 from tests.reconcile_helpers import use

@@ -429,7 +429,7 @@ def test_coverage_is_what_the_reconciler_stored(run: Run) -> None:
 def test_a_run_that_compared_no_dollars_shows_none(store: Store) -> None:
     """A reconciliation without the Costs API (--no-costs) tracked tokens only: its dollar panels
     have no value, not a tracked $0 beside nothing reported."""
-    from spendscope.fake_openai.admin import FakeAdminAPI
+    from spendscope.demo.fake_openai.admin import FakeAdminAPI
     from tests.reconcile_helpers import DAY, NOW, call, reconcile, track, use
 
     with FakeAdminAPI(now=NOW) as admin:

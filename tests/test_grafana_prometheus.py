@@ -43,9 +43,9 @@ from spendscope import names as n
 from spendscope.budgets import BudgetEvaluator, parse_budgets
 from spendscope.collector import Collector, CollectorConfig
 from spendscope.demo import workload
+from spendscope.demo.fake_openai import FakeOpenAI
+from spendscope.demo.fake_openai.admin import FakeAdminAPI
 from spendscope.demo.services import DemoServices
-from spendscope.fake_openai import FakeOpenAI
-from spendscope.fake_openai.admin import FakeAdminAPI
 from spendscope.reconciler import ReconcileMetrics
 from spendscope.store import Store
 from tests import reconcile_helpers as rh

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
-from spendscope.fake_openai import FakeOpenAI, Reply
+from spendscope.demo.fake_openai import FakeOpenAI, Reply
 from spendscope.store import server
 from tests.helpers import GPT_4O_MINI, M, chat_body
 from tests.monitoring import free_port

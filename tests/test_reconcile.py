@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from spendscope import names as n
-from spendscope.fake_openai.admin import FakeAdminAPI
+from spendscope.demo.fake_openai.admin import FakeAdminAPI
 from spendscope.pricing import PriceFile, Pricer
 from spendscope.reconciler._model import Tokens
 from spendscope.store import Store

@@ -16,7 +16,7 @@ import pytest
 
 import spendscope
 from spendscope import names as n
-from spendscope.fake_openai import FakeOpenAI, Reply
+from spendscope.demo.fake_openai import FakeOpenAI, Reply
 from spendscope.pricing import Pricer
 from spendscope.store import Store, StoreError, open_store
 from spendscope.store import migrations as mig

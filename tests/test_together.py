@@ -36,7 +36,7 @@ from opentelemetry.trace import SpanKind
 from prometheus_client.parser import text_string_to_metric_families
 
 from spendscope import names as n
-from spendscope.fake_openai.admin import ADMIN_KEY, FakeAdminAPI
+from spendscope.demo.fake_openai.admin import ADMIN_KEY, FakeAdminAPI
 from spendscope.store import open_store, server
 from spendscope.store.billing import margins
 from tests.monitoring import free_port

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from opentelemetry.util.re import parse_env_headers
 
 from spendscope.demo import workload
+from spendscope.demo.fake_openai import FakeOpenAI
 from spendscope.demo.services import DemoServices
-from spendscope.fake_openai import FakeOpenAI
 
 _INTERVAL = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m)\s*")
 

@@ -21,8 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from spendscope import names
 from spendscope.collector import Collector, CollectorConfig
 from spendscope.demo import workload
+from spendscope.demo.fake_openai import FakeOpenAI
 from spendscope.demo.services import DemoServices
-from spendscope.fake_openai import FakeOpenAI
 from spendscope.store import Report, Store, report, server
 from spendscope.store.billing import default_margin, set_margin
 from spendscope.store.dsn import parse_dsn
