@@ -1,21 +1,18 @@
-"""Ingest benchmark: `python bench/ingest.py [--seconds 20] [--senders 2] [--spans 2000]
-[--store embedded|server] [--writers 2] [--batch-spans N] [--queue-spans N] [--queue-mib N]
-[--trace-indexes auto|text|bloom_filter]` (the collector's defaults where not given).
+"""Ingest benchmark: `python bench/ingest.py [--seconds 20] [--senders 2] [--spans 2000] [--writers 2]
+[--batch-spans N] [--queue-spans N] [--queue-mib N] [--trace-indexes auto|text|bloom_filter]` (the
+collector's defaults where not given).
 
-Starts `spendscope collector` as its own process on a fresh store, then posts OTLP protobuf
-requests of LLM spans (23 attributes each, as SpendScope's instrumentation writes them; every span
-id unique) from sender threads as fast as the collector takes them (503s are retried after their
-Retry-After), for a fixed time. Reports spans/s accepted, spans/s written to the store (counted
-until the queue has drained), 503s, the inserts, the CPU time of the collector and of the store
-server (in all, per span, and by thread) and their RSS over the run.
+Starts `spendscope collector` as its own process on a fresh local store (a directory): the collector
+starts the store's server (spendscope/store/server.py) and writes to it over HTTP, as it does by
+default. Then posts OTLP protobuf requests of LLM spans (23 attributes each, as SpendScope's
+instrumentation writes them; every span id unique) from sender threads as fast as the collector takes
+them (503s are retried after their Retry-After), for a fixed time. Reports spans/s accepted, spans/s
+written to the store (counted until the queue has drained), 503s, the inserts, the CPU time of the
+collector and of the store server (in all, per span, and by thread) and their RSS over the run.
 
-`--store embedded` (the default): the collector's own embedded ClickHouse (chdb), in its process.
-`--store server`: ClickHouse serving HTTP from a process of its own on this machine, started from
-chdb-core's engine (clickhouse-local listening; it uses chdb's private `_chdb` module, which is why
-this lives in the benchmark and not in the product), the collector writing to it over HTTP.
 The machine's other load counts: compare runs made one after the other, and look at the CPU per
 span (counted from the first request on, so the collector's start and migrations are left out) and
-at the capacity it implies: the spans per second with every core to the collector (and the store).
+at the capacity it implies: the spans per second with every core to the collector and the store.
 """
 
 from __future__ import annotations
@@ -39,21 +36,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from spendscope import names as n
+from spendscope.store import server
 from spendscope.store.migrations import TRACE_INDEXES_ENV
-
-# A ClickHouse HTTP server from chdb-core's engine: clickhouse-local reads ./config.xml, and its
-# non-background mode honours SYSTEM START LISTEN; the query blocks while it serves.
-SERVE = """
-import sys
-import chdb
-from chdb import _chdb
-q = ("SYSTEM START LISTEN HTTP; "
-     "SELECT sleep(1) FROM system.numbers "
-     "SETTINGS max_block_size=1, function_sleep_max_microseconds_per_block=0 FORMAT Null")
-r = _chdb.query(q, "TabSeparated", path=sys.argv[1])
-print(r.bytes()[:500], file=sys.stderr)
-sys.exit(1)
-"""
 
 
 def _kv(key: str, value: object) -> KeyValue:
@@ -167,32 +151,6 @@ def _free_port() -> int:
         return port
 
 
-def _store_server(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """ClickHouse serving HTTP on a free port from a process of its own; its DSN."""
-    port = _free_port()
-    home = workdir / "server"
-    home.mkdir()
-    (home / "config.xml").write_text(
-        f"<clickhouse><http_port>{port}</http_port><listen_host>127.0.0.1</listen_host></clickhouse>\n"
-    )
-    server = subprocess.Popen(
-        [sys.executable, "-c", SERVE, str(home / "data")],
-        cwd=home,
-        stdout=subprocess.DEVNULL,
-        stderr=(workdir / "server.log").open("w"),
-    )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1).read()
-            break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit((workdir / "server.log").read_text()) from None
-            time.sleep(0.1)
-    return server, f"http://127.0.0.1:{port}/spendscope"
-
-
 def _rss_summary(samples: list[int]) -> str:
     """RSS in MiB, min-max per minute (per run, for runs under two minutes)."""
     if len(samples) < 120:
@@ -208,7 +166,6 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--senders", type=int, default=2)
     parser.add_argument("--spans", type=int, default=2000, help="spans per request")
-    parser.add_argument("--store", choices=("embedded", "server"), default="embedded")
     parser.add_argument("--batch-spans", help="spans per insert (default: the collector's)")
     parser.add_argument("--queue-spans", help="queue limit in spans (default: the collector's)")
     parser.add_argument("--queue-mib", type=int, help="queue limit in encoded MiB (default: the collector's)")
@@ -218,14 +175,9 @@ def main() -> None:
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="spendscope-bench-"))
-    data_dir = workdir / "chdb"
-    server: subprocess.Popen[bytes] | None = None
+    data_dir = workdir / "store"
     collector: subprocess.Popen[bytes] | None = None
     try:
-        if args.store == "server":
-            server, dsn = _store_server(workdir)
-        else:
-            dsn = f"chdb://{data_dir}"
         listen = f"127.0.0.1:{_free_port()}"
         collector = subprocess.Popen(
             [
@@ -236,7 +188,7 @@ def main() -> None:
                 "--listen",
                 listen,
                 "--store",
-                dsn,
+                str(data_dir),
                 "--spool",
                 str(workdir / "spool"),
                 *(["--batch-spans", args.batch_spans] if args.batch_spans else []),
@@ -257,12 +209,16 @@ def main() -> None:
                 raise SystemExit((workdir / "collector.log").read_text())
             url = _listening(listen)
             time.sleep(0.1)
-        _run(args, url, collector, server)
+        state = server.running(data_dir)  # the collector has started it
+        if state is None:
+            raise SystemExit(f"no store server runs for {data_dir}")
+        _run(args, url, collector.pid, state.pid)
     finally:
-        for process in (collector, server):
-            if process is not None:
-                process.terminate()
-                process.wait(60)
+        if collector is not None:
+            collector.terminate()
+            collector.wait(60)
+        if data_dir.is_dir():
+            server.stop(data_dir)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -275,14 +231,9 @@ def _listening(address: str) -> str:
     return f"http://{address}"
 
 
-def _run(
-    args: argparse.Namespace,
-    url: str,
-    collector: subprocess.Popen[bytes],
-    server: subprocess.Popen[bytes] | None,
-) -> None:
+def _run(args: argparse.Namespace, url: str, collector: int, store_server: int) -> None:
     template, offsets = llm_request(args.spans)
-    processes = {"collector": collector.pid, **({"store server": server.pid} if server else {})}
+    processes = {"collector": collector, "store server": store_server}
     # CPU from here on: the collector's start (imports, migrations) is not ingest
     cpu_start = {name: _cpu_seconds(pid) for name, pid in processes.items()}
     threads_start = {name: _cpu_by_thread(pid) for name, pid in processes.items()}
@@ -351,7 +302,7 @@ def _run(
     written = metric("spendscope_collector_written_spans_total")
     spans = max(written, 1)
     print(f"spans per request      {args.spans} ({len(template) / args.spans:.0f} bytes/span protobuf)")
-    print(f"store                  {args.store}")
+    print("store                  a local store, its server in a process of its own")
     print(
         f"accepted               {sent[0]} spans in {accepted_at - started:.1f} s: "
         f"{sent[0] / (accepted_at - started):,.0f} spans/s"

@@ -2,7 +2,8 @@
 [--batch 30000] [--rounds 8] [--spans 2000] [--no-schema]`.
 
 Complements `python bench/ingest.py` (the whole collector, end to end) by measuring each part in this
-one process, in CPU time (all threads, the embedded ClickHouse included), with the variants of each
+one process, in CPU time (all threads, ClickHouse included: chdb runs in this process here, unlike the
+store's server the collector uses), with the variants of each
 section interleaved round by round, so the machine's other load weighs on all of them alike; compare
 within a section, as ratios. Background merges are stopped while measuring.
 
@@ -44,10 +45,24 @@ from spendscope.collector._otlp import PROTOBUF, traces_request  # noqa: E402
 from spendscope.collector._spans import decode_spans  # noqa: E402
 from spendscope.pricing import Pricer  # noqa: E402
 from spendscope.store import migrations as mig  # noqa: E402
+from spendscope.store.dsn import Target  # noqa: E402
 from spendscope.store.prices import load_prices  # noqa: E402
 from spendscope.store.records import SpanRecord  # noqa: E402
 from spendscope.store.rows import OTEL_TRACES, OTEL_TRACES_COLUMNS, span_rows  # noqa: E402
-from spendscope.store.store import SPAN_INSERT_SETTINGS, Store, _literal, open_store  # noqa: E402
+from spendscope.store.store import SPAN_INSERT_SETTINGS, Store, _literal  # noqa: E402
+
+
+def in_process_store(directory: Path, database: str) -> Store:
+    """A migrated store through chdb in this process (clickhouse-connect's chdb backend), so that this
+    process's CPU time includes ClickHouse's work."""
+    import clickhouse_connect
+
+    client = clickhouse_connect.get_client(dsn=f"chdb://{directory}")
+    client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
+    client.database = database
+    store = Store(Target("", database, directory), client)
+    store.migrate()
+    return store
 
 
 def cpu() -> float:
@@ -280,7 +295,7 @@ def main() -> None:
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="spendscope-breakdown-"))
     try:
-        store = open_store(f"chdb://{workdir}", database="seed", migrate=True)
+        store = in_process_store(workdir, "seed")
         data, _ = llm_request(args.spans)
         request = bytes(data)
         print(

@@ -3,18 +3,19 @@
     python bench/reconcile.py [--days 30] [--models 20] [--projects 10] [--keys 5] [--page-buckets 24]
 
 Three processes, so each figure is the reconciler's own:
-1. setup: a chdb store under a temporary directory holding the matching tracked calls (1 or 2 calls
-   for every hour, project, key and model: ~1.1 million llm_usage rows, generated in SQL);
-2. the fake admin API (spendscope/fake_openai/admin.py) serving the same usage (one result per
+1. setup: a local store under a temporary directory (its server started here, as any command starts
+   it) holding the matching tracked calls (1 or 2 calls for every hour, project, key and model: ~1.1
+   million llm_usage rows, generated in SQL);
+2. the fake admin API (spendscope/demo/fake_openai/admin.py) serving the same usage (one result per
    hour, project, key and model: 720,000 results in ~440 MB of JSON at the documented shape, gzipped
    on the wire as api.openai.com does) and the Costs API line items; a warm-up run has it render and
    cache its pages, so the measured (second) run times the reconciler, not the fake's JSON encoding;
 3. the reconciler (`Reconciler.run`, as `spendscope reconcile` runs it): key listing, every usage page
    streamed into ClickHouse, llm_usage aggregated, compared, explained, results written. It prints
-   the wall time, its CPU time (all its threads, the embedded ClickHouse included: the figure that does
-   not depend on what else the machine runs), the time spent waiting for HTTP, the 1-minute load
-   average before and after, and its peak RSS (ru_maxrss of that process, chdb included). The run
-   must find coverage 100% and a zero residual.
+   the wall time, its CPU time (all its threads) and the store server's over the run (ClickHouse's
+   work: the two figures that do not depend on what else the machine runs), the time spent waiting
+   for HTTP, the 1-minute load average before and after, its peak RSS (ru_maxrss of that process) and
+   the server's RSS after the run. The run must find coverage 100% and a zero residual.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -172,7 +175,7 @@ class BenchUsage:
         self.s = s
 
     def usage_results(self, source: str, start: int, end: int, group_by: Any) -> list[dict[str, Any]]:
-        from spendscope.fake_openai.admin import UsageEvent, completions_fields
+        from spendscope.demo.fake_openai.admin import UsageEvent, completions_fields
 
         s = self.s
         if source != "completions" or (start - s["start"]) % 3600:
@@ -212,7 +215,7 @@ class BenchUsage:
 
 
 def serve(s: dict[str, Any], out: Any, stop: Any) -> None:
-    from spendscope.fake_openai.admin import FakeAdminAPI
+    from spendscope.demo.fake_openai.admin import FakeAdminAPI
 
     coeff = coefficients(s["models"])
     api = FakeAdminAPI(usage=BenchUsage(s), cache_pages=True, now=NOW)
@@ -253,10 +256,28 @@ def serve(s: dict[str, Any], out: Any, stop: Any) -> None:
 
 
 # --- 3. the reconciler ------------------------------------------------------------------------------------
+def _server_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _rss_mib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) // 1024
+    return 0
+
+
 def reconcile(
-    dsn: str, base_url: str, s: dict[str, Any], page_buckets: int, queue: Any, profile_to: str | None
+    dsn: str,
+    base_url: str,
+    s: dict[str, Any],
+    page_buckets: int,
+    queue: Any,
+    profile_to: str | None,
+    server_pid: int,
 ) -> None:
-    from spendscope.fake_openai.admin import ADMIN_KEY
+    from spendscope.demo.fake_openai.admin import ADMIN_KEY
     from spendscope.reconciler import AdminAPI, ReconcileOptions, Reconciler
     from spendscope.store import open_store
 
@@ -282,6 +303,7 @@ def reconcile(
     before = resource.getrusage(resource.RUSAGE_SELF)
     rss_before = before.ru_maxrss
     load_before = os.getloadavg()[0]
+    server_before = _server_cpu_s(server_pid)
     profile = None
     if profile_to:
         import cProfile
@@ -297,11 +319,14 @@ def reconcile(
     after = resource.getrusage(resource.RUSAGE_SELF)
     rss = after.ru_maxrss
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    server_cpu = _server_cpu_s(server_pid) - server_before
     t = result.totals
     queue.put(
         {
             "reconcile_s": round(elapsed, 2),
             "cpu_s": round(cpu, 2),
+            "server_cpu_s": round(server_cpu, 2),
+            "server_rss_mib": _rss_mib(server_pid),
             "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
             "http_wait_s": round(waiting[0], 2),
             "peak_rss_mib": round(rss / 1024),
@@ -327,6 +352,19 @@ def reconcile(
     store.close()
 
 
+@contextmanager
+def _store_server(directory: Path) -> Iterator[int]:
+    """The local store's server for `directory`, started and stopped here; its pid."""
+    from spendscope.store import server
+
+    directory.mkdir()
+    state = server.start(directory).state
+    try:
+        yield state.pid
+    finally:
+        server.stop(directory)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -340,8 +378,11 @@ def main() -> None:
     args = parser.parse_args()
     s = shape(args)
     ctx = multiprocessing.get_context("spawn")
-    with tempfile.TemporaryDirectory(prefix="spendscope-bench-") as tmp:
-        dsn = f"chdb://{tmp}/store"
+    with (
+        tempfile.TemporaryDirectory(prefix="spendscope-bench-") as tmp,
+        _store_server(Path(tmp) / "store") as pid,
+    ):
+        dsn = f"{tmp}/store"
         with ctx.Pool(1) as pool:
             setup = pool.apply(setup_store, (dsn, s))
         print(
@@ -358,7 +399,7 @@ def main() -> None:
             # the warm-up run has the fake render (and cache) its pages; the measured one re-runs the
             # same window, replacing the warm-up's results
             worker = ctx.Process(
-                target=reconcile, args=(dsn, base_url, s, args.page_buckets, results, profile)
+                target=reconcile, args=(dsn, base_url, s, args.page_buckets, results, profile, pid)
             )
             worker.start()
             figures = results.get(timeout=1800)

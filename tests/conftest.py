@@ -19,9 +19,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from spendscope import instrument_openai, uninstrument_openai
-from spendscope.fake_openai import FakeOpenAI
+from spendscope.demo.fake_openai import FakeOpenAI
 
-# ClickHouse fixtures (one chdb data directory per test process; a database per test).
+# ClickHouse fixtures (one local store server per test process; a database per test).
 pytest_plugins = ["tests.store_fixtures"]
 
 # A failure inside SpendScope must fail the test, not be swallowed (see spendscope/_internal.py).

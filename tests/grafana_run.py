@@ -27,10 +27,10 @@ import pytest
 import spendscope
 from spendscope.collector import Collector, CollectorConfig
 from spendscope.demo import workload
+from spendscope.demo.fake_openai import FakeOpenAI
+from spendscope.demo.fake_openai.admin import ADMIN_KEY, FakeAdminAPI
 from spendscope.demo.runner import DEMO_MARGINS, wait_for_calls
 from spendscope.demo.services import DemoServices
-from spendscope.fake_openai import FakeOpenAI
-from spendscope.fake_openai.admin import ADMIN_KEY, FakeAdminAPI
 from spendscope.pricing import Pricer
 from spendscope.reconciler import (
     AdminAPI,

@@ -7,7 +7,7 @@ from decimal import Decimal
 from importlib.metadata import version
 from typing import Any
 
-from spendscope.fake_openai import synth
+from spendscope.demo.fake_openai import synth
 
 M = Decimal(1_000_000)
 # What the pricer records as spendscope.price.version: the installed genai-prices, whichever it is.

@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from spendscope import names as n
-from spendscope.fake_openai.admin import ADMIN_KEY, FakeAdminAPI
+from spendscope.demo.fake_openai.admin import ADMIN_KEY, FakeAdminAPI
 from spendscope.pricing import Pricer
 from spendscope.reconciler import AdminAPI, ReconcileOptions, Reconciler, ReconciliationResult, RetryPolicy
 from spendscope.store import SpanRecord, Store

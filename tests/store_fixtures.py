@@ -1,20 +1,24 @@
 """ClickHouse fixtures (owned by the store work; see spendscope/store). A pytest plugin (conftest.py).
 
-chdb opens ONE data directory per process, and a process cannot switch to another one. So the whole
-test process shares one directory, and tests are isolated by database:
+One local store server (spendscope/store/server.py) for the whole test process, on a temporary
+directory, started and stopped here; every store test reaches it over HTTP, as it would a ClickHouse
+server. Tests are isolated by database:
 
-    chdb_dir        (session) the data directory; never open another chdb path in-process
-    chdb_dsn        (session) "chdb:///<chdb_dir>" (no database)
+    store_dir       (session) the server's data directory
+    store_server    (session) the server (its `ServerState`)
+    server_dsn      (session) "http://127.0.0.1:<port>" (no database)
     store           a fresh, migrated database on it, as an open `Store`; dropped after the test
-    fresh_store(chdb_dsn, _chdb_admin)  the same as a context manager, for module-scoped fixtures
+    fresh_store(server_dsn, _store_admin)  the same as a context manager, for module-scoped fixtures
     store_database  a fresh, migrated database's name, for code that opens its own Store
-                    (open_store(chdb_dsn, database=store_database)); dropped after the test
-    store_dsn       the same database as a DSN: "chdb:///<chdb_dir>?database=<name>"
+                    (open_store(server_dsn, database=store_database)); dropped after the test
+    store_dsn       the same database as a DSN: "http://127.0.0.1:<port>/<name>"
 
-`llm_record(at, ...)` builds a GenAI SpanRecord as our instrumentation's spans look once stored;
-`serve_reports(store, token)` serves the collector's reports API from a store (the contract of
-spendscope/store/remote.py). `span_record(span)` turns an OpenTelemetry SDK span into the SpanRecord the collector would build
-for it, converting values as the contrib `clickhouse` exporter does (see spendscope/store/records.py).
+A test that starts store servers of its own (a collector or a command on a directory under
+`tmp_path`) has them stopped after it. `llm_record(at, ...)` builds a GenAI SpanRecord as our
+instrumentation's spans look once stored; `serve_reports(store, token)` serves the collector's reports
+API from a store. `span_record(span)` turns an OpenTelemetry SDK span into the SpanRecord the
+collector would build for it, converting values as the contrib `clickhouse` exporter does (see
+spendscope/store/records.py).
 """
 
 from __future__ import annotations
@@ -35,32 +39,38 @@ from opentelemetry.sdk.trace import ReadableSpan
 from spendscope import names as n
 from spendscope.collector._app import reports_app
 from spendscope.collector._server import HttpServer
-from spendscope.store import SpanEvent, SpanLink, SpanRecord, Store, open_store
+from spendscope.store import SpanEvent, SpanLink, SpanRecord, Store, open_store, server
 
 
 @pytest.fixture(scope="session")
-def chdb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("chdb")
+def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("store")
 
 
 @pytest.fixture(scope="session")
-def chdb_dsn(chdb_dir: Path) -> str:
-    return f"chdb://{chdb_dir}"
+def store_server(store_dir: Path) -> Iterator[server.ServerState]:
+    state = server.start(store_dir).state
+    yield state
+    server.stop(store_dir)
 
 
 @pytest.fixture(scope="session")
-def _chdb_admin(chdb_dsn: str) -> Iterator[Store]:
-    """Keeps the engine open for the whole session (opening it costs more than a test) and drops the
-    per-test databases."""
-    admin = open_store(chdb_dsn, database="default")
+def server_dsn(store_server: server.ServerState) -> str:
+    return store_server.url
+
+
+@pytest.fixture(scope="session")
+def _store_admin(server_dsn: str) -> Iterator[Store]:
+    """Drops the per-test databases."""
+    admin = open_store(server_dsn, database="default")
     yield admin
     admin.close()
 
 
 @contextmanager
-def fresh_store(chdb_dsn: str, admin: Store) -> Iterator[Store]:
-    """A new, migrated database on the shared directory, dropped on exit (for wider-scoped fixtures)."""
-    store = open_store(chdb_dsn, database=f"t_{uuid.uuid4().hex[:16]}", migrate=True)
+def fresh_store(server_dsn: str, admin: Store) -> Iterator[Store]:
+    """A new, migrated database on the shared server, dropped on exit (for wider-scoped fixtures)."""
+    store = open_store(server_dsn, database=f"t_{uuid.uuid4().hex[:16]}", migrate=True)
     try:
         yield store
     finally:
@@ -69,8 +79,8 @@ def fresh_store(chdb_dsn: str, admin: Store) -> Iterator[Store]:
 
 
 @pytest.fixture
-def _fresh_store(chdb_dsn: str, _chdb_admin: Store) -> Iterator[Store]:
-    with fresh_store(chdb_dsn, _chdb_admin) as opened:
+def _fresh_store(server_dsn: str, _store_admin: Store) -> Iterator[Store]:
+    with fresh_store(server_dsn, _store_admin) as opened:
         yield opened
 
 
@@ -86,15 +96,25 @@ def store_database(_fresh_store: Store) -> str:
 
 
 @pytest.fixture
-def store_dsn(chdb_dsn: str, store_database: str) -> str:
-    return f"{chdb_dsn}?database={store_database}"
+def store_dsn(server_dsn: str, store_database: str) -> str:
+    return f"{server_dsn}/{store_database}"
+
+
+@pytest.fixture(autouse=True)
+def _store_servers_stopped(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Stops the store servers a test started under its `tmp_path` (a collector or a command on a
+    directory there starts one, and it keeps running)."""
+    tmp = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    yield
+    for lock in tmp.rglob(server.LOCK_FILE) if tmp is not None else ():
+        server.stop(lock.parent)
 
 
 # --- the collector's report API, as the collector serves it ---------------------------------------------
 @contextmanager
 def serve_reports(store: Store, token: str | None = None) -> Iterator[str]:
     """The collector's reports API (`/api/usage/...`, the collector's own app over `store`, without
-    the rest of the collector: see spendscope/store/remote.py) on 127.0.0.1; yields the base URL."""
+    the rest of the collector) on 127.0.0.1; yields the base URL."""
     server = HttpServer(reports_app(lambda: nullcontext(store), token), "127.0.0.1", 0)
     server.start()
     try:

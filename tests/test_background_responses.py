@@ -20,14 +20,14 @@ from openai.types.responses import Response
 
 import spendscope
 from spendscope import names as n
-from spendscope.fake_openai import FakeOpenAI, Reply, synth
+from spendscope.demo.fake_openai import FakeOpenAI, Reply, synth
 from spendscope.instrumentation import Instrumentation, default_instrumentation
 from spendscope.instrumentation.background import PendingCalls
 from tests.conftest import API_KEY, PROJECT, Capture, make_capture
 from tests.helpers import mini_cost
 
 PROMPT = "Write a haiku about otters."
-# The fake's token rule (spendscope/fake_openai/synth.py): 3 + (4 + ceil(27 / 4)) input tokens; the
+# The fake's token rule (spendscope/demo/fake_openai/synth.py): 3 + (4 + ceil(27 / 4)) input tokens; the
 # default text, ceil(34 / 4), out (gpt-4o-mini is not a reasoning model).
 INPUT_TOKENS = 3 + 4 + math.ceil(len(PROMPT) / 4)
 OUTPUT_TOKENS = math.ceil(len(synth.DEFAULT_TEXT) / 4)
@@ -337,7 +337,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
 import spendscope
-from spendscope.fake_openai import FakeOpenAI
+from spendscope.demo.fake_openai import FakeOpenAI
 
 tracer_provider = TracerProvider()
 tracer_provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))

@@ -12,7 +12,7 @@ import pytest
 
 import spendscope
 from spendscope import names as n
-from spendscope.fake_openai import FakeOpenAI, Reply
+from spendscope.demo.fake_openai import FakeOpenAI, Reply
 from spendscope.store import Store
 from tests.conftest import Capture
 from tests.helpers import chat_body

@@ -1,4 +1,4 @@
-"""Per-user budget alerts at scale, end to end with the real parts: 100,000 users in ClickHouse (chdb, their
+"""Per-user budget alerts at scale, end to end with the real parts: 100,000 users in ClickHouse (the store server, their
 history in the rollups), 50 of them pushed over budget by their calls (spans through llm_usage) and 20
 near it; `spendscope budgets` exports only those; a real Prometheus scraping it with the alert rules
 fires SpendScopeUserBudgetExceeded for exactly the 50, and a real Alertmanager with
@@ -144,8 +144,8 @@ def load(store: Store) -> None:
 
 # --- fixtures ------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def users(chdb_dsn: str, _chdb_admin: Store) -> Iterator[Store]:
-    with fresh_store(chdb_dsn, _chdb_admin) as store:
+def users(server_dsn: str, _store_admin: Store) -> Iterator[Store]:
+    with fresh_store(server_dsn, _store_admin) as store:
         load(store)
         yield store
 

@@ -1,4 +1,4 @@
-"""spendscope budgets: budgets.yaml validation, limits joined in SQL against the real rollups (chdb),
+"""spendscope budgets: budgets.yaml validation, limits joined in SQL against the real rollups,
 what is exported, failures, and the CLI."""
 
 from __future__ import annotations
@@ -334,8 +334,8 @@ def test_cli_bad_config_is_one_line(store_dsn: str, tmp_path: Path) -> None:
     assert done.stderr == "error: interval (--interval) 'soon': must be a duration such as 60s, 5m or 1h\n"
 
 
-def test_cli_serves_metrics_until_sigterm(tmp_path: Path) -> None:
-    """The real process: its own chdb directory (this process holds another), /metrics, SIGTERM."""
+def test_cli_serves_metrics_until_sigterm(tmp_path: Path, store_dsn: str) -> None:
+    """The real process: /metrics, SIGTERM."""
     import os
     import signal
     import subprocess
@@ -344,15 +344,8 @@ def test_cli_serves_metrics_until_sigterm(tmp_path: Path) -> None:
 
     from tests.monitoring import free_port, wait_for
 
-    dsn = f"chdb://{tmp_path / 'store'}"
+    dsn = store_dsn
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPENDSCOPE_BUDGETS_")}
-    migrate = subprocess.run(
-        [sys.executable, "-m", "spendscope", "migrate", "--store", dsn],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert migrate.returncode == 0, migrate.stderr
     config = tmp_path / "budgets.yaml"
     config.write_text("per_user: {daily_usd: 5}\n")
     port = free_port()

@@ -1,15 +1,11 @@
-"""The store's CLI commands: formats, the collector's HTTP API when it holds the store, clear errors."""
+"""The store's CLI commands: formats, clear errors."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-import os
 import re
-import subprocess
-import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,7 +15,7 @@ from typer.testing import CliRunner, Result
 from spendscope.cli import app
 from spendscope.store import Report, Store
 from spendscope.store.formatting import table_cells
-from tests.store_fixtures import llm_record, serve_reports
+from tests.store_fixtures import llm_record
 
 ROOT = Path(__file__).resolve().parents[1]
 NOV = ["--since", "2026-11-01", "--until", "2026-12-01"]
@@ -188,18 +184,18 @@ def test_migrate_is_idempotent(store_dsn: str) -> None:
         (["report", "--since", "1d", "--until", "2d"], "error: empty time range"),
         (
             ["report", "--store", "ftp://x/y"],
-            "error: bad store DSN 'ftp://x/y': use chdb:///path/to/dir, a directory",
+            "error: bad store DSN 'ftp://x/y': use a directory, chdb:///path/to/dir, or http(s)://",
         ),
         (
             ["export", "--store", "chdb://memory"],
-            "error: bad store DSN 'chdb://memory': give the chdb data directory",
+            "error: bad store DSN 'chdb://memory': give the data directory",
         ),
         (["invoice", "--tenant", "acme", "--month", "2026-13"], "error: bad month '2026-13': use YYYY-MM"),
         (["margin", "--tenant", "acme", "--percent", "lots"], "error: bad --percent 'lots'"),
         (["reprice", "--price-file", "/nonexistent.toml"], "error: SpendScope setting price_file"),
     ],
 )
-def test_bad_inputs_are_one_line_and_exit_1(args: list[str], message: str, chdb_dsn: str) -> None:
+def test_bad_inputs_are_one_line_and_exit_1(args: list[str], message: str, server_dsn: str) -> None:
     done = cli(*args)
     assert done.exit_code == 1
     assert done.stderr.startswith(message) and done.stderr.count("\n") == 1, done.stderr
@@ -251,106 +247,24 @@ def test_a_missing_store_is_named_and_not_created(args: list[str], empty_cwd: Pa
     assert sorted(p.name for p in empty_cwd.iterdir()) == ["budgets.yaml"]
 
 
-def test_a_missing_database_is_named_and_not_created(chdb_dsn: str, store: Store) -> None:
+def test_a_missing_database_is_named_and_not_created(server_dsn: str, store: Store) -> None:
     name = f"absent_{store.database}"
-    done = cli("report", "--store", f"{chdb_dsn}?database={name}")
+    done = cli("report", "--store", f"{server_dsn}/{name}")
     assert (done.exit_code, done.stderr) == (
         1,
-        f"error: no store at {chdb_dsn} (database {name}): the database does not exist\n",
+        f"error: no store at {server_dsn}/{name}: the database does not exist\n",
     )
     assert store.query("SELECT count() FROM system.databases WHERE name = {n:String}", {"n": name}).rows == [
         [0]
     ]
 
 
-# --- when a collector holds the embedded store ----------------------------------------------------------
-@pytest.fixture
-def held_dir(tmp_path: Path, month: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A chdb directory "held" by a collector (this process, alive) serving reports from `month`; it
-    requires a token, which the CLI takes from SPENDSCOPE_COLLECTOR_TOKEN (never from the file)."""
-    directory = tmp_path / "held"
-    directory.mkdir()
-    monkeypatch.setenv("SPENDSCOPE_COLLECTOR_TOKEN", "t0k")
-    with serve_reports(month, token="t0k") as url:
-        (directory / "collector.json").write_text(
-            json.dumps({"url": url, "pid": os.getpid(), "token_required": True})
-        )
-        yield directory
-
-
-def test_report_goes_through_the_collector_that_holds_the_store(held_dir: Path, store_dsn: str) -> None:
-    remote = cli("report", "--by", "user", *NOV, "--store", f"chdb://{held_dir}")
-    local = cli("report", "--by", "user", *NOV, "--store", store_dsn)
-    assert remote.exit_code == 0, remote.output
-    assert remote.stdout == local.stdout
-    remote_export = cli("export", *NOV, "--store", f"chdb://{held_dir}")  # piped: csv
-    local_export = cli("export", *NOV, "--store", store_dsn)
-    assert remote_export.exit_code == 0, remote_export.output
-    assert remote_export.stdout == local_export.stdout and len(remote_export.stdout.splitlines()) == 5
-    refused = cli("export", *NOV, "--format", "json", "--store", f"chdb://{held_dir}")
-    assert refused.exit_code == 1
-    assert refused.stderr.startswith(f"error: the collector (pid {os.getpid()}, http://127.0.0.1:")
-    assert "through it, export writes csv (--format csv); stop it for json or a table" in refused.stderr
-    reprice = cli("reprice", *NOV, "--store", f"chdb://{held_dir}")
-    assert reprice.exit_code == 1
-    assert (
-        "`spendscope report` and `export` work through it; stop it to run `spendscope reprice`"
-        in reprice.stderr
-    )
-
-
-def test_a_dead_collectors_file_is_ignored(tmp_path: Path) -> None:
-    from spendscope.store.remote import running_collector
-
-    (tmp_path / "collector.json").write_text(json.dumps({"url": "http://127.0.0.1:9", "pid": 2**22 + 12345}))
-    assert running_collector(tmp_path) is None
-    (tmp_path / "collector.json").write_text("{not json")
-    assert running_collector(tmp_path) is None
-
-
-def test_a_chdb_directory_locked_by_another_process_is_named(tmp_path: Path) -> None:
-    """Needs two fresh processes: this one already has the shared test directory open."""
-    directory = tmp_path / "locked"
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, clickhouse_connect\n"
-            f"c = clickhouse_connect.get_client(dsn='chdb://{directory}')\n"
-            "print('ready', flush=True)\nsys.stdin.readline()\n",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "ready\n"
-        done = subprocess.run(
-            [sys.executable, "-m", "spendscope", "export", "--store", f"chdb://{directory}"],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            timeout=60,
-        )
-    finally:
-        holder.communicate(input="\n", timeout=30)  # let it go; closes the pipes
-    assert done.returncode == 1
-    last = done.stderr.strip().splitlines()[-1]
-    assert last == (
-        f"error: the chdb data directory {directory} is in use by another process (pid {holder.pid}): "
-        "a spendscope collector may be running on it (Cannot lock file); stop it, or query it through its HTTP API"
-    )
-
-
-def test_a_store_without_the_schema_says_to_migrate(chdb_dsn: str, store: Store) -> None:
-    bare = f"{chdb_dsn}?database=bare_{store.database}"
+def test_a_store_without_the_schema_says_to_migrate(server_dsn: str, store: Store) -> None:
+    bare = f"{server_dsn}/bare_{store.database}"
     store.command(f"CREATE DATABASE `bare_{store.database}`")
     done = cli("export", "--store", bare)
     assert done.exit_code == 1
-    assert done.stderr.startswith(
-        f"error: {chdb_dsn} (database bare_{store.database}) lacks SpendScope's schema"
-    )
+    assert done.stderr.startswith(f"error: {bare} lacks SpendScope's schema")
     assert (
         "lacks SpendScope's schema (0001_baseline, 0002_reconciliation, 0003_access_tokens)" in done.stderr
         and "run `spendscope migrate`" in done.stderr

@@ -1,4 +1,4 @@
-"""The collector in-process, on the session chdb store (a fresh database per test): the stock OTLP
+"""The collector in-process, on the session's store server (a fresh database per test): the stock OTLP
 exporters in, ClickHouse rows and Prometheus text out, and every way a request can go wrong."""
 
 from __future__ import annotations
@@ -8,7 +8,10 @@ import gzip
 import http.client
 import io
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -36,11 +39,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from spendscope import names as n
-from spendscope.collector import Collector, CollectorConfig, read_discovery
+from spendscope.collector import Collector, CollectorConfig, CollectorError
+from spendscope.collector._collector import WAL_DIR
 from spendscope.collector._spool import Spool
+from spendscope.collector._wal import Wal
 from spendscope.store import Store, formatting, reports
-from spendscope.store.remote import Collector as RemoteCollector
-from spendscope.store.remote import ReportRequest, remote_export_csv, remote_report
 from tests.store_fixtures import llm_record, priced_at, span_record
 
 PROTOBUF = "application/x-protobuf"
@@ -180,7 +183,8 @@ def test_stock_exporter_spans_land_in_the_store_as_the_contrib_exporter_writes_t
         ]
         for r in expected
     ]
-    assert metric(collector, "spendscope_collector_written_spans_total") == 7
+    # the rows show before the insert's answer reaches the collector, which then counts them
+    wait_for(lambda: metric(collector, "spendscope_collector_written_spans_total") == 7)
     usage = store.query("SELECT count() FROM llm_usage").rows[0][0]
     assert usage == 5  # only the GenAI spans are costed
 
@@ -331,8 +335,6 @@ def test_bearer_token_guards_every_endpoint(tmp_path: Path, store_dsn: str, stor
         wait_for(lambda: rows(store) == 2)
         status, _, _ = request(guarded.url, "GET", "/metrics", headers={"Authorization": "Bearer s3cret"})
         assert status == 200
-        discovery = guarded.config.chdb_dir / "collector.json"  # type: ignore[operator]
-        assert json.loads(discovery.read_text())["token_required"] is True
 
 
 # --- exactly once ---------------------------------------------------------------------------------------
@@ -444,21 +446,73 @@ def test_a_spool_left_by_an_earlier_run_is_replayed_once(
     assert (rows(store), calls(store)) == (30 + 65, 35)  # the raw spans keep every copy
 
 
-def test_a_batch_the_store_refuses_while_up_is_set_aside_not_retried_forever(
+def test_requests_a_killed_run_logged_are_written_once_at_the_next_start(
+    tmp_path: Path, store_dsn: str, store: Store
+) -> None:
+    """What a run killed after answering 200 left in its write-ahead log: some of it already in the
+    store, some not, and a last frame cut short (a request never answered)."""
+    written, unwritten = make_spans(4), make_spans(6)
+    wal = Wal(tmp_path / "spool" / WAL_DIR)
+    wal.open()
+    for spans in (written, unwritten):
+        wal.append(payload(spans), PROTOBUF, spans=len(spans))
+    store.insert_spans([span_record(span) for span in written])
+    [segment] = wal.directory.glob("*.wal")
+    with segment.open("ab") as log:
+        log.write(b"\x10\x00\x00")  # the start of a frame: the process died in the middle of it
+    with Collector(config(tmp_path, store_dsn), store=store) as restarted:
+        wait_for(lambda: restarted.spool.files == 0 and calls(store) == 10)
+        assert metric(restarted, "spendscope_collector_replayed_spans_total") == 10
+    assert list(wal.directory.glob("*.wal")) == []  # spooled, written, and a clean stop leaves nothing
+
+
+def test_a_clean_stop_leaves_an_empty_write_ahead_log(collector: Collector, store: Store) -> None:
+    exporter = OTLPSpanExporter(endpoint=collector.url + "/v1/traces")
+    assert exporter.export(make_spans(25)) is SpanExportResult.SUCCESS
+    exporter.shutdown()
+    wait_for(lambda: calls(store) == 25 and collector.wal.pending_spans == 0)
+    collector.stop()
+    assert list(collector.wal.directory.glob("*.wal")) == []
+
+
+def test_only_the_spans_the_store_refuses_are_set_aside_and_requeue_puts_them_back(
     tmp_path: Path, store_dsn: str, store: Store
 ) -> None:
     at = datetime.now(UTC) - timedelta(hours=1)
-    good = [llm_record(at) for _ in range(3)]
-    bad = [replace(llm_record(at), timestamp_ns=2**64)]  # no DateTime64(9) holds it
+    good = [llm_record(at) for _ in range(7)]
+    bad = [replace(llm_record(at), timestamp_ns=2**64) for _ in range(2)]  # no DateTime64(9) holds it
     spool = Spool(tmp_path / "spool")
-    spool.write(bad)
-    spool.write(good)
+    spool.write([*good[:3], bad[0], *good[3:6], bad[1]])
+    spool.write(good[6:])
     with Collector(config(tmp_path, store_dsn), store=store) as running:
         wait_for(lambda: running.spool.files == 0)
-        assert metric(running, "spendscope_collector_refused_batches_total") == 1
+        [reason] = running.spool.refused()
+        assert metric(running, "spendscope_collector_refused_spans_total", reason=reason) == 2
+        assert metric(running, "spendscope_collector_replayed_spans_total") == 7
         assert running.pipeline.store_up
-    assert rows(store) == 3
-    assert len(list((tmp_path / "spool" / "refused").glob("*.batch"))) == 1
+        _, _, body = request(running.url, "GET", "/healthz")
+        health = json.loads(body)
+        assert (health["status"], health["refused_spans"]) == ("degraded", {reason: 2})
+    assert rows(store) == 7 and calls(store) == 7
+    [aside] = (tmp_path / "spool" / "refused").glob("*.batch")
+    assert json.loads(aside.read_bytes().split(b"\n", 1)[0])["reason"] == reason
+    assert sorted(r.span_id for r in Spool(tmp_path / "spool").read(aside).records) == sorted(
+        r.span_id for r in bad
+    )
+
+    done = subprocess.run(
+        [sys.executable, "-m", "spendscope", "spool", "requeue", "--spool", str(tmp_path / "spool")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "1 refused file(s) put back" in done.stdout
+    assert len(Spool(tmp_path / "spool").paths()) == 1 and not list(aside.parent.glob("*.batch"))
+    with Collector(config(tmp_path, store_dsn), store=store) as again:  # still refused: set aside again
+        wait_for(lambda: again.spool.files == 0)
+        assert sum(again.spool.refused().values()) == 2
+    assert calls(store) == 7
 
 
 # --- reports --------------------------------------------------------------------------------------------
@@ -501,13 +555,6 @@ def test_reports_api_answers_what_the_store_reports(
         ("0.000027", "0.0000297"),
         ("0.5", "0.55"),
     }
-    # the store's own client (the CLI uses it) against this server
-    remote = RemoteCollector(collector.url, 0)
-    request_ = ReportRequest("tenant", since, until, {"endpoint": "cv"})
-    assert remote_report(remote, request_).to_json() == request_.run(store).to_json()
-    through_it = io.BytesIO()
-    remote_export_csv(remote, through_it, since=since, until=until, where={})
-    assert through_it.getvalue().decode() == csv_text
     for bad, message in [
         ("/api/usage/report?since=30d", "by is required"),
         ("/api/usage/report?by=colour", "unknown --by 'colour'"),
@@ -521,16 +568,33 @@ def test_reports_api_answers_what_the_store_reports(
         assert status == 400 and message in answer["error"], (bad, answer)
 
 
-def test_collector_json_is_written_on_start_and_removed_on_stop(
+def test_a_collector_claims_its_spool_and_a_second_one_is_refused(
     tmp_path: Path, store_dsn: str, store: Store
 ) -> None:
+    """Two collectors on one spool would replay, and delete, the same files; any number may write to
+    one store."""
     running = Collector(config(tmp_path, store_dsn), store=store).start()
-    discovery = running.config.chdb_dir / "collector.json"  # type: ignore[operator]
     try:
-        info = read_discovery(discovery)
-        assert info is not None and info["url"] == running.url and info["token_required"] is False
         health = json.loads(urllib.request.urlopen(running.url + "/healthz", timeout=5).read())
         assert health["store"] == "up" and health["spool_batches"] == 0
+        with pytest.raises(CollectorError) as refused:
+            Collector(config(tmp_path, store_dsn)).start()
+        assert str(refused.value) == (
+            f"another spendscope collector (pid {os.getpid()}) uses the spool {tmp_path / 'spool'}: stop it, "
+            "or give this one a spool of its own (--spool)"
+        )
+        with Collector(config(tmp_path, store_dsn, spool=tmp_path / "other")) as second:
+            assert exported(second, 2) and exported(running, 3)
+            wait_for(lambda: rows(store) == 5)
     finally:
         running.stop()
-    assert not discovery.exists()
+    with Collector(config(tmp_path, store_dsn), store=store):  # let go on stop
+        pass
+
+
+def exported(collector: Collector, count: int) -> bool:
+    exporter = OTLPSpanExporter(endpoint=collector.url + "/v1/traces")
+    try:
+        return exporter.export(make_spans(count)) is SpanExportResult.SUCCESS
+    finally:
+        exporter.shutdown()

@@ -461,10 +461,10 @@ def test_spool_round_trip_and_damage(tmp_path: Path) -> None:
 # --- settings ---------------------------------------------------------------------------------------------
 def test_settings_precedence() -> None:
     env = {"SPENDSCOPE_COLLECTOR_QUEUE_SPANS": "500", "SPENDSCOPE_COLLECTOR_LISTEN": "0.0.0.0:9999"}
-    config = CollectorConfig.resolve(env, queue_spans=700, batch_spans=100, store="chdb:///tmp/x")
+    config = CollectorConfig.resolve(env, queue_spans=700, batch_spans=100, store="/tmp/x")
     assert (config.queue_spans, config.listen, config.batch_spans) == (700, ("0.0.0.0", 9999), 100)
-    assert config.chdb_dir == Path("/tmp/x") and config.spool_dir == Path("/tmp/x-spool")
-    assert CollectorConfig.resolve({}, store="http://u:p@ch:8123/db").chdb_dir is None
+    assert config.store_dir == Path("/tmp/x") and config.spool_dir == Path("/tmp/x-spool")
+    assert CollectorConfig.resolve({}, store="http://u:p@ch:8123/db").store_dir is None
 
 
 @pytest.mark.parametrize(
@@ -511,5 +511,4 @@ def test_exported_names() -> None:
         "CollectorConfig",
         "CollectorError",
         "SETTINGS",
-        "read_discovery",
     ]

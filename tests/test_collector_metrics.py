@@ -20,7 +20,7 @@ import spendscope
 from spendscope import configure, uninstrument_openai
 from spendscope import names as n
 from spendscope.collector import Collector, CollectorConfig
-from spendscope.fake_openai import FakeOpenAI
+from spendscope.demo.fake_openai import FakeOpenAI
 from spendscope.store import Store
 from tests.conftest import make_client
 

@@ -1,6 +1,7 @@
-"""`python -m spendscope collector` as a real process, on a chdb directory another process holds locked:
-spans are accepted into the spool, survive a restart, and land exactly once when the lock goes; with
-`--budgets` it evaluates budgets on its own store."""
+"""`python -m spendscope collector` as a real process: on a local store it starts the store server
+(which keeps running after it), spools while the server is stopped and lands every span exactly once
+when it runs again; with `--budgets` and `--reconcile` it runs those too; a collector that cannot start
+says why in one line."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -24,44 +24,28 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from prometheus_client.parser import text_string_to_metric_families
 
 from spendscope import names as n
-from spendscope.fake_openai.admin import ADMIN_KEY, FakeAdminAPI
+from spendscope.demo.fake_openai.admin import ADMIN_KEY, FakeAdminAPI
+from spendscope.store import open_store, server
 from tests.monitoring import free_port
 from tests.reconcile_helpers import use
 from tests.test_collector import make_spans, wait_for
 
-HOLD_LOCK = """
-import sys
-from spendscope.store import open_store
-store = open_store(sys.argv[1])
-print("locked", flush=True)
-sys.stdin.read()
-store.close()
-"""
-
-
-@pytest.fixture
-def lock_holder(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
-    data = tmp_path / "chdb"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, f"chdb://{data}"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-    yield holder
-    if holder.poll() is None:
-        holder.kill()
-        holder.wait(10)
-    for pipe in (holder.stdin, holder.stdout):
-        if pipe is not None:
-            pipe.close()
-
 
 class Running:
-    def __init__(self, tmp_path: Path, name: str, *extra: str, env: dict[str, str] | None = None) -> None:
-        self.data = tmp_path / "chdb"
-        self.log = (tmp_path / f"{name}.log").open("w")
+    """The collector in a process of its own, on `store` (default: a local store under `tmp_path`)."""
+
+    def __init__(
+        self,
+        tmp_path: Path,
+        name: str,
+        *extra: str,
+        store: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.data = tmp_path / "store"
+        self.url = f"http://127.0.0.1:{free_port()}"
+        self.log_path = tmp_path / f"{name}.log"
+        self.log = self.log_path.open("w")
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -69,9 +53,9 @@ class Running:
                 "spendscope",
                 "collector",
                 "--listen",
-                "127.0.0.1:0",
+                self.url.removeprefix("http://"),
                 "--store",
-                f"chdb://{self.data}",
+                store or str(self.data),
                 "--spool",
                 str(tmp_path / "spool"),
                 "--flush-interval",
@@ -82,14 +66,16 @@ class Running:
             stderr=subprocess.STDOUT,
             env={**os.environ, "SPENDSCOPE_COLLECTOR_TOKEN": "", **(env or {})},
         )
-        discovery = self.data / "collector.json"
 
         def ready() -> bool:
-            assert self.process.poll() is None, (tmp_path / f"{name}.log").read_text()
-            return discovery.exists() and json.loads(discovery.read_text())["pid"] == self.process.pid
+            assert self.process.poll() is None, self.log_path.read_text()
+            try:
+                self.get("/healthz")
+            except OSError:
+                return False
+            return True
 
         wait_for(ready, timeout=30)
-        self.url = json.loads(discovery.read_text())["url"]
 
     def get(self, path: str) -> Any:
         return json.loads(urllib.request.urlopen(self.url + path, timeout=10).read())
@@ -107,49 +93,59 @@ class Running:
 
     def terminate(self) -> None:
         self.process.send_signal(signal.SIGTERM)
-        assert self.process.wait(30) == 0
+        assert self.process.wait(30) == 0, self.log_path.read_text()
         self.log.close()
-        assert not (self.data / "collector.json").exists()
 
 
-def test_store_locked_by_another_process_spools_then_lands_exactly_once(
-    tmp_path: Path, lock_holder: subprocess.Popen[str]
+def test_a_stopped_store_server_is_spooled_for_and_every_span_lands_once_it_runs_again(
+    tmp_path: Path,
 ) -> None:
+    """The collector starts the local store's server; `spendscope store stop` stops it (the collector
+    spools, across its own restart too, and does not start it again itself); once
+    `spendscope store start` has, the spool is replayed and every span counted once."""
     first = Running(tmp_path, "first")
-    health = first.get("/healthz")
-    assert health["store"] == "down" and "Cannot lock file" in health["store_error"]
+    state = server.running(first.data)
+    assert state is not None and first.get("/healthz")["store"] == "up"
+    first.export(5)
+    wait_for(lambda: first.calls() == 5, timeout=20)
+    stopped = cli("store", "stop", "--store", str(first.data))
+    assert stopped.stdout == f"stopped the store server for {first.data} (pid {state.pid}, {state.url})\n"
     spans = first.export(30)
     exporter = OTLPSpanExporter(endpoint=first.url + "/v1/traces")
-    assert exporter.export(spans) is SpanExportResult.SUCCESS  # a retried export: dropped, not spooled twice
+    assert exporter.export(spans) is SpanExportResult.SUCCESS  # a retried export
+    wait_for(lambda: first.get("/healthz")["store"] == "down", timeout=20)
     wait_for(lambda: first.get("/healthz")["queue_spans"] == 0)
     assert first.get("/healthz")["spool_batches"] >= 1
+    assert server.running(first.data) is None  # stopped on purpose: not started again
     first.terminate()  # SIGTERM: flushes the queue into the spool and exits 0
-    spooled = list((tmp_path / "spool").glob("*.batch"))
-    assert spooled
+    assert list((tmp_path / "spool").glob("*.batch"))
 
-    second = Running(tmp_path, "second")  # restarted with a non-empty spool, the store still locked
-    assert second.get("/healthz")["store"] == "down"
-    second.export(12)
-    assert lock_holder.stdin is not None
-    lock_holder.stdin.close()  # the other process lets go of the directory
-    assert lock_holder.wait(20) == 0
-    wait_for(lambda: second.get("/healthz")["store"] == "up", timeout=30)
+    second = Running(tmp_path, "second")  # restarted with a non-empty spool: it starts the server
     wait_for(lambda: second.get("/healthz")["spool_batches"] == 0, timeout=30)
-    assert second.calls() == 42
+    assert second.calls() == 35
     second.export(8)
-    wait_for(lambda: second.calls() == 50, timeout=10)
+    wait_for(lambda: second.calls() == 43, timeout=10)
     second.terminate()
     assert not list((tmp_path / "spool").glob("*.batch"))
+    assert server.running(first.data) is not None  # it keeps running after the collector
 
 
-def test_the_collector_evaluates_budgets_on_its_own_embedded_store(tmp_path: Path) -> None:
-    """`--budgets`: the embedded store opens in one process only, so the collector runs the budget
-    evaluator itself and serves `spendscope budgets`' metrics at `spendscope budgets`' address."""
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "spendscope", *args], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_the_collector_evaluates_budgets_on_its_store(tmp_path: Path, store_dsn: str) -> None:
+    """`--budgets`: the collector runs the budget evaluator itself (one process fewer) and serves
+    `spendscope budgets`' metrics at `spendscope budgets`' address."""
     budgets = tmp_path / "budgets.yaml"
     budgets.write_text("warning_percent: 50\nper_user: {daily_usd: 0.0001, monthly_usd: 1}\n")
     listen = f"127.0.0.1:{free_port()}"
     env = {"SPENDSCOPE_BUDGETS_LISTEN": listen, "SPENDSCOPE_BUDGETS_INTERVAL": "1s"}
-    collector = Running(tmp_path, "collector", "--budgets", str(budgets), env=env)
+    collector = Running(tmp_path, "collector", "--budgets", str(budgets), store=store_dsn, env=env)
     try:
         # users u-0 (4 calls), u-1 and u-2 (3 each); call i costs (100 + i) x $0.15/M in + 20 x $0.60/M out
         collector.export(10)
@@ -184,7 +180,7 @@ def test_a_bad_budgets_file_stops_the_collector_with_one_line(tmp_path: Path) ->
             "spendscope",
             "collector",
             "--store",
-            f"chdb://{tmp_path / 'chdb'}",
+            str(tmp_path / "store"),
             "--budgets",
             str(tmp_path / "missing.yaml"),
         ],
@@ -197,7 +193,7 @@ def test_a_bad_budgets_file_stops_the_collector_with_one_line(tmp_path: Path) ->
     assert "Traceback" not in done.stderr
 
 
-def test_the_collector_reconciles_its_own_embedded_store(tmp_path: Path) -> None:
+def test_the_collector_reconciles_its_store(tmp_path: Path, store_dsn: str) -> None:
     """`--reconcile`: `spendscope reconcile --watch` inside the collector, on its store, serving the
     reconciler's metrics at the reconciler's address."""
     two_days_ago = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
@@ -209,7 +205,7 @@ def test_the_collector_reconciles_its_own_embedded_store(tmp_path: Path) -> None
             "OPENAI_BASE_URL": admin.base_url,
             "SPENDSCOPE_RECONCILE_METRICS_LISTEN": listen,
         }
-        collector = Running(tmp_path, "collector", "--reconcile", env=env)
+        collector = Running(tmp_path, "collector", "--reconcile", store=store_dsn, env=env)
         try:
             found: dict[str, float] = {}
 
@@ -238,7 +234,7 @@ def test_the_collector_reconciles_its_own_embedded_store(tmp_path: Path) -> None
 def test_reconcile_without_an_admin_key_stops_the_collector_with_one_line(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_ADMIN_KEY"}
     done = subprocess.run(
-        [sys.executable, "-m", "spendscope", "collector", "--store", f"chdb://{tmp_path / 'chdb'}", "--reconcile"],
+        [sys.executable, "-m", "spendscope", "collector", "--store", str(tmp_path / 'store'), "--reconcile"],
         capture_output=True, text=True, timeout=60, env=env,
     )  # fmt: skip
     assert done.returncode != 0
@@ -270,25 +266,28 @@ def test_a_port_in_use_stops_the_collector_with_one_line(tmp_path: Path) -> None
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = run_collector("--listen", f"127.0.0.1:{port}", "--store", f"chdb://{tmp_path / 'chdb'}")
+        done = run_collector("--listen", f"127.0.0.1:{port}", "--store", str(tmp_path / "store"))
     assert one_line_error(done) == f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
 
 
 def test_an_address_it_cannot_bind_stops_the_collector_with_one_line(tmp_path: Path) -> None:
     # 203.0.113.0/24 is TEST-NET-3 (RFC 5737): never an address of this machine
-    done = run_collector("--listen", "203.0.113.5:4318", "--store", f"chdb://{tmp_path / 'chdb'}")
+    done = run_collector("--listen", "203.0.113.5:4318", "--store", str(tmp_path / "store"))
     assert one_line_error(done) == "error: cannot listen on 203.0.113.5:4318: Cannot assign requested address"
 
 
-def test_a_store_another_collector_holds_stops_the_collector_with_one_line(tmp_path: Path) -> None:
-    first = Running(tmp_path, "first")
+def test_a_spool_another_collector_uses_stops_the_collector_with_one_line(
+    tmp_path: Path, store_dsn: str
+) -> None:
+    first = Running(tmp_path, "first", store=store_dsn)
     try:
-        done = run_collector("--listen", "127.0.0.1:0", "--store", f"chdb://{first.data}")
+        spool = str(tmp_path / "spool")
+        done = run_collector("--listen", "127.0.0.1:0", "--store", store_dsn, "--spool", spool)
     finally:
         first.terminate()
     assert one_line_error(done) == (
-        f"error: another spendscope collector (pid {first.process.pid}, {first.url}) serves the store "
-        f"{first.data}: stop it, or give this one another store"
+        f"error: another spendscope collector (pid {first.process.pid}) uses the spool {spool}: stop it, "
+        "or give this one a spool of its own (--spool)"
     )
 
 
@@ -296,10 +295,8 @@ def test_a_store_directory_it_cannot_create_stops_the_collector_with_one_line(tm
     """Its parent is a regular file: mkdir fails with ENOTDIR for root too (a mode such as 0o555 does
     not stop root, who runs these tests in containers)."""
     (tmp_path / "file").write_text("not a directory\n")
-    store = tmp_path / "file" / "chdb"
-    done = run_collector(
-        "--listen", "127.0.0.1:0", "--store", f"chdb://{store}", "--spool", str(tmp_path / "spool")
-    )
+    store = tmp_path / "file" / "store"
+    done = run_collector("--listen", "127.0.0.1:0", "--store", str(store), "--spool", str(tmp_path / "spool"))
     assert one_line_error(done) == f"error: cannot create the store directory {store}: Not a directory"
 
 
@@ -315,11 +312,11 @@ def test_a_store_directory_it_cannot_write_stops_the_collector_with_one_line(tmp
     """On a read-only tmpfs, mounted in a mount namespace of its own: unwritable for root too."""
     mount = tmp_path / "ro"
     mount.mkdir()
-    store = mount / "chdb"
-    script = 'mount -t tmpfs none "$1" && mkdir "$1/chdb" && mount -o remount,ro "$1" && shift && exec "$@"'
+    store = mount / "store"
+    script = 'mount -t tmpfs none "$1" && mkdir "$1/store" && mount -o remount,ro "$1" && shift && exec "$@"'
     done = subprocess.run(
         ["unshare", "-rm", "sh", "-c", script, "sh", str(mount), sys.executable, "-m", "spendscope",
-         "collector", "--listen", "127.0.0.1:0", "--store", f"chdb://{store}", "--spool", str(tmp_path / "spool")],
+         "collector", "--listen", "127.0.0.1:0", "--store", str(store), "--spool", str(tmp_path / "spool")],
         capture_output=True, text=True, timeout=60, env={**os.environ, "SPENDSCOPE_COLLECTOR_TOKEN": ""},
     )  # fmt: skip
     assert (
@@ -328,32 +325,19 @@ def test_a_store_directory_it_cannot_write_stops_the_collector_with_one_line(tmp
 
 
 # --- the price file -----------------------------------------------------------------------------------
-MODEL_PRICES = """
-import json, sys
-from spendscope.store import open_store
-with open_store(sys.argv[1]) as store:
-    rows = store.query(
-        "SELECT model, toString(per_input[1] * 1000000), toString(per_output[1] * 1000000), price_version "
-        "FROM model_prices_current WHERE model = 'acme-llm-1' AND service_tier = 'default' AND NOT batch"
-    ).rows
-print(json.dumps(rows))
-"""
+MODEL_PRICES = (
+    "SELECT model, toString(per_input[1] * 1000000), toString(per_output[1] * 1000000), price_version "
+    "FROM model_prices_current WHERE model = 'acme-llm-1' AND service_tier = 'default' AND NOT batch"
+)
 
 
-def test_the_collector_loads_its_price_file_into_model_prices(tmp_path: Path) -> None:
+def test_the_collector_loads_its_price_file_into_model_prices(tmp_path: Path, store_dsn: str) -> None:
     prices = tmp_path / "prices.toml"
     prices.write_text('[[models]]\nmatch = "acme-llm-1"\ninput_mtok = 2\noutput_mtok = 8\n')
-    collector = Running(tmp_path, "priced", "--price-file", str(prices))
+    collector = Running(tmp_path, "priced", "--price-file", str(prices), store=store_dsn)
     collector.terminate()
-    # the embedded store opens in one process at a time, and this one has its own: read it in another
-    done = subprocess.run(
-        [sys.executable, "-c", MODEL_PRICES, f"chdb://{collector.data}"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    [[model, input_mtok, output_mtok, source]] = json.loads(done.stdout)
+    with open_store(store_dsn) as store:
+        [[model, input_mtok, output_mtok, source]] = store.query(MODEL_PRICES).rows
     assert (model, Decimal(input_mtok), Decimal(output_mtok)) == ("acme-llm-1", 2, 8)  # USD per million
     assert source.startswith("file:prices.toml#")
 
@@ -365,7 +349,7 @@ def test_a_bad_price_file_stops_the_collector_with_one_line(tmp_path: Path) -> N
         "--listen",
         "127.0.0.1:0",
         "--store",
-        f"chdb://{tmp_path / 'chdb'}",
+        str(tmp_path / "store"),
         env={"SPENDSCOPE_PRICE_FILE": str(prices)},
     )
     assert one_line_error(done) == f"error: price file {prices}: rule 'acme-llm-1' sets no price"
@@ -373,7 +357,7 @@ def test_a_bad_price_file_stops_the_collector_with_one_line(tmp_path: Path) -> N
         "--listen",
         "127.0.0.1:0",
         "--store",
-        f"chdb://{tmp_path / 'chdb'}",
+        str(tmp_path / "store"),
         "--price-file",
         str(tmp_path / "nope.toml"),
     )

@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 import spendscope
 from spendscope import ConfigurationError, configure, uninstrument_openai
-from spendscope.fake_openai import FakeOpenAI
+from spendscope.demo.fake_openai import FakeOpenAI
 from spendscope.pricing import PriceFileError
 from spendscope.settings import resolve
 from tests.conftest import API_KEY

@@ -13,7 +13,7 @@ import pytest
 from genai_prices import Usage, calc_price
 
 from spendscope import names as n
-from spendscope.fake_openai import ConformanceCase, FakeOpenAI, load_conformance
+from spendscope.demo.fake_openai import ConformanceCase, FakeOpenAI, load_conformance
 from tests.conftest import CONFORMANCE_DIR, Capture
 
 CASES = load_conformance(CONFORMANCE_DIR) if CONFORMANCE_DIR.exists() else []

@@ -1,7 +1,6 @@
-"""The README's first command: the whole pipeline on embedded defaults, and its numbers are right.
-
-The demo opens its own embedded ClickHouse store, and a process can open one chdb path only, so it
-runs in subprocesses here, as a user runs it."""
+"""The README's first command: the whole pipeline on local defaults, and its numbers are right. The
+demo runs in subprocesses here, as a user runs it; it starts a store server for its store and stops it
+when it ends."""
 
 from __future__ import annotations
 

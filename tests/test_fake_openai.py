@@ -28,10 +28,10 @@ from openai.types.chat import ChatCompletionMessageParam
 from openai.types.realtime import RealtimeServerEvent, RealtimeSessionCreateRequest
 from openai.types.responses import ResponseCompletedEvent, ResponseCreatedEvent, ResponseInProgressEvent
 
-import spendscope.fake_openai
-from spendscope.fake_openai import ConformanceCase, FakeOpenAI, Reply, load_conformance, synth
-from spendscope.fake_openai.schema import schema_instance
-from spendscope.fake_openai.server import sse_text
+import spendscope.demo.fake_openai
+from spendscope.demo.fake_openai import ConformanceCase, FakeOpenAI, Reply, load_conformance, synth
+from spendscope.demo.fake_openai.schema import schema_instance
+from spendscope.demo.fake_openai.server import sse_text
 
 API_KEY = "sk-proj-test-0000"
 PROJECT = "proj_test"
@@ -86,7 +86,7 @@ def anyio_backend() -> str:
 
 
 def test_exported_names() -> None:
-    assert spendscope.fake_openai.__all__ == [
+    assert spendscope.demo.fake_openai.__all__ == [
         "ConformanceCase",
         "FakeOpenAI",
         "RealtimeConnect",
@@ -872,7 +872,7 @@ def test_realtime_rejects_invalid_key(server: FakeOpenAI) -> None:
 
 def test_module_runs_standalone_until_interrupted() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "spendscope.fake_openai", "--quiet"], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "spendscope.demo.fake_openai", "--quiet"], stdout=subprocess.PIPE, text=True
     )
     try:
         assert process.stdout is not None

@@ -1,8 +1,9 @@
 """The ClickHouse dashboards (grafana/dashboards/cost-analytics.json and reconciliation.json) on a real
 run's data: every panel's and variable's SQL, expanded as Grafana and the ClickHouse plugin expand it
-(tests/grafana_macros.py), executed on chdb holding an instrumented run and its reconciliation
-(tests/grafana_run.py). Every query must return rows, and the key panels must show what the stored calls
-and the reconciler say, computed here without the dashboards' SQL."""
+(tests/grafana_macros.py), executed over HTTP on a ClickHouse server (the local store server) holding an
+instrumented run and its reconciliation (tests/grafana_run.py). Every query must return rows, and the
+key panels must show what the stored calls and the reconciler say, computed here without the
+dashboards' SQL."""
 
 from __future__ import annotations
 
@@ -85,10 +86,10 @@ class Run:
 
 
 @pytest.fixture(scope="module")
-def run(chdb_dsn: str, _chdb_admin: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
-    with fresh_store(chdb_dsn, _chdb_admin) as store:
+def run(server_dsn: str, _store_admin: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    with fresh_store(server_dsn, _store_admin) as store:
         spool = tmp_path_factory.mktemp("grafana-collector") / "spool"
-        calls = instrumented_run(store, f"{chdb_dsn}?database={store.database}", spool)
+        calls = instrumented_run(store, f"{server_dsn}/{store.database}", spool)
         first, last = store.query("SELECT min(time), max(time) FROM llm_usage").rows[0]
         yield Run(store, calls, first, last, reconcile_run(store))
 
@@ -428,7 +429,7 @@ def test_coverage_is_what_the_reconciler_stored(run: Run) -> None:
 def test_a_run_that_compared_no_dollars_shows_none(store: Store) -> None:
     """A reconciliation without the Costs API (--no-costs) tracked tokens only: its dollar panels
     have no value, not a tracked $0 beside nothing reported."""
-    from spendscope.fake_openai.admin import FakeAdminAPI
+    from spendscope.demo.fake_openai.admin import FakeAdminAPI
     from tests.reconcile_helpers import DAY, NOW, call, reconcile, track, use
 
     with FakeAdminAPI(now=NOW) as admin:

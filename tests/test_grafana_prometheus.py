@@ -3,7 +3,7 @@ instrumented run, returns data, and the key panels show what the calls really co
 
 The run (once per module): the demo workload twice through the real openai client against the fake
 OpenAI server (plus a prompt-cached call per round), instrumented services exporting OTLP to the
-in-process collector on chdb; one OTLP request with an invalid span; `spendscope budgets` over that
+in-process collector on the store server; one OTLP request with an invalid span; `spendscope budgets` over that
 store with a budgets.yaml that puts the recruiters over their daily budget; a reconciliation against
 the fake admin API (an un-instrumented key, so coverage is below 1) serving its metrics; and Debian's
 Prometheus with prometheus/prometheus.yml's jobs and every rule file, scraping all three each second.
@@ -43,9 +43,9 @@ from spendscope import names as n
 from spendscope.budgets import BudgetEvaluator, parse_budgets
 from spendscope.collector import Collector, CollectorConfig
 from spendscope.demo import workload
+from spendscope.demo.fake_openai import FakeOpenAI
+from spendscope.demo.fake_openai.admin import FakeAdminAPI
 from spendscope.demo.services import DemoServices
-from spendscope.fake_openai import FakeOpenAI
-from spendscope.fake_openai.admin import FakeAdminAPI
 from spendscope.reconciler import ReconcileMetrics
 from spendscope.store import Store
 from tests import reconcile_helpers as rh
@@ -156,11 +156,11 @@ class Reconciled:
 
 
 @contextmanager
-def reconciler_metrics(chdb_dsn: str, admin_store: Store) -> Iterator[Reconciled]:
+def reconciler_metrics(server_dsn: str, admin_store: Store) -> Iterator[Reconciled]:
     """One reconciliation (tracked calls in their own database, OpenAI's side with a second,
     un-instrumented key) and its metrics served as `spendscope reconcile --watch` serves them."""
     prices = (rh.MINI_IN, rh.MINI_CACHED, rh.MINI_OUT)
-    with fresh_store(chdb_dsn, admin_store) as store, FakeAdminAPI(now=rh.NOW) as admin:
+    with fresh_store(server_dsn, admin_store) as store, FakeAdminAPI(now=rh.NOW) as admin:
         admin.add_project("proj_a")
         admin.add_key("proj_a", "key_a", "sk-proj-****...****9f2c")
         admin.add_key("proj_a", "key_b", "sk-proj-****...****7a1e")
@@ -230,15 +230,15 @@ def scraped_since(prometheus: Prometheus, moment: float) -> bool:
 
 
 @pytest.fixture(scope="module")
-def run(chdb_dsn: str, _chdb_admin: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+def run(server_dsn: str, _store_admin: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     _avoid_midnight()
     workdir = tmp_path_factory.mktemp("grafana-prometheus")
     with ExitStack() as stack:
-        store = stack.enter_context(fresh_store(chdb_dsn, _chdb_admin))
-        reconciled = stack.enter_context(reconciler_metrics(chdb_dsn, _chdb_admin))
+        store = stack.enter_context(fresh_store(server_dsn, _store_admin))
+        reconciled = stack.enter_context(reconciler_metrics(server_dsn, _store_admin))
         settings = CollectorConfig(
             listen=("127.0.0.1", 0),
-            store=f"{chdb_dsn}?database={store.database}",
+            store=f"{server_dsn}/{store.database}",
             spool=workdir / "spool",
             flush_interval=0.05,
         )
@@ -492,7 +492,7 @@ CHECKS: dict[str, Callable[[Run, list[Result]], None]] = {
     "pipeline-health/Collector can write to ClickHouse": _store_up,
     "pipeline-health/Spans per second": _positive,
     "pipeline-health/Spans rejected in the selected range, by reason": _rejected,
-    "pipeline-health/Store errors and set-aside batches (selected range)": _nothing_lost,
+    "pipeline-health/Store errors, refused spans and corrupt spool files (selected range)": _nothing_lost,
     "pipeline-health/Since the last complete reconciliation": _reconciliation_age,
     "pipeline-health/Spend coverage of the last reconciliation": _coverage,
     "pipeline-health/Residual of the last reconciliation, by cause": _residual,

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 import spendscope
 from spendscope import names as n
-from spendscope.fake_openai import FakeOpenAI, Reply
+from spendscope.demo.fake_openai import FakeOpenAI, Reply
 from tests.conftest import API_KEY, PROJECT, Capture, make_capture, make_client
 from tests.helpers import PRICE_VERSION, chat_body, chat_sse, mini_cost
 

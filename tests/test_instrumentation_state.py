@@ -12,7 +12,7 @@ from openai.resources.chat.completions.completions import Completions
 
 import spendscope
 from spendscope import names as n
-from spendscope.fake_openai import FakeOpenAI, Reply
+from spendscope.demo.fake_openai import FakeOpenAI, Reply
 from spendscope.instrumentation import Instrumentation, default_instrumentation
 from tests.conftest import Capture, make_capture
 from tests.helpers import chat_body

@@ -71,7 +71,7 @@ def get(
 
 @pytest.fixture(scope="module")
 def site(
-    tmp_path_factory: pytest.TempPathFactory, chdb_dsn: str, _chdb_admin: Store
+    tmp_path_factory: pytest.TempPathFactory, server_dsn: str, _store_admin: Store
 ) -> Iterator[dict[str, Any]]:
     """A collector with two tenants' calls, an admin token, a token for acme and one for beta."""
     at = NOW - timedelta(minutes=30)
@@ -104,7 +104,7 @@ def site(
         )
         for user in BETA["users"]
     ]
-    with fresh_store(chdb_dsn, _chdb_admin) as store:
+    with fresh_store(server_dsn, _store_admin) as store:
         store.insert_spans(records)
         _, admin = t.create(store, kind=t.ADMIN)
         _, acme = t.create(store, kind=t.TENANT, tenant="acme")
@@ -112,7 +112,7 @@ def site(
         config = CollectorConfig.resolve(
             environ={},
             listen="127.0.0.1:0",
-            store=f"{chdb_dsn}?database={store.database}",
+            store=f"{server_dsn}/{store.database}",
             spool=str(tmp_path_factory.mktemp("spool")),
             token=COLLECTOR_TOKEN,
         )

@@ -23,9 +23,9 @@ import pytest
 
 from spendscope.collector import Collector, CollectorConfig
 from spendscope.demo import workload
+from spendscope.demo.fake_openai import FakeOpenAI
 from spendscope.demo.runner import DEMO_MARGINS, wait_for_calls
 from spendscope.demo.services import DemoServices
-from spendscope.fake_openai import FakeOpenAI
 from spendscope.store import Store
 from spendscope.store import tokens as t
 from spendscope.store.billing import set_margin
@@ -45,13 +45,13 @@ CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 @pytest.fixture(scope="module")
 def site(
-    tmp_path_factory: pytest.TempPathFactory, chdb_dsn: str, _chdb_admin: Store
+    tmp_path_factory: pytest.TempPathFactory, server_dsn: str, _store_admin: Store
 ) -> Iterator[dict[str, Any]]:
     """A collector on a fresh store holding the demo's workload (seed 7), with the demo's margins, an
     admin token and a token for each tenant."""
     spool = tmp_path_factory.mktemp("spool")
-    with fresh_store(chdb_dsn, _chdb_admin) as store:
-        dsn = f"{chdb_dsn}?database={store.database}"
+    with fresh_store(server_dsn, _store_admin) as store:
+        dsn = f"{server_dsn}/{store.database}"
         config = CollectorConfig.resolve(environ={}, listen="127.0.0.1:0", store=dsn, spool=str(spool))
         with Collector(config, store=store) as collector, FakeOpenAI() as server:
             with DemoServices(collector.url) as services:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from spendscope.fake_openai.admin import FakeAdminAPI
+from spendscope.demo.fake_openai.admin import FakeAdminAPI
 from spendscope.store import Store
 from spendscope.store import tokens as t
 from tests.reconcile_helpers import (

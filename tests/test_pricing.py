@@ -1,4 +1,4 @@
-"""Prices: the fast path equals genai-prices exactly, and both equal hand-computed dollars."""
+"""Prices: the rates equal genai-prices' own calculation exactly, and both equal hand-computed dollars."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import genai_prices
 import pytest
 from genai_prices import Usage, calc_price
+from genai_prices.types import ModelPrice, Tier, TieredPrices
 
 from spendscope.pricing import PriceFile, PriceFileError, Pricer
-from spendscope.pricing.rates import exact_cost
+from spendscope.pricing.rates import Rate, segments
+from spendscope.store.prices import catalogue_rows
 from spendscope.usage import TokenUsage, chat_usage, realtime_usage, responses_usage
 
 NOV = datetime(2026, 11, 20, 12, tzinfo=UTC)
@@ -154,21 +157,126 @@ def test_fast_path_equals_genai_prices_on_recorded_usage(file: str, model: str, 
     assert price.version.startswith("genai-prices ")
 
 
-def test_linear_and_exact_paths_agree_on_many_vectors() -> None:
-    pricer = Pricer()
-    rate = pricer.rate("gpt-realtime", at=NOV)
-    assert rate is not None and rate.coefficients is not None
-    for i in range(1, 200, 7):
-        usage = TokenUsage(
-            input=i * 131,
-            cached_input=i * 17,
-            input_audio=i * 29,
-            cached_input_audio=i * 3,
-            output=i * 97,
-            output_audio=i * 41,
-            reasoning=0,
+def genai_prices_cost(model_price: ModelPrice, usage: TokenUsage) -> Decimal:
+    """genai-prices' own calculation of `usage` at `model_price`: the reference for our rates."""
+    if usage.audio_seconds is not None:  # billed as input audio (whisper-1)
+        gp_usage = Usage(audio_seconds=usage.audio_seconds, input_audio_seconds=usage.audio_seconds)
+    else:
+        gp_usage = Usage(
+            input_tokens=usage.input,
+            cache_read_tokens=usage.cached_input,
+            cache_write_tokens=usage.cache_write_input,
+            input_audio_tokens=usage.input_audio,
+            cache_audio_read_tokens=usage.cached_input_audio,
+            output_tokens=usage.output,
+            output_audio_tokens=usage.output_audio,
+            output_reasoning_tokens=usage.reasoning,
         )
-        assert rate.cost(usage) == exact_cost(rate.model_price, usage)
+    total: Decimal = model_price.calc_price(gp_usage)["total_price"]
+    return total
+
+
+def usages(model_price: ModelPrice) -> list[TokenUsage]:
+    """Usages with every count, on both sides of every tier start, and duration-billed audio."""
+    starts = {0} | {
+        tier.start
+        for key in dir(model_price)
+        if isinstance(price := getattr(model_price, key, None), TieredPrices)
+        for tier in price.tiers
+    }
+    out = [TokenUsage(), TokenUsage(audio_seconds=6.37), TokenUsage(audio_seconds=3600.0)]
+    for start in sorted(starts):
+        for extra in (0, 1, 7919):
+            out.append(
+                TokenUsage(
+                    input=start + extra + 2_000,
+                    cached_input=1_024,
+                    cache_write_input=128,
+                    input_audio=300,
+                    cached_input_audio=64,
+                    output=1_733,
+                    output_audio=120,
+                    reasoning=512,
+                )
+            )
+            out.append(TokenUsage(input=start + extra, output=start + extra))
+    return out
+
+
+def assert_rates_equal_genai_prices(name: str, model_price: ModelPrice) -> None:
+    parts = segments(model_price)
+    assert parts is not None, f"{name}: genai-prices {genai_prices.__version__} refuses {model_price}"
+    rate = Rate(name, "", parts)
+    for usage in usages(model_price):
+        assert rate.cost(usage) == genai_prices_cost(model_price, usage), (
+            f"genai-prices {genai_prices.__version__} prices {name} ({model_price}) differently from "
+            "spendscope/pricing/rates.py, which reads its public price fields (USD per million tokens, per "
+            "thousand calls, per hour; a tier applies to every token of a call whose input is above its "
+            f"start; a subset without a price of its own pays its total's): {usage}"
+        )
+
+
+def test_rates_equal_genai_prices_for_every_openai_price() -> None:
+    """Every price genai-prices has for OpenAI (every name, service tier, batch, and each price change),
+    through the rates the instrumentation and the store apply: genai-prices' own calculation, exactly.
+    Fails when a genai-prices release changes what spendscope/pricing/rates.py relies on."""
+    pricer = Pricer()
+    seen: set[str] = set()
+    for row in catalogue_rows(pricer):
+        day = datetime(row.effective_from.year, row.effective_from.month, row.effective_from.day, tzinfo=UTC)
+        terms = pricer.terms(row.model, at=day, service_tier=row.service_tier or None, batch=row.batch)
+        if terms is None or repr(terms.model_price) in seen:
+            continue
+        seen.add(repr(terms.model_price))
+        assert_rates_equal_genai_prices(row.model, terms.model_price)
+    assert len(seen) > 100
+
+
+@pytest.mark.parametrize(
+    "prices",
+    [
+        {
+            "input_mtok": "1.1",
+            "cache_read_mtok": "0.11",
+            "input_audio_mtok": "10",
+            "cache_audio_read_mtok": "2.5",
+            "output_mtok": "4.4",
+            "output_audio_mtok": "20",
+            "requests_kcount": "0.7",
+        },
+        {"input_mtok": "1", "cache_read_mtok": "0.1", "cache_write_mtok": "1.25", "output_mtok": "4"},
+        {"input_mtok": "1", "output_mtok": "4", "output_reasoning_mtok": "3"},
+        {"input_mtok": "1", "cache_read_mtok": "0.1"},  # cached audio pays the cached price
+        {"input_mtok": "3", "input_audio_mtok": "8", "output_mtok": "9"},  # cached input pays input's
+        {"audio_hours": "0.36"},
+        {"audio_hours": "1", "input_audio_hours": "0.5", "requests_kcount": "2"},
+    ],
+)
+def test_rates_equal_genai_prices_for_prices_openai_does_not_use_yet(prices: dict[str, str]) -> None:
+    assert_rates_equal_genai_prices("synthetic", ModelPrice(**{k: Decimal(v) for k, v in prices.items()}))
+
+
+def test_tiered_rates_equal_genai_prices() -> None:
+    tiered = TieredPrices(Decimal(2), [Tier(5_000, Decimal(5)), Tier(1_000, Decimal(3))])
+    model_price = ModelPrice(
+        input_mtok=tiered,
+        cache_read_mtok=TieredPrices(Decimal("0.2"), [Tier(1_000, Decimal("0.3"))]),
+        output_mtok=TieredPrices(Decimal(8), [Tier(2_000, Decimal(12))]),
+        requests_kcount=TieredPrices(Decimal(1), [Tier(0, Decimal(2))]),
+    )
+    assert_rates_equal_genai_prices("synthetic", model_price)
+    parts = segments(model_price)
+    assert parts is not None and [s.above for s in parts] == [0, 0, 1_000, 2_000, 5_000]
+
+
+def test_a_price_genai_prices_refuses_is_unknown_not_zero(tmp_path: Path) -> None:
+    assert segments(ModelPrice(cache_read_mtok=Decimal(1))) is None  # no input price for it to be part of
+    assert segments(ModelPrice(input_mtok=Decimal(-1))) is None
+    # genai-prices would need a count of cache-written audio tokens, which calls do not report
+    every = {"input_mtok": 1, "cache_write_mtok": 2, "input_audio_mtok": 3, "cache_audio_write_mtok": 4}
+    assert segments(ModelPrice(**{k: Decimal(v) for k, v in every.items()})) is None
+    pricer = Pricer(PriceFile.load(write(tmp_path, '[[models]]\nmatch = "m"\ncache_read_mtok = 0.1\n')))
+    assert pricer.price("m", TokenUsage(input=M, cached_input=M), at=NOV) is None
 
 
 def write(tmp_path: Path, text: str, name: str = "prices.toml") -> Path:

@@ -12,7 +12,7 @@ import pytest
 import spendscope
 from spendscope import names as n
 from spendscope.attribution import current
-from spendscope.fake_openai import FakeOpenAI
+from spendscope.demo.fake_openai import FakeOpenAI
 from tests.conftest import Capture
 
 

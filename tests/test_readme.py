@@ -3,7 +3,8 @@
 What the tests change, and nothing else: the `openai` client reaches the fake OpenAI server through
 the OPENAI_BASE_URL and OPENAI_API_KEY environment variables it reads; the collector listens on a free
 port instead of 4318 (another process may hold 4318 on a shared machine); and the collector example's
-store is a temporary directory instead of /var/lib/spendscope."""
+store is a temporary directory instead of /var/lib/spendscope. The store servers the collectors start
+are stopped after each test (tests/store_fixtures.py)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
-from spendscope.fake_openai import FakeOpenAI, Reply
+from spendscope.demo.fake_openai import FakeOpenAI, Reply
+from spendscope.store import server
 from tests.helpers import GPT_4O_MINI, M, chat_body
 from tests.monitoring import free_port
 
@@ -152,8 +154,9 @@ class Terminal:
 
     @contextmanager
     def collector(self, script: str, listen: str, data: Path) -> Iterator[Path]:
-        """`script` started in a terminal of its own until the collector answers on `listen` with its
-        discovery file in `data`; stopped with Ctrl-C, which must stop it cleanly."""
+        """`script` started in a terminal of its own until the collector answers on `listen` with the
+        server for its store `data` running; stopped with Ctrl-C, which must stop it cleanly (and leave
+        the store's server running)."""
         log = self.cwd / "collector.log"
         with log.open("w") as out:
             process = subprocess.Popen(
@@ -168,7 +171,7 @@ class Terminal:
 
                 def ready() -> bool:
                     assert process.poll() is None, log.read_text()
-                    return (data / "collector.json").exists() and get(f"http://{listen}/healthz") is not None
+                    return server.running(data) is not None and get(f"http://{listen}/healthz") is not None
 
                 wait_for("the collector answers", ready, 30, log)
                 yield log
@@ -177,7 +180,7 @@ class Terminal:
                     os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in its terminal
                 stopped = process.wait(30)
         assert stopped == 0, log.read_text()
-        assert not (data / "collector.json").exists()  # a clean stop lets go of the store
+        assert server.running(data) is not None  # the store's server keeps running
 
 
 def test_readme_five_minute_path_works_as_written(tmp_path: Path) -> None:
@@ -274,16 +277,17 @@ def test_readme_collector_example_uses_one_store() -> None:
 
 
 def test_readme_collector_example_works_as_written(tmp_path: Path) -> None:
-    """The collector example with its store in a temporary directory: reports and exports while the
-    collector runs, invoices, margins and repricing once it is stopped, all on that one store."""
-    (start,) = (b for language, b in code_blocks(readme_section("Collector and store")) if language == "bash")
-    assert "chdb:///var/lib/spendscope" in start
-    start = start.replace("chdb:///var/lib/spendscope", f"chdb://{tmp_path}/store")
+    """The collector example with its store in a temporary directory: reports, exports, invoices,
+    margins and repricing while the collector runs, all on that one store."""
+    (start, local) = (
+        b for language, b in code_blocks(readme_section("Collector and store")) if language == "bash"
+    )
+    assert "/var/lib/spendscope" in start
+    start = start.replace("/var/lib/spendscope", f"{tmp_path}/store")
     store_line = start.splitlines()[0]
     ((_, reports),) = code_blocks(readme_section("Reports, exports, invoices and margins"))
     lines = [line for line in reports.splitlines() if line.strip()]
-    through_collector = [line for line in lines if re.match(r"spendscope (report|export) ", line)]
-    assert len(through_collector) == 2, lines
+    assert len(lines) == 5, lines
     listen = f"127.0.0.1:{free_port()}"
     (tmp_path / "app.py").write_text(five_minute_blocks()["app"])
     with FakeOpenAI() as server:
@@ -296,8 +300,10 @@ def test_readme_collector_example_works_as_written(tmp_path: Path) -> None:
         terminal = Terminal(tmp_path, env)
         with terminal.collector(start, listen, tmp_path / "store") as log:
             terminal.run("python app.py")
-            reported = lambda: "u-42" in terminal.run(store_line, through_collector[0])  # noqa: E731
+            reported = lambda: "u-42" in terminal.run(store_line, lines[0])  # noqa: E731
             wait_for("the call is reported", reported, 20, log)
-            printed = terminal.run(store_line, *through_collector)
-        terminal.run(store_line, *(line for line in lines if line not in through_collector))
+            printed = terminal.run(store_line, *lines)
+            status = terminal.run(store_line, *local.splitlines()[1:2])  # spendscope store status
+        terminal.run(store_line, "spendscope store stop", "spendscope store status || test $? -eq 3")
     assert "u-42" in printed and (tmp_path / "calls.csv").read_text().count("u-42") == 1
+    assert status.startswith(f"the store server for {tmp_path / 'store'} runs: pid ")

@@ -10,7 +10,7 @@ import pytest
 
 import spendscope
 from spendscope import names as n
-from spendscope.fake_openai import FakeOpenAI
+from spendscope.demo.fake_openai import FakeOpenAI
 from tests.conftest import Capture
 
 # The reference response.done usage (OpenAI API reference, RealtimeServerEventResponseDone).

@@ -1,4 +1,4 @@
-"""The reconciler end to end: tracked calls in chdb, OpenAI's side from the fake admin API on 127.0.0.1,
+"""The reconciler end to end: tracked calls in the store, OpenAI's side from the fake admin API on 127.0.0.1,
 the real openai SDK in between. Each scenario with its exact expected outcome."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from spendscope import names as n
-from spendscope.fake_openai.admin import FakeAdminAPI
+from spendscope.demo.fake_openai.admin import FakeAdminAPI
 from spendscope.pricing import PriceFile, Pricer
 from spendscope.reconciler._model import Tokens
 from spendscope.store import Store

@@ -16,7 +16,7 @@ from prometheus_client import generate_latest
 from prometheus_client.utils import floatToGoString
 
 from spendscope import names as n
-from spendscope.fake_openai.admin import ADMIN_KEY, FakeAdminAPI
+from spendscope.demo.fake_openai.admin import ADMIN_KEY, FakeAdminAPI
 from spendscope.reconciler import AdminAPI, AdminKeyError, FetchError, ReconcileMetrics, RetryPolicy
 from spendscope.store import Store
 from tests.reconcile_helpers import (

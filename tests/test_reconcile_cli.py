@@ -16,7 +16,7 @@ from typer.testing import CliRunner, Result
 
 from spendscope import names as n
 from spendscope.cli import app
-from spendscope.fake_openai.admin import ADMIN_KEY, FakeAdminAPI
+from spendscope.demo.fake_openai.admin import ADMIN_KEY, FakeAdminAPI
 from spendscope.reconciler._command import Command, watch
 from spendscope.store import Store
 from tests.reconcile_helpers import DAY, MINI, MINI_CACHED, MINI_IN, MINI_OUT, NOW, bill, call, track, use

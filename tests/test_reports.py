@@ -1,28 +1,22 @@
-"""Reports and named queries on real chdb, with exact Decimal money, plus the pure query builders."""
+"""Reports and named queries on a real ClickHouse server (the local store server), with exact Decimal money, plus the pure query builders."""
 
 from __future__ import annotations
 
-import io
 import json
-import re
-import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlencode
 
 import pytest
 
-from spendscope.store import Report, ReportError, Store, StoreError, report
+from spendscope.store import Report, ReportError, Store, report
 from spendscope.store import reports as r
 from spendscope.store.billing import default_margin, margins, parse_margin, set_margin
-from spendscope.store.remote import Collector, ReportRequest, remote_export_csv, remote_report
 from spendscope.store.rollups import build_rollups
 from spendscope.store.sqlfiles import named_query, query_names
 from spendscope.store.times import parse_month, parse_range, parse_time
-from tests.store_fixtures import fresh_store, llm_record, serve_reports
+from tests.store_fixtures import fresh_store, llm_record
 
 D = Decimal
 NOV = datetime(2026, 11, 1, tzinfo=UTC)
@@ -64,16 +58,16 @@ def add_month_of_calls(store: Store) -> Store:
 
 
 @pytest.fixture(scope="module")
-def usage(chdb_dsn: str, _chdb_admin: Store) -> Iterator[Store]:
+def usage(server_dsn: str, _store_admin: Store) -> Iterator[Store]:
     """The month, shared by the tests that only read it (no rollup built: every answer from llm_usage)."""
-    with fresh_store(chdb_dsn, _chdb_admin) as store:
+    with fresh_store(server_dsn, _store_admin) as store:
         yield add_month_of_calls(store)
 
 
 @pytest.fixture(scope="module")
-def built(chdb_dsn: str, _chdb_admin: Store) -> Iterator[Store]:
+def built(server_dsn: str, _store_admin: Store) -> Iterator[Store]:
     """The month with its rollups built: whole clean buckets are read from them."""
-    with fresh_store(chdb_dsn, _chdb_admin) as store:
+    with fresh_store(server_dsn, _store_admin) as store:
         add_month_of_calls(store)
         build_rollups(store, lag=timedelta(0))
         yield store
@@ -464,64 +458,3 @@ def test_report_json_is_exact_and_round_trips() -> None:
     assert Report.from_json(json.loads(json.dumps(result.to_json()))) == Report(
         ["user", "calls", "cost_usd"], [["u-1", 3, D("0.0015")], ["u-2", 1, D(0)]]
     )
-
-
-# --- through a collector ------------------------------------------------------------------------------
-def test_report_request_travels_in_a_query_string() -> None:
-    request = ReportRequest("attr:job_id", NOV, DEC, {"tenant": "acme", "user": "a&b=c"})
-    query = request.to_query()
-    assert query[:3] == [
-        ("by", "attr:job_id"),
-        ("since", "2026-11-01T00:00:00Z"),
-        ("until", "2026-12-01T00:00:00Z"),
-    ]
-    assert ReportRequest.from_query(parse_qs(urlencode(query))) == request
-    with pytest.raises(ReportError, match="unknown --by"):
-        ReportRequest.from_query({"by": ["nope"]})
-
-
-@pytest.fixture
-def fake_collector(usage: Store) -> Iterator[Collector]:
-    with serve_reports(usage, token="s3cret") as url:
-        yield Collector(url, 1, "s3cret")
-
-
-def test_remote_report_equals_the_local_one(usage: Store, fake_collector: Collector) -> None:
-    request = ReportRequest("user", NOV, DEC, {"tenant": "acme"})
-    assert remote_report(fake_collector, request) == request.run(usage)
-    with pytest.raises(StoreError, match=r"refused the report \(400\): unknown --by"):
-        remote_report(fake_collector, ReportRequest("nope", NOV, DEC))
-    with pytest.raises(StoreError, match=re.escape("cannot reach the collector at http://127.0.0.1:9")):
-        remote_report(Collector("http://127.0.0.1:9", 1), request, timeout=2)
-
-
-def test_remote_export_streams_the_collectors_csv_and_says_when_it_is_cut_short(
-    usage: Store, fake_collector: Collector
-) -> None:
-    through_it, local = io.BytesIO(), io.BytesIO()
-    remote_export_csv(fake_collector, through_it, since=NOV, until=DEC, where={"tenant": "acme"})
-    r.write_calls_csv(usage, local, since=NOV, until=DEC, where={"tenant": "acme"})
-    assert through_it.getvalue() == local.getvalue() and local.getvalue().count(b"\n") > 1
-    with pytest.raises(StoreError, match=r"refused the export \(400\): unknown --where key"):
-        remote_export_csv(fake_collector, io.BytesIO(), since=NOV, until=DEC, where={"colour": "red"})
-
-    class CutShort(BaseHTTPRequestHandler):  # promises 1,000 bytes, sends 10 and hangs up
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Length", "1000")
-            self.end_headers()
-            self.wfile.write(b'"time",...')
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), CutShort)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        cut = Collector(f"http://127.0.0.1:{server.server_address[1]}", 1)
-        with pytest.raises(StoreError, match=r"broke off the export: 10 of 1,000 bytes"):
-            remote_export_csv(cut, io.BytesIO(), since=NOV, until=DEC, where={})
-    finally:
-        server.shutdown()
-        server.server_close()

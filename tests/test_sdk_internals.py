@@ -22,7 +22,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from spendscope.fake_openai import FakeOpenAI
+from spendscope.demo.fake_openai import FakeOpenAI
 from spendscope.instrumentation import background, batches, realtime
 from spendscope.instrumentation.endpoints import METHODS
 from tests.conftest import API_KEY, make_client

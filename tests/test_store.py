@@ -1,4 +1,4 @@
-"""The store on real chdb: migrations, the exporter's DDL, llm_usage from instrumented calls, a
+"""The store on a real ClickHouse server (the local store server, over HTTP): migrations, the exporter's DDL, llm_usage from instrumented calls, a
 replayed block counted once, and the rollups."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 
 import spendscope
 from spendscope import names as n
-from spendscope.fake_openai import FakeOpenAI, Reply
+from spendscope.demo.fake_openai import FakeOpenAI, Reply
 from spendscope.pricing import Pricer
 from spendscope.store import Store, StoreError, open_store
 from spendscope.store import migrations as mig
@@ -182,10 +182,10 @@ def test_trace_indexes_setting_overrides_the_version_and_refuses_unknown_values(
 
 
 def test_a_store_migrated_with_bloom_filter_trace_indexes_gets_the_exporters_other_branch(
-    chdb_dsn: str, scratch: list[str], monkeypatch: pytest.MonkeyPatch
+    server_dsn: str, scratch: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(mig.TRACE_INDEXES_ENV, "bloom_filter")
-    with open_store(f"{chdb_dsn}?database={scratch[0]}", migrate=True) as chosen:
+    with open_store(f"{server_dsn}/{scratch[0]}", migrate=True) as chosen:
         ddl = show_create(chosen, scratch[0], "otel_traces")
     assert "TYPE bloom_filter(0.001)" in ddl and "TYPE text(" not in ddl
 
@@ -445,9 +445,16 @@ def test_rollups_equal_llm_usage_and_shrink_it(store: Store) -> None:
 
 
 # --- opening stores ----------------------------------------------------------------------------------
-def test_a_second_chdb_directory_in_the_same_process_is_refused(store: Store, tmp_path: Path) -> None:
-    with pytest.raises(StoreError, match=r"already has the chdb store .* open .* one directory per process"):
-        open_store(f"chdb://{tmp_path / 'other'}")
+def test_a_local_store_without_its_server_is_one_line(tmp_path: Path) -> None:
+    """Connecting never starts a server (the commands and the collector do)."""
+    with pytest.raises(StoreError) as info:
+        open_store(str(tmp_path))
+    assert str(info.value) == (
+        f"no store server runs for {tmp_path}: `spendscope store start --store {tmp_path}` starts it"
+    )
+    with pytest.raises(StoreError, match=f"^no store at {tmp_path / 'nope'}: the directory does not exist$"):
+        open_store(str(tmp_path / "nope"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 def test_unreachable_server_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -462,13 +469,11 @@ def test_unreachable_server_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None
 @pytest.mark.parametrize(
     ("dsn", "expected"),
     [
-        ("chdb:///var/lib/ss", ("chdb:///var/lib/ss", "spendscope", "/var/lib/ss")),
-        ("chdb:///var/lib/ss/?database=acme", ("chdb:///var/lib/ss", "acme", "/var/lib/ss")),
-        ("chdb://data", ("chdb:///work/app/data", "spendscope", "/work/app/data")),
-        (
-            "./spendscope-data",
-            ("chdb:///work/app/spendscope-data", "spendscope", "/work/app/spendscope-data"),
-        ),
+        ("chdb:///var/lib/ss", ("", "spendscope", "/var/lib/ss")),
+        ("chdb:///var/lib/ss/?database=acme", ("", "acme", "/var/lib/ss")),
+        ("chdb://data", ("", "spendscope", "/work/app/data")),
+        ("./spendscope-data", ("", "spendscope", "/work/app/spendscope-data")),
+        ("/var/lib/ss?database=acme", ("", "acme", "/var/lib/ss")),
         ("http://u:p@ch:8123/prod", ("http://u:p@ch:8123", "prod", None)),
         (
             "https://u:p@ch.example:8443/?database=x&secure=true",
@@ -479,12 +484,16 @@ def test_unreachable_server_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None
 )
 def test_store_dsns(dsn: str, expected: tuple[str, str, str | None]) -> None:
     target = parse_dsn(dsn, cwd=Path("/work/app"), environ={})
-    path = str(target.chdb_path) if target.chdb_path else None
+    path = str(target.directory) if target.directory else None
     assert (target.dsn, target.database, path) == expected
 
 
 def test_store_dsn_defaults_and_environment() -> None:
-    assert parse_dsn(None, cwd=Path("/srv"), environ={}).chdb_path == Path("/srv/spendscope-data")
+    default = parse_dsn(None, cwd=Path("/srv"), environ={})
+    assert (default.directory, default.describe()) == (
+        Path("/srv/spendscope-data"),
+        "/srv/spendscope-data (database spendscope)",
+    )
     from_env = parse_dsn(None, environ={"SPENDSCOPE_STORE": "http://a:b@h:8123/db"}, cwd=Path("/srv"))
     assert (from_env.database, from_env.describe()) == ("db", "http://a@h:8123/db")
     assert parse_dsn("chdb:///x?database=a", database="t_1", environ={}).database == "t_1"
@@ -493,10 +502,10 @@ def test_store_dsn_defaults_and_environment() -> None:
 @pytest.mark.parametrize(
     ("dsn", "message"),
     [
-        ("ftp://h/x", "bad store DSN 'ftp://h/x': use chdb:///path/to/dir, a directory, or http(s)://"),
+        ("ftp://h/x", "bad store DSN 'ftp://h/x': use a directory, chdb:///path/to/dir, or http(s)://"),
         ("http://u:hunter2@/db", "bad store DSN 'http://u:***@/db'"),
         ("http://h:99999/db", "bad port"),
-        ("chdb://memory", "give the chdb data directory"),
+        ("chdb://memory", "give the data directory"),
         ("chdb:///x?path=y", "unknown option(s) path"),
         ("http://h:8123/no-such;db", "bad database name 'no-such;db'"),
         ("  ", "empty store DSN"),

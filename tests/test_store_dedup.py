@@ -286,7 +286,7 @@ def test_copies_after_the_build_a_late_span_a_reprice_and_an_aborted_build(
 def test_spans_sent_again_across_a_collector_restart_count_once(tmp_path: Path) -> None:
     """A real collector process, restarted: spans re-sent after the restart, a retried body merged with
     new spans, and a span re-sent after 3,000 others are each counted once, and the report equals the
-    export (the collector's own API: the process holds the embedded store)."""
+    export (both read through the collector's reports API)."""
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.trace.export import SpanExportResult
 

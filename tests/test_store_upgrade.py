@@ -28,10 +28,10 @@ NOV, DEC = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC)
 
 
 @pytest.fixture
-def old_store(chdb_dsn: str, _chdb_admin: Store) -> Iterator[Store]:
+def old_store(server_dsn: str, _store_admin: Store) -> Iterator[Store]:
     """A database migrated by the pre-baseline chain, as the old `Store.migrate` did it."""
     name = f"t_{uuid.uuid4().hex[:16]}"
-    store = open_store(chdb_dsn, database=name)
+    store = open_store(server_dsn, database=name)
     store.command(mig.migrations_table_sql())  # the same table then and now
     fts = mig.full_text_search(store.server_version)
     for migration in mig.load_migrations(OLD):
@@ -48,7 +48,7 @@ def old_store(chdb_dsn: str, _chdb_admin: Store) -> Iterator[Store]:
     finally:
         store.close()
         for database in (name, f"{name}_pre_baseline"):
-            _chdb_admin.command(f"DROP DATABASE IF EXISTS `{database}` SYNC")
+            _store_admin.command(f"DROP DATABASE IF EXISTS `{database}` SYNC")
 
 
 def test_the_old_chain_is_the_pre_baseline_schema(old_store: Store) -> None:
@@ -61,7 +61,7 @@ def test_the_old_chain_is_the_pre_baseline_schema(old_store: Store) -> None:
 
 
 def test_every_command_says_how_to_move_and_the_upgrade_moves_the_data(
-    old_store: Store, chdb_dsn: str
+    old_store: Store, server_dsn: str
 ) -> None:
     at = datetime(2026, 11, 3, 10, tzinfo=UTC)
     calls = [
@@ -77,7 +77,7 @@ def test_every_command_says_how_to_move_and_the_upgrade_moves_the_data(
     [[old_hourly]] = old_store.query("SELECT sum(calls) FROM llm_usage_hourly").rows
     assert old_hourly == 9  # what the old schema got wrong
 
-    dsn = f"{chdb_dsn}?database={old_store.database}"
+    dsn = f"{server_dsn}/{old_store.database}"
     for command in (["migrate"], ["report", *("--since", "2026-11-01", "--until", "2026-12-01")]):
         done = CliRunner().invoke(app, [*command, "--store", dsn])
         assert done.exit_code == 1

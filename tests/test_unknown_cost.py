@@ -22,10 +22,8 @@ from spendscope.cli import app
 from spendscope.collector import Collector, CollectorConfig
 from spendscope.store import Store, reports
 from spendscope.store.money import Cost
-from spendscope.store.remote import Collector as RemoteCollector
-from spendscope.store.remote import ReportRequest, remote_report
 from spendscope.store.rollups import build_rollups
-from tests.store_fixtures import fresh_store, llm_record, serve_reports
+from tests.store_fixtures import fresh_store, llm_record
 
 D = Decimal
 NOV, DEC = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC)
@@ -58,14 +56,14 @@ def add_calls(store: Store) -> Store:
 
 
 @pytest.fixture(scope="module")
-def calls(chdb_dsn: str, _chdb_admin: Store) -> Iterator[Store]:
-    with fresh_store(chdb_dsn, _chdb_admin) as store:
+def calls(server_dsn: str, _store_admin: Store) -> Iterator[Store]:
+    with fresh_store(server_dsn, _store_admin) as store:
         yield add_calls(store)
 
 
 @pytest.fixture(scope="module")
-def built(chdb_dsn: str, _chdb_admin: Store) -> Iterator[Store]:
-    with fresh_store(chdb_dsn, _chdb_admin) as store:
+def built(server_dsn: str, _store_admin: Store) -> Iterator[Store]:
+    with fresh_store(server_dsn, _store_admin) as store:
         add_calls(store)
         build_rollups(store, lag=timedelta(0))
         yield store
@@ -195,24 +193,6 @@ def test_cli_report_csv_json_and_table(store_with_calls: Store, store_dsn: str) 
     assert "$0.00000000" in lines["u-4"]
     assert "unknown" in lines["u-2"] and "$" not in lines["u-2"]
     assert "unknown" in lines["u-3"] and "$" not in lines["u-3"]
-
-
-def test_cli_report_through_the_collector_that_holds_the_store(
-    store_with_calls: Store, store_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    held = tmp_path / "held"
-    held.mkdir()
-    with serve_reports(store_with_calls) as url:
-        (held / "collector.json").write_text(json.dumps({"url": url, "pid": __import__("os").getpid()}))
-        for output in ("csv", "json", "table"):
-            remote = cli("report", "--by", "user", *WINDOW, "--format", output, "--store", f"chdb://{held}")
-            local = cli("report", "--by", "user", *WINDOW, "--format", output, "--store", store_dsn)
-            assert remote.exit_code == 0, remote.output
-            assert remote.stdout == local.stdout, output
-        request = ReportRequest("user", NOV, DEC)
-        answered = remote_report(RemoteCollector(url, 1), request)
-        assert answered == request.run(store_with_calls)
-        assert costs(answered) == BY_USER
 
 
 # --- the collector's reports API --------------------------------------------------------------------------

@@ -18,7 +18,10 @@ except ImportError as exc:  # the app-side install has no CLI dependencies
 from spendscope._version import __version__
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from spendscope.store import Report, Store
+    from spendscope.store.server import ServerState
 
 app = typer.Typer(help="SpendScope: LLM cost observability for OpenAI.", no_args_is_help=True)
 
@@ -51,7 +54,8 @@ StoreOption = Annotated[
     typer.Option(
         "--store",
         envvar="SPENDSCOPE_STORE",
-        help="chdb:///dir, a directory, or http(s)://user:pass@host:8123/db [default: ./spendscope-data]",
+        help="a directory (a local store: its server is started if need be), or "
+        "http(s)://user:pass@host:8123/db [default: ./spendscope-data]",
     ),
 ]
 FormatOption = Annotated[
@@ -87,19 +91,20 @@ def domain_errors() -> Iterator[None]:
         fail(str(exc))
 
 
-def open_local(store: str | None, command: str, *, create: bool = False) -> Store:
-    """The store, opened locally; refused while a collector holds the embedded store. Only a command
-    that writes (`create`) makes a store that does not exist; the others say where they looked."""
+def open_store_for(store: str | None, command: str, *, create: bool = False) -> Store:
+    """The store `command` uses: a ClickHouse server, or a local store, whose server is started if none
+    runs (it keeps running; `spendscope store stop` stops it). Only a command that writes (`create`)
+    makes a store that does not exist; the others say where they looked."""
     from spendscope.store import open_store
     from spendscope.store.dsn import parse_dsn
-    from spendscope.store.remote import running_collector
 
     target = parse_dsn(store)
-    if target.chdb_path is not None and (collector := running_collector(target.chdb_path)):
-        fail(
-            f"the collector (pid {collector.pid}, {collector.url}) holds {target.chdb_path}: "
-            f"`spendscope report` and `export` work through it; stop it to run `spendscope {command}`"
-        )
+    if target.directory is not None:
+        from spendscope.store import server
+
+        started = server.prepare(target.directory, create=create)
+        if started.started:
+            typer.echo(f"{started_note(target.directory, started.state)}", err=True)
     opened = open_store(store, create=create)
     if command != "migrate" and (missing := opened.pending_migrations()):
         opened.close()
@@ -107,6 +112,14 @@ def open_local(store: str | None, command: str, *, create: bool = False) -> Stor
             f"{target.describe()} lacks SpendScope's schema ({', '.join(missing)}): run `spendscope migrate`"
         )
     return opened
+
+
+def started_note(directory: Path, state: ServerState) -> str:
+    """What a command says when it has started the local store server."""
+    return (
+        f"started the store server for {directory} (pid {state.pid}, {state.url}); it keeps running: "
+        "`spendscope store stop` stops it"
+    )
 
 
 # A terminal table shows this many rows at most, as ClickHouse's Pretty formats cap theirs: Rich

@@ -1,4 +1,4 @@
-"""`spendscope demo`: the main job on embedded defaults, or the workload against a running collector."""
+"""`spendscope demo`: the main job on a store of its own, or the workload against a running collector."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def demo(
         str | None,
         typer.Option(
             help="send the workload to this running collector (http://host:4318) instead of starting one "
-            "on an embedded store; OTEL_EXPORTER_OTLP_HEADERS carries its token"
+            "on a store of its own; OTEL_EXPORTER_OTLP_HEADERS carries its token"
         ),
     ] = None,
     every: Annotated[
@@ -41,7 +41,7 @@ def demo(
     store: Annotated[
         str | None,
         typer.Option(
-            help="keep the demo's store here, to query it afterwards: chdb:///dir, a directory, or "
+            help="keep the demo's store here, to query it afterwards: a directory (a local store), or "
             "http(s)://user:pass@host:8123/db [default: a temporary directory, removed at the end]"
         ),
     ] = None,
@@ -56,9 +56,10 @@ def demo(
         str, typer.Option(help="with --serve: where the collector and the portal listen")
     ] = "127.0.0.1:4318",
 ) -> None:
-    """Run the whole pipeline on embedded defaults: a collector on an embedded ClickHouse store, a
-    local fake OpenAI server, and a realistic workload through the real openai client with SpendScope
-    instrumenting it; then show what every tenant, feature, user and model cost."""
+    """Run the whole pipeline on local defaults: a collector on a local ClickHouse store (its server
+    started for the demo and stopped after it), a local fake OpenAI server, and a realistic workload
+    through the real openai client with SpendScope instrumenting it; then show what every tenant,
+    feature, user and model cost."""
     if collector is not None:
         if store is not None:
             fail("--store and --collector do not go together: the collector has its own store")

@@ -15,7 +15,7 @@ from spendscope.cli._app import (
     app,
     domain_errors,
     fail,
-    open_local,
+    open_store_for,
     setting,
 )
 
@@ -113,7 +113,7 @@ def reconcile(
                 metrics_file=metrics_file,
                 metrics_listen=metrics_listen,
             )
-            with open_local(store, "reconcile") as opened:
+            with open_store_for(store, "reconcile") as opened:
                 opened.migrate()
                 if watch:
                     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

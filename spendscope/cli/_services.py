@@ -13,7 +13,7 @@ from spendscope.cli._app import (
     app,
     domain_errors,
     fail,
-    open_local,
+    open_store_for,
     setting,
 )
 
@@ -27,7 +27,7 @@ def collector(
     store: Annotated[
         str | None,
         setting(
-            "chdb:///dir, a directory, or http(s)://user:pass@host:8123/db",
+            "a directory (a local store: its server is started if need be), or http(s)://user:pass@host:8123/db",
             "SPENDSCOPE_STORE",
             "./spendscope-data",
         ),
@@ -75,9 +75,8 @@ def collector(
     budgets: Annotated[
         str | None,
         typer.Option(
-            help="also evaluate this budgets file, as `spendscope budgets` does, on the collector's store "
-            "(the embedded store opens in one process only); /metrics on SPENDSCOPE_BUDGETS_LISTEN "
-            "(127.0.0.1:9465) every SPENDSCOPE_BUDGETS_INTERVAL (60s)"
+            help="also evaluate this budgets file, as `spendscope budgets` does, on the collector's store; "
+            "/metrics on SPENDSCOPE_BUDGETS_LISTEN (127.0.0.1:9465) every SPENDSCOPE_BUDGETS_INTERVAL (60s)"
         ),
     ] = None,
     reconcile: Annotated[
@@ -109,7 +108,7 @@ def collector(
         if budgets is not None:
             settings = BudgetSettings.resolve(config=budgets)
             budget_config = load_budgets(settings.config)
-            services.append(lambda c: serving_budgets(c.store, budget_config, settings))
+            services.append(lambda c: serving_budgets(c.handle(), budget_config, settings))
             # the portal's overview lists the budgets at or over their warning from the same file
             os.environ["SPENDSCOPE_BUDGETS_CONFIG"] = str(settings.config)
         if reconcile:
@@ -130,6 +129,53 @@ def collector(
         Collector(config).serve_forever(*services)
     except (ConfigurationError, CollectorError, BudgetConfigError, ReconcileError) as exc:
         fail(str(exc))
+
+
+# --- spool ---------------------------------------------------------------------------------------------
+spool_app = typer.Typer(
+    help="The collector's spool: batches waiting for the store, and spans the store refused.",
+    no_args_is_help=True,
+)
+app.add_typer(spool_app, name="spool")
+SpoolStoreOption = Annotated[
+    str | None,
+    setting("the collector's store (finds its default spool)", "SPENDSCOPE_STORE", "./spendscope-data"),
+]
+SpoolOption = Annotated[
+    str | None, setting("the spool directory", "SPENDSCOPE_COLLECTOR_SPOOL", "<store dir>-spool")
+]
+
+
+def _spool(store: str | None, spool: str | None) -> Any:
+    from spendscope.collector import CollectorConfig
+    from spendscope.collector._spool import Spool
+    from spendscope.settings import ConfigurationError
+
+    try:
+        directory = CollectorConfig.resolve(store=store, spool=spool).spool_dir
+    except ConfigurationError as exc:
+        fail(str(exc))
+    if not directory.is_dir():
+        fail(f"no spool at {directory}")
+    return Spool(directory)
+
+
+@spool_app.command("status")
+def spool_status(store: SpoolStoreOption = None, spool: SpoolOption = None) -> None:
+    """Batches waiting for the store, and spans set aside because the store refused them (by reason)."""
+    opened = _spool(store, spool)
+    typer.echo(f"{opened.directory}: {opened.files} batch(es) waiting, {opened.bytes} bytes")
+    for reason, spans in sorted(opened.refused().items()):
+        typer.echo(f"refused: {spans} span(s), {reason}")
+
+
+@spool_app.command("requeue")
+def spool_requeue(store: SpoolStoreOption = None, spool: SpoolOption = None) -> None:
+    """Put the spans the store refused back in the spool, once the cause is fixed: the collector writes
+    them (those it still refuses come back to refused/)."""
+    opened = _spool(store, spool)
+    moved = opened.requeue()
+    typer.echo(f"{opened.directory}: {len(moved)} refused file(s) put back in the spool")
 
 
 # --- budgets -------------------------------------------------------------------------------------------
@@ -169,7 +215,7 @@ def budgets(
             budget_config = load_budgets(settings.config)
         except BudgetConfigError as exc:
             fail(str(exc))
-        with open_local(store, "budgets") as opened:
+        with open_store_for(store, "budgets") as opened:
             evaluator = BudgetEvaluator(opened, budget_config)
             if once:
                 evaluator.evaluate()

@@ -19,8 +19,7 @@ from spendscope.cli._app import (
     chosen_format,
     domain_errors,
     emit_report,
-    fail,
-    open_local,
+    open_store_for,
 )
 
 if TYPE_CHECKING:
@@ -43,7 +42,7 @@ def migrate(
     """Create or update the ClickHouse schema, the store settings and the price data (idempotent; the
     collector also does it on start)."""
     with domain_errors():
-        opened = open_local(store, "migrate", create=True)
+        opened = open_store_for(store, "migrate", create=True)
         with opened:
             if upgrade:
                 from spendscope.store.upgrade import upgrade as run_upgrade
@@ -75,7 +74,7 @@ def rollups_build(store: StoreOption = None) -> None:
     seconds): price the model names seen for the first time, build the stale hourly and daily buckets."""
     from spendscope.store.rollups import build_rollups
 
-    with domain_errors(), open_local(store, "rollups build") as opened:
+    with domain_errors(), open_store_for(store, "rollups build") as opened:
         result = build_rollups(opened)
     built = ", ".join(f"{count} {grain} buckets" for grain, count in result.buckets.items())
     typer.echo(f"built {built} ({result.rows} rows)")
@@ -100,23 +99,17 @@ def report(
     output: FormatOption = None,
     store: StoreOption = None,
 ) -> None:
-    """Calls, tokens and cost by one dimension (through the collector when it holds the store)."""
-    from spendscope.store.dsn import parse_dsn
-    from spendscope.store.remote import ReportRequest, remote_report, running_collector
+    """Calls, tokens and cost by one dimension."""
     from spendscope.store.reports import check_dimension, parse_where
+    from spendscope.store.reports import report as run_report
     from spendscope.store.times import parse_range
 
     with domain_errors():
         start, end = parse_range(since, until)
-        request = ReportRequest(check_dimension(by), start, end, parse_where(where or []))
-        target = parse_dsn(store)
-        collector = running_collector(target.chdb_path) if target.chdb_path is not None else None
-        if collector is not None:
-            result = remote_report(collector, request)
-        else:
-            with open_local(store, "report") as opened:
-                result = request.run(opened)
-    emit_report(result, output, f"Cost by {request.by}, {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC")
+        dimension, filters = check_dimension(by), parse_where(where or [])
+        with open_store_for(store, "report") as opened:
+            result = run_report(opened, by=dimension, since=start, until=end, where=filters)
+    emit_report(result, output, f"Cost by {dimension}, {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC")
 
 
 PREVIEW_COLUMNS = (
@@ -142,33 +135,18 @@ def export(
     store: StoreOption = None,
 ) -> None:
     """One row per call: tokens, provider cost and billed cost (csv when piped). Any number of calls:
-    csv and json are written as ClickHouse sends them; a table shows the first ones. Through the
-    collector when it holds the store (csv only; billed with the collector's default margin)."""
+    csv and json are written as ClickHouse sends them; a table shows the first ones."""
     from spendscope.store import reports as r
     from spendscope.store.billing import default_margin
-    from spendscope.store.dsn import parse_dsn
     from spendscope.store.formatting import write_json
-    from spendscope.store.remote import remote_export_csv, running_collector
     from spendscope.store.times import parse_range
 
     chosen = chosen_format(output)
     with domain_errors():
         start, end = parse_range(since, until)
         filters = r.parse_where(where or [])
-        target = parse_dsn(store)
-        collector = running_collector(target.chdb_path) if target.chdb_path is not None else None
-        if collector is not None:  # it holds the embedded store: its /api/usage/export.csv
-            if chosen is not OutputFormat.csv:
-                fail(
-                    f"the collector (pid {collector.pid}, {collector.url}) holds {target.chdb_path}: "
-                    "through it, export writes csv (--format csv); stop it for json or a table"
-                )
-            sys.stdout.flush()
-            remote_export_csv(collector, sys.stdout.buffer, since=start, until=end, where=filters)
-            sys.stdout.buffer.flush()
-            return
         margin = default_margin()
-        with open_local(store, "export") as opened:
+        with open_store_for(store, "export") as opened:
             if chosen is OutputFormat.csv:
                 sys.stdout.flush()
                 out = sys.stdout.buffer
@@ -214,7 +192,7 @@ def reprice(
     with domain_errors():
         start, end = parse_range(since, until)
         pricer = Pricer(_price_file(price_file))
-        with open_local(store, "reprice") as opened:
+        with open_store_for(store, "reprice") as opened:
             result = run_reprice(opened, pricer, since=start, until=end)
     typer.echo(
         f"{result.examined} calls examined: {result.changed} re-costed ({result.newly_priced} newly priced, "
@@ -239,7 +217,7 @@ def invoice(
 
     with domain_errors():
         first, _ = parse_month(month)
-        with open_local(store, "invoice") as opened:
+        with open_store_for(store, "invoice") as opened:
             doc = make_invoice(opened, tenant=tenant, month=first, by=by, default_margin=default_margin())
     _emit_invoice(doc, output)
 
@@ -295,6 +273,6 @@ def margin(
         except ValueError:
             raise ReportError(f"bad --from {effective_from!r}: use YYYY-MM-DD") from None
         value = parse_margin(percent, source="--percent")
-        with open_local(store, "margin", create=True) as opened:
+        with open_store_for(store, "margin", create=True) as opened:
             set_margin(opened, tenant, value, effective_from=day)
     typer.echo(f"{tenant}: {value}% from {day or 'today'}")

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from spendscope.cli._app import StoreOption, app, domain_errors, fail, open_local
+from spendscope.cli._app import StoreOption, app, domain_errors, fail, open_store_for
 
 tokens_app = typer.Typer(
     help="Access tokens for the reports API and the portal: admin, or one tenant's.", no_args_is_help=True
@@ -29,7 +29,7 @@ def create(
 
     if admin == (tenant is not None):
         fail("give --tenant NAME or --admin")
-    with domain_errors(), open_local(store, "tokens create", create=True) as opened:
+    with domain_errors(), open_store_for(store, "tokens create", create=True) as opened:
         row, token = tokens.create(
             opened, kind=tokens.ADMIN if admin else tokens.TENANT, tenant=tenant or "", note=note
         )
@@ -46,7 +46,7 @@ def list_(
     """The tokens, active and revoked (never the tokens themselves)."""
     from spendscope.store import tokens
 
-    with domain_errors(), open_local(store, "tokens list") as opened:
+    with domain_errors(), open_store_for(store, "tokens list") as opened:
         rows = [t.describe() for t in tokens.list_tokens(opened)]
     if output == "json":
         typer.echo(json.dumps(rows, indent=2))
@@ -68,6 +68,6 @@ def revoke(
     with it."""
     from spendscope.store import tokens
 
-    with domain_errors(), open_local(store, "tokens revoke") as opened:
+    with domain_errors(), open_store_for(store, "tokens revoke") as opened:
         row = tokens.revoke(opened, token_id)
     typer.echo(f"token {row.token_id} revoked")

@@ -3,11 +3,11 @@ the apps' OTLP metrics (and its own) for Prometheus, and serves usage reports.
 
     from spendscope.collector import Collector, CollectorConfig
 
-    with Collector(CollectorConfig.resolve(listen="127.0.0.1:0", store="chdb:///var/lib/spendscope")) as c:
+    with Collector(CollectorConfig.resolve(listen="127.0.0.1:0", store="/var/lib/spendscope")) as c:
         print(c.url)  # point OTEL_EXPORTER_OTLP_ENDPOINT here
 """
 
-from spendscope.collector._collector import Collector, CollectorError, read_discovery
+from spendscope.collector._collector import Collector, CollectorError
 from spendscope.collector._config import SETTINGS, CollectorConfig
 
-__all__ = ["SETTINGS", "Collector", "CollectorConfig", "CollectorError", "read_discovery"]
+__all__ = ["SETTINGS", "Collector", "CollectorConfig", "CollectorError"]

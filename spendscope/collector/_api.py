@@ -1,6 +1,5 @@
-"""The reports API: typed FastAPI routes over `spendscope.store.reports` (the embedded store can be
-opened by one process only, so the CLI asks the collector that has it open). Described at
-/openapi.json, and as a page at /docs.
+"""The reports API: typed FastAPI routes over `spendscope.store.reports`, for what calls reports over
+HTTP (the CLI reads the store itself). Described at /openapi.json, and as a page at /docs.
 
     GET /api/usage/summary?since=30d&until=now&by=model&where=tenant=acme   cost by one dimension + total
     GET /api/usage/stats?since=..&where=..                                totals: UTC day, month, window
@@ -19,9 +18,10 @@ see spendscope/store/money.py; times ISO 8601).
 Every value is a bound query parameter in the store. A bad or unknown parameter is a 400, a store
 that cannot answer a 503, both with {"error": "one line"}.
 
-The routes take their store from `app.state.reports`, a `ReportSource`: the collector's lends its
-store handle under its lock; tests lend a store. They read it through `_access.report_source`, which
-scopes it to the tenant of a tenant token (a 403 for what a tenant may not read).
+The routes take their store from `app.state.reports`, a `ReportSource`: the collector's lends the
+reports' own connection (reports run beside the writers and each other); tests lend a store. They read
+it through `_access.report_source`, which scopes it to the tenant of a tenant token (a 403 for what a
+tenant may not read).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from anywhere else).
 
     POST /v1/traces, /v1/metrics   OTLP/HTTP (plain Starlette routes, left out of the OpenAPI document)
     GET  /metrics                  Prometheus text: the apps' re-exposed metrics and the collector's own
-    GET  /healthz                  {"status": "ok", "store": "up" | "down", ...}
+    GET  /healthz                  {"status": "ok" | "degraded", "store": "up" | "down", ...}
     GET  /api/usage/...            the reports API (_api.py)
     GET  /, /users, /tenants, /billing, ...   the portal's pages (spendscope/portal/), /login
 
@@ -136,13 +136,18 @@ def make_app(collector: Collector, registry: CollectorRegistry) -> FastAPI:
     @app.get("/healthz", include_in_schema=False)
     def health() -> Response:
         up = collector.pipeline.store_up
+        refused = collector.spool.refused()
+        waiting = collector.spool.files
+        log_error = collector.wal.last_error
         body = {
-            "status": "ok",
+            "status": "ok" if up and not waiting and not refused and not log_error else "degraded",
             "store": "up" if up else "down",
             "store_error": "" if up else collector.store.last_error,
             "queue_spans": collector.pipeline.queued_spans,
-            "spool_batches": collector.spool.files,
+            "spool_batches": waiting,
             "spool_bytes": collector.spool.bytes,
+            "refused_spans": refused,
+            "write_ahead_log": log_error or "ok",
         }
         return Response(json.dumps(body), media_type="application/json")
 
@@ -206,18 +211,17 @@ async def _bad_parameter(request: Request, exc: RequestValidationError) -> Respo
 
 
 def _lender(collector: Collector) -> _api.ReportSource:
-    """The reports' store: the collector's handle, held for the length of a report."""
+    """The reports' store: a connection of their own (not the writers'), shared by the reports that
+    run at once."""
     from spendscope.collector._handle import StoreUnavailable
 
     @contextmanager
     def lend() -> Iterator[ReportStore]:
-        handle = collector.store
-        with handle.lock:
-            try:
-                store: ReportStore = handle.get()
-            except StoreUnavailable as exc:
-                raise _api.StoreUnavailable(str(exc)) from exc
-            yield store
+        try:
+            with collector.reports.lent() as store:
+                yield store
+        except StoreUnavailable as exc:
+            raise _api.StoreUnavailable(str(exc)) from exc
 
     return lend
 

@@ -1,9 +1,7 @@
-"""The budget evaluator inside the collector (`spendscope collector --budgets FILE`).
-
-An embedded store can be opened by one process only, and the collector holds it: so with the embedded
-defaults the budget evaluator runs here, on the collector's own connection, and serves the same
-/metrics (`spendscope_budget_*`) at the same address as `spendscope budgets` would, so Prometheus'
-`spendscope-budgets` job and the budget alerts work unchanged.
+"""The budget evaluator inside the collector (`spendscope collector --budgets FILE`): a convenience, one
+process fewer to run. It does what `spendscope budgets` does, on a connection of its own to the
+collector's store, and serves the same /metrics (`spendscope_budget_*`) at the same address, so
+Prometheus' `spendscope-budgets` job and the budget alerts work unchanged.
 """
 
 from __future__ import annotations
@@ -18,7 +16,7 @@ from spendscope.store.errors import StoreError
 
 
 class _HandleSource:
-    """A budgets `Source` over the collector's store handle: one query at a time with the writers."""
+    """A budgets `Source` over a store handle of its own."""
 
     def __init__(self, handle: StoreHandle) -> None:
         self._handle = handle
@@ -34,7 +32,10 @@ class _HandleSource:
 @contextmanager
 def serving_budgets(handle: StoreHandle, config: BudgetConfig, settings: BudgetSettings) -> Iterator[str]:
     """Evaluate `config` every `settings.interval` on `handle` and serve the metrics on
-    `settings.listen`; yields the metrics URL."""
+    `settings.listen`; yields the metrics URL. Closes `handle` on exit."""
     evaluator = BudgetEvaluator(_HandleSource(handle), config)
-    with evaluator.serving(settings.listen, settings.interval) as url:
-        yield url
+    try:
+        with evaluator.serving(settings.listen, settings.interval) as url:
+            yield url
+    finally:
+        handle.close()

@@ -1,18 +1,18 @@
 """`Collector`: the receiver, the pipeline to the store and the HTTP server, started and stopped as one.
 
-    with Collector(CollectorConfig.resolve(listen="127.0.0.1:0", store="chdb:///tmp/x")) as c:
+    with Collector(CollectorConfig.resolve(listen="127.0.0.1:0", store="/tmp/x")) as c:
         ...  # send OTLP to c.url
 
-`start()` opens the store, applies its migrations and loads model_prices from genai-prices and the price
-file (if it cannot, it keeps serving and spools), replays a spool left by an earlier run, and writes
-`<chdb dir>/collector.json` so the CLI can find it. `stop()` stops taking requests, writes what is
-queued (or spools it), and removes the file.
+`start()` claims the spool, starts the local store's server if the store is a directory and none runs
+(`LocalServer`), opens the store, applies its migrations and loads model_prices from genai-prices and
+the price file (if it cannot, it keeps serving and spools), and replays a spool left by an earlier run.
+`stop()` stops taking requests and writes what is queued (or spools it); a store server it started
+keeps running.
 """
 
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import os
 import signal
@@ -26,24 +26,79 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from spendscope.collector import _otlp
 from spendscope.collector._app import make_app
 from spendscope.collector._config import CollectorConfig
 from spendscope.collector._handle import Store, StoreHandle
 from spendscope.collector._metrics import MetricsState
+from spendscope.collector._otlp import BadRequest
 from spendscope.collector._pipeline import Pipeline
 from spendscope.collector._rollups import RollupRunner
 from spendscope.collector._server import HttpServer
-from spendscope.collector._spool import Spool
+from spendscope.collector._spans import request_spans
+from spendscope.collector._spool import Spool, SpoolInUse
 from spendscope.collector._telemetry import Health
+from spendscope.collector._wal import Wal, frames
 from spendscope.pricing import PriceFile, Pricer
+from spendscope.store.errors import StoreError
+from spendscope.store.records import SpanRecord
 
 _log = logging.getLogger("spendscope.collector")
-DISCOVERY_FILE = "collector.json"
+WAL_DIR = "wal"  # in the spool directory
 GC_THRESHOLD = (10_000, 10, 10)
 
 
 class CollectorError(Exception):
     """The collector cannot start: the message says why, in one line."""
+
+
+class LocalServer:
+    """The local store server a collector depends on (spendscope/store/server.py). `prepare` starts it
+    with the collector when none runs; `revive`, called before each connection is opened, starts it
+    again when it died without stopping (SIGKILL, a crash: its state file is left behind), but not after
+    `spendscope store stop` (the collector spools until the server runs again)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._lock = threading.Lock()
+
+    def prepare(self) -> None:
+        from spendscope.store import server
+
+        with self._lock:
+            started = server.prepare(self.directory, create=True)
+        state = started.state
+        if started.started:
+            _log.info(
+                "spendscope collector: started the store server for %s (pid %d, %s); it keeps running "
+                "after the collector stops (`spendscope store stop` stops it)",
+                self.directory,
+                state.pid,
+                state.url,
+            )
+        else:
+            _log.info(
+                "spendscope collector: store server for %s: pid %d, %s", self.directory, state.pid, state.url
+            )
+
+    def revive(self) -> None:
+        from spendscope.store import server
+
+        with self._lock:
+            if server.running(self.directory) is not None:
+                return
+            dead = server.stale(self.directory)
+            if dead is None:
+                return  # stopped on purpose: the connection fails, the batches are spooled
+            started = server.start(self.directory)
+            _log.warning(
+                "spendscope collector: the store server for %s (pid %d) had died; started it again "
+                "(pid %d, %s)",
+                self.directory,
+                dead.pid,
+                started.state.pid,
+                started.state.url,
+            )
 
 
 class _MetricsCollector:
@@ -75,6 +130,9 @@ class Collector:
             raise CollectorError(
                 f"cannot use the spool directory {self.config.spool_dir}: {exc.strerror}"
             ) from None
+        directory = self.config.store_dir
+        self.local = LocalServer(directory) if directory is not None and store is None else None
+        self._given = store
         if store is None:
             self.store = StoreHandle(self._open_store)
             extra = range(self.config.writers - 1)
@@ -83,9 +141,11 @@ class Collector:
             given = store
             self.store = StoreHandle(lambda: self._prepared(given), owned=False)
             self._writer_stores = [self.store] * (self.config.writers - 1)
+        self.wal = Wal(self.config.spool_dir / WAL_DIR)
         self.pipeline = Pipeline(
             self.store,
             self.spool,
+            self.wal,
             self.health,
             queue_spans=self.config.queue_spans,
             queue_bytes=self.config.queue_bytes,
@@ -94,15 +154,22 @@ class Collector:
             spool_max_bytes=self.config.spool_max_bytes,
             writer_stores=self._writer_stores,
         )
-        # the rollup builder on a connection of its own (the store it was given, for tests)
-        rollup_store = self.store if store is not None else StoreHandle(self._open_writer_store)
-        self.rollups = RollupRunner(rollup_store, self.health, self.config.rollup_interval, self.pricer)
+        # the rollup builder and the reports on connections of their own (the store given, for tests)
+        self.rollups = RollupRunner(self.handle(), self.health, self.config.rollup_interval, self.pricer)
+        self.reports = self.handle()
         self._server: HttpServer | None = None
-        self._discovery: Path | None = None
+        self._claimed = False
+
+    def handle(self) -> StoreHandle:
+        """A handle on a connection of its own (on the store given, for tests), opened when first
+        used; close it after use."""
+        return StoreHandle(self._open_writer_store) if self._given is None else self.store
 
     def _open_store(self) -> Store:
         from spendscope.store.store import open_store
 
+        if self.local is not None:
+            self.local.revive()
         store = open_store(self.config.store)
         try:
             return self._prepared(store)
@@ -121,9 +188,11 @@ class Collector:
         return result
 
     def _open_writer_store(self) -> Store:
-        """Another connection for another writer (used once the first has migrated the store)."""
+        """Another connection (used once the first has migrated the store)."""
         from spendscope.store.store import open_store
 
+        if self.local is not None:
+            self.local.revive()
         store: Store = open_store(self.config.store)
         return store
 
@@ -144,14 +213,25 @@ class Collector:
         """Start serving; on failure, stop what was started and raise `CollectorError`."""
         if self._server is not None:
             return self
-        self._check_discovery()
+        try:
+            self.spool.claim()
+        except SpoolInUse as exc:
+            raise CollectorError(str(exc)) from None
+        self._claimed = True
         host, port = self.config.listen
         try:
             self._server = HttpServer(make_app(self, self.registry), host, port)
         except OSError as exc:
+            self.stop()
             raise CollectorError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         try:
             self._check_data_dir()
+            self._recover_log()
+            if self.local is not None:
+                try:
+                    self.local.prepare()
+                except StoreError as exc:
+                    raise CollectorError(str(exc)) from None
             if not self.pipeline.start():
                 _log.warning(
                     "spendscope collector: store unavailable (%s); accepting spans into the spool %s until "
@@ -161,7 +241,6 @@ class Collector:
                 )
             self._server.start()
             self.rollups.start()
-            self._write_discovery()
         except BaseException:
             self.stop()
             raise
@@ -179,13 +258,13 @@ class Collector:
         if self._server is not None:
             self._server.stop()
         self.rollups.stop()
-        if self.rollups.store is not self.store:
-            self.rollups.store.close()
         self.pipeline.stop()
-        self.store.close()
-        for handle in self._writer_stores:
+        self.wal.close()
+        for handle in (self.rollups.store, self.reports, self.store, *self._writer_stores):
             handle.close()
-        self._remove_discovery()
+        if self._claimed:
+            self.spool.release()
+            self._claimed = False
         self._server = None
 
     def __enter__(self) -> Collector:
@@ -218,26 +297,49 @@ class Collector:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
-    # --- discovery file -----------------------------------------------------------------------------
-
-    def _discovery_path(self) -> Path | None:
-        directory = self.config.chdb_dir
-        return None if directory is None else directory / DISCOVERY_FILE
-
-    def _check_discovery(self) -> None:
-        path = self._discovery_path()
-        if path is None:
-            return
-        other = read_discovery(path)
-        if other is not None and other.get("pid") != os.getpid():
+    def _recover_log(self) -> None:
+        """Open the write-ahead log; spool the requests a previous process logged (acknowledged) and
+        may not have written. A segment with a request that no longer decodes is moved to the spool's
+        corrupt/ (kept for a person to look at), never dropped."""
+        try:
+            self.wal.open()
+        except OSError as exc:
             raise CollectorError(
-                f"another spendscope collector (pid {other.get('pid')}, {other.get('url')}) serves the "
-                f"store {path.parent}: stop it, or give this one another store"
-            )
+                f"cannot use the write-ahead log {self.wal.directory}: {exc.strerror}"
+            ) from None
+        for path in self.wal.leftover():
+            records: list[SpanRecord] = []
+            try:
+                for body, kind in frames(path):
+                    records += request_spans(_otlp.traces_request(body, kind)).records
+            except BadRequest as exc:
+                target = self.spool.directory / "corrupt" / path.name
+                target.parent.mkdir(exist_ok=True)
+                os.replace(path, target)
+                self.health.spool_corrupt.inc()
+                _log.error(
+                    "spendscope collector: %s no longer decodes (%s); moved to %s", path.name, exc, target
+                )
+                self.wal.discard(path)
+                continue
+            try:
+                for start in range(0, len(records), self.config.batch_spans):
+                    self.spool.write(records[start : start + self.config.batch_spans])
+            except OSError as exc:
+                raise CollectorError(
+                    f"cannot spool what the write-ahead log {path} holds: {exc.strerror or exc}"
+                ) from None
+            self.wal.discard(path)
+            if records:
+                _log.warning(
+                    "spendscope collector: spooled %d spans a previous run acknowledged (from %s)",
+                    len(records),
+                    path.name,
+                )
 
     def _check_data_dir(self) -> None:
-        """The chdb directory exists (created if need be) and this process can write to it."""
-        directory = self.config.chdb_dir
+        """A local store's directory exists (created if need be) and this process can write to it."""
+        directory = self.config.store_dir
         if directory is None:
             return
         try:
@@ -250,58 +352,16 @@ class Collector:
         except OSError as exc:
             raise CollectorError(f"cannot write to the store directory {directory}: {exc.strerror}") from None
 
-    def _write_discovery(self) -> None:
-        path = self._discovery_path()
-        if path is None:
-            return
-        info = {"url": self.url, "pid": os.getpid(), "token_required": self.config.token is not None}
-        tmp = path.with_name(f".{DISCOVERY_FILE}.{os.getpid()}")
-        try:
-            tmp.write_text(json.dumps(info) + "\n")
-            os.replace(tmp, path)
-        except OSError as exc:
-            raise CollectorError(f"cannot write {path}: {exc.strerror}") from None
-        self._discovery = path
-
-    def _remove_discovery(self) -> None:
-        if self._discovery is None:
-            return
-        current = read_discovery(self._discovery)
-        if current is not None and current.get("pid") == os.getpid():
-            self._discovery.unlink(missing_ok=True)
-        self._discovery = None
-
 
 def _tune_garbage_collection() -> None:
-    """For the collector's own process, where the cyclic collector's defaults cost a third of the CPU per
-    span (bench/README.md, Ingest): spans wait in the queue long enough to reach the oldest
-    generation, so collections keep walking the queue, and the import-time objects besides, while
-    decoding makes and drops many objects. Objects from start-up are moved out of its way
-    (`gc.freeze`) and the young generation holds 10,000 objects, not 700. The older generations keep
-    their ratios: the rows clickhouse-connect's InsertContext keeps in a reference cycle after an
+    """For the collector's own process (`serve_forever`, which the command runs; never a process that
+    imports SpendScope), where the cyclic collector's defaults cost 13-26% more CPU per span (19-34 µs
+    on the embedded store: bench/README.md, Garbage collection): spans wait in the queue long enough
+    to reach the oldest generation, so collections keep walking the queue, and the import-time objects
+    besides, while decoding makes and drops many objects. Objects from start-up are moved out of its
+    way (`gc.freeze`) and the young generation holds 10,000 objects, not 700. The older generations
+    keep their ratios: the rows clickhouse-connect's InsertContext keeps in a reference cycle after an
     insert are freed within seconds (at 50,000 and rarer full collections, RSS grew by 0.25 GiB a
     minute)."""
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLD)
-
-
-def read_discovery(path: Path) -> dict[str, Any] | None:
-    """A running collector's collector.json, or None (missing, unreadable, or its process is gone)."""
-    try:
-        info = json.loads(path.read_text())
-        pid = int(info["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if not isinstance(info, dict) or not _alive(pid):
-        return None
-    return info
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -102,14 +102,14 @@ SETTINGS: tuple[Setting, ...] = (
         STORE_ENV,
         _dsn,
         DEFAULT_STORE,
-        "the store: chdb:///PATH (or a directory) for the embedded ClickHouse, or http(s)://... for a server",
+        "the store: a directory (a local store, its server started if need be) or http(s)://... (a server)",
     ),
     Setting(
         "spool",
         "SPENDSCOPE_COLLECTOR_SPOOL",
         _path,
         None,
-        "directory for batches the store could not take (default: next to the chdb directory)",
+        "directory for batches the store could not take (default: next to a local store's directory)",
     ),
     Setting(
         "price_file",
@@ -234,17 +234,17 @@ class CollectorConfig:
         return self
 
     @property
-    def chdb_dir(self) -> Path | None:
-        """The chdb data directory of an embedded store, or None for a ClickHouse server."""
-        return parse_dsn(self.store).chdb_path
+    def store_dir(self) -> Path | None:
+        """A local store's data directory, or None for a ClickHouse server."""
+        return parse_dsn(self.store).directory
 
     @property
     def spool_dir(self) -> Path:
-        """The spool directory: as set, else next to the chdb directory (`<dir>-spool`), else
+        """The spool directory: as set, else next to a local store's directory (`<dir>-spool`), else
         ./spendscope-spool for a ClickHouse server."""
         if self.spool is not None:
             return self.spool
-        data = self.chdb_dir
+        data = self.store_dir
         if data is not None:
             return data.with_name(data.name + "-spool")
         return Path("spendscope-spool").absolute()

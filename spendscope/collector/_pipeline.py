@@ -1,16 +1,21 @@
 """From accepted spans to the store: the bounded queue, batching, the spool.
 
-    HTTP handlers --offer()--> queue --writer threads--> store (batch)
+    HTTP handlers --write-ahead log, offer()--> queue --writer threads--> store (batch)
                                                  \\--> spool (store down) --replayer thread--> store
 
 - `offer` takes spans only if they fit the queue (spans and bytes); otherwise nothing is taken and
-  the caller answers 503. Taken spans are in the queue or, later, in the spool: never only in flight.
+  the caller answers 503. Taken spans are already in the write-ahead log (`_wal.py`); once a batch of
+  them is in the store or the spool, the log lets go of them (`Wal.settle`).
   A span sent again (a retried export, a replay) is simply written again: the store counts each span
   once however often it arrives (see clickhouse/migrations/0001_baseline.sql), so the collector keeps
   no memory of the spans it has seen.
 - Writers (`writers` threads, each with its own store connection) cut batches of `batch_spans` (or
-  what is there after `flush_interval`) and insert them; if the store fails, the batch goes to the
-  spool and the store is marked down; while it is down, batches go straight to the spool.
+  what is there after `flush_interval`) and insert them. A failure is the store's (down, disk full,
+  out of memory, too many parts, read-only: `_handle.RESOURCE_ERRORS`) or the batch's (a value the
+  store refuses). The store's: the batch goes to the spool and the store is marked down until a
+  replay succeeds; while it is down, batches go straight to the spool. The batch's: it is split in
+  halves until the spans the store refuses are alone (`_sift`); the others are written, the refused
+  ones set aside in the spool's `refused/` with the store's reason, counted by reason.
 - The replayer opens the store, or retries the spool's oldest batch, with backoff; once that
   succeeds the store is up again and it drains the spool, oldest first, while the writers insert
   new batches. `stop()` drains the queue (into the store, or the spool).
@@ -24,11 +29,11 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from spendscope.collector._handle import Store, StoreHandle, StoreUnavailable
-from spendscope.collector._spool import Spool, SpooledBatch, SpoolError
+from spendscope.collector._spool import Spool, SpoolError
 from spendscope.collector._telemetry import Health
+from spendscope.collector._wal import Wal
 from spendscope.store.records import SpanRecord
 
 __all__ = ["Offer", "Pipeline", "Store", "StoreHandle", "StoreUnavailable"]
@@ -37,23 +42,25 @@ _log = logging.getLogger("spendscope.collector")
 
 RETRY_MIN_S = 0.25
 RETRY_MAX_S = 5.0
-REFUSED_ATTEMPTS = 3  # a batch the store refuses this often while answering queries is set aside
 
 
 @dataclass
 class _Chunk:
-    """Spans in the queue (`keys` parallel to `records`)."""
+    """Spans in the queue (`keys` parallel to `records`), and the log segments they are in
+    (segment, spans)."""
 
     records: list[SpanRecord]
     keys: list[bytes]
     nbytes: int
     enqueued: float
+    logged: list[tuple[int, int]]
 
 
 @dataclass(frozen=True)
 class Offer:
     accepted: int
     full: bool = False
+    unlogged: bool = False  # full because the write-ahead log could not be written
 
 
 class Pipeline:
@@ -61,6 +68,7 @@ class Pipeline:
         self,
         store: StoreHandle,
         spool: Spool,
+        wal: Wal,
         health: Health,
         *,
         queue_spans: int,
@@ -74,6 +82,7 @@ class Pipeline:
         writer."""
         self.store = store
         self.spool = spool
+        self.wal = wal
         self.health = health
         self.queue_spans = queue_spans
         self.queue_bytes = queue_bytes
@@ -89,7 +98,6 @@ class Pipeline:
         self._writers_done = 0
         self._store_up = False  # set by the first successful insert or replay
         self._wake_replayer = threading.Event()
-        self._refusals: dict[str, int] = {}
         self._writers = [
             threading.Thread(
                 target=self._write_loop, args=(handle,), name=f"spendscope-writer-{n}", daemon=True
@@ -101,13 +109,22 @@ class Pipeline:
 
     # --- intake -------------------------------------------------------------------------------------
 
-    def offer(self, records: list[SpanRecord], keys: list[bytes], nbytes: int) -> Offer:
-        """Take spans into the queue, all or none."""
+    def has_room(self, spans: int, nbytes: int) -> bool:
+        """Whether `offer` would take these spans now (checked before they are logged)."""
         with self._cond:
-            if self._stopping or not self._room(len(records), nbytes):
-                return Offer(0, full=True)
-            if records:
-                self._enqueue(_Chunk(list(records), list(keys), nbytes, time.monotonic()))
+            return not self._stopping and self._room(spans, nbytes)
+
+    def offer(self, records: list[SpanRecord], keys: list[bytes], nbytes: int, segment: int) -> Offer:
+        """Take spans, logged in `segment` of the write-ahead log, into the queue: all or none (then
+        the log lets go of them at once)."""
+        with self._cond:
+            taken = not self._stopping and self._room(len(records), nbytes)
+            if taken and records:
+                chunk = _Chunk(list(records), list(keys), nbytes, time.monotonic(), [(segment, len(keys))])
+                self._enqueue(chunk)
+        if not taken:
+            self.wal.settle(segment, len(keys))
+            return Offer(0, full=True)
         self._update_gauges()
         return Offer(len(records))
 
@@ -196,7 +213,7 @@ class Pipeline:
 
     def _cut(self) -> _Chunk:
         """The next batch off the queue (a chunk split to fit)."""
-        batch = _Chunk([], [], 0, self._queue[0].enqueued)
+        batch = _Chunk([], [], 0, self._queue[0].enqueued, [])
         while self._queue and len(batch.keys) < self.batch_spans:
             chunk = self._queue[0]
             room = self.batch_spans - len(batch.keys)
@@ -205,14 +222,16 @@ class Pipeline:
                 batch.records += chunk.records
                 batch.keys += chunk.keys
                 batch.nbytes += chunk.nbytes
+                batch.logged += chunk.logged
             else:  # split the chunk
                 share = chunk.nbytes * room // len(chunk.records)
                 batch.records += chunk.records[:room]
                 batch.keys += chunk.keys[:room]
                 batch.nbytes += share
-                self._queue[0] = _Chunk(
-                    chunk.records[room:], chunk.keys[room:], chunk.nbytes - share, chunk.enqueued
-                )
+                batch.logged += _take(chunk.logged, room)
+                records, keys = chunk.records[room:], chunk.keys[room:]
+                left = chunk.logged  # what `_take` left
+                self._queue[0] = _Chunk(records, keys, chunk.nbytes - share, chunk.enqueued, left)
         return batch
 
     def _write_loop(self, handle: StoreHandle) -> None:
@@ -233,6 +252,8 @@ class Pipeline:
                     self._queue.appendleft(batch)
                     self._waiting_spans += len(batch.keys)
                 continue
+            for segment, spans in batch.logged:
+                self.wal.settle(segment, spans)
             with self._cond:
                 self._queued_spans -= len(batch.keys)
                 self._queued_bytes -= batch.nbytes
@@ -243,24 +264,60 @@ class Pipeline:
         if self._store_up:
             started = time.perf_counter()
             try:
-                self._insert(handle, batch)
-            except StoreUnavailable as exc:
-                if not handle.answers():
-                    self._store_down(exc)
-                else:  # the store is up but refused this batch: the replayer retries it, then sets it aside
-                    self.health.store_errors.inc()
-                    _log.warning("spendscope collector: the store refused a batch, spooling it: %s", exc)
-            else:
+                self._insert(handle, batch.records)
                 self.health.insert_seconds.observe(time.perf_counter() - started)
                 return
+            except StoreUnavailable as exc:
+                try:
+                    if not exc.content:
+                        raise
+                    self._sift(handle, batch.records, exc)
+                    return
+                except StoreUnavailable as down:
+                    self._store_down(down)
         self.spool.write(batch.records)  # OSError: stays queued, retried
         self.health.spooled.inc(len(batch.keys))
         self._wake_replayer.set()
 
-    def _insert(self, handle: StoreHandle, batch: _Chunk | SpooledBatch) -> None:
-        """Insert a batch (counted as written); raises StoreUnavailable."""
-        handle.insert(batch.records)
-        self.health.written.inc(len(batch.records))
+    def _insert(self, handle: StoreHandle, records: list[SpanRecord]) -> None:
+        """Insert spans (counted as written); raises StoreUnavailable."""
+        handle.insert(records)
+        self.health.written.inc(len(records))
+
+    def _sift(self, handle: StoreHandle, records: list[SpanRecord], refusal: StoreUnavailable) -> int:
+        """The store refused `records` for their content: write the spans it takes, set aside those it
+        refuses alone (in refused/, by reason); how many it refused. Raises StoreUnavailable if the
+        store itself fails meanwhile (the batch is then kept whole: what was written is counted once
+        when written again)."""
+        self.health.store_errors.inc()
+        refused: dict[str, list[SpanRecord]] = {}
+        pending = [(records, refusal)]
+        while pending:
+            part, error = pending.pop()
+            if len(part) == 1:
+                refused.setdefault(error.reason, []).append(part[0])
+                continue
+            middle = len(part) // 2
+            for half in (part[:middle], part[middle:]):
+                try:
+                    self._insert(handle, half)
+                except StoreUnavailable as exc:
+                    if not exc.content:
+                        raise
+                    pending.append((half, exc))
+        for reason, spans in refused.items():
+            target = self.spool.write_refused(spans, reason)  # OSError: the batch stays where it is
+            self.health.refused.labels(reason).inc(len(spans))
+            _log.error(
+                "spendscope collector: the store refused %d span(s) of a batch of %d (%s: %s); set aside "
+                "in %s, the rest written",
+                len(spans),
+                len(records),
+                reason,
+                refusal,
+                target,
+            )
+        return sum(len(spans) for spans in refused.values())
 
     def _store_down(self, exc: Exception) -> None:
         if self._store_up:
@@ -286,8 +343,10 @@ class Pipeline:
                 return
 
     def _replay_all(self) -> bool:
-        """Insert spooled batches oldest first. True if the store is up and the spool empty."""
-        if not self._store_up and not self._probe():
+        """Insert spooled batches oldest first. True if the store is up and the spool empty. The store
+        is up again once a batch is written (a store that answers queries may still refuse writes: a
+        full disk), or once it answers with nothing left to write."""
+        if not self._store_up and not self.store.answers():
             return False  # no need to read a batch back before the store opens
         for path in self.spool.paths():
             try:
@@ -297,39 +356,23 @@ class Pipeline:
                 continue
             except FileNotFoundError:
                 continue
-            started = time.perf_counter()
+            started, refused = time.perf_counter(), 0
             try:
-                self._insert(self.store, batch)
-            except StoreUnavailable as exc:
-                if not self.store.answers():
-                    self._store_down(exc)
-                    return False
-                self._refused(path, exc)
-                continue
-            self.health.insert_seconds.observe(time.perf_counter() - started)
-            self.health.replayed.inc(len(batch.records))
+                try:
+                    self._insert(self.store, batch.records)
+                    self.health.insert_seconds.observe(time.perf_counter() - started)
+                except StoreUnavailable as exc:
+                    if not exc.content:
+                        raise
+                    refused = self._sift(self.store, batch.records, exc)
+            except StoreUnavailable as down:
+                self._store_down(down)
+                return False
+            self.health.replayed.inc(len(batch.records) - refused)
             self.spool.remove(path)
             self._mark_up()
+        self._mark_up()
         return True
-
-    def _refused(self, path: Path, exc: Exception) -> None:
-        """The store answers but refuses this batch: after a few tries, move it to refused/ (kept,
-        never deleted: an operator can move it back once the cause is fixed)."""
-        self.health.store_errors.inc()
-        attempts = self._refusals.get(path.name, 0) + 1
-        self._refusals[path.name] = attempts
-        if attempts < REFUSED_ATTEMPTS:
-            return
-        self._refusals.pop(path.name, None)
-        target = self.spool.set_aside(path, "refused")
-        self.health.refused_batches.inc()
-        _log.error(
-            "spendscope collector: the store refused batch %s %d times (%s); moved to %s",
-            path.name,
-            attempts,
-            exc,
-            target,
-        )
 
     def _probe(self) -> bool:
         """Open the store if needed (applying migrations) and ask it a trivial query."""
@@ -343,3 +386,18 @@ class Pipeline:
             _log.info("spendscope collector: store available")
         self._store_up = True
         self._update_gauges()
+
+
+def _take(logged: list[tuple[int, int]], spans: int) -> list[tuple[int, int]]:
+    """Split `spans` off the front of `logged` (in place): the segments of the spans taken."""
+    taken: list[tuple[int, int]] = []
+    while spans:
+        segment, count = logged[0]
+        share = min(count, spans)
+        taken.append((segment, share))
+        spans -= share
+        if share == count:
+            logged.pop(0)
+        else:
+            logged[0] = (segment, count - share)
+    return taken

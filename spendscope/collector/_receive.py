@@ -11,12 +11,15 @@ stopping, or too many bytes are being decoded at once (the exporter retries). Er
 google.rpc.Status in the request's encoding.
 
 `acknowledge` is the one step after which a request is the collector's: before it anything may
-refuse the request, and nothing is kept; after it the answer is 200 and the spans reach the store
-or the spool. A 200 is never sent before it has returned.
+refuse the request, and nothing is kept; it writes the request to the write-ahead log and flushes it
+to disk (`_wal.py`), then queues its spans; after it the answer is 200 and the spans reach the store
+or the spool, even if the process is killed. A 200 is never sent before it has returned. A log the
+disk refuses (full) is a 503 with Retry-After: nothing was taken.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,6 +30,8 @@ from spendscope.collector._otlp import BadRequest
 from spendscope.collector._pipeline import Offer, Pipeline
 from spendscope.collector._spans import DecodedSpans, request_spans
 from spendscope.collector._telemetry import Health
+
+_log = logging.getLogger("spendscope.collector")
 
 
 @dataclass(frozen=True)
@@ -113,16 +118,29 @@ class Receiver:
         self.health.received.inc(len(decoded.keys) + decoded.rejected)
         if decoded.rejected:
             self.health.rejected.labels("invalid").inc(decoded.rejected)
-        offer = self.acknowledge(decoded, len(data))
+        offer = self.acknowledge(decoded, data, kind)
         if offer.full:
-            self.health.rejected.labels("queue_full").inc(len(decoded.keys))
-            return error(503, "queue full: retry later", kind, Retry_After=self._retry())
+            reason = "log_unwritable" if offer.unlogged else "queue_full"
+            self.health.rejected.labels(reason).inc(len(decoded.keys))
+            message = "cannot write to disk: retry later" if offer.unlogged else "queue full: retry later"
+            return error(503, message, kind, Retry_After=self._retry())
         return Reply(200, kind, _otlp.traces_response(kind, decoded.rejected, decoded.rejected_reason))
 
-    def acknowledge(self, decoded: DecodedSpans, nbytes: int) -> Offer:
-        """Make the request's spans the collector's: all of them taken into the queue (from there
-        they reach the store, or the spool while it is down), or none (`full`: the answer is 503)."""
-        return self.pipeline.offer(decoded.records, decoded.keys, nbytes)
+    def acknowledge(self, decoded: DecodedSpans, data: bytes, kind: str) -> Offer:
+        """Make the request's spans the collector's: the request on disk in the write-ahead log and
+        its spans taken into the queue (from there they reach the store, or the spool while it is
+        down), or none of it (`full`: the answer is 503)."""
+        spans = len(decoded.keys)
+        if not spans:
+            return Offer(0)
+        if not self.pipeline.has_room(spans, len(data)):
+            return Offer(0, full=True)
+        try:
+            segment = self.pipeline.wal.append(data, kind, spans)
+        except OSError as exc:
+            _log.warning("spendscope collector: cannot write the write-ahead log: %s", exc.strerror or exc)
+            return Offer(0, full=True, unlogged=True)
+        return self.pipeline.offer(decoded.records, decoded.keys, len(data), segment)
 
     def metrics_points(self, body: bytes, kind: str, encoding: str | None) -> Reply:
         try:

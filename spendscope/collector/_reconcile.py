@@ -1,9 +1,7 @@
-"""The reconciler inside the collector (`spendscope collector --reconcile`).
-
-The reconciler reads tracked usage from the store and writes its results there; an embedded store
-opens in one process only, and the collector holds it. So with the embedded defaults the collector
-runs `spendscope reconcile --watch` itself, on its own connection to the store, with the same settings
-(SPENDSCOPE_RECONCILE_*, OPENAI_ADMIN_KEY, OPENAI_BASE_URL) and the same /metrics address.
+"""The reconciler inside the collector (`spendscope collector --reconcile`): a convenience, one process
+fewer to run. The collector runs `spendscope reconcile --watch` itself, on its own connection to the
+store, with the same settings (SPENDSCOPE_RECONCILE_*, OPENAI_ADMIN_KEY, OPENAI_BASE_URL) and the same
+/metrics address.
 """
 
 from __future__ import annotations

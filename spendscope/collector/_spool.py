@@ -10,12 +10,17 @@ array of rows:
 Replaying a batch the store had in fact already written (an insert that failed after ClickHouse
 committed it) writes its spans again, which the store counts once. Files are named
 `<unix-ns>-<seq>.batch` and replayed oldest first. A file that fails its checksum is moved to
-`corrupt/`, and a batch the store keeps refusing while it answers queries to `refused/`: both are
-reported (log and metrics) and kept, never deleted.
+`corrupt/`; spans the store refuses for their content are written to `refused/`, a file per reason
+(the header's "reason"). Both are reported (log, metrics, /healthz) and kept, never deleted;
+`requeue` (`spendscope spool requeue`) puts the refused files back once their cause is fixed.
+
+A collector claims its spool (`claim`: a lock on `.lock`, which holds its pid) for as long as it runs:
+two collectors on one spool would replay, and delete, the same files.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -30,11 +35,19 @@ from spendscope.store.records import SpanEvent, SpanLink, SpanRecord
 
 FORMAT = "spendscope-spool/1"
 SUFFIX = ".batch"
+REFUSED = "refused"
 _log = logging.getLogger("spendscope.collector")
 
 
 class SpoolError(Exception):
     """A spool file cannot be read back (moved to corrupt/)."""
+
+
+class SpoolInUse(Exception):
+    """Another process has claimed the spool: the message says which, in one line."""
+
+
+LOCK = ".lock"
 
 
 @dataclass(frozen=True)
@@ -90,13 +103,15 @@ def _record(row: list[Any]) -> SpanRecord:
     )
 
 
-def encode(records: list[SpanRecord]) -> bytes:
+def encode(records: list[SpanRecord], reason: str | None = None) -> bytes:
     payload = json.dumps([_row(r) for r in records], separators=(",", ":"), ensure_ascii=False).encode()
-    header = {
+    header: dict[str, Any] = {
         "format": FORMAT,
         "spans": len(records),
         "sha256": hashlib.sha256(payload).hexdigest(),
     }
+    if reason is not None:
+        header["reason"] = reason
     return json.dumps(header).encode() + b"\n" + payload
 
 
@@ -135,9 +150,8 @@ class Spool:
         self._seq = 0
         self._bytes = 0
         self._files = 0
+        self._claim: int | None = None
         directory.mkdir(parents=True, exist_ok=True)
-        for leftover in directory.glob(".tmp-*"):  # a write that was interrupted: never acknowledged
-            leftover.unlink(missing_ok=True)
         for path in self.paths():
             self._bytes += path.stat().st_size
             self._files += 1
@@ -151,19 +165,80 @@ class Spool:
         return self._files
 
     def paths(self) -> list[Path]:
-        """Spooled batches, oldest first."""
-        return sorted(self.directory.glob("*" + SUFFIX))
+        """Spooled batches, oldest first (not the writes under way, named .tmp-*)."""
+        return sorted(p for p in self.directory.glob("*" + SUFFIX) if not p.name.startswith("."))
+
+    def claim(self) -> None:
+        """Claim the spool for this process until `release` (or its exit), and delete the writes an
+        earlier run left half done (never acknowledged); SpoolInUse if another process has it."""
+        fd = os.open(self.directory / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise SpoolInUse(
+                f"another spendscope collector (pid {holder}) uses the spool {self.directory}: stop it, "
+                "or give this one a spool of its own (--spool)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._claim = fd
+        for leftover in self.directory.glob(".tmp-*"):
+            leftover.unlink(missing_ok=True)
+
+    def release(self) -> None:
+        if self._claim is not None:
+            os.close(self._claim)
+            self._claim = None
 
     def write(self, records: list[SpanRecord]) -> Path:
         """Write one batch durably. Raises OSError if the disk refuses it."""
-        return self._write(encode(records))
+        path = self._write(encode(records), self.directory)
+        with self._lock:
+            self._bytes += path.stat().st_size
+            self._files += 1
+        return path
 
-    def _write(self, data: Encoded) -> Path:
+    def write_refused(self, records: list[SpanRecord], reason: str) -> Path:
+        """Write spans the store refused for `reason` durably to refused/ (not replayed)."""
+        folder = self.directory / REFUSED
+        folder.mkdir(exist_ok=True)
+        return self._write(encode(records, reason), folder)
+
+    def refused(self) -> dict[str, int]:
+        """Spans set aside in refused/, by reason."""
+        spans: dict[str, int] = {}
+        for path in sorted((self.directory / REFUSED).glob("*" + SUFFIX)):
+            try:
+                with path.open("rb") as file:
+                    header = json.loads(file.readline())
+                reason, count = str(header.get("reason", "unknown")), int(header["spans"])
+            except (OSError, ValueError, KeyError, TypeError):
+                reason, count = "unreadable", 0
+            spans[reason] = spans.get(reason, 0) + count
+        return spans
+
+    def requeue(self) -> list[Path]:
+        """Put the refused files back in the spool (a collector replays them); their new paths."""
+        moved = []
+        for path in sorted((self.directory / REFUSED).glob("*" + SUFFIX)):
+            target = self.directory / path.name
+            os.replace(path, target)
+            with self._lock:
+                self._bytes += target.stat().st_size
+                self._files += 1
+            moved.append(target)
+        if moved:
+            self._fsync_directory()
+        return moved
+
+    def _write(self, data: Encoded, folder: Path) -> Path:
         with self._lock:
             self._seq += 1
             name = f"{time.time_ns():020d}-{self._seq:06d}{SUFFIX}"
-        path = self.directory / name
-        tmp = self.directory / f".tmp-{name}"
+        path = folder / name
+        tmp = folder / f".tmp-{name}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             view = memoryview(data)
@@ -176,10 +251,7 @@ class Spool:
             raise
         os.close(fd)
         os.replace(tmp, path)
-        self._fsync_directory()
-        with self._lock:
-            self._bytes += len(data)
-            self._files += 1
+        _fsync(folder)
         return path
 
     def read(self, path: Path) -> SpooledBatch:
@@ -217,8 +289,12 @@ class Spool:
             self._files -= 1
 
     def _fsync_directory(self) -> None:
-        fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fsync(self.directory)
+
+
+def _fsync(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

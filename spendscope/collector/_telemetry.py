@@ -17,7 +17,7 @@ REJECTED_POINTS: Final = "spendscope_collector_rejected_metric_points"
 REQUESTS: Final = "spendscope_collector_requests"
 STORE_ERRORS: Final = "spendscope_collector_store_errors"
 SPOOL_CORRUPT: Final = "spendscope_collector_spool_corrupt_batches"
-REFUSED_BATCHES: Final = "spendscope_collector_refused_batches"
+REFUSED_SPANS: Final = "spendscope_collector_refused_spans"
 QUEUE_SPANS: Final = "spendscope_collector_queue_spans"
 QUEUE_BYTES: Final = "spendscope_collector_queue_bytes"
 SPOOL_BYTES: Final = "spendscope_collector_spool_bytes"
@@ -59,8 +59,10 @@ class Health:
             STORE_ERRORS, "Failed store operations (each sends a batch to the spool)."
         )
         self.spool_corrupt = counter(SPOOL_CORRUPT, "Spool files that failed their checksum (moved aside).")
-        self.refused_batches = counter(
-            REFUSED_BATCHES, "Batches the store refused repeatedly while up (moved to the spool's refused/)."
+        self.refused = counter(
+            REFUSED_SPANS,
+            "Spans the store refused for their content (set aside in the spool's refused/), by reason.",
+            ("reason",),
         )
         self.queue_spans = gauge(QUEUE_SPANS, "Spans accepted and not yet written or spooled.")
         self.queue_bytes = gauge(QUEUE_BYTES, "Encoded size of the spans in the queue.")

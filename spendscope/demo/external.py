@@ -1,6 +1,6 @@
 """`spendscope demo --collector URL`: the demo's workload, instrumented as in the demo, sent over
 OTLP/HTTP to a collector that is already running (docker compose's) instead of one the demo starts on
-an embedded store. With `every`, the same two services run it again and again until stopped, so the
+a store of its own. With `every`, the same two services run it again and again until stopped, so the
 counters Prometheus scrapes keep growing (a process that exports once shows Prometheus no increase).
 """
 
@@ -16,8 +16,8 @@ from collections.abc import Callable
 from opentelemetry.util.re import parse_env_headers
 
 from spendscope.demo import workload
+from spendscope.demo.fake_openai import FakeOpenAI
 from spendscope.demo.services import DemoServices
-from spendscope.fake_openai import FakeOpenAI
 
 _INTERVAL = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m)\s*")
 

@@ -48,7 +48,7 @@ def _print_table(console: Console, title: str, key: str, rows: list[dict[str, An
 
 def render(result: DemoResult, console: Console) -> None:
     outcome = result.outcome
-    where = result.store_dsn or "an embedded store in a temporary directory, removed at the end"
+    where = result.store_dsn or "a local store in a temporary directory, removed at the end"
     console.print(
         f"[bold]SpendScope demo[/]: {outcome.calls} OpenAI calls from two instrumented services, "
         f"through the real openai client, sent over OTLP to the collector at {result.collector_url} "

@@ -1,13 +1,15 @@
-"""The main job on embedded defaults: a collector on an embedded ClickHouse store, a fake OpenAI
-server, two instrumented services sending OTLP to the collector, and the cost reports read back from
-ClickHouse — checked against the Prometheus metrics the collector re-exposes."""
+"""The main job on local defaults: a collector on a local ClickHouse store (its server started for
+the demo and stopped after it, unless it was running before), a fake OpenAI server, two instrumented
+services sending OTLP to the collector, and the cost reports read back from ClickHouse — checked
+against the Prometheus metrics the collector re-exposes."""
 
 from __future__ import annotations
 
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -19,10 +21,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from spendscope import names
 from spendscope.collector import Collector, CollectorConfig
 from spendscope.demo import workload
+from spendscope.demo.fake_openai import FakeOpenAI
 from spendscope.demo.services import DemoServices
-from spendscope.fake_openai import FakeOpenAI
-from spendscope.store import Report, Store, report
+from spendscope.store import Report, Store, report, server
 from spendscope.store.billing import default_margin, set_margin
+from spendscope.store.dsn import parse_dsn
 from spendscope.store.invoice import invoice
 from spendscope.store.money import Cost
 from spendscope.store.rollups import build_rollups
@@ -83,8 +86,21 @@ def run_demo(
     and portal) keeps serving the demo's data at `listen` while `serve(result)` runs."""
     with tempfile.TemporaryDirectory(prefix="spendscope-demo-") as temporary:
         data = Path(temporary)
-        dsn = store or f"chdb://{data / 'store'}"
-        return _run(seed, dsn, data / "spool", kept=store is not None, listen=listen, serve=serve)
+        dsn = store or str(data / "store")
+        with _server_for_the_demo(dsn):
+            return _run(seed, dsn, data / "spool", kept=store is not None, listen=listen, serve=serve)
+
+
+@contextmanager
+def _server_for_the_demo(dsn: str) -> Iterator[None]:
+    """A local store's server that the demo starts (its collector does) is stopped when it ends."""
+    directory = parse_dsn(dsn).directory
+    was_running = directory is not None and server.running(directory) is not None
+    try:
+        yield
+    finally:
+        if directory is not None and not was_running:
+            server.stop(directory)
 
 
 def _run(

@@ -17,7 +17,7 @@ from openai.types.chat import ChatCompletionMessageParam
 from pydantic import BaseModel
 
 import spendscope
-from spendscope.fake_openai import FakeOpenAI, Reply
+from spendscope.demo.fake_openai import FakeOpenAI, Reply
 
 HR_SERVICE = "hr-platform"
 SCHOOL_SERVICE = "homework-helper"

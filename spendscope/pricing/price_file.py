@@ -60,9 +60,12 @@ class ModelRule(_Rule):
     cache_audio_read_mtok: Decimal | None = Field(default=None, ge=0)
     output_audio_mtok: Decimal | None = Field(default=None, ge=0)
 
+    def prices(self) -> dict[str, Decimal]:
+        """The prices the rule sets, by genai-prices' field name."""
+        return self.model_dump(exclude={"match", "effective_from", "service_tier"}, exclude_none=True)
+
     def model_price(self) -> ModelPrice:
-        prices = self.model_dump(exclude={"match", "effective_from", "service_tier"}, exclude_none=True)
-        return ModelPrice(**prices)
+        return ModelPrice(**self.prices())
 
 
 class DiscountRule(_Rule):
@@ -104,7 +107,7 @@ class PriceFile:
             )
             raise PriceFileError(f"price file {path}: {problems}") from exc
         for rule in parsed.models:
-            if rule.model_price().__dict__ == {}:
+            if not rule.prices():
                 raise PriceFileError(f"price file {path}: rule {rule.match!r} sets no price")
         return cls(path, parsed.models, parsed.discounts, hashlib.sha256(raw).hexdigest())
 

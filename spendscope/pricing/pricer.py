@@ -13,7 +13,7 @@ from genai_prices import data_snapshot
 from genai_prices.types import ModelInfo, ModelPrice, StartDateConstraint
 
 from spendscope.pricing.price_file import PriceFile
-from spendscope.pricing.rates import Rate
+from spendscope.pricing.rates import Rate, segments
 from spendscope.usage import TokenUsage
 
 _log = logging.getLogger("spendscope")
@@ -87,7 +87,7 @@ class Pricer:
         try:
             cost = rate.cost(usage)
         except ValueError as exc:
-            _log.warning("spendscope: genai-prices rejected usage %s for %s: %s", usage, name, exc)
+            _log.warning("spendscope: cannot price usage %s for %s: %s", usage, name, exc)
             return None
         return Price(cost, rate.version, rate.model_id, name)
 
@@ -120,7 +120,11 @@ class Pricer:
         if found is None:
             return None, True
         terms, cacheable = found
-        return Rate.build(terms.model_id, terms.version, terms.model_price, terms.multiplier), cacheable
+        parts = segments(terms.model_price)
+        if parts is None:
+            _log.warning("spendscope: genai-prices refuses the price of %s: it is not applied", model)
+            return None, cacheable
+        return Rate(terms.model_id, terms.version, parts, terms.multiplier), cacheable
 
     def terms(
         self, model: str, *, at: datetime, service_tier: str | None = None, batch: bool = False

@@ -1,26 +1,27 @@
-"""Turn a genai-prices `ModelPrice` into a fast, exact per-call cost function.
+"""A genai-prices `ModelPrice` as rates per call, per token and per audio hour, read off its public fields.
 
-`ModelPrice.calc_price` costs about 190 µs per call (it re-resolves units and validates usage every
-time), far too much for the hot path. For prices without tiers the cost is linear in the usage counts
-we report, so we read the per-token coefficients off genai-prices once, by probing it, check them
-against genai-prices on further vectors, and then price a call with a handful of Decimal products.
-Anything that does not linearise exactly (tiered prices above their threshold, duration-billed audio,
-a probe that does not check out) is priced by genai-prices itself.
+genai-prices states a price in USD per unit: `input_mtok` per million input tokens, `requests_kcount`
+per thousand calls, `audio_hours` per hour of audio. Each is a Decimal or a `TieredPrices`: a base
+price, and tiers by input tokens (once a call's input is above a tier's start, every token pays the
+tier's price). A subset with a price of its own (cached input within input, audio output within output)
+pays that price, one without pays its total's. So a call's cost is linear in its token counts between
+two tier starts: a few Decimal products per call (about 3 µs), where `ModelPrice.calc_price` takes
+about 70 µs, as it resolves units and validates the price every time. tests/test_pricing.py checks
+these rates against genai-prices' own calculation for every OpenAI price it has.
 """
 
 from __future__ import annotations
 
-from copy import copy
+import math
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
 from genai_prices import Usage
 from genai_prices.types import ModelPrice, TieredPrices
 
 from spendscope.usage import TokenUsage
 
-# The TokenUsage counts a price applies to, in the order of `_KEYS` (and of `Segment.per_token`).
+# The TokenUsage counts a price applies to, in the order of `Segment.per_token`.
 USAGE_FIELDS = (
     "input",
     "cached_input",
@@ -31,26 +32,107 @@ USAGE_FIELDS = (
     "output_audio",
     "reasoning",
 )
+# The genai-prices prices a call's cost depends on: per million tokens of each USAGE_FIELDS count (in
+# that order), per thousand calls, per hour of audio.
+_PRICE_KEYS = (
+    "input_mtok",
+    "cache_read_mtok",
+    "cache_write_mtok",
+    "input_audio_mtok",
+    "cache_audio_read_mtok",
+    "output_mtok",
+    "output_audio_mtok",
+    "output_reasoning_mtok",
+    "requests_kcount",
+    "audio_hours",
+    "input_audio_hours",
+)
+_MILLION = Decimal(1_000_000)
 
-# genai-prices usage keys, in the order of `_counts`. Subsets are passed alongside their totals.
-_KEYS = (
-    "input_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "input_audio_tokens",
-    "cache_audio_read_tokens",
-    "output_tokens",
-    "output_audio_tokens",
-    "output_reasoning_tokens",
-)
-_MILLION = 1_000_000
-# A valid usage vector with headroom: adding a million to any one key keeps every subset in its total.
-_BASE = tuple(n * _MILLION for n in (10, 2, 1, 2, 1, 10, 2, 2))
-_CHECKS = (
-    (7_919, 1_024, 128, 300, 64, 1_733, 120, 512),
-    (1, 0, 0, 0, 0, 1, 0, 0),
-    (123_457, 100_000, 0, 0, 0, 98_765, 0, 98_000),
-)
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A price as it applies to calls of more than `above` input tokens (up to the next segment's
+    `above`): USD per call, per token of each USAGE_FIELDS count (a subset's price is what it adds to
+    its total's: a cached input token's is the cached price minus the input price), and per hour of
+    duration-billed audio (whose calls are priced on their seconds, not on tokens)."""
+
+    above: int
+    per_call: Decimal
+    per_token: tuple[Decimal, ...]
+    per_audio_hour: Decimal
+
+
+def _at(model_price: ModelPrice, key: str, input_tokens: int) -> Decimal | None:
+    """The price `key` of a call of `input_tokens` input tokens: the last tier whose start it is above."""
+    price = getattr(model_price, key)
+    if not isinstance(price, TieredPrices):
+        return price  # type: ignore[no-any-return]
+    applies: Decimal = price.base
+    for tier in price.tiers:  # in ascending order of start
+        if input_tokens > tier.start:
+            applies = tier.price
+    return applies
+
+
+def _segment(model_price: ModelPrice, above: int, input_tokens: int, multiplier: Decimal) -> Segment:
+    """The segment of calls of `input_tokens` input tokens, which are above `above`."""
+
+    def price(key: str, otherwise: Decimal = Decimal(0)) -> Decimal:
+        value = _at(model_price, key, input_tokens)
+        return otherwise if value is None else value
+
+    # USD per million tokens of a token in exactly these sets; a set without a price pays its total's
+    text_in = price("input_mtok")
+    cached = price("cache_read_mtok", text_in)
+    audio_in = price("input_audio_mtok", text_in)
+    # a cached audio token without a price of its own pays the cached and the audio price, as both sets
+    # count it (genai-prices prices one of them at most then: both need a price for cached audio)
+    cached_audio = price("cache_audio_read_mtok", cached + audio_in - text_in)
+    text_out = price("output_mtok")
+    per_million = (
+        text_in,
+        cached - text_in,
+        price("cache_write_mtok", text_in) - text_in,
+        audio_in - text_in,
+        cached_audio - cached - audio_in + text_in,
+        text_out,
+        price("output_audio_mtok", text_out) - text_out,
+        price("output_reasoning_mtok", text_out) - text_out,
+    )
+    # whisper-1 style calls report seconds: genai-prices bills them as input audio, else as audio
+    per_audio_hour = price("input_audio_hours", price("audio_hours"))
+    return Segment(
+        above,
+        price("requests_kcount") / 1000 * multiplier,
+        tuple(p / _MILLION * multiplier for p in per_million),
+        per_audio_hour * multiplier,
+    )
+
+
+def segments(model_price: ModelPrice, multiplier: Decimal = Decimal(1)) -> tuple[Segment, ...] | None:
+    """`model_price` (times `multiplier`) as linear segments, one per start of a long-context tier;
+    None for a price genai-prices refuses (a negative price, a cached price without an input price, a
+    price of cache-written audio, whose count calls do not report): such a price is unknown, never $0."""
+    every_count = Usage(
+        input_tokens=4,
+        cache_read_tokens=2,
+        cache_write_tokens=1,
+        input_audio_tokens=2,
+        cache_audio_read_tokens=1,
+        output_tokens=2,
+        output_audio_tokens=1,
+        output_reasoning_tokens=1,
+    )
+    try:  # genai-prices refuses a malformed price, or one it cannot apply to the counts a call reports
+        model_price.calc_price(every_count)
+    except ValueError:
+        return None
+    tiered = [p for key in _PRICE_KEYS if isinstance(p := getattr(model_price, key), TieredPrices)]
+    bounds = (0, *sorted({tier.start for price in tiered for tier in price.tiers}))
+    return tuple(
+        _segment(model_price, above, above + 1 if i else 0, multiplier) for i, above in enumerate(bounds)
+    )
 
 
 def _counts(usage: TokenUsage) -> tuple[int, ...]:
@@ -66,159 +148,37 @@ def _counts(usage: TokenUsage) -> tuple[int, ...]:
     )
 
 
-def exact_cost(model_price: ModelPrice, usage: TokenUsage) -> Decimal:
-    """genai-prices' own calculation: the reference every fast path is checked against."""
-    if usage.audio_seconds is not None:
-        seconds = usage.audio_seconds
-        gp_usage = Usage(audio_seconds=seconds, input_audio_seconds=seconds)
-    else:
-        gp_usage = Usage(**dict(zip(_KEYS, _counts(usage), strict=True)))
-    total: Decimal = model_price.calc_price(gp_usage)["total_price"]
-    return total
-
-
-def _exact_counts(model_price: ModelPrice, counts: tuple[int, ...]) -> Decimal:
-    total: Decimal = model_price.calc_price(Usage(**dict(zip(_KEYS, counts, strict=True))))["total_price"]
-    return total
-
-
-def _flatten(model_price: ModelPrice) -> tuple[ModelPrice, int | None]:
-    """The prices below the first tier, and the input-token count up to which they apply."""
-    values: dict[str, Any] = dict(model_price.__dict__)
-    threshold: int | None = None
-    for key, value in values.items():
-        if isinstance(value, TieredPrices):
-            values[key] = value.base
-            if value.tiers:
-                start = value.tiers[0].start
-                threshold = start if threshold is None else min(threshold, start)
-    flat = copy(model_price)
-    flat.__dict__.update(values)
-    return flat, threshold
-
-
-def _linearise(model_price: ModelPrice) -> tuple[Decimal, ...] | None:
-    try:
-        base = _exact_counts(model_price, _BASE)
-        coefficients = []
-        for i in range(len(_KEYS)):
-            probe = tuple(n + _MILLION if j == i else n for j, n in enumerate(_BASE))
-            coefficients.append((_exact_counts(model_price, probe) - base) / _MILLION)
-        linear = tuple(coefficients)
-        vectors = (_BASE, *_CHECKS)
-        if all(_linear_cost(linear, v) == _exact_counts(model_price, v) for v in vectors):
-            return linear
-    except (ValueError, ArithmeticError):
-        pass
-    return None
-
-
-def _affine(model_price: ModelPrice) -> tuple[Decimal, tuple[Decimal, ...]] | None:
-    """A price without tiers as (per call, per token of each `_KEYS` count), read off genai-prices and
-    checked against it on further vectors; None if it is not of that form."""
-    try:
-        per_call = _exact_counts(model_price, (0,) * len(_KEYS))
-        base = _exact_counts(model_price, _BASE)
-        per_token = []
-        for i in range(len(_KEYS)):
-            probe = tuple(n + _MILLION if j == i else n for j, n in enumerate(_BASE))
-            per_token.append((_exact_counts(model_price, probe) - base) / _MILLION)
-        linear = tuple(per_token)
-        checks = (_BASE, *_CHECKS)
-        if all(per_call + _linear_cost(linear, v) == _exact_counts(model_price, v) for v in checks):
-            return per_call, linear
-    except (ValueError, ArithmeticError):
-        pass
-    return None
-
-
-def _at_input(model_price: ModelPrice, input_tokens: int) -> ModelPrice:
-    """The prices that apply to a call of `input_tokens` input tokens, without tiers (genai-prices'
-    rule: a tier applies to every token once the input is above its start)."""
-    values: dict[str, Any] = dict(model_price.__dict__)
-    for key, value in values.items():
-        if isinstance(value, TieredPrices):
-            values[key] = value.base
-            for tier in value.tiers:
-                if input_tokens > tier.start:
-                    values[key] = tier.price
-    flat = copy(model_price)
-    flat.__dict__.update(values)
-    return flat
-
-
-@dataclass(frozen=True, slots=True)
-class Segment:
-    """A price as the store applies it to calls of more than `above` input tokens (up to the next
-    segment's `above`): USD per call, per token of each USAGE_FIELDS count (a subset's price is what
-    it adds to its total's: a cached input token's is the cached price minus the input price), and per
-    hour of duration-billed audio (whose calls are priced on their seconds, not on tokens)."""
-
-    above: int
-    per_call: Decimal
-    per_token: tuple[Decimal, ...]
-    per_audio_hour: Decimal
-
-
-def segments(model_price: ModelPrice, multiplier: Decimal = Decimal(1)) -> tuple[Segment, ...] | None:
-    """`model_price` (times `multiplier`) as linear segments, one per long-context tier; None where it
-    is not linear in the usage counts (genai-prices then prices each call itself)."""
-    tiered = [value for value in model_price.__dict__.values() if isinstance(value, TieredPrices)]
-    starts = sorted({tier.start for value in tiered for tier in value.tiers})
-    out: list[Segment] = []
-    for above in (0, *starts):
-        flat = _at_input(model_price, above + 1 if above else 0)
-        affine = _affine(flat)
-        if affine is None:
-            return None
-        per_call, per_token = affine
-        try:
-            per_hour = exact_cost(flat, TokenUsage(audio_seconds=3600.0)) - per_call
-        except (ValueError, ArithmeticError):
-            return None
-        out.append(
-            Segment(
-                above,
-                per_call * multiplier,
-                tuple(c * multiplier for c in per_token),
-                per_hour * multiplier,
-            )
-        )
-    return tuple(out)
-
-
-def _linear_cost(coefficients: tuple[Decimal, ...], counts: tuple[int, ...]) -> Decimal:
-    total = Decimal(0)
-    for coefficient, count in zip(coefficients, counts, strict=True):
-        if count:
-            total += coefficient * count
-    return total
-
-
 @dataclass(frozen=True, slots=True)
 class Rate:
-    """The price of one model, in one tier, on one day: a fast exact cost function."""
+    """The price of one model, in one tier, on one day: its segments and a multiplier on top (a
+    discount, the Batch API's half price)."""
 
     model_id: str
     version: str
-    model_price: ModelPrice
-    coefficients: tuple[Decimal, ...] | None
-    linear_up_to: int | None  # input tokens; above this a tiered price applies
+    segments: tuple[Segment, ...]
     multiplier: Decimal = Decimal(1)
 
-    @classmethod
-    def build(cls, model_id: str, version: str, model_price: ModelPrice, multiplier: Decimal) -> Rate:
-        flat, threshold = _flatten(model_price)
-        return cls(model_id, version, model_price, _linearise(flat), threshold, multiplier)
+    @property
+    def linear_up_to(self) -> int | None:
+        """The first tier's start in input tokens (None: no tiers): calls below it cost what their sum
+        costs."""
+        return self.segments[1].above if len(self.segments) > 1 else None
 
     def cost(self, usage: TokenUsage) -> Decimal:
-        """Exact USD cost; raises ValueError when genai-prices rejects the usage."""
-        if (
-            self.coefficients is not None
-            and usage.audio_seconds is None
-            and (self.linear_up_to is None or usage.input < self.linear_up_to)
-        ):
-            total = _linear_cost(self.coefficients, _counts(usage))
+        """Exact USD cost, as genai-prices computes it. Raises ValueError for audio seconds that are
+        negative or not finite, as genai-prices does."""
+        segment = self.segments[0]
+        for s in self.segments[1:]:
+            if usage.input > s.above:
+                segment = s
+        if usage.audio_seconds is not None:
+            if not 0 <= usage.audio_seconds < math.inf:
+                raise ValueError(f"audio seconds must be finite and not negative, not {usage.audio_seconds}")
+            # in genai-prices' order: price times seconds, then per hour
+            total = segment.per_call + segment.per_audio_hour * Decimal(repr(usage.audio_seconds)) / 3600
         else:
-            total = exact_cost(self.model_price, usage)
+            total = segment.per_call
+            for price, count in zip(segment.per_token, _counts(usage), strict=True):
+                if count:
+                    total += price * count
         return total if self.multiplier == 1 else total * self.multiplier

@@ -1,6 +1,6 @@
 """ClickHouse storage: schema migrations, span inserts and named queries, through clickhouse-connect.
 
-    store = open_store("chdb:///var/lib/spendscope")      # or http(s)://user:pass@host:8123/db
+    store = open_store("http://user:pass@host:8123/db")   # or a local store's directory, its server running
     store.migrate()
     store.insert_spans(records)                             # the collector's SpanSink
     report(store, by="user", since=..., until=..., where={"tenant": "acme"})

@@ -3,15 +3,13 @@ formatting writes them (spendscope.store.formatting.csv_cell), for results too l
 Python: `spendscope export` and `/api/usage/export.csv` (pure).
 
 ClickHouse writes CSV at its own speed and block by block (format CSV, streamed; the header is
-written apart, as CSVWithNames would be materialized whole by chdb), so Python holds one block at a
-time whatever the number of calls (ClickHouse's own memory is its query's: the export's sort by
-time grows with the calls). Only the columns whose ClickHouse text differs from the Python
-rendering are rewritten in SQL: times (ISO 8601 with `+00:00`, microseconds only when there are
-some, as `datetime.isoformat` writes them), maps (JSON objects with sorted keys). Decimals lose
-their trailing zeros and NULL is an empty field through the query's SETTINGS (per-call settings
-would make chdb materialize the answer too). What stays ClickHouse's own: strings are always
-quoted, and floats print their shortest form (`0`, `1e-7` where Python writes `0.0`, `1e-07`), the
-same numbers.
+written apart, from the described columns), so Python holds one block at a time whatever the number
+of calls (ClickHouse's own memory is its query's: the export's sort by time grows with the calls).
+Only the columns whose ClickHouse text differs from the Python rendering are rewritten in SQL: times
+(ISO 8601 with `+00:00`, microseconds only when there are some, as `datetime.isoformat` writes
+them), maps (JSON objects with sorted keys). Decimals lose their trailing zeros and NULL is an empty
+field through the query's SETTINGS. What stays ClickHouse's own: strings are always quoted, and
+floats print their shortest form (`0`, `1e-7` where Python writes `0.0`, `1e-07`), the same numbers.
 """
 
 from __future__ import annotations

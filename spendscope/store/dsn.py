@@ -1,7 +1,8 @@
 """Where the store lives: a DSN, parsed without I/O.
 
-    chdb:///abs/path/to/dir[?database=NAME]     the embedded engine (chdb), one process per directory
-    ./spendscope-data                           a plain directory means the same (made absolute)
+    ./spendscope-data                           a directory: the local store server for it
+                                                (spendscope/store/server.py; made absolute)
+    chdb:///abs/path/to/dir[?database=NAME]     the same
     http(s)://user:pass@host:8123/DATABASE      a ClickHouse server
 
 Explicit value > SPENDSCOPE_STORE > ./spendscope-data. The database defaults to `spendscope`.
@@ -23,25 +24,26 @@ DEFAULT_STORE = "./spendscope-data"
 DEFAULT_DATABASE = "spendscope"
 _CHDB = "chdb://"
 _DATABASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-_EXAMPLES = "chdb:///path/to/dir, a directory, or http(s)://user:pass@host:8123/database"
+_EXAMPLES = "a directory, chdb:///path/to/dir, or http(s)://user:pass@host:8123/database"
 
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """A parsed store DSN: what clickhouse-connect connects to, and the database to use there."""
+    """A parsed store DSN: the ClickHouse server to connect to (or the data directory whose local
+    server to connect to), and the database to use there."""
 
-    dsn: str  # for clickhouse_connect.get_client(dsn=...), without the database
+    dsn: str  # a server's URL for clickhouse_connect.get_client(dsn=...), without the database; "" if local
     database: str
-    chdb_path: Path | None = None  # the data directory, for the embedded engine
+    directory: Path | None = None  # a local store: its data directory
 
     @property
-    def embedded(self) -> bool:
-        return self.chdb_path is not None
+    def local(self) -> bool:
+        return self.directory is not None
 
     def describe(self) -> str:
         """The target for messages, password hidden."""
-        if self.chdb_path is not None:
-            return f"chdb://{self.chdb_path} (database {self.database})"
+        if self.directory is not None:
+            return f"{self.directory} (database {self.database})"
         parts = urlsplit(self.dsn)
         host = parts.hostname or ""
         port = f":{parts.port}" if parts.port else ""
@@ -78,12 +80,12 @@ def parse_dsn(
             raise StoreError(f"bad store DSN {text!r}: unknown option(s) {', '.join(unknown)}")
         location = unquote(location)
         if location in ("", "memory", ":memory:"):
-            raise StoreError(f"bad store DSN {text!r}: give the chdb data directory, e.g. {_CHDB}/var/lib/x")
+            raise StoreError(f"bad store DSN {text!r}: give the data directory, e.g. {_CHDB}/var/lib/x")
         path = Path(location).expanduser()
         path = Path(os.path.normpath(path if path.is_absolute() else base / path))
         if path.exists() and not path.is_dir():
-            raise StoreError(f"bad store DSN {text!r}: {path} is a file, not a chdb data directory")
-        return Target(f"{_CHDB}{path}", _database(database or params.get("database"), text), path)
+            raise StoreError(f"bad store DSN {text!r}: {path} is a file, not a data directory")
+        return Target("", _database(database or params.get("database"), text), path)
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise StoreError(f"bad store DSN {_hide_password(text)!r}: use {_EXAMPLES}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 class StoreError(Exception):
-    """The store cannot be reached or used: bad DSN, locked chdb directory, server error."""
+    """The store cannot be reached or used: bad DSN, no server for a local store, server error."""
 
 
 class ReportError(ValueError):

@@ -1,17 +1,14 @@
-"""The store: a ClickHouse database reached through clickhouse-connect, embedded (chdb) or a server.
+"""The store: a ClickHouse database reached through clickhouse-connect over HTTP.
 
-One code path for both: `clickhouse_connect.get_client(dsn=...)` understands `chdb:///dir` and
-`http(s)://...`. The embedded engine can be opened by one process per directory, and a process can
-open one directory only (chdb's rules); the errors say so in one line.
+One way in, whatever the store: a ClickHouse server (`http(s)://...`), or a local store (a data
+directory), which is served by a ClickHouse server process of its own on 127.0.0.1
+(spendscope/store/server.py) that any number of processes use at once. Connecting never starts that
+server: the commands and the collector do (`server.prepare`).
 """
 
 from __future__ import annotations
 
-import fcntl
-import gc
-import os
 import re
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -49,25 +46,10 @@ class Rows:
 
 
 def _value(value: Any) -> Any:
-    # chdb and the server return DateTime64('UTC') values without their zone: they are UTC.
+    # the server returns DateTime64('UTC') values without their zone: they are UTC.
     if isinstance(value, datetime) and value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """For building the rows of a large result: thousands of new lists (no cycles among them) would
-    run the cyclic collector every 700 lists and, now and then, over the whole heap (20,000 rows:
-    10 ms, at times 50 ms -> 5 ms)."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def _first_line(exc: BaseException) -> str:
@@ -75,85 +57,57 @@ def _first_line(exc: BaseException) -> str:
     return re.sub(r"\s*\(version [^)]*\)", "", text)[:500]
 
 
-def _lock_holder(path: Any) -> str | None:
-    """The pid holding the chdb directory's lock (from its `status` file), or None if it is free."""
-    status = os.path.join(path, "status")
-    try:
-        fd = os.open(status, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            with open(status) as f:
-                match = re.search(r"PID:\s*(\d+)", f.read())
-            return match.group(1) if match else "unknown"
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
-    finally:
-        os.close(fd)
+def _server_url(target: Target) -> str:
+    """The URL to connect to: the server's, or the local store server's for the directory."""
+    directory = target.directory
+    if directory is None:
+        return target.dsn
+    from spendscope.store import server
 
-
-def _check_exists(target: Target) -> None:
-    """An embedded store's directory exists (its database is checked once connected)."""
-    path = target.chdb_path
-    if path is not None and not path.is_dir():
-        raise StoreError(f"no store at {path}: the directory does not exist")
+    if not directory.is_dir():
+        raise StoreError(f"no store at {directory}: the directory does not exist")
+    state = server.running(directory)
+    if state is None:
+        raise StoreError(
+            f"no store server runs for {directory}: `spendscope store start --store {directory}` starts it"
+        )
+    return state.url
 
 
 def _connect(target: Target) -> Client:
     import clickhouse_connect
     from clickhouse_connect.driver.exceptions import ClickHouseError
 
-    if target.chdb_path is not None:
-        try:
-            target.chdb_path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(
-                f"cannot create the chdb data directory {target.chdb_path}: {exc.strerror}"
-            ) from exc
+    url = _server_url(target)
     try:
-        if target.chdb_path is not None:
-            return clickhouse_connect.get_client(dsn=target.dsn)
-        return clickhouse_connect.get_client(dsn=target.dsn, **_HTTP_OPTIONS)
+        return clickhouse_connect.get_client(dsn=url, **_HTTP_OPTIONS)
     except ClickHouseError as exc:
-        message = str(exc)
-        if target.chdb_path is None:
-            raise StoreError(f"cannot reach ClickHouse at {target.describe()}: {_first_line(exc)}") from exc
-        other = re.search(r"already initialized with path '([^']*)'", message)
-        if other:
-            raise StoreError(
-                f"this process already has the chdb store {other.group(1)} open and chdb allows one "
-                f"directory per process: cannot also open {target.chdb_path}"
-            ) from exc
-        holder = _lock_holder(target.chdb_path)
-        if holder is not None or "Cannot lock file" in message:
-            raise StoreError(
-                f"the chdb data directory {target.chdb_path} is in use by another process "
-                f"(pid {holder or 'unknown'}): a spendscope collector may be running on it (Cannot lock "
-                "file); stop it, or query it through its HTTP API"
-            ) from exc
-        raise StoreError(f"cannot open the chdb store {target.chdb_path}: {_first_line(exc)}") from exc
+        raise StoreError(f"cannot reach ClickHouse at {target.describe()}: {_reason(exc)}") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """clickhouse-connect's message, without the request's details when the connection failed."""
+    text = _first_line(exc)
+    refused = re.search(r"Failed to establish a new connection: \[Errno \d+\] ([^\")]+)", text)
+    return refused.group(1) if refused else text
 
 
 class Store:
     """A migrated-or-not SpendScope database; also the collector's `SpanSink`."""
 
     def __init__(self, target: Target, client: Client) -> None:
+        """`client`: a clickhouse-connect client for `target`, its database chosen. Its methods may be
+        called from several threads at once (each request has a connection of its own)."""
         self.target = target
         self.client = client
-        self._lock = threading.RLock()
         self._span_types: Any = None
         self._export_settings_text: str | None = None
         self.server_version = str(client.server_version)
 
     @classmethod
     def connect(cls, target: Target, *, create: bool = True) -> Store:
-        """Connect to `target`, creating its chdb directory and database if need be; without `create`,
-        a store that does not exist is a `StoreError` and nothing is created."""
-        if not create:
-            _check_exists(target)
+        """Connect to `target`, creating its database if need be; without `create`, a database that
+        does not exist is a `StoreError` and nothing is created. A local store's server must run."""
         client = _connect(target)
         store = cls(target, client)
         try:
@@ -182,18 +136,16 @@ class Store:
         self.close()
 
     def close(self) -> None:
-        with self._lock:
-            self.client.close()
+        self.client.close()
 
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:
         from clickhouse_connect.driver.exceptions import ClickHouseError
 
-        with self._lock:
-            try:
-                yield
-            except ClickHouseError as exc:
-                raise StoreError(f"{what} failed on {self.target.describe()}: {_first_line(exc)}") from exc
+        try:
+            yield
+        except ClickHouseError as exc:
+            raise StoreError(f"{what} failed on {self.target.describe()}: {_reason(exc)}") from exc
 
     # --- generic I/O ----------------------------------------------------------------------------------
     def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
@@ -207,7 +159,7 @@ class Store:
             bound = dict(params) if params else None
             result = self.client.query(sql, parameters=bound, settings=dict(settings or {}))
             columns = list(result.column_names)
-            if not columns:  # chdb sends no header for an empty result: ask for the columns
+            if not columns:  # an empty result comes without a block, so without names: ask for them
                 columns = [name for name, _ in self._describe(sql, bound)]
             # read by column: only DateTime columns need a look at each value, and the rows are built
             # in one pass (20,000 rows x 10 columns: 25 ms row by row -> 5 ms)
@@ -215,8 +167,7 @@ class Store:
                 [_value(v) for v in values] if "DateTime" in type_.name else values
                 for values, type_ in zip(result.result_columns, result.column_types, strict=True)
             ]
-            with _collector_paused():
-                return Rows(columns, list(map(list, zip(*data, strict=True))))
+            return Rows(columns, list(map(list, zip(*data, strict=True))))
 
     def run(self, name: str, params: Mapping[str, Any]) -> Rows:
         """Run the named query `clickhouse/queries/<name>.sql` with exactly its bound parameters."""
@@ -226,7 +177,7 @@ class Store:
     def _export_settings(self) -> str:
         """Settings for a whole-table export, as a SETTINGS list: lazy materialization for any LIMIT
         where the server has the setting, so an ORDER BY sorts keys, not whole rows
-        (see calls.sql). Per-call settings would make chdb hold the whole answer in memory."""
+        (see calls.sql)."""
         if self._export_settings_text is None:
             name = "query_plan_max_limit_for_lazy_materialization"
             known = self.client.query(
@@ -243,8 +194,7 @@ class Store:
     def run_blocks(self, name: str, params: Mapping[str, Any]) -> tuple[list[str], Iterator[list[list[Any]]]]:
         """The named query's column names, and its rows block by block as ClickHouse sends them (about
         65,000 rows each): Python holds a block at a time, whatever the size of the result. Read the
-        blocks to their end (or close them) before anything else uses this store: chdb serves one
-        query at a time."""
+        blocks to their end, or close them (which closes the query's connection)."""
         query = named_query(name)
         bound = query.bind(dict(params))
         with self._errors("query"):
@@ -353,18 +303,17 @@ class Store:
         span inserted again, in any block, is counted once (see clickhouse/migrations/0001_baseline.sql)."""
         if not records:
             return
-        with self._lock:
-            if self._span_types is None:
-                with self._errors("insert into otel_traces"):
-                    context = self.client.create_insert_context(OTEL_TRACES, list(OTEL_TRACES_COLUMNS))
-                self._span_types = context.column_types
-            self.insert(
-                OTEL_TRACES,
-                span_rows(records),
-                OTEL_TRACES_COLUMNS,
-                settings=SPAN_INSERT_SETTINGS,
-                column_types=self._span_types,
-            )
+        if self._span_types is None:
+            with self._errors("insert into otel_traces"):
+                context = self.client.create_insert_context(OTEL_TRACES, list(OTEL_TRACES_COLUMNS))
+            self._span_types = context.column_types
+        self.insert(
+            OTEL_TRACES,
+            span_rows(records),
+            OTEL_TRACES_COLUMNS,
+            settings=SPAN_INSERT_SETTINGS,
+            column_types=self._span_types,
+        )
 
 
 def _literal(value: Any) -> str:
@@ -378,8 +327,8 @@ def open_store(
     dsn: str | None = None, *, database: str | None = None, migrate: bool = False, create: bool = True
 ) -> Store:
     """Open the store at `dsn` (default: SPENDSCOPE_STORE, else ./spendscope-data), creating its
-    directory and database if needed (without `create`: a `StoreError` if they do not exist); with
-    `migrate`, bring its schema up to date."""
+    database if needed (without `create`: a `StoreError` if it does not exist); with `migrate`, bring
+    its schema up to date. A local store's server must be running (`server.prepare` starts it)."""
     store = Store.connect(parse_dsn(dsn, database=database), create=create)
     if migrate:
         try:

@@ -1,4 +1,4 @@
-"""``python -m spendscope.fake_openai --port 8089``: serve the fake API until Ctrl-C.
+"""``python -m spendscope.demo.fake_openai --port 8089``: serve the fake API until Ctrl-C.
 
 Prints ``OPENAI_BASE_URL=...`` (the SDK reads that variable) and ``OPENAI_WEBSOCKET_BASE_URL=...``
 (the SDK does not read it: pass it as ``OpenAI(websocket_base_url=...)``).
@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 import threading
 
-from spendscope.fake_openai.server import FakeOpenAI
+from spendscope.demo.fake_openai.server import FakeOpenAI
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m spendscope.fake_openai", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m spendscope.demo.fake_openai", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="HTTP port (default: a free one)")
     parser.add_argument(

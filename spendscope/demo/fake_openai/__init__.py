@@ -7,8 +7,8 @@ Point the real ``openai`` client at it::
                         websocket_base_url=server.websocket_base_url)
 """
 
-from spendscope.fake_openai.conformance import ConformanceCase, load_conformance
-from spendscope.fake_openai.realtime import RealtimeConnect
-from spendscope.fake_openai.server import FakeOpenAI, RecordedRequest, Reply
+from spendscope.demo.fake_openai.conformance import ConformanceCase, load_conformance
+from spendscope.demo.fake_openai.realtime import RealtimeConnect
+from spendscope.demo.fake_openai.server import FakeOpenAI, RecordedRequest, Reply
 
 __all__ = ["ConformanceCase", "FakeOpenAI", "RealtimeConnect", "RecordedRequest", "Reply", "load_conformance"]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spendscope.fake_openai.server import Reply
+from spendscope.demo.fake_openai.server import Reply
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ import wave
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from spendscope.fake_openai.schema import schema_instance
+from spendscope.demo.fake_openai.schema import schema_instance
 
 JSONObject = dict[str, Any]
 

@@ -25,7 +25,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.sync.server import ServerConnection, serve
 
-from spendscope.fake_openai.synth import text_tokens
+from spendscope.demo.fake_openai.synth import text_tokens
 
 REPLY_TRANSCRIPT = "Hello from the fake realtime server."
 AUDIO_BYTES_PER_TOKEN = 4800

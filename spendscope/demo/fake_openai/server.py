@@ -20,12 +20,12 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
-from spendscope.fake_openai import synth
-from spendscope.fake_openai.realtime import RealtimeConnect, RealtimeServer
-from spendscope.fake_openai.stored import NotBackground, StoredResponses
+from spendscope.demo.fake_openai import synth
+from spendscope.demo.fake_openai.realtime import RealtimeConnect, RealtimeServer
+from spendscope.demo.fake_openai.stored import NotBackground, StoredResponses
 
 if TYPE_CHECKING:
-    from spendscope.fake_openai.conformance import ConformanceCase
+    from spendscope.demo.fake_openai.conformance import ConformanceCase
 
 MISSING_MODELS = frozenset({"this-model-does-not-exist", "non-existent-embedding-model"})
 # Set by the server itself; a queued Reply's headers cannot override them.

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from spendscope.fake_openai import synth
+from spendscope.demo.fake_openai import synth
 
 TERMINAL = frozenset({"completed", "incomplete", "failed", "cancelled"})
 STORED_LIMIT = 10_000
