@@ -76,8 +76,10 @@ def generate(store: Store, calls: int, users: int, days: int, chunk: int = 1_000
 
 
 def prepare(directory: str, calls: int, users: int, days: int) -> None:
-    server.stop(Path(directory))
+    if Path(directory).is_dir():
+        server.stop(Path(directory))
     shutil.rmtree(directory, ignore_errors=True)
+    Path(directory).mkdir(parents=True)
     store, _ = http_store(Path(directory), "spendscope")
     with store:
         store.migrate()
@@ -214,6 +216,7 @@ def time_pages(directory: str, repeats: int) -> list[dict[str, Any]]:
     finally:
         http.stop()
         store.close()
+        server.stop(Path(directory))
     return results
 
 
