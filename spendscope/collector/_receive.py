@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from spendscope.collector import _otlp
+from spendscope.collector._limits import Limits
 from spendscope.collector._metrics import MetricsState
 from spendscope.collector._otlp import BadRequest
 from spendscope.collector._pipeline import Offer, Pipeline
@@ -72,12 +73,18 @@ class Admitted:
 
 class Receiver:
     def __init__(
-        self, pipeline: Pipeline, metrics: MetricsState, health: Health, max_body_bytes: int
+        self,
+        pipeline: Pipeline,
+        metrics: MetricsState,
+        health: Health,
+        max_body_bytes: int,
+        limits: Limits | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.metrics = metrics
         self.health = health
         self.max_body_bytes = max_body_bytes
+        self.limits = limits or Limits()
         self.budget = Budget(max(64 * 1024 * 1024, 3 * max_body_bytes))
 
     def admit(self, headers: Mapping[str, str]) -> Admitted | Reply:
@@ -107,7 +114,7 @@ class Receiver:
     def traces(self, body: bytes, kind: str, encoding: str | None) -> Reply:
         try:
             data = _otlp.decompress(body, encoding, self.max_body_bytes)
-            decoded = request_spans(_otlp.traces_request(data, kind))
+            decoded = request_spans(_otlp.traces_request(data, kind, self.limits), self.limits, len(data))
         except BadRequest as exc:
             return error(exc.status, exc.message, kind)
         self.health.received.inc(len(decoded.keys) + decoded.rejected)
@@ -127,7 +134,7 @@ class Receiver:
     def metrics_points(self, body: bytes, kind: str, encoding: str | None) -> Reply:
         try:
             data = _otlp.decompress(body, encoding, self.max_body_bytes)
-            request = _otlp.metrics_request(data, kind)
+            request = _otlp.metrics_request(data, kind, self.limits)
         except BadRequest as exc:
             return error(exc.status, exc.message, kind)
         accepted, rejected, reason = self.metrics.add(request)
