@@ -15,8 +15,9 @@ a client sends can break /metrics for the others or pass for SpendScope's own se
   `spendscope_cost_usd_total` is a refund nobody made, and a drop without a reset is not a count.
 - **Histograms**: one more bucket count than bounds, bounds finite and increasing, counts adding up
   to the point's count, a finite sum.
-- **Labels**: point attributes as any span's (`_limits.py`); none may render as a reserved label name
-  (`__*`, or `le` on a histogram, which Prometheus uses for the buckets).
+- **Labels**: point attributes as any span's (`_limits.py`: no empty key, ...); on a histogram none may
+  render as `le`, the buckets' label. (The exporter's renaming never makes a `__` label, and `job`,
+  `instance` and `otel_scope_*` are the collector's.)
 - **One Prometheus name, one metric**: a metric whose exposed names (`x`, `x_total`, `x_bucket`, ...)
   meet another metric's, or that changes the kind or unit of a metric other series still have, is
   refused until those series are gone (15 minutes after their last point).
@@ -104,10 +105,10 @@ def exposed_names(metric: metrics_pb2.Metric, kind: str, monotonic: bool) -> tup
 
 
 def check_label_keys(keys: list[str], kind: str) -> None:
-    for key in keys:
-        label = sanitize_attribute(key)
-        if label.startswith("__") or (kind == "histogram" and label == "le"):
-            raise Refused(f"attribute {key!r} would be the reserved label {label!r}")
+    if kind == "histogram":
+        for key in keys:
+            if sanitize_attribute(key) == "le":
+                raise Refused(f"attribute {key!r} would be the histogram's bucket label 'le'")
 
 
 def check_number(value: float, monotonic: bool, previous: float | None) -> None:

@@ -156,7 +156,6 @@ class MetricsState:
                 try:
                     check_attributes(rm.resource.attributes, limits, "resource")
                     resource = _attributes(rm.resource.attributes)
-                    check_label_keys(list(resource), "resource")
                     job, instance = job_and_instance(resource)
                     check_job(job)
                     if (job, instance) not in self._targets and len(self._targets) >= self._max_series:
