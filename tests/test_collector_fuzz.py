@@ -108,6 +108,8 @@ def key_values(max_size: int) -> st.SearchStrategy[list[KeyValue]]:
 
 
 KEY_VALUES = {size: key_values(size) for size in (2, 3, 4, 7)}
+valid_ids16 = st.binary(min_size=16, max_size=16).filter(any)
+valid_ids8 = st.binary(min_size=8, max_size=8).filter(any)
 ids16 = st.binary(min_size=16, max_size=16) | st.binary(max_size=20)
 ids8 = st.binary(min_size=8, max_size=8) | st.binary(max_size=10)
 times = st.integers(0, 2**64 - 1) | st.integers(1_700_000_000_000_000_000, 1_900_000_000_000_000_000)
@@ -124,9 +126,16 @@ def spans(draw: st.DrawFn) -> Span:
         start_time_unix_nano=draw(times),
         end_time_unix_nano=draw(times),
     )
-    if draw(st.booleans()):  # a GenAI call, whose figures the store reads
+    if draw(st.booleans()):  # a GenAI call the store can hold, with figures of any size
+        span.trace_id, span.span_id = draw(valid_ids16), draw(valid_ids8)
+        span.start_time_unix_nano = draw(st.integers(1_700_000_000_000_000_000, 1_900_000_000_000_000_000))
         span.attributes.append(KeyValue(key=n.OPERATION_NAME, value=AnyValue(string_value=n.OP_CHAT)))
         span.attributes.append(KeyValue(key=n.RESPONSE_MODEL, value=AnyValue(string_value="gpt-4o-mini")))
+        for key in COUNTS[:2]:
+            count = draw(st.integers(-5, 200_000_000) | st.integers(0, 5000))
+            span.attributes.append(KeyValue(key=key, value=AnyValue(int_value=count)))
+        span.attributes.extend(draw(KEY_VALUES[4]))
+        return span
     span.attributes.extend(draw(KEY_VALUES[7]))
     for _ in range(draw(st.integers(0, 4))):
         span.events.append(
@@ -336,6 +345,8 @@ def fuzz_traces(collector: Collector, store: Store, profile: settings) -> None:
     run()
     assert sent.answers >= 40
     settled(collector, store, sent)
+    [[kept]] = store.query("SELECT count() FROM llm_usage FINAL").rows
+    assert kept > 0  # GenAI calls reached the store's figures: no_bogus_figure checked something
 
 
 def fuzz_metrics(collector: Collector, store: Store, profile: settings) -> None:
