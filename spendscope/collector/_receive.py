@@ -3,9 +3,11 @@
     check the headers (`admit`) -> read the body -> `Receiver.traces` / `Receiver.metrics`:
         decompress -> decode (parse, refuse what the store cannot hold) -> `acknowledge` -> answer
 
-Status codes (OTLP/HTTP): 200 accepted (with `partial_success` when some spans were refused); 400
-malformed body (protobuf, JSON, gzip, deflate) or a bad Content-Length; 411 no Content-Length; 413
-body over the limit (on its Content-Length before it is read, and again once decompressed); 415 other
+Status codes (OTLP/HTTP): 200 accepted (with `partial_success` when some spans or points were refused:
+over a limit of _limits.py, or a metric _metric_rules.py refuses); 400 malformed body (protobuf, JSON
+nested past the parsers, gzip, deflate) or a bad Content-Length; 411 no Content-Length; 413 body over
+the limit (on its Content-Length before it is read, and again once decompressed) or a request whose
+rows would take more than `max_decoded_bytes`; 415 other
 Content-Type or Content-Encoding; 503 with Retry-After when the queue is full, the collector is
 stopping, or too many bytes are being decoded at once (the exporter retries). Error bodies are
 google.rpc.Status in the request's encoding.

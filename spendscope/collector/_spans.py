@@ -12,7 +12,7 @@ spendscope/store/records.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -26,6 +26,7 @@ from spendscope.collector._limits import (
     Refused,
     check_attributes,
     check_string,
+    check_value,
 )
 from spendscope.collector._otlp import PROTOBUF, BadRequest, traces_request
 from spendscope.collector._values import as_string
@@ -65,16 +66,16 @@ def decode_spans(data: bytes, limits: Limits = DEFAULT_LIMITS) -> DecodedSpans:
 def request_spans(
     request: ExportTraceServiceRequest, limits: Limits = DEFAULT_LIMITS, nbytes: int = 0
 ) -> DecodedSpans:
-    """The rows of a parsed request (of `nbytes` bytes), and how many of its spans were refused and why."""
+    """The rows of a parsed request (of `nbytes` bytes), and how many of its spans were refused and why.
+    Checking and rendering are one pass over each span (a second one cost as much as the decoding)."""
     out = DecodedSpans()
     used = nbytes  # estimated bytes of the rows, their strings counted once in the body's bytes
     for resource_spans in request.resource_spans:
         try:
-            check_attributes(resource_spans.resource.attributes, limits, "resource")
+            resource = _attributes(resource_spans.resource.attributes, limits, "resource")
         except Refused as exc:
             out.refuse(sum(len(s.spans) for s in resource_spans.scope_spans), str(exc))
             continue
-        resource = _attributes(resource_spans.resource.attributes)
         service = resource.get(_SERVICE_NAME, "")
         used += ITEM_BYTES * len(resource)
         for scope_spans in resource_spans.scope_spans:
@@ -88,11 +89,16 @@ def request_spans(
                 out.refuse(len(scope_spans.spans), str(exc))
                 continue
             for span in scope_spans.spans:
-                reason = problem(span, limits)
+                reason = problem(span)
                 if reason:
                     out.refuse(1, reason)
                     continue
-                used += _weight(span)
+                try:
+                    record, items = _record(span, resource, service, scope_name, scope_version, limits)
+                except Refused as exc:
+                    out.refuse(1, str(exc))
+                    continue
+                used += SPAN_BYTES + ITEM_BYTES * items
                 if used > limits.decoded_bytes:
                     raise BadRequest(
                         413,
@@ -100,13 +106,13 @@ def request_spans(
                         "send fewer spans per request",
                     )
                 out.keys.append(span.trace_id + span.span_id)
-                out.records.append(_record(span, resource, service, scope_name, scope_version))
+                out.records.append(record)
     return out
 
 
-def problem(span: Span, limits: Limits = DEFAULT_LIMITS) -> str:
-    """Why the collector does not take `span` (the store cannot hold it, or it is over `limits`), or
-    "" if it does."""
+def problem(span: Span) -> str:
+    """Why the store cannot hold `span` (ids, times), or "" if it can; its limits are checked as its row
+    is made (`_record`)."""
     trace_id, span_id = span.trace_id, span.span_id
     if len(trace_id) != 16 or len(span_id) != 8 or trace_id == _ZERO16 or span_id == _ZERO8:
         return BAD_IDS
@@ -120,80 +126,95 @@ def problem(span: Span, limits: Limits = DEFAULT_LIMITS) -> str:
     parent = span.parent_span_id
     if parent and len(parent) != 8:
         return BAD_PARENT
-    try:
-        _check_span(span, limits)
-    except Refused as exc:
-        return str(exc)
     return ""
 
 
-def _check_span(span: Span, limits: Limits) -> None:
-    check_attributes(span.attributes, limits, "span")
-    check_string(span.name, "span name", limits)
-    check_string(span.trace_state, "trace state", limits)
-    check_string(span.status.message, "status message", limits)
-    events, links = span.events, span.links
-    if events:
-        if len(events) > limits.span_events:
-            raise Refused(f"span has {len(events)} events, over the limit of {limits.span_events}")
-        for event in events:
-            check_string(event.name, "event name", limits)
-            check_attributes(event.attributes, limits, "event")
-    if links:
-        if len(links) > limits.span_links:
-            raise Refused(f"span has {len(links)} links, over the limit of {limits.span_links}")
-        for link in links:
-            check_string(link.trace_state, "link trace state", limits)
-            check_attributes(link.attributes, limits, "link")
+def _attributes(pairs: Sequence[KeyValue], limits: Limits, where: str) -> dict[str, str]:
+    """KeyValues as a map (a key given twice: the last value wins, as in pcommon), refusing them over
+    `limits` (_limits.check_attributes, in the same pass)."""
+    if len(pairs) > limits.attribute_count:
+        raise Refused(f"{where} has {len(pairs)} attributes, over the limit of {limits.attribute_count}")
+    length = limits.attribute_value_length
+    out = {}
+    for kv in pairs:
+        key = kv.key
+        if not key or len(key) > length:
+            check_attributes([kv], limits, where)  # raises, saying which
+        value = kv.value
+        which = value.WhichOneof("value")
+        if which == "string_value":
+            text = value.string_value
+            if len(text) > length:
+                check_value(value, limits, key)  # raises
+        else:
+            if which != "int_value" and which != "double_value" and which != "bool_value":
+                check_value(value, limits, key)  # bytes, arrays and maps
+            text = as_string(value)
+        out[key] = text
+    return out
 
 
-def _weight(span: Span) -> int:
-    """Estimated bytes of a span's row besides its characters."""
-    items = len(span.attributes)
-    for event in span.events:
-        items += 1 + len(event.attributes)
-    for link in span.links:
-        items += 1 + len(link.attributes)
-    return SPAN_BYTES + ITEM_BYTES * items
-
-
-def _attributes(pairs: Iterable[KeyValue]) -> dict[str, str]:
-    """KeyValues as a map (a key given twice: the last value wins, as in pcommon)."""
-    return {kv.key: as_string(kv.value) for kv in pairs}
+def _checked(text: str, what: str, limits: Limits) -> str:
+    if len(text) > limits.attribute_value_length:
+        check_string(text, what, limits)  # raises
+    return text
 
 
 def _hex_or_empty(raw: bytes) -> str:
     return raw.hex() if any(raw) else ""
 
 
-def _record(span: Span, resource: dict[str, str], service: str, scope_name: str, version: str) -> SpanRecord:
+def _record(
+    span: Span, resource: dict[str, str], service: str, scope_name: str, version: str, limits: Limits
+) -> tuple[SpanRecord, int]:
+    """The span's row and how many items (attributes, events, links) it holds; `Refused` over `limits`."""
     start, end = span.start_time_unix_nano, span.end_time_unix_nano
     kind = span.kind
     status = span.status
     code = status.code
-    events = span.events
-    links = span.links
-    return SpanRecord(  # positional (a frozen dataclass's keywords cost more), in field order:
+    attributes = _attributes(span.attributes, limits, "span")
+    items = len(attributes)
+    events: list[SpanEvent] = []
+    links: list[SpanLink] = []
+    if span.events:
+        if len(span.events) > limits.span_events:
+            raise Refused(f"span has {len(span.events)} events, over the limit of {limits.span_events}")
+        for e in span.events:
+            event_attributes = _attributes(e.attributes, limits, "event")
+            items += 1 + len(event_attributes)
+            name = _checked(e.name, "event name", limits)
+            events.append(SpanEvent(e.time_unix_nano, name, event_attributes))
+    if span.links:
+        if len(span.links) > limits.span_links:
+            raise Refused(f"span has {len(span.links)} links, over the limit of {limits.span_links}")
+        for link in span.links:
+            link_attributes = _attributes(link.attributes, limits, "link")
+            items += 1 + len(link_attributes)
+            links.append(
+                SpanLink(
+                    _hex_or_empty(link.trace_id),
+                    _hex_or_empty(link.span_id),
+                    _checked(link.trace_state, "link trace state", limits),
+                    link_attributes,
+                )
+            )
+    record = SpanRecord(  # positional (a frozen dataclass's keywords cost more), in field order:
         start,  # timestamp_ns
         span.trace_id.hex(),
         span.span_id.hex(),
         _hex_or_empty(span.parent_span_id),
-        span.trace_state,
-        span.name,  # span_name
+        _checked(span.trace_state, "trace state", limits),
+        _checked(span.name, "span name", limits),  # span_name
         _SPAN_KINDS[kind] if 0 <= kind < 6 else "",
         service,  # service_name
         resource,  # resource_attributes
         scope_name,
         version,  # scope_version
-        _attributes(span.attributes),  # span_attributes
+        attributes,  # span_attributes
         end - start if end > start else 0,  # duration_ns
         _STATUS_CODES[code] if 0 <= code < 3 else "",
-        status.message,
-        [SpanEvent(e.time_unix_nano, e.name, _attributes(e.attributes)) for e in events] if events else [],
-        [_link(k) for k in links] if links else [],
+        _checked(status.message, "status message", limits),
+        events,
+        links,
     )
-
-
-def _link(link: Span.Link) -> SpanLink:
-    trace_id, span_id = _hex_or_empty(link.trace_id), _hex_or_empty(link.span_id)
-    return SpanLink(trace_id, span_id, link.trace_state, _attributes(link.attributes))
+    return record, items
