@@ -28,7 +28,7 @@ from spendscope.collector._limits import Limits
 from spendscope.collector._metrics import MetricsState
 from spendscope.collector._otlp import BadRequest
 from spendscope.collector._pipeline import Offer, Pipeline
-from spendscope.collector._spans import DecodedSpans, request_spans
+from spendscope.collector._spans import DecodedSpans, decode
 from spendscope.collector._telemetry import Health
 
 
@@ -116,7 +116,7 @@ class Receiver:
     def traces(self, body: bytes, kind: str, encoding: str | None) -> Reply:
         try:
             data = _otlp.decompress(body, encoding, self.max_body_bytes)
-            decoded = request_spans(_otlp.traces_request(data, kind, self.limits), self.limits, len(data))
+            decoded = decode(data, kind, self.limits)
         except BadRequest as exc:
             return error(exc.status, exc.message, kind)
         self.health.received.inc(len(decoded.keys) + decoded.rejected)

@@ -1,7 +1,10 @@
 """OTLP `ExportTraceServiceRequest` -> `SpanRecord`s, through opentelemetry-proto's generated classes.
 
 Parsing is protobuf's native runtime (upb): it checks the wire format and that strings are UTF-8,
-skips unknown fields and keeps the last value of a repeated scalar. What is left here is reading the
+skips unknown fields and keeps the last value of a repeated scalar. A protobuf body is read down to its
+spans first (_wire.py) and each span parsed on its own, so that no more of it is in memory at once than
+`Limits.decoded_bytes` allows (OTLP/JSON is parsed whole: _otlp.py bounds it before it is). What is
+left here is reading the
 fields a row needs, refusing spans the store cannot hold (bad ids, timestamps past DateTime64(9)) or
 that are over the collector's limits (_limits.py: a resource or scope over them refuses its spans),
 refusing with 413 a request whose rows would take more memory than `Limits.decoded_bytes`, and
@@ -12,11 +15,13 @@ spendscope/store/records.py).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope, KeyValue
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from spendscope.collector._limits import (
@@ -28,8 +33,9 @@ from spendscope.collector._limits import (
     check_string,
     check_value,
 )
-from spendscope.collector._otlp import PROTOBUF, BadRequest, traces_request
+from spendscope.collector._otlp import JSON, BadRequest, traces_request
 from spendscope.collector._values import as_string
+from spendscope.collector._wire import fields, parse_bytes
 from spendscope.store.records import SpanEvent, SpanLink, SpanRecord
 
 _SPAN_KINDS = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
@@ -59,55 +65,120 @@ class DecodedSpans:
 
 def decode_spans(data: bytes, limits: Limits = DEFAULT_LIMITS) -> DecodedSpans:
     """Decode an ExportTraceServiceRequest's bytes. Raises `BadRequest` (400) on malformed input, 413
-    when its rows would be over `limits.decoded_bytes`."""
-    return request_spans(traces_request(data, PROTOBUF), limits, len(data))
+    when its rows (and the span being parsed) would be over `limits.decoded_bytes`."""
+    rows = _Rows(limits, len(data))
+    try:
+        for _, rs_start, rs_end in _only(fields(data), 1):  # resource_spans
+            resource_parts: list[bytes] = []
+            scopes: list[tuple[int, int]] = []
+            for number, start, end in fields(data, rs_start, rs_end):
+                if number == 1:
+                    resource_parts.append(data[start:end])
+                elif number == 2:
+                    scopes.append((start, end))
+            resource = Resource.FromString(b"".join(resource_parts))
+            spans_of = [[(s, e) for _, s, e in _only(fields(data, a, b), 2)] for a, b in scopes]
+            attributes = rows.resource(resource.attributes, sum(len(spans) for spans in spans_of))
+            if attributes is None:
+                continue
+            for (scope_start, scope_end), spans in zip(scopes, spans_of, strict=True):
+                parts = [data[s:e] for _, s, e in _only(fields(data, scope_start, scope_end), 1)]
+                scope = InstrumentationScope.FromString(b"".join(parts))
+                if not rows.scope(scope, len(spans)):
+                    continue
+                for start, end in spans:
+                    raw = data[start:end]
+                    rows.make_room(parse_bytes(raw) if len(raw) > 256 else 0)
+                    rows.add(Span.FromString(raw), attributes, scope)
+    except DecodeError as exc:
+        raise BadRequest(400, f"malformed protobuf: {exc}") from None
+    return rows.out
+
+
+def _only(entries: Iterator[tuple[int, int, int]], number: int) -> Iterator[tuple[int, int, int]]:
+    return (entry for entry in entries if entry[0] == number)
+
+
+def decode(data: bytes, kind: str, limits: Limits = DEFAULT_LIMITS) -> DecodedSpans:
+    """A request's rows, from protobuf or OTLP/JSON."""
+    if kind == JSON:
+        return request_spans(traces_request(data, JSON, limits), limits, len(data))
+    return decode_spans(data, limits)
 
 
 def request_spans(
     request: ExportTraceServiceRequest, limits: Limits = DEFAULT_LIMITS, nbytes: int = 0
 ) -> DecodedSpans:
-    """The rows of a parsed request (of `nbytes` bytes), and how many of its spans were refused and why.
-    Checking and rendering are one pass over each span (a second one cost as much as the decoding)."""
-    out = DecodedSpans()
-    used = nbytes  # estimated bytes of the rows, their strings counted once in the body's bytes
+    """The rows of a parsed request (of `nbytes` bytes), and how many of its spans were refused and why."""
+    rows = _Rows(limits, nbytes)
     for resource_spans in request.resource_spans:
-        try:
-            resource = _attributes(resource_spans.resource.attributes, limits, "resource")
-        except Refused as exc:
-            out.refuse(sum(len(s.spans) for s in resource_spans.scope_spans), str(exc))
+        count = sum(len(s.spans) for s in resource_spans.scope_spans)
+        resource = rows.resource(resource_spans.resource.attributes, count)
+        if resource is None:
             continue
-        service = resource.get(_SERVICE_NAME, "")
-        used += ITEM_BYTES * len(resource)
         for scope_spans in resource_spans.scope_spans:
-            scope = scope_spans.scope
-            scope_name, scope_version = scope.name, scope.version
-            try:
-                check_string(scope_name, "scope name", limits)
-                check_string(scope_version, "scope version", limits)
-                check_attributes(scope.attributes, limits, "scope")
-            except Refused as exc:
-                out.refuse(len(scope_spans.spans), str(exc))
-                continue
-            for span in scope_spans.spans:
-                reason = problem(span)
-                if reason:
-                    out.refuse(1, reason)
-                    continue
-                try:
-                    record, items = _record(span, resource, service, scope_name, scope_version, limits)
-                except Refused as exc:
-                    out.refuse(1, str(exc))
-                    continue
-                used += SPAN_BYTES + ITEM_BYTES * items
-                if used > limits.decoded_bytes:
-                    raise BadRequest(
-                        413,
-                        f"request too large once decoded (over {limits.decoded_bytes} bytes): "
-                        "send fewer spans per request",
-                    )
-                out.keys.append(span.trace_id + span.span_id)
-                out.records.append(record)
-    return out
+            if rows.scope(scope_spans.scope, len(scope_spans.spans)):
+                for span in scope_spans.spans:
+                    rows.add(span, resource, scope_spans.scope)
+    return rows.out
+
+
+class _Rows:
+    """Rows made one span at a time, checked as they are made (a second pass cost as much as the
+    decoding), within `limits.decoded_bytes`: the body's bytes (its strings' characters, at most one
+    per byte), SPAN_BYTES for every span looked at and ITEM_BYTES for every item a row holds."""
+
+    def __init__(self, limits: Limits, nbytes: int) -> None:
+        self.limits = limits
+        self.out = DecodedSpans()
+        self.used = nbytes
+
+    def resource(self, pairs: Sequence[KeyValue], spans: int) -> dict[str, str] | None:
+        try:
+            attributes = _attributes(pairs, self.limits, "resource")
+        except Refused as exc:
+            self.out.refuse(spans, str(exc))
+            return None
+        self.used += ITEM_BYTES * len(attributes)
+        return attributes
+
+    def scope(self, scope: InstrumentationScope, spans: int) -> bool:
+        try:
+            check_string(scope.name, "scope name", self.limits)
+            check_string(scope.version, "scope version", self.limits)
+            check_attributes(scope.attributes, self.limits, "scope")
+        except Refused as exc:
+            self.out.refuse(spans, str(exc))
+            return False
+        return True
+
+    def make_room(self, nbytes: int) -> None:
+        """413 unless `nbytes` more (the rows' and a parse's) fit."""
+        if self.used + nbytes > self.limits.decoded_bytes:
+            raise BadRequest(
+                413,
+                f"request too large once decoded (over {self.limits.decoded_bytes} bytes): "
+                "send fewer spans per request",
+            )
+
+    def add(self, span: Span, resource: dict[str, str], scope: InstrumentationScope) -> None:
+        self.make_room(SPAN_BYTES)
+        self.used += SPAN_BYTES  # every span looked at, taken or not: this bounds the work too
+        reason = problem(span)
+        if reason:
+            self.out.refuse(1, reason)
+            return
+        try:
+            record, items = _record(
+                span, resource, resource.get(_SERVICE_NAME, ""), scope.name, scope.version, self.limits
+            )
+        except Refused as exc:
+            self.out.refuse(1, str(exc))
+            return
+        self.make_room(ITEM_BYTES * items)
+        self.used += ITEM_BYTES * items
+        self.out.keys.append(span.trace_id + span.span_id)
+        self.out.records.append(record)
 
 
 def problem(span: Span) -> str:
