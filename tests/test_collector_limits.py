@@ -368,6 +368,13 @@ def test_a_request_too_large_once_decoded_is_a_413(tmp_path: Path, store_dsn: st
         status, answer = post(running.url, "/v1/traces", body)
         assert status == 413
         assert "request too large once decoded (over 4194304 bytes)" in status_message(answer)
+        # spans of 2 bytes: protobuf's parser would make ~180 bytes of each, all at once
+        tiny = field(0x0A, field(0x12, b"\x12\x00" * 100_000))
+        status, answer = post(running.url, "/v1/traces", tiny)
+        assert status == 413 and "too large once decoded" in status_message(answer)
+        points = field(0x0A, field(0x12, field(0x12, field(0x2A, b"\x0a\x00" * 100_000))))  # gauge points
+        status, answer = post(running.url, "/v1/metrics", points)
+        assert status == 413 and "send fewer points per request" in status_message(answer)
         objects = b'{"resourceSpans":[], "x": [' + b",".join([b"{}"] * 200_000) + b"]}"
         status, answer = post(running.url, "/v1/traces", objects, JSON)
         assert status == 413 and "too large once decoded" in status_message(answer, JSON)

@@ -30,6 +30,7 @@ from spendscope.collector._otlp import BadRequest
 from spendscope.collector._pipeline import Offer, Pipeline
 from spendscope.collector._spans import DecodedSpans, decode
 from spendscope.collector._telemetry import Health
+from spendscope.collector._wire import METRIC_MESSAGE_BYTES, parse_bytes
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,12 @@ class Receiver:
     def metrics_points(self, body: bytes, kind: str, encoding: str | None) -> Reply:
         try:
             data = _otlp.decompress(body, encoding, self.max_body_bytes)
+            if kind == _otlp.PROTOBUF and parse_bytes(data, METRIC_MESSAGE_BYTES) > self.limits.decoded_bytes:
+                raise BadRequest(
+                    413,
+                    f"request too large once decoded (over {self.limits.decoded_bytes} bytes): "
+                    "send fewer points per request",
+                )
             request = _otlp.metrics_request(data, kind, self.limits)
         except BadRequest as exc:
             return error(exc.status, exc.message, kind)

@@ -4,7 +4,8 @@ protobuf's parser builds every message of a body in memory before anything can b
 ~180 bytes a message however small it is on the wire: 18 MiB of empty spans (2 bytes each) take
 1.6 GiB. So an ExportTraceServiceRequest is read here down to its spans, each span's bytes are parsed
 on their own (its memory freed once its row is made), and what a span's parse would take is estimated
-before it is parsed (`parse_bytes`). Length-delimited fields are yielded; others are skipped; a
+before it is parsed (`parse_bytes`). A metrics request is parsed whole, once that estimate for all of it
+fits. Length-delimited fields are yielded; others are skipped; a
 malformed or truncated field raises `BadRequest` (400), as protobuf's parser would.
 """
 
@@ -19,6 +20,7 @@ from spendscope.collector._otlp import BadRequest
 # value at most ~70 (measured on upb, protobuf 7).
 MESSAGE_BYTES: Final = 80
 SPAN_MESSAGE_BYTES: Final = 200
+METRIC_MESSAGE_BYTES: Final = 128  # a metric, or a data point (a histogram's is the largest)
 # every byte that can start a length-delimited field (the low three bits of a tag are its wire type, 2)
 _MAY_START_MESSAGE: Final = bytes(1 if (b & 7) == 2 else 0 for b in range(256))
 
@@ -61,7 +63,7 @@ def fields(data: bytes, start: int = 0, end: int | None = None) -> Iterator[tupl
             raise _malformed(f"wire type {wire_type} (groups are not OTLP)")
 
 
-def parse_bytes(message: bytes) -> int:
+def parse_bytes(message: bytes, per_message: int = MESSAGE_BYTES) -> int:
     """At most what parsing `message` (a span) takes in memory: one span, and at most one more message
-    for every byte that may start one."""
-    return SPAN_MESSAGE_BYTES + MESSAGE_BYTES * message.translate(_MAY_START_MESSAGE).count(1)
+    (of `per_message` bytes) for every byte that may start one."""
+    return SPAN_MESSAGE_BYTES + per_message * message.translate(_MAY_START_MESSAGE).count(1)
