@@ -15,8 +15,10 @@ spendscope/store/records.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -48,6 +50,7 @@ BAD_IDS = "spans need a 16-byte trace_id and an 8-byte span_id, not all zero"
 BAD_TIME = "timestamps must be before 2262-04-11 (ClickHouse DateTime64(9))"
 BAD_PARENT = "parent_span_id must be empty or 8 bytes"
 DEFAULT_LIMITS = Limits()
+WORK_BYTES = 100  # of the decoding budget, for every field read around the spans (see _Rows.look)
 
 
 @dataclass
@@ -65,28 +68,25 @@ class DecodedSpans:
 
 def decode_spans(data: bytes, limits: Limits = DEFAULT_LIMITS) -> DecodedSpans:
     """Decode an ExportTraceServiceRequest's bytes. Raises `BadRequest` (400) on malformed input, 413
-    when its rows (and the span being parsed) would be over `limits.decoded_bytes`."""
+    when its rows (and the span being parsed) would be over `limits.decoded_bytes`. One resource and
+    one scope are in memory at a time, and one span's parse (protobuf's parser writes fields in any
+    order, so each level is read twice: its resource or scope, then its spans)."""
     rows = _Rows(limits, len(data))
+    look = rows.look
     try:
-        for _, rs_start, rs_end in _only(fields(data), 1):  # resource_spans
-            resource_parts: list[bytes] = []
-            scopes: list[tuple[int, int]] = []
-            for number, start, end in fields(data, rs_start, rs_end):
-                if number == 1:
-                    resource_parts.append(data[start:end])
-                elif number == 2:
-                    scopes.append((start, end))
-            resource = Resource.FromString(b"".join(resource_parts))
-            spans_of = [[(s, e) for _, s, e in _only(fields(data, a, b), 2)] for a, b in scopes]
-            attributes = rows.resource(resource.attributes, sum(len(spans) for spans in spans_of))
+        for _, rs_start, rs_end in _only(fields(data, 0, len(data), look), 1):  # resource_spans
+            resource = Resource.FromString(_part(data, rs_start, rs_end, 1, look))
+            attributes = rows.resource(
+                resource.attributes, partial(_count_spans, data, rs_start, rs_end, look)
+            )
             if attributes is None:
                 continue
-            for (scope_start, scope_end), spans in zip(scopes, spans_of, strict=True):
-                parts = [data[s:e] for _, s, e in _only(fields(data, scope_start, scope_end), 1)]
-                scope = InstrumentationScope.FromString(b"".join(parts))
-                if not rows.scope(scope, len(spans)):
+            for _, ss_start, ss_end in _only(fields(data, rs_start, rs_end, look), 2):  # scope_spans
+                scope = InstrumentationScope.FromString(_part(data, ss_start, ss_end, 1, look))
+                spans = _only(fields(data, ss_start, ss_end, look), 2)
+                if not rows.scope(scope, partial(_count, spans)):
                     continue
-                for start, end in spans:
+                for _, start, end in spans:
                     raw = data[start:end]
                     rows.make_room(parse_bytes(raw) if len(raw) > 256 else 0)
                     rows.add(Span.FromString(raw), attributes, scope)
@@ -97,6 +97,25 @@ def decode_spans(data: bytes, limits: Limits = DEFAULT_LIMITS) -> DecodedSpans:
 
 def _only(entries: Iterator[tuple[int, int, int]], number: int) -> Iterator[tuple[int, int, int]]:
     return (entry for entry in entries if entry[0] == number)
+
+
+def _part(data: bytes, start: int, end: int, number: int, look: Callable[[], None]) -> bytes:
+    """Field `number` of a message, its occurrences joined (protobuf merges them)."""
+    return b"".join(data[s:e] for _, s, e in _only(fields(data, start, end, look), number))
+
+
+def _count(entries: Iterator[object]) -> int:
+    return sum(1 for _ in entries)
+
+
+def _scope_spans(scopes: Sequence[Any]) -> int:
+    return sum(len(scope.spans) for scope in scopes)
+
+
+def _count_spans(data: bytes, start: int, end: int, look: Callable[[], None]) -> int:
+    return sum(
+        1 for _, a, b in _only(fields(data, start, end, look), 2) for _ in _only(fields(data, a, b, look), 2)
+    )
 
 
 def decode(data: bytes, kind: str, limits: Limits = DEFAULT_LIMITS) -> DecodedSpans:
@@ -112,12 +131,12 @@ def request_spans(
     """The rows of a parsed request (of `nbytes` bytes), and how many of its spans were refused and why."""
     rows = _Rows(limits, nbytes)
     for resource_spans in request.resource_spans:
-        count = sum(len(s.spans) for s in resource_spans.scope_spans)
-        resource = rows.resource(resource_spans.resource.attributes, count)
+        scopes = resource_spans.scope_spans
+        resource = rows.resource(resource_spans.resource.attributes, partial(_scope_spans, scopes))
         if resource is None:
             continue
         for scope_spans in resource_spans.scope_spans:
-            if rows.scope(scope_spans.scope, len(scope_spans.spans)):
+            if rows.scope(scope_spans.scope, partial(len, scope_spans.spans)):
                 for span in scope_spans.spans:
                     rows.add(span, resource, scope_spans.scope)
     return rows.out
@@ -133,22 +152,29 @@ class _Rows:
         self.out = DecodedSpans()
         self.used = nbytes
 
-    def resource(self, pairs: Sequence[KeyValue], spans: int) -> dict[str, str] | None:
+    def look(self) -> None:
+        """A field read: WORK_BYTES of the budget, so that a flood of empty ones ends early."""
+        self.used += WORK_BYTES
+        if self.used > self.limits.decoded_bytes:
+            self.make_room(0)
+
+    def resource(self, pairs: Sequence[KeyValue], spans: Callable[[], int]) -> dict[str, str] | None:
+        """The resource's attributes, or None when it is refused (and its `spans()` with it)."""
         try:
             attributes = _attributes(pairs, self.limits, "resource")
         except Refused as exc:
-            self.out.refuse(spans, str(exc))
+            self.out.refuse(spans(), str(exc))
             return None
         self.used += ITEM_BYTES * len(attributes)
         return attributes
 
-    def scope(self, scope: InstrumentationScope, spans: int) -> bool:
+    def scope(self, scope: InstrumentationScope, spans: Callable[[], int]) -> bool:
         try:
             check_string(scope.name, "scope name", self.limits)
             check_string(scope.version, "scope version", self.limits)
             check_attributes(scope.attributes, self.limits, "scope")
         except Refused as exc:
-            self.out.refuse(spans, str(exc))
+            self.out.refuse(spans(), str(exc))
             return False
         return True
 

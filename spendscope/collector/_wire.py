@@ -11,7 +11,7 @@ malformed or truncated field raises `BadRequest` (400), as protobuf's parser wou
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Final
 
 from spendscope.collector._otlp import BadRequest
@@ -41,10 +41,15 @@ def _varint(data: bytes, i: int, end: int) -> tuple[int, int]:
     raise _malformed("a varint runs past its message")
 
 
-def fields(data: bytes, start: int = 0, end: int | None = None) -> Iterator[tuple[int, int, int]]:
-    """(field number, start, end) of each length-delimited field of the message in data[start:end]."""
+def fields(
+    data: bytes, start: int = 0, end: int | None = None, look: Callable[[], None] | None = None
+) -> Iterator[tuple[int, int, int]]:
+    """(field number, start, end) of each length-delimited field of the message in data[start:end];
+    `look` is called for every field read, skipped ones included (to bound the work)."""
     i, stop = start, len(data) if end is None else end
     while i < stop:
+        if look is not None:
+            look()
         tag, i = _varint(data, i, stop)
         wire_type = tag & 7
         if wire_type == 2:
