@@ -379,3 +379,44 @@ def test_a_request_too_large_once_decoded_is_a_413(tmp_path: Path, store_dsn: st
         status, answer = post(running.url, "/v1/traces", objects, JSON)
         assert status == 413 and "too large once decoded" in status_message(answer, JSON)
         wait_for(lambda: rows(store) == 500)
+
+
+def test_the_span_by_span_decoder_reads_fields_in_any_order() -> None:
+    """protobuf lets a message's fields come in any order and repeat (merged): a scope or resource
+    after some of its spans, given twice, refused after spans were read; rows as a whole parse makes."""
+    from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
+    from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+
+    from spendscope.collector._spans import decode_spans
+
+    spans = [llm_span(Span(), i, "acme").SerializeToString() for i in range(3)]
+    name = InstrumentationScope(name="late").SerializeToString()
+    version = InstrumentationScope(version="2.0").SerializeToString()
+    service = Resource(attributes=kvs_of(("service.name", "svc"))).SerializeToString()
+    bad_scope = InstrumentationScope(attributes=kvs_of(("", "x"))).SerializeToString()
+    scopes = [
+        field(0x12, spans[0]) + field(0x0A, name) + field(0x12, spans[1]) + field(0x0A, version),
+        field(0x0A, version) + field(0x12, spans[2]),
+        field(0x12, spans[0]) + field(0x0A, bad_scope) + field(0x12, spans[1]),  # refused, both spans
+        field(0x0A, bad_scope) + field(0x12, spans[0]) + field(0x12, spans[1]) + field(0x12, spans[2]),
+    ]
+    body = field(0x0A, b"".join(field(0x12, s) for s in scopes) + field(0x0A, service))
+    parsed = ExportTraceServiceRequest.FromString(body)
+    whole = request_spans(parsed)
+    assert [(r.scope_name, r.scope_version, r.service_name) for r in whole.records] == [
+        ("late", "2.0", "svc"),
+        ("late", "2.0", "svc"),
+        ("", "2.0", "svc"),
+    ]
+    assert whole.rejected == 5
+    by_span = decode_spans(body)
+    assert (by_span.records, by_span.keys, by_span.rejected, by_span.rejected_reason) == (
+        whole.records,
+        whole.keys,
+        whole.rejected,
+        whole.rejected_reason,
+    )
+
+
+def kvs_of(*pairs: tuple[str, str]) -> list[KeyValue]:
+    return [KeyValue(key=k, value=AnyValue(string_value=v)) for k, v in pairs]

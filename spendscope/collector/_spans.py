@@ -70,7 +70,8 @@ def decode_spans(data: bytes, limits: Limits = DEFAULT_LIMITS) -> DecodedSpans:
     """Decode an ExportTraceServiceRequest's bytes. Raises `BadRequest` (400) on malformed input, 413
     when its rows (and the span being parsed) would be over `limits.decoded_bytes`. One resource and
     one scope are in memory at a time, and one span's parse (protobuf's parser writes fields in any
-    order, so each level is read twice: its resource or scope, then its spans)."""
+    order: a resource is read before its scopes, and a scope that comes after some of its spans makes
+    them be read again)."""
     rows = _Rows(limits, len(data))
     look = rows.look
     try:
@@ -82,17 +83,42 @@ def decode_spans(data: bytes, limits: Limits = DEFAULT_LIMITS) -> DecodedSpans:
             if attributes is None:
                 continue
             for _, ss_start, ss_end in _only(fields(data, rs_start, rs_end, look), 2):  # scope_spans
-                scope = InstrumentationScope.FromString(_part(data, ss_start, ss_end, 1, look))
-                spans = _only(fields(data, ss_start, ss_end, look), 2)
-                if not rows.scope(scope, partial(_count, spans)):
-                    continue
-                for _, start, end in spans:
-                    raw = data[start:end]
-                    rows.make_room(parse_bytes(raw) if len(raw) > 256 else 0)
-                    rows.add(Span.FromString(raw), attributes, scope)
+                _scope_spans(data, ss_start, ss_end, rows, attributes)
     except DecodeError as exc:
         raise BadRequest(400, f"malformed protobuf: {exc}") from None
     return rows.out
+
+
+def _scope_spans(data: bytes, start: int, end: int, rows: _Rows, resource: dict[str, str]) -> None:
+    """One ScopeSpans, in one pass when its scope comes before its spans (as encoders write it)."""
+    mark = rows.mark()
+    parts: list[bytes] = []
+    scope: InstrumentationScope | None = None
+    taken = True
+    for number, s, e in fields(data, start, end, rows.look):
+        if number == 1:
+            if scope is not None:  # more of the scope after spans: read it whole, then the spans
+                rows.reset(mark)
+                scope = InstrumentationScope.FromString(_part(data, start, end, 1, rows.look))
+                spans = _only(fields(data, start, end, rows.look), 2)
+                if rows.scope(scope, partial(_count, spans)):
+                    for _, a, b in spans:
+                        _span(data[a:b], rows, resource, scope)
+                return
+            parts.append(data[s:e])
+        elif number == 2:
+            if scope is None:
+                scope = InstrumentationScope.FromString(b"".join(parts))
+                taken = rows.scope(scope, partial(int, 1))
+            elif not taken:
+                rows.out.refuse(1, rows.out.rejected_reason)
+            if taken:
+                _span(data[s:e], rows, resource, scope)
+
+
+def _span(raw: bytes, rows: _Rows, resource: dict[str, str], scope: InstrumentationScope) -> None:
+    rows.make_room(parse_bytes(raw) if len(raw) > 256 else 0)
+    rows.add(Span.FromString(raw), resource, scope)
 
 
 def _only(entries: Iterator[tuple[int, int, int]], number: int) -> Iterator[tuple[int, int, int]]:
@@ -108,7 +134,7 @@ def _count(entries: Iterator[object]) -> int:
     return sum(1 for _ in entries)
 
 
-def _scope_spans(scopes: Sequence[Any]) -> int:
+def _spans_in(scopes: Sequence[Any]) -> int:
     return sum(len(scope.spans) for scope in scopes)
 
 
@@ -132,7 +158,7 @@ def request_spans(
     rows = _Rows(limits, nbytes)
     for resource_spans in request.resource_spans:
         scopes = resource_spans.scope_spans
-        resource = rows.resource(resource_spans.resource.attributes, partial(_scope_spans, scopes))
+        resource = rows.resource(resource_spans.resource.attributes, partial(_spans_in, scopes))
         if resource is None:
             continue
         for scope_spans in resource_spans.scope_spans:
@@ -151,6 +177,14 @@ class _Rows:
         self.limits = limits
         self.out = DecodedSpans()
         self.used = nbytes
+
+    def mark(self) -> tuple[int, int, str]:
+        return len(self.out.records), self.out.rejected, self.out.rejected_reason
+
+    def reset(self, mark: tuple[int, int, str]) -> None:
+        """Forget the rows made since `mark` (what they used of the budget stays used)."""
+        taken, self.out.rejected, self.out.rejected_reason = mark
+        del self.out.records[taken:], self.out.keys[taken:]
 
     def look(self) -> None:
         """A field read: WORK_BYTES of the budget, so that a flood of empty ones ends early."""
