@@ -142,7 +142,7 @@ SETTINGS: tuple[Setting, ...] = (
         "max_decoded_bytes",
         "SPENDSCOPE_COLLECTOR_MAX_DECODED_BYTES",
         _int_at_least(MiB),
-        128 * MiB,
+        256 * MiB,
         "memory one request may take once decoded, estimated as it is decoded (413 beyond)",
     ),
     Setting(
@@ -251,7 +251,7 @@ class CollectorConfig:
     spool: Path | None = None
     price_file: Path | None = None
     max_body_bytes: int = 20 * MiB
-    max_decoded_bytes: int = 128 * MiB
+    max_decoded_bytes: int = 256 * MiB
     attribute_count_limit: int = 128
     attribute_value_length_limit: int = 65_536
     attribute_depth_limit: int = 8

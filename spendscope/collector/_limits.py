@@ -51,7 +51,7 @@ class Limits:
     attribute_depth: int = 8
     span_events: int = 128
     span_links: int = 128
-    decoded_bytes: int = 128 * 1024 * 1024
+    decoded_bytes: int = 256 * 1024 * 1024
 
 
 class Refused(Exception):
