@@ -420,3 +420,24 @@ def test_the_span_by_span_decoder_reads_fields_in_any_order() -> None:
 
 def kvs_of(*pairs: tuple[str, str]) -> list[KeyValue]:
     return [KeyValue(key=k, value=AnyValue(string_value=v)) for k, v in pairs]
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b"\x00" * 8, "field number 0"),
+        (b"\x0b", "wire type 3 (groups are not OTLP)"),
+        (b"\x0a\x05\x12\x03", "a length runs past its message"),
+        (b"\x08" + b"\xff" * 11, "a varint runs past its message"),
+        (b"\x09\x00", "a fixed-size field runs past its message"),
+    ],
+)
+def test_what_protobuf_refuses_around_the_spans_is_a_400(body: bytes, why: str) -> None:
+    from spendscope.collector._otlp import BadRequest
+    from spendscope.collector._spans import decode_spans
+
+    with pytest.raises(BadRequest) as info:
+        decode_spans(body)
+    assert (info.value.status, info.value.message) == (400, f"malformed protobuf: {why}")
+    with pytest.raises(Exception, match="Error parsing message"):
+        ExportTraceServiceRequest.FromString(body)  # as protobuf's own parser does

@@ -51,6 +51,8 @@ def fields(
         if look is not None:
             look()
         tag, i = _varint(data, i, stop)
+        if tag >> 3 == 0:
+            raise _malformed("field number 0")
         wire_type = tag & 7
         if wire_type == 2:
             length, i = _varint(data, i, stop)
