@@ -426,9 +426,11 @@ def kvs_of(*pairs: tuple[str, str]) -> list[KeyValue]:
     ("body", "why"),
     [
         (b"\x00" * 8, "field number 0"),
+        (b"\x95\x80\x80\x80\x10\x00\x00\x00\x00", "field number 536870914"),
         (b"\x0b", "wire type 3 (groups are not OTLP)"),
         (b"\x0a\x05\x12\x03", "a length runs past its message"),
-        (b"\x08" + b"\xff" * 11, "a varint runs past its message"),
+        (b"\x08" + b"\xff" * 11, "a varint longer than 64 bits"),
+        (b"\x08" + b"\xff" * 4, "a varint runs past its message"),
         (b"\x09\x00", "a fixed-size field runs past its message"),
     ],
 )

@@ -25,6 +25,9 @@ METRIC_MESSAGE_BYTES: Final = 128  # a metric, or a data point (a histogram's is
 _MAY_START_MESSAGE: Final = bytes(1 if (b & 7) == 2 else 0 for b in range(256))
 
 
+_MAX_FIELD: Final = (1 << 29) - 1
+
+
 def _malformed(what: str) -> BadRequest:
     return BadRequest(400, f"malformed protobuf: {what}")
 
@@ -34,6 +37,8 @@ def _varint(data: bytes, i: int, end: int) -> tuple[int, int]:
     while i < end and shift < 64:
         b = data[i]
         i += 1
+        if shift == 63 and b > 1:
+            raise _malformed("a varint longer than 64 bits")
         result |= (b & 0x7F) << shift
         if b < 0x80:
             return result, i
@@ -51,8 +56,8 @@ def fields(
         if look is not None:
             look()
         tag, i = _varint(data, i, stop)
-        if tag >> 3 == 0:
-            raise _malformed("field number 0")
+        if not 0 < tag >> 3 <= _MAX_FIELD:
+            raise _malformed(f"field number {tag >> 3}")
         wire_type = tag & 7
         if wire_type == 2:
             length, i = _varint(data, i, stop)
