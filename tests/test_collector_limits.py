@@ -432,6 +432,8 @@ def kvs_of(*pairs: tuple[str, str]) -> list[KeyValue]:
         (b"\x08" + b"\xff" * 11, "a varint longer than 64 bits"),
         (b"\x08" + b"\xff" * 4, "a varint runs past its message"),
         (b"\x09\x00", "a fixed-size field runs past its message"),
+        (b"\x0a\x03\x1a\x01\xff", "a schema_url that is not UTF-8"),
+        (b"\x0a\x05\x12\x03\x1a\x01\xff", "a schema_url that is not UTF-8"),
     ],
 )
 def test_what_protobuf_refuses_around_the_spans_is_a_400(body: bytes, why: str) -> None:

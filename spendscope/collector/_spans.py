@@ -82,8 +82,11 @@ def decode_spans(data: bytes, limits: Limits = DEFAULT_LIMITS) -> DecodedSpans:
             )
             if attributes is None:
                 continue
-            for _, ss_start, ss_end in _only(fields(data, rs_start, rs_end, look), 2):  # scope_spans
-                _scope_spans(data, ss_start, ss_end, rows, attributes)
+            for number, ss_start, ss_end in fields(data, rs_start, rs_end, look):
+                if number == 2:  # scope_spans
+                    _scope_spans(data, ss_start, ss_end, rows, attributes)
+                elif number == 3:  # schema_url
+                    _utf8(data, ss_start, ss_end)
     except DecodeError as exc:
         raise BadRequest(400, f"malformed protobuf: {exc}") from None
     return rows.out
@@ -106,6 +109,8 @@ def _scope_spans(data: bytes, start: int, end: int, rows: _Rows, resource: dict[
                         _span(data[a:b], rows, resource, scope)
                 return
             parts.append(data[s:e])
+        elif number == 3:  # schema_url
+            _utf8(data, s, e)
         elif number == 2:
             if scope is None:
                 scope = InstrumentationScope.FromString(b"".join(parts))
@@ -114,6 +119,14 @@ def _scope_spans(data: bytes, start: int, end: int, rows: _Rows, resource: dict[
                 rows.out.refuse(1, rows.out.rejected_reason)
             if taken:
                 _span(data[s:e], rows, resource, scope)
+
+
+def _utf8(data: bytes, start: int, end: int) -> None:
+    """A string field protobuf's parser would check (the others are in what it parses)."""
+    try:
+        data[start:end].decode()
+    except UnicodeDecodeError:
+        raise BadRequest(400, "malformed protobuf: a schema_url that is not UTF-8") from None
 
 
 def _span(raw: bytes, rows: _Rows, resource: dict[str, str], scope: InstrumentationScope) -> None:
