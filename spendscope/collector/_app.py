@@ -123,7 +123,9 @@ def reports_app(
 def make_app(collector: Collector, registry: CollectorRegistry) -> FastAPI:
     """The collector's app: `reports_app` over its store, with OTLP, /metrics and /healthz."""
     config = collector.config
-    receiver = Receiver(collector.pipeline, collector.metrics, collector.health, config.max_body_bytes)
+    receiver = Receiver(
+        collector.pipeline, collector.metrics, collector.health, config.max_body_bytes, config.limits
+    )
     app = reports_app(_lender(collector), config.token)
     for path, handle in (("/v1/traces", receiver.traces), ("/v1/metrics", receiver.metrics_points)):
         app.add_route(path, _otlp_endpoint(receiver, handle), methods=["POST"], include_in_schema=False)

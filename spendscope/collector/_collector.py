@@ -122,7 +122,7 @@ class Collector:
         self.pricer = Pricer(PriceFile.load(price_file) if price_file is not None else None)
         self.registry = CollectorRegistry()
         self.health = Health(self.registry)
-        self.metrics = MetricsState()
+        self.metrics = MetricsState(limits=self.config.limits)
         self.registry.register(_MetricsCollector(self.metrics))
         try:
             self.spool = Spool(self.config.spool_dir)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from spendscope.collector._limits import MAX_DEPTH, Limits
 from spendscope.settings import ConfigurationError
 from spendscope.store.dsn import DEFAULT_STORE, STORE_ENV, parse_dsn
 from spendscope.store.errors import StoreError
@@ -39,6 +40,18 @@ def _int_at_least(minimum: int) -> Callable[[str], int]:
             raise ValueError("must be a whole number") from None
         if value < minimum:
             raise ValueError(f"must be at least {minimum}")
+        return value
+
+    return parse
+
+
+def _int_between(minimum: int, maximum: int) -> Callable[[str], int]:
+    at_least = _int_at_least(minimum)
+
+    def parse(raw: str) -> int:
+        value = at_least(raw)
+        if value > maximum:
+            raise ValueError(f"must be at most {maximum}")
         return value
 
     return parse
@@ -126,6 +139,49 @@ SETTINGS: tuple[Setting, ...] = (
         "largest request body, before and after decompression (413 beyond)",
     ),
     Setting(
+        "max_decoded_bytes",
+        "SPENDSCOPE_COLLECTOR_MAX_DECODED_BYTES",
+        _int_at_least(MiB),
+        256 * MiB,
+        "memory one request may take once decoded, estimated as it is decoded (413 beyond)",
+    ),
+    Setting(
+        "attribute_count_limit",
+        "SPENDSCOPE_COLLECTOR_ATTRIBUTE_COUNT_LIMIT",
+        _int_at_least(1),
+        128,
+        "attributes of a span, resource, scope, event, link or data point, and entries of an array or map "
+        "value (a span or point over it is refused)",
+    ),
+    Setting(
+        "attribute_value_length_limit",
+        "SPENDSCOPE_COLLECTOR_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+        _int_at_least(64),
+        65_536,
+        "characters of an attribute value (each element of an array) and of every name, key and message",
+    ),
+    Setting(
+        "attribute_depth_limit",
+        "SPENDSCOPE_COLLECTOR_ATTRIBUTE_DEPTH_LIMIT",
+        _int_between(1, MAX_DEPTH),
+        8,
+        "arrays and maps nested in one another in an attribute value",
+    ),
+    Setting(
+        "span_event_count_limit",
+        "SPENDSCOPE_COLLECTOR_SPAN_EVENT_COUNT_LIMIT",
+        _int_at_least(0),
+        128,
+        "events of a span",
+    ),
+    Setting(
+        "span_link_count_limit",
+        "SPENDSCOPE_COLLECTOR_SPAN_LINK_COUNT_LIMIT",
+        _int_at_least(0),
+        128,
+        "links of a span",
+    ),
+    Setting(
         "queue_spans",
         "SPENDSCOPE_COLLECTOR_QUEUE_SPANS",
         _int_at_least(1),
@@ -195,6 +251,12 @@ class CollectorConfig:
     spool: Path | None = None
     price_file: Path | None = None
     max_body_bytes: int = 20 * MiB
+    max_decoded_bytes: int = 256 * MiB
+    attribute_count_limit: int = 128
+    attribute_value_length_limit: int = 65_536
+    attribute_depth_limit: int = 8
+    span_event_count_limit: int = 128
+    span_link_count_limit: int = 128
     queue_spans: int = 150_000
     queue_bytes: int = 160 * MiB
     batch_spans: int = 50_000
@@ -237,6 +299,18 @@ class CollectorConfig:
     def store_dir(self) -> Path | None:
         """A local store's data directory, or None for a ClickHouse server."""
         return parse_dsn(self.store).directory
+
+    @property
+    def limits(self) -> Limits:
+        """What one request may hold (_limits.py)."""
+        return Limits(
+            attribute_count=self.attribute_count_limit,
+            attribute_value_length=self.attribute_value_length_limit,
+            attribute_depth=self.attribute_depth_limit,
+            span_events=self.span_event_count_limit,
+            span_links=self.span_link_count_limit,
+            decoded_bytes=self.max_decoded_bytes,
+        )
 
     @property
     def spool_dir(self) -> Path:

@@ -4,6 +4,10 @@ OTLP/JSON is protobuf's JSON mapping with deviations (opentelemetry-proto docs/s
 trace and span ids are hex, not base64; enums are integers; 64-bit integers may be strings; unknown
 fields are ignored. The ids are rewritten to base64 before `json_format.ParseDict`, which then does
 the rest. Failures raise `BadRequest` with the status to answer and a message for the client.
+
+A JSON body is refused with 413 before it is parsed when the objects Python would make of it are
+estimated over `Limits.decoded_bytes` (counted from its brackets, commas and quotes), and with 400 when
+it nests deeper than Python's parser goes.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import zlib
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from google.protobuf import json_format  # type: ignore[import-untyped]
 from google.protobuf.message import DecodeError as ProtobufDecodeError  # type: ignore[import-untyped]
@@ -29,7 +33,17 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 PROTOBUF: Final = "application/x-protobuf"
 JSON: Final = "application/json"
 _ID_FIELDS: Final = ("traceId", "spanId", "parentSpanId")
+# CPython bytes per JSON object, array, element and string (3.11: a small dict ~200, a list ~60, a
+# list's slot or a float 8-24, a str's header ~50 for its two quotes)
+_JSON_OBJECT_BYTES: Final = 200
+_JSON_ARRAY_BYTES: Final = 80
+_JSON_ELEMENT_BYTES: Final = 32
+_JSON_QUOTE_BYTES: Final = 25
 _GRPC_CODES: Final = {400: 3, 401: 16, 404: 5, 405: 12, 411: 3, 413: 8, 415: 3, 500: 13, 503: 14}
+
+
+if TYPE_CHECKING:
+    from spendscope.collector._limits import Limits
 
 
 class BadRequest(Exception):
@@ -72,27 +86,48 @@ def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
     return bytes(out)
 
 
-def _hex_to_base64(obj: Any) -> None:
-    """Rewrite OTLP/JSON hex ids in place to the base64 protobuf's JSON mapping expects."""
-    if isinstance(obj, dict):
-        for key, value in obj.items():
-            if key in _ID_FIELDS and isinstance(value, str):
-                try:
-                    raw = bytes.fromhex(value)
-                except ValueError:
-                    raise BadRequest(400, f"{key} {value!r} is not hex (OTLP/JSON ids are hex)") from None
-                obj[key] = base64.b64encode(raw).decode()
-            elif isinstance(value, dict | list):
-                _hex_to_base64(value)
-    elif isinstance(obj, list):
-        for item in obj:
-            if isinstance(item, dict | list):
-                _hex_to_base64(item)
+def _hex_to_base64(document: Any) -> None:
+    """Rewrite OTLP/JSON hex ids in place to the base64 protobuf's JSON mapping expects (iteratively:
+    a document may nest as deep as the JSON parser allows)."""
+    stack = [document]
+    while stack:
+        obj = stack.pop()
+        if isinstance(obj, dict):
+            for key, value in obj.items():
+                if key in _ID_FIELDS and isinstance(value, str):
+                    try:
+                        raw = bytes.fromhex(value)
+                    except ValueError:
+                        message = f"{key} {value[:64]!r} is not hex (OTLP/JSON ids are hex)"
+                        raise BadRequest(400, message) from None
+                    obj[key] = base64.b64encode(raw).decode()
+                elif isinstance(value, dict | list):
+                    stack.append(value)
+        elif isinstance(obj, list):
+            stack.extend(item for item in obj if isinstance(item, dict | list))
 
 
-def _parse_json(body: bytes, message: Message) -> None:
+def json_weight(body: bytes) -> int:
+    """Estimated bytes of the Python objects `json.loads(body)` makes."""
+    return (
+        len(body)
+        + _JSON_OBJECT_BYTES * body.count(b"{")
+        + _JSON_ARRAY_BYTES * body.count(b"[")
+        + _JSON_ELEMENT_BYTES * (body.count(b",") + body.count(b":"))
+        + _JSON_QUOTE_BYTES * body.count(b'"')
+    )
+
+
+def _parse_json(body: bytes, message: Message, limits: Limits | None) -> None:
+    if limits is not None and json_weight(body) > limits.decoded_bytes:
+        raise BadRequest(
+            413,
+            f"request too large once decoded (over {limits.decoded_bytes} bytes): send fewer per request",
+        )
     try:
         document = json.loads(body)
+    except RecursionError:
+        raise BadRequest(400, "malformed JSON: nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(400, f"malformed JSON: {exc}") from None
     if not isinstance(document, dict):
@@ -100,32 +135,38 @@ def _parse_json(body: bytes, message: Message) -> None:
     _hex_to_base64(document)
     try:
         json_format.ParseDict(document, message, ignore_unknown_fields=True)
-    except (json_format.ParseError, ValueError, TypeError) as exc:
-        raise BadRequest(400, f"malformed OTLP/JSON: {exc}") from None
+    except (json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
+        raise BadRequest(400, f"malformed OTLP/JSON: {_one_line(exc)}") from None
 
 
-def traces_request(body: bytes, kind: str) -> ExportTraceServiceRequest:
+def _one_line(exc: Exception) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _parse_protobuf(body: bytes, message: Message) -> None:
+    try:
+        message.ParseFromString(body)
+    except ProtobufDecodeError as exc:
+        raise BadRequest(400, f"malformed protobuf: {_one_line(exc) or 'not an OTLP message'}") from None
+
+
+def traces_request(body: bytes, kind: str, limits: Limits | None = None) -> ExportTraceServiceRequest:
     """The request, parsed from protobuf or OTLP/JSON; 400 if it is not one."""
     message = ExportTraceServiceRequest()
     if kind == PROTOBUF:
-        try:
-            message.ParseFromString(body)
-        except ProtobufDecodeError as exc:
-            raise BadRequest(400, f"malformed protobuf: {exc}") from None
+        _parse_protobuf(body, message)
     else:
-        _parse_json(body, message)
+        _parse_json(body, message, limits)
     return message
 
 
-def metrics_request(body: bytes, kind: str) -> ExportMetricsServiceRequest:
+def metrics_request(body: bytes, kind: str, limits: Limits | None = None) -> ExportMetricsServiceRequest:
     message = ExportMetricsServiceRequest()
     if kind == PROTOBUF:
-        try:
-            message.ParseFromString(body)
-        except ProtobufDecodeError as exc:
-            raise BadRequest(400, f"malformed protobuf: {exc}") from None
+        _parse_protobuf(body, message)
     else:
-        _parse_json(body, message)
+        _parse_json(body, message, limits)
     return message
 
 

@@ -3,9 +3,11 @@
     check the headers (`admit`) -> read the body -> `Receiver.traces` / `Receiver.metrics`:
         decompress -> decode (parse, refuse what the store cannot hold) -> `acknowledge` -> answer
 
-Status codes (OTLP/HTTP): 200 accepted (with `partial_success` when some spans were refused); 400
-malformed body (protobuf, JSON, gzip, deflate) or a bad Content-Length; 411 no Content-Length; 413
-body over the limit (on its Content-Length before it is read, and again once decompressed); 415 other
+Status codes (OTLP/HTTP): 200 accepted (with `partial_success` when some spans or points were refused:
+over a limit of _limits.py, or a metric _metric_rules.py refuses); 400 malformed body (protobuf, JSON
+nested past the parsers, gzip, deflate) or a bad Content-Length; 411 no Content-Length; 413 body over
+the limit (on its Content-Length before it is read, and again once decompressed) or a request whose
+rows would take more than `max_decoded_bytes`; 415 other
 Content-Type or Content-Encoding; 503 with Retry-After when the queue is full, the collector is
 stopping, or too many bytes are being decoded at once (the exporter retries). Error bodies are
 google.rpc.Status in the request's encoding.
@@ -25,11 +27,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from spendscope.collector import _otlp
+from spendscope.collector._limits import Limits
 from spendscope.collector._metrics import MetricsState
 from spendscope.collector._otlp import BadRequest
 from spendscope.collector._pipeline import Offer, Pipeline
-from spendscope.collector._spans import DecodedSpans, request_spans
+from spendscope.collector._spans import DecodedSpans, decode
 from spendscope.collector._telemetry import Health
+from spendscope.collector._wire import METRIC_MESSAGE_BYTES, parse_bytes
 
 _log = logging.getLogger("spendscope.collector")
 
@@ -77,12 +81,18 @@ class Admitted:
 
 class Receiver:
     def __init__(
-        self, pipeline: Pipeline, metrics: MetricsState, health: Health, max_body_bytes: int
+        self,
+        pipeline: Pipeline,
+        metrics: MetricsState,
+        health: Health,
+        max_body_bytes: int,
+        limits: Limits | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.metrics = metrics
         self.health = health
         self.max_body_bytes = max_body_bytes
+        self.limits = limits or Limits()
         self.budget = Budget(max(64 * 1024 * 1024, 3 * max_body_bytes))
 
     def admit(self, headers: Mapping[str, str]) -> Admitted | Reply:
@@ -112,7 +122,7 @@ class Receiver:
     def traces(self, body: bytes, kind: str, encoding: str | None) -> Reply:
         try:
             data = _otlp.decompress(body, encoding, self.max_body_bytes)
-            decoded = request_spans(_otlp.traces_request(data, kind))
+            decoded = decode(data, kind, self.limits)
         except BadRequest as exc:
             return error(exc.status, exc.message, kind)
         self.health.received.inc(len(decoded.keys) + decoded.rejected)
@@ -145,7 +155,13 @@ class Receiver:
     def metrics_points(self, body: bytes, kind: str, encoding: str | None) -> Reply:
         try:
             data = _otlp.decompress(body, encoding, self.max_body_bytes)
-            request = _otlp.metrics_request(data, kind)
+            if kind == _otlp.PROTOBUF and parse_bytes(data, METRIC_MESSAGE_BYTES) > self.limits.decoded_bytes:
+                raise BadRequest(
+                    413,
+                    f"request too large once decoded (over {self.limits.decoded_bytes} bytes): "
+                    "send fewer points per request",
+                )
+            request = _otlp.metrics_request(data, kind, self.limits)
         except BadRequest as exc:
             return error(exc.status, exc.message, kind)
         accepted, rejected, reason = self.metrics.add(request)

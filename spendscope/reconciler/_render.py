@@ -11,6 +11,7 @@ from typing import Any, Final
 from spendscope.reconciler._keys import MAPPED, ReportedKey, TrackedKey
 from spendscope.reconciler._model import CAUSES, TOKEN_CAUSES, ReconciliationResult
 from spendscope.reconciler._results import DIFF_COLUMNS
+from spendscope.store.formatting import spreadsheet_text
 
 CAUSE_HELP: Final = {
     "untracked": "usage on a key, project or model with no spans (an un-instrumented service), tool fees",
@@ -22,6 +23,7 @@ CAUSE_HELP: Final = {
     "unexplained": "what none of the above accounts for",
 }
 CSV_COLUMNS: Final = DIFF_COLUMNS[1:]  # the stored diff columns, less run_id
+_TEXT_COLUMNS: Final = CSV_COLUMNS.index("requests")  # the columns before it are text, the rest numbers
 
 
 def money(value: Decimal | None) -> str | None:
@@ -190,9 +192,10 @@ def to_csv(result: ReconciliationResult) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for row in _rows(result):
-        writer.writerow(
-            ["" if v is None else ("true" if v is True else "false" if v is False else v) for v in row]
-        )
+        cells = ["" if v is None else ("true" if v is True else "false" if v is False else v) for v in row]
+        # spreadsheet-safe text (see spendscope/store/formatting.py); numbers, money included, stay numbers
+        text, numbers = cells[:_TEXT_COLUMNS], cells[_TEXT_COLUMNS:]
+        writer.writerow([spreadsheet_text(c) if isinstance(c, str) else c for c in text] + numbers)
     return buffer.getvalue()
 
 

@@ -10,6 +10,8 @@ Only the columns whose ClickHouse text differs from the Python rendering are rew
 them), maps (JSON objects with sorted keys). Decimals lose their trailing zeros and NULL is an empty
 field through the query's SETTINGS. What stays ClickHouse's own: strings are always quoted, and
 floats print their shortest form (`0`, `1e-7` where Python writes `0.0`, `1e-07`), the same numbers.
+Text columns are made spreadsheet-safe in SQL as `formatting.spreadsheet_text` does (a single quote
+before a leading `=`, `+`, `-`, `@`, tab or carriage return); numbers are left alone.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Sequence
 from typing import Final
 
 FORMAT: Final = "CSV"
+_FORMULA_STARTS: Final = "'=', '+', '-', '@', '\\t', '\\r'"  # formatting.FORMULA_STARTS
 _SETTINGS: Final = (
     "output_format_decimal_trailing_zeros = 0, format_csv_null_representation = '', "
     "output_format_json_escape_forward_slashes = 0"
@@ -49,6 +52,8 @@ def _expression(column: str, type_: str) -> str:
         return f"formatDateTime({name}, '%Y-%m-%dT%H:%i:%S+00:00', 'UTC')"
     if base.startswith("Map("):
         return f"toJSONString(mapSort({name}))"
+    if base == "String" or base.startswith("FixedString("):
+        return f"if(substring({name}, 1, 1) IN ({_FORMULA_STARTS}), concat('\\'', {name}), {name})"
     return name
 
 

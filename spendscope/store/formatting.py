@@ -1,4 +1,10 @@
-"""Reports as text: CSV and JSON for scripts, cells for terminal tables (pure)."""
+"""Reports as text: CSV and JSON for scripts, cells for terminal tables (pure).
+
+CSV is spreadsheet-safe (OWASP's advice on CSV injection): a text cell that begins with `=`, `+`, `-`,
+`@`, a tab or a carriage return gets a single quote before it, so that a spreadsheet shows it as text
+rather than running it as a formula. Which cells are text is decided by their type, not their look:
+numbers (token counts, costs, including negative ones) stay numbers, and a user id `-5` is text,
+written `'-5`."""
 
 from __future__ import annotations
 
@@ -14,6 +20,18 @@ from spendscope.store.money import COST_COLUMNS, Cost, has_costs
 from spendscope.store.reports import Report, json_value
 
 NUMERIC_SUFFIXES = ("_usd", "_tokens", "calls", "_percent", "_seconds")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_text(text: str) -> str:
+    """Text a spreadsheet shows as text and never runs as a formula (a single quote before it)."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def csv_field(value: Any) -> str:
+    """A CSV cell: `csv_cell`, text made spreadsheet-safe."""
+    text = csv_cell(value)
+    return spreadsheet_text(text) if isinstance(value, str) else text
 
 
 def csv_cell(value: Any) -> str:
@@ -34,7 +52,7 @@ def to_csv(report: Report) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(report.columns)
-    writer.writerows([csv_cell(v) for v in row] for row in report.rows)
+    writer.writerows([csv_field(v) for v in row] for row in report.rows)
     return buffer.getvalue()
 
 

@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 from spendscope.store.errors import ReportError
-from spendscope.store.formatting import csv_cell, table_cells
+from spendscope.store.formatting import csv_field, spreadsheet_text, table_cells
 from spendscope.store.money import Cost
 from spendscope.store.reports import QueryRunner, Report, invoice_query, json_value, month_range, run
 from spendscope.store.times import ch_time
@@ -176,10 +176,10 @@ class Invoice:
         (`item`, `unpriced`, `total`): money exact, unknown costs empty."""
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerows(self.facts())
+        writer.writerows((name, spreadsheet_text(text)) for name, text in self.facts())
         writer.writerow([])
         writer.writerow(["line", *self.lines.columns])
-        writer.writerows([kind, *(csv_cell(v) for v in row)] for kind, row in self.rows())
+        writer.writerows([kind, *(csv_field(v) for v in row)] for kind, row in self.rows())
         return buffer.getvalue()
 
     def table(self) -> tuple[list[str], list[list[str]]]:
