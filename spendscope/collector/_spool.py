@@ -251,7 +251,7 @@ class Spool:
             raise
         os.close(fd)
         os.replace(tmp, path)
-        _fsync(folder)
+        fsync_directory(folder)
         return path
 
     def read(self, path: Path) -> SpooledBatch:
@@ -289,10 +289,11 @@ class Spool:
             self._files -= 1
 
     def _fsync_directory(self) -> None:
-        _fsync(self.directory)
+        fsync_directory(self.directory)
 
 
-def _fsync(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
+    """Make a directory's entries (files created, renamed, removed) durable."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)

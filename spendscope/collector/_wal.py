@@ -32,6 +32,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from spendscope.collector._spool import fsync_directory
+
 _log = logging.getLogger("spendscope.collector")
 
 SUFFIX = ".wal"
@@ -144,7 +146,7 @@ class Wal:
     def discard(self, path: Path) -> None:
         """Remove a previous process's segment (once what it held is spooled)."""
         path.unlink(missing_ok=True)
-        _fsync_directory(self.directory)
+        fsync_directory(self.directory)
         self._leftover.remove(path)
 
     # --- segments -----------------------------------------------------------------------------------
@@ -152,7 +154,7 @@ class Wal:
     def _open(self, seq: int) -> _Segment:
         path = self.directory / f"{seq:012d}{SUFFIX}"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
-        _fsync_directory(self.directory)
+        fsync_directory(self.directory)
         segment = _Segment(seq, path, fd)
         self._segments[seq] = segment
         return segment
@@ -195,11 +197,3 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
