@@ -122,11 +122,11 @@ def _demo_to_collector(url: str, seed: int, every: str | None) -> None:
 
     from spendscope.demo.external import CollectorUnreachable, check_collector, parse_every, send_rounds
     from spendscope.pricing import PriceFile
-    from spendscope.settings import resolve
+    from spendscope.settings.app import PriceSettings
 
     try:
         interval = parse_every(every) if every is not None else None
-        if (prices := resolve("price_file")) is not None:
+        if (prices := PriceSettings.resolve().price_file) is not None:
             PriceFile.load(prices)  # the services price their calls with it: a bad one stops the demo here
         check_collector(url)
     except (ValueError, CollectorUnreachable) as exc:  # ValueError: ConfigurationError and PriceFileError too

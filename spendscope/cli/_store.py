@@ -21,6 +21,8 @@ from spendscope.cli._app import (
     emit_report,
     open_store_for,
 )
+from spendscope.cli._options import setting_option
+from spendscope.settings.app import PriceSettings
 
 if TYPE_CHECKING:
     from spendscope.store import Report
@@ -82,9 +84,8 @@ def rollups_build(store: StoreOption = None) -> None:
 
 def _price_file(path: str | None) -> Any:
     from spendscope.pricing import PriceFile
-    from spendscope.settings import resolve
 
-    chosen = resolve("price_file", path)
+    chosen = PriceSettings.resolve(given="option", price_file=path).price_file
     return PriceFile.load(chosen) if chosen is not None else None
 
 
@@ -178,9 +179,7 @@ def _preview(calls: Report) -> Report:
 def reprice(
     since: SinceOption = "30d",
     until: UntilOption = None,
-    price_file: Annotated[
-        str | None, typer.Option(help="TOML/JSON price overrides [env: SPENDSCOPE_PRICE_FILE]")
-    ] = None,
+    price_file: Annotated[str | None, setting_option(PriceSettings, "price_file")] = None,
     store: StoreOption = None,
 ) -> None:
     """Re-cost the calls of a time range with today's prices (genai-prices and the price file), for
