@@ -14,6 +14,7 @@ from spendscope.cli._app import (
     domain_errors,
     fail,
 )
+from spendscope.settings.collector import CollectorConfig
 
 
 class Format(StrEnum):
@@ -54,7 +55,7 @@ def demo(
     ] = False,
     listen: Annotated[
         str, typer.Option(help="with --serve: where the collector and the portal listen")
-    ] = "127.0.0.1:4318",
+    ] = CollectorConfig.default_text("listen") or "",
 ) -> None:
     """Run the whole pipeline on local defaults: a collector on a local ClickHouse store (its server
     started for the demo and stopped after it), a local fake OpenAI server, and a realistic workload

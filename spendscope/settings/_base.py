@@ -124,7 +124,7 @@ def _reason(error: Mapping[str, Any], field: FieldInfo | None) -> str:
         "too_short": "must not be empty",
         "path_not_file": f"no such file: {error['input']}",
     }
-    return words.get(kind, error["msg"])
+    return words.get(kind, str(error["msg"]))
 
 
 def _bounds(field: FieldInfo | None) -> str:
