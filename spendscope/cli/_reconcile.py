@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -40,7 +41,7 @@ def reconcile(
     ] = True,
     watch: Annotated[bool, typer.Option("--watch", help="run again every --interval until stopped")] = False,
     interval: Annotated[str | None, setting_option(ReconcileSettings, "interval")] = None,
-    metrics_file: Annotated[str | None, setting_option(ReconcileSettings, "metrics_file")] = None,
+    metrics_file: Annotated[Path | None, setting_option(ReconcileSettings, "metrics_file")] = None,
     metrics_listen: Annotated[str | None, setting_option(ReconcileSettings, "metrics_listen")] = None,
     max_retries: Annotated[str | None, setting_option(ReconcileSettings, "max_retries")] = None,
     max_retry_wait: Annotated[str | None, setting_option(ReconcileSettings, "max_retry_wait")] = None,

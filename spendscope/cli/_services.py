@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -23,8 +24,8 @@ _RECONCILE_LISTEN = ReconcileSettings.default_text("metrics_listen")
 def collector(
     listen: Annotated[str | None, setting_option(CollectorConfig, "listen")] = None,
     store: Annotated[str | None, setting_option(CollectorConfig, "store")] = None,
-    spool: Annotated[str | None, setting_option(CollectorConfig, "spool")] = None,
-    price_file: Annotated[str | None, setting_option(CollectorConfig, "price_file")] = None,
+    spool: Annotated[Path | None, setting_option(CollectorConfig, "spool")] = None,
+    price_file: Annotated[Path | None, setting_option(CollectorConfig, "price_file")] = None,
     max_body_bytes: Annotated[str | None, setting_option(CollectorConfig, "max_body_bytes")] = None,
     queue_spans: Annotated[str | None, setting_option(CollectorConfig, "queue_spans")] = None,
     batch_spans: Annotated[str | None, setting_option(CollectorConfig, "batch_spans")] = None,
@@ -102,10 +103,10 @@ app.add_typer(spool_app, name="spool")
 SpoolStoreOption = Annotated[
     str | None, setting_option(CollectorConfig, "store", help="the collector's, whose spool is next to it")
 ]
-SpoolOption = Annotated[str | None, setting_option(CollectorConfig, "spool")]
+SpoolOption = Annotated[Path | None, setting_option(CollectorConfig, "spool")]
 
 
-def _spool(store: str | None, spool: str | None) -> Any:
+def _spool(store: str | None, spool: Path | None) -> Any:
     from spendscope.collector._spool import Spool
     from spendscope.settings import ConfigurationError
 
@@ -139,7 +140,7 @@ def spool_requeue(store: SpoolStoreOption = None, spool: SpoolOption = None) -> 
 # --- budgets -------------------------------------------------------------------------------------------
 @app.command()
 def budgets(
-    config: Annotated[str | None, setting_option(BudgetSettings, "config")] = None,
+    config: Annotated[Path | None, setting_option(BudgetSettings, "config")] = None,
     listen: Annotated[str | None, setting_option(BudgetSettings, "listen")] = None,
     interval: Annotated[str | None, setting_option(BudgetSettings, "interval")] = None,
     once: Annotated[

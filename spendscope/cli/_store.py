@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -82,7 +83,7 @@ def rollups_build(store: StoreOption = None) -> None:
     typer.echo(f"built {built} ({result.rows} rows)")
 
 
-def _price_file(path: str | None) -> Any:
+def _price_file(path: Path | None) -> Any:
     from spendscope.pricing import PriceFile
 
     chosen = PriceSettings.resolve(given="option", price_file=path).price_file
@@ -179,7 +180,7 @@ def _preview(calls: Report) -> Report:
 def reprice(
     since: SinceOption = "30d",
     until: UntilOption = None,
-    price_file: Annotated[str | None, setting_option(PriceSettings, "price_file")] = None,
+    price_file: Annotated[Path | None, setting_option(PriceSettings, "price_file")] = None,
     store: StoreOption = None,
 ) -> None:
     """Re-cost the calls of a time range with today's prices (genai-prices and the price file), for
