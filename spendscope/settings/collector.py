@@ -7,11 +7,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, Self
 
 from pydantic import AfterValidator, Field, model_validator
 
-from spendscope.settings import ConfigurationError
+from spendscope.settings import DEFAULT_STORE, STORE_ENV, ConfigurationError
 from spendscope.settings._base import Settings
 from spendscope.settings._types import AbsolutePath, Listen, PriceFile, Seconds, Text, Whole
-from spendscope.store.dsn import DEFAULT_STORE, STORE_ENV, parse_dsn
-from spendscope.store.errors import StoreError
 
 if TYPE_CHECKING:
     from spendscope.collector._limits import Limits
@@ -23,6 +21,9 @@ MAX_DEPTH: Final = 32
 
 
 def _dsn(value: str) -> str:
+    from spendscope.store.dsn import parse_dsn  # not at import: the CLI's help needs no store
+    from spendscope.store.errors import StoreError
+
     try:
         parse_dsn(value)
     except StoreError as exc:
@@ -164,6 +165,8 @@ class CollectorConfig(Settings):
     @property
     def store_dir(self) -> Path | None:
         """A local store's data directory, or None for a ClickHouse server."""
+        from spendscope.store.dsn import parse_dsn
+
         return parse_dsn(self.store).directory
 
     @property
