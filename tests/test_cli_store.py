@@ -208,7 +208,8 @@ def test_bad_margin_setting_is_one_line(
     done = cli("export", *NOV, "--store", store_dsn)
     assert (done.exit_code, done.stderr) == (
         1,
-        "error: bad environment variable SPENDSCOPE_MARGIN_PERCENT 'ten': a percentage such as 20 or 12.5\n",
+        "error: reports setting margin_percent (environment variable SPENDSCOPE_MARGIN_PERCENT='ten'): "
+        "must be a percentage such as 20 or 12.5\n",
     )
 
 

@@ -9,6 +9,7 @@ from spendscope.settings.app import AppSettings
 from spendscope.settings.budgets import BudgetSettings
 from spendscope.settings.collector import CollectorConfig
 from spendscope.settings.reconcile import ReconcileSettings
+from spendscope.settings.reports import ReportSettings
 from spendscope.settings.store import StoreSettings
 
 # (heading, model, who reads it)
@@ -24,6 +25,11 @@ MODELS: tuple[tuple[str, type[Settings], str], ...] = (
         "Reconciler",
         ReconcileSettings,
         "`spendscope reconcile` (its options) and `spendscope collector --reconcile`",
+    ),
+    (
+        "Reports",
+        ReportSettings,
+        "`spendscope export` and `invoice`, the collector's reports API and its portal",
     ),
     ("Budgets", BudgetSettings, "`spendscope budgets` (its options) and `spendscope collector --budgets`"),
 )
