@@ -37,7 +37,7 @@ def admin() -> Iterator[FakeAdminAPI]:
 
 
 def test_the_overview_shows_the_latest_reconciliation_and_budgets_over_warning(
-    store: Store, admin: FakeAdminAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: Store, admin: FakeAdminAPI, tmp_path: Path
 ) -> None:
     # a tracked call, and an untracked service OpenAI billed: coverage below 100%, residual `untracked`
     track(store, call(input_tokens=100, output_tokens=20))
@@ -58,10 +58,9 @@ def test_the_overview_shows_the_latest_reconciliation_and_budgets_over_warning(
     )
     budgets = tmp_path / "budgets.yaml"
     budgets.write_text("warning_percent: 80\nper_user:\n  daily_usd: 1\n  monthly_usd: 100\n")
-    monkeypatch.setenv("SPENDSCOPE_BUDGETS_CONFIG", str(budgets))
     _, acme = t.create(store, kind=t.TENANT, tenant="acme")
     _, root = t.create(store, kind=t.ADMIN)
-    with serve_reports(store) as url:
+    with serve_reports(store, budgets=budgets) as url:
         page = get(url + "/", root)
         assert page.status == 200
         html = page.text

@@ -9,7 +9,7 @@ from pydantic import AfterValidator, Field, model_validator
 
 from spendscope.settings import DEFAULT_STORE, STORE_ENV, ConfigurationError
 from spendscope.settings._base import Settings
-from spendscope.settings._types import AbsolutePath, Listen, PriceFile, Seconds, Text, Whole
+from spendscope.settings._types import AbsolutePath, Listen, PriceFile, Seconds, Secret, Text, Whole
 
 if TYPE_CHECKING:
     from spendscope.collector._limits import Limits
@@ -135,6 +135,12 @@ class CollectorConfig(Settings):
         None,
         validation_alias="SPENDSCOPE_COLLECTOR_TOKEN",
         description="bearer token every request must carry (none: no authentication)",
+    )
+    session_secret: Secret | None = Field(
+        None,
+        validation_alias="SPENDSCOPE_SESSION_SECRET",
+        description="key that signs the portal's sign-in cookie (none: a random one per process, so a "
+        "restart signs everyone out; collectors behind one address need the same)",
     )
     spool_max_bytes: Whole = Field(
         4096 * MiB,
