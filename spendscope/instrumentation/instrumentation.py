@@ -44,6 +44,7 @@ class Options:
     pricer: Pricer
     user_label_limit: int
     inject_stream_usage: bool
+    service_name: str | None = None
 
     @classmethod
     def resolve(
@@ -52,6 +53,7 @@ class Options:
         price_file: Path | str | None = None,
         user_label_limit: int | None = None,
         inject_stream_usage: bool | None = None,
+        service_name: str | None = None,
     ) -> Options:
         """Settings from the arguments, else the environment; loads the prices (genai-prices)."""
         from spendscope.settings.app import InstrumentationSettings
@@ -61,6 +63,7 @@ class Options:
                 price_file=price_file,
                 user_label_limit=user_label_limit,
                 inject_stream_usage=inject_stream_usage,
+                service_name=service_name,
             )
         )
 
@@ -74,6 +77,7 @@ class Options:
             pricer=Pricer(PriceFile.load(path) if path is not None else None),
             user_label_limit=settings.user_label_limit,
             inject_stream_usage=settings.inject_stream_usage,
+            service_name=settings.service_name,
         )
 
 
@@ -176,6 +180,7 @@ class Instrumentation:
                 user_label_limit=options.user_label_limit,
                 pending=self.pending,
                 inject_stream_usage=options.inject_stream_usage,
+                service_name=options.service_name,
             )
             self.telemetries[key] = telemetry
         return telemetry
