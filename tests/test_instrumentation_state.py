@@ -112,3 +112,11 @@ def test_the_service_label_is_the_resources_else_the_service_name_setting(
     assert service(TracerProvider(resource=Resource({"service.name": "from-resource"}))) == "from-resource"
     monkeypatch.delenv("OTEL_SERVICE_NAME")
     assert Options.resolve().service_name is None
+
+
+def test_internal_errors_are_raised_only_when_the_setting_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    from spendscope.instrumentation.instrumentation import Options
+
+    assert Options.resolve().raise_internal_errors  # tests/conftest.py sets it
+    monkeypatch.delenv("SPENDSCOPE_RAISE_INTERNAL_ERRORS")
+    assert not Options.resolve().raise_internal_errors  # production: logged and counted

@@ -45,6 +45,7 @@ class Options:
     user_label_limit: int
     inject_stream_usage: bool
     service_name: str | None = None
+    raise_internal_errors: bool = False
 
     @classmethod
     def resolve(
@@ -54,6 +55,7 @@ class Options:
         user_label_limit: int | None = None,
         inject_stream_usage: bool | None = None,
         service_name: str | None = None,
+        raise_internal_errors: bool | None = None,
     ) -> Options:
         """Settings from the arguments, else the environment; loads the prices (genai-prices)."""
         from spendscope.settings.app import InstrumentationSettings
@@ -64,6 +66,7 @@ class Options:
                 user_label_limit=user_label_limit,
                 inject_stream_usage=inject_stream_usage,
                 service_name=service_name,
+                raise_internal_errors=raise_internal_errors,
             )
         )
 
@@ -78,6 +81,7 @@ class Options:
             user_label_limit=settings.user_label_limit,
             inject_stream_usage=settings.inject_stream_usage,
             service_name=settings.service_name,
+            raise_internal_errors=settings.raise_internal_errors,
         )
 
 
@@ -181,6 +185,7 @@ class Instrumentation:
                 pending=self.pending,
                 inject_stream_usage=options.inject_stream_usage,
                 service_name=options.service_name,
+                raise_internal_errors=options.raise_internal_errors,
             )
             self.telemetries[key] = telemetry
         return telemetry

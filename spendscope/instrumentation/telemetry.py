@@ -104,7 +104,9 @@ class Telemetry:
         pending: Pending,
         inject_stream_usage: bool = True,
         service_name: str | None = None,
+        raise_internal_errors: bool = False,
     ) -> None:
+        self.raise_internal_errors = raise_internal_errors  # spendscope/_internal.py
         self.tracer = trace.get_tracer(
             "spendscope", __version__, tracer_provider, schema_url=n.SEMCONV_SCHEMA_URL
         )
@@ -336,7 +338,7 @@ class LLMCall:
             self._record(error, responded)
         except Exception:
             try:
-                internal_error("finish", self.telemetry.count_error)
+                internal_error("finish", self.telemetry)
             finally:
                 if self.span.is_recording():  # not ended yet
                     self.span.end()

@@ -36,6 +36,12 @@ class InstrumentationSettings(PriceSettings):
         description="service.name of this app (the instrumentation's `service` metric label when the "
         "tracer provider's resource has none)",
     )
+    raise_internal_errors: bool = Field(
+        False,
+        validation_alias="SPENDSCOPE_RAISE_INTERNAL_ERRORS",
+        description="raise SpendScope's own failures inside instrumented calls instead of logging and "
+        "counting them: for SpendScope's tests, never in production",
+    )
 
 
 class AppSettings(InstrumentationSettings):

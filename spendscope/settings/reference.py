@@ -17,7 +17,7 @@ MODELS: tuple[tuple[str, type[Settings], str], ...] = (
     (
         "App",
         AppSettings,
-        "`spendscope.configure()` (its keyword arguments); `instrument_openai()`: the first four",
+        "`spendscope.configure()` (its keyword arguments); `instrument_openai()`: the first five",
     ),
     ("Store", StoreSettings, "`spendscope migrate`, which writes them to the store"),
     ("Collector", CollectorConfig, "`spendscope collector` (its options) and `CollectorConfig.resolve()`"),
