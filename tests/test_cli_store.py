@@ -184,11 +184,13 @@ def test_migrate_is_idempotent(store_dsn: str) -> None:
         (["report", "--since", "1d", "--until", "2d"], "error: empty time range"),
         (
             ["report", "--store", "ftp://x/y"],
-            "error: bad store DSN 'ftp://x/y': use a directory, chdb:///path/to/dir, or http(s)://",
+            "error: SpendScope setting store (option --store='ftp://x/y'): bad store DSN 'ftp://x/y': use a "
+            "directory, chdb:///path/to/dir, or http(s)://",
         ),
         (
             ["export", "--store", "chdb://memory"],
-            "error: bad store DSN 'chdb://memory': give the data directory",
+            "error: SpendScope setting store (option --store='chdb://memory'): bad store DSN 'chdb://memory': "
+            "give the data directory",
         ),
         (["invoice", "--tenant", "acme", "--month", "2026-13"], "error: bad month '2026-13': use YYYY-MM"),
         (["margin", "--tenant", "acme", "--percent", "lots"], "error: bad --percent 'lots'"),

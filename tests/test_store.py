@@ -491,20 +491,30 @@ def test_unreachable_server_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None
     ],
 )
 def test_store_dsns(dsn: str, expected: tuple[str, str, str | None]) -> None:
-    target = parse_dsn(dsn, cwd=Path("/work/app"), environ={})
+    target = parse_dsn(dsn, cwd=Path("/work/app"))
     path = str(target.directory) if target.directory else None
     assert (target.dsn, target.database, path) == expected
 
 
-def test_store_dsn_defaults_and_environment() -> None:
-    default = parse_dsn(None, cwd=Path("/srv"), environ={})
+def test_store_dsn_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SPENDSCOPE_STORE", raising=False)
+    default = parse_dsn(None, cwd=Path("/srv"))
     assert (default.directory, default.describe()) == (
         Path("/srv/spendscope-data"),
         "/srv/spendscope-data (database spendscope)",
     )
-    from_env = parse_dsn(None, environ={"SPENDSCOPE_STORE": "http://a:b@h:8123/db"}, cwd=Path("/srv"))
+    monkeypatch.setenv("SPENDSCOPE_STORE", "http://a:b@h:8123/db")
+    from_env = parse_dsn(None, cwd=Path("/srv"))
     assert (from_env.database, from_env.describe()) == ("db", "http://a@h:8123/db")
-    assert parse_dsn("chdb:///x?database=a", database="t_1", environ={}).database == "t_1"
+    assert parse_dsn("chdb:///x?database=a", database="t_1").database == "t_1"
+    monkeypatch.setenv("SPENDSCOPE_STORE", "http://u:hunter2@/db")
+    with pytest.raises(ConfigurationError) as info:
+        parse_dsn(None)
+    assert str(info.value) == (
+        "SpendScope setting store (environment variable SPENDSCOPE_STORE='http://u:***@/db'): "
+        "bad store DSN 'http://u:***@/db': use a directory, chdb:///path/to/dir, or "
+        "http(s)://user:pass@host:8123/database"
+    )
 
 
 @pytest.mark.parametrize(
@@ -521,7 +531,7 @@ def test_store_dsn_defaults_and_environment() -> None:
 )
 def test_bad_store_dsns_are_clear(dsn: str, message: str) -> None:
     with pytest.raises(StoreError) as info:
-        parse_dsn(dsn, environ={})
+        parse_dsn(dsn)
     assert message in str(info.value) and "hunter2" not in str(info.value)
 
 

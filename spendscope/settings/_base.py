@@ -10,6 +10,7 @@ where <where> is `argument <name>` (a keyword argument), `option --<name>` (the 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, ClassVar, Literal, Self, get_args
@@ -21,6 +22,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from spendscope.settings import ConfigurationError
 
 Given = Literal["argument", "option"]
+_URL_PASSWORD = re.compile(r"(//[^:/@]*):[^@/]*@")
 
 
 class Settings(BaseSettings):
@@ -77,6 +79,7 @@ class Settings(BaseSettings):
             name = names[key]
             where, raw = f"environment variable {key}", os.environ.get(key, "")
         field = cls.model_fields[name]
+        raw = _URL_PASSWORD.sub(r"\1:***@", raw)  # a DSN's password is never shown
         shown = where if _secret(field) else f"{where}={raw!r}"
         return ConfigurationError(f"{cls.component} setting {name} ({shown}): {_reason(error, field)}")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import BeforeValidator, Field, FilePath, SecretStr
+from pydantic import AfterValidator, BeforeValidator, Field, FilePath, SecretStr
 
 N = TypeVar("N", bound=str)
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d)?$")
@@ -142,3 +142,27 @@ PriceFile = Annotated[
     ),
 ]
 """The price file: the app, the collector and the store's commands read the same one."""
+
+
+def _dsn(value: str) -> str:
+    from spendscope.store.dsn import parse_dsn  # not at import: the CLI's help needs no store
+    from spendscope.store.errors import StoreError
+
+    try:
+        parse_dsn(value)
+    except StoreError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+DEFAULT_STORE = "./spendscope-data"
+StoreDsn = Annotated[
+    Text,
+    AfterValidator(_dsn),
+    Field(
+        validation_alias="SPENDSCOPE_STORE",
+        description="the store: a directory (a local store, its server started if need be) or "
+        "http(s)://user:pass@host:8123/db (a server)",
+    ),
+]
+"""The store: every command's `--store` and the collector's read the same one."""

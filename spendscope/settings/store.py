@@ -10,7 +10,14 @@ from typing import Literal
 from pydantic import Field
 
 from spendscope.settings._base import Settings
-from spendscope.settings._types import Whole
+from spendscope.settings._types import DEFAULT_STORE, StoreDsn, Whole
+
+
+class StoreLocation(Settings):
+    """Where the store is: `--store` of every command, and `spendscope.store.open_store()` without one
+    (the collector's `store` is the same setting)."""
+
+    store: StoreDsn = DEFAULT_STORE
 
 
 class StoreSettings(Settings):
