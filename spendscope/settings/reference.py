@@ -17,10 +17,21 @@ MODELS: tuple[tuple[str, type[Settings], str], ...] = (
     (
         "App",
         AppSettings,
-        "`spendscope.configure()` (its keyword arguments); `instrument_openai()`: the first five",
+        "`spendscope.configure()` (its keyword arguments, and `raise_internal_errors` from the "
+        "environment); `instrument_openai()`: the first five",
     ),
-    ("Store", StoreSettings, "`spendscope migrate`, which writes them to the store"),
-    ("Collector", CollectorConfig, "`spendscope collector` (its options) and `CollectorConfig.resolve()`"),
+    (
+        "Store",
+        StoreSettings,
+        "`spendscope migrate` and the collector, which migrates on start: the first three are written to "
+        "the store, the trace indexes choose how otel_traces is created",
+    ),
+    (
+        "Collector",
+        CollectorConfig,
+        "`spendscope collector` (its options) and `CollectorConfig.resolve()`; `store` is also every "
+        "command's `--store` and `spendscope.store.open_store()`'s default",
+    ),
     (
         "Reconciler",
         ReconcileSettings,
