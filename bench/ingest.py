@@ -36,8 +36,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from spendscope import names as n
+from spendscope.settings.store import StoreSettings
 from spendscope.store import server
-from spendscope.store.migrations import TRACE_INDEXES_ENV
 
 
 def _kv(key: str, value: object) -> KeyValue:
@@ -200,7 +200,11 @@ def main() -> None:
                 **os.environ,
                 "SPENDSCOPE_COLLECTOR_WRITERS": str(args.writers),
                 **({"SPENDSCOPE_COLLECTOR_QUEUE_BYTES": str(args.queue_mib << 20)} if args.queue_mib else {}),
-                **({TRACE_INDEXES_ENV: args.trace_indexes} if args.trace_indexes else {}),
+                **(
+                    {StoreSettings.env("store_trace_indexes"): args.trace_indexes}
+                    if args.trace_indexes
+                    else {}
+                ),
             },
         )
         url = ""

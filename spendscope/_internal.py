@@ -1,34 +1,36 @@
 """One place where SpendScope's own failures go: logged once, counted, never raised into the app.
 
-Under the test suite (`SPENDSCOPE_RAISE_INTERNAL_ERRORS=1`, set by tests/conftest.py) they are raised
-instead, so a bug in SpendScope fails a test rather than hiding in a log.
+With the instrumentation's `raise_internal_errors` setting (SPENDSCOPE_RAISE_INTERNAL_ERRORS=1, set by
+tests/conftest.py) they are raised instead, so a bug in SpendScope fails a test rather than hiding in a
+log. The setting is read with the others when instrumenting (spendscope/settings/app.py), so an
+error costs no reading of the environment.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
-from collections.abc import Callable
+from typing import Protocol
 
 _log = logging.getLogger("spendscope")
 _logged: set[str] = set()
 
-# Called with the place of each internal error; Telemetry points it at its counter.
-ErrorCounter = Callable[[str], None]
+
+class ErrorSink(Protocol):
+    """Where an internal error is counted (a `Telemetry`), and whether it is raised instead."""
+
+    raise_internal_errors: bool
+
+    def count_error(self, where: str) -> None: ...
 
 
-def raise_internal_errors() -> bool:
-    return os.environ.get("SPENDSCOPE_RAISE_INTERNAL_ERRORS", "").lower() in ("1", "true", "yes")
-
-
-def internal_error(where: str, count: ErrorCounter | None = None) -> None:
+def internal_error(where: str, sink: ErrorSink | None = None) -> None:
     """Handle the exception being handled now (call from an `except` block)."""
-    if raise_internal_errors():
+    if sink is not None and sink.raise_internal_errors:
         raise
     if where not in _logged:
         _logged.add(where)
         _log.exception("spendscope: internal error in %s; the call itself is unaffected", where)
-    if count is not None:
+    if sink is not None:
         with contextlib.suppress(Exception):  # the counter is telemetry too
-            count(where)
+            sink.count_error(where)

@@ -112,10 +112,13 @@ def _store_servers_stopped(request: pytest.FixtureRequest) -> Iterator[None]:
 
 # --- the collector's report API, as the collector serves it ---------------------------------------------
 @contextmanager
-def serve_reports(store: Store, token: str | None = None) -> Iterator[str]:
+def serve_reports(
+    store: Store, token: str | None = None, *, session_secret: str | None = None, budgets: Path | None = None
+) -> Iterator[str]:
     """The collector's reports API (`/api/usage/...`, the collector's own app over `store`, without
     the rest of the collector) on 127.0.0.1; yields the base URL."""
-    server = HttpServer(reports_app(lambda: nullcontext(store), token), "127.0.0.1", 0)
+    app = reports_app(lambda: nullcontext(store), token, session_secret=session_secret, budgets=budgets)
+    server = HttpServer(app, "127.0.0.1", 0)
     server.start()
     try:
         yield f"http://127.0.0.1:{server.address[1]}"

@@ -323,7 +323,7 @@ def test_a_failure_while_finishing_never_breaks_the_poll(
 
     for telemetry in default_instrumentation().telemetries.values():
         monkeypatch.setattr(telemetry, "pricer", BrokenPricer())
-    monkeypatch.delenv("SPENDSCOPE_RAISE_INTERNAL_ERRORS")  # production behaviour
+        monkeypatch.setattr(telemetry, "raise_internal_errors", False)  # production behaviour
     queued = create(client)
     done, _ = poll(client, queued)
     assert done.status == "completed" and done.usage is not None

@@ -184,11 +184,13 @@ def test_migrate_is_idempotent(store_dsn: str) -> None:
         (["report", "--since", "1d", "--until", "2d"], "error: empty time range"),
         (
             ["report", "--store", "ftp://x/y"],
-            "error: bad store DSN 'ftp://x/y': use a directory, chdb:///path/to/dir, or http(s)://",
+            "error: SpendScope setting store (option --store='ftp://x/y'): bad store DSN 'ftp://x/y': use a "
+            "directory, chdb:///path/to/dir, or http(s)://",
         ),
         (
             ["export", "--store", "chdb://memory"],
-            "error: bad store DSN 'chdb://memory': give the data directory",
+            "error: SpendScope setting store (option --store='chdb://memory'): bad store DSN 'chdb://memory': "
+            "give the data directory",
         ),
         (["invoice", "--tenant", "acme", "--month", "2026-13"], "error: bad month '2026-13': use YYYY-MM"),
         (["margin", "--tenant", "acme", "--percent", "lots"], "error: bad --percent 'lots'"),
@@ -208,7 +210,8 @@ def test_bad_margin_setting_is_one_line(
     done = cli("export", *NOV, "--store", store_dsn)
     assert (done.exit_code, done.stderr) == (
         1,
-        "error: bad environment variable SPENDSCOPE_MARGIN_PERCENT 'ten': a percentage such as 20 or 12.5\n",
+        "error: reports setting margin_percent (environment variable SPENDSCOPE_MARGIN_PERCENT='ten'): "
+        "must be a percentage such as 20 or 12.5\n",
     )
 
 

@@ -654,7 +654,8 @@ def test_internal_failure_never_breaks_the_call(
     with pytest.raises(RuntimeError, match="pricing exploded"):
         client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     # ... while in production they are logged once, counted, and the app gets its result untouched.
-    monkeypatch.delenv("SPENDSCOPE_RAISE_INTERNAL_ERRORS")
+    for telemetry in default_instrumentation().telemetries.values():
+        monkeypatch.setattr(telemetry, "raise_internal_errors", False)
     server.enqueue(CHAT, Reply(json=chat_body(19, 10)))
     server.enqueue(CHAT, Reply(json=chat_body(19, 10)))
     with caplog.at_level(logging.ERROR, logger="spendscope"):

@@ -80,3 +80,43 @@ def test_one_instrumentation_at_a_time_patches_openai(
         other.uninstrument()
     assert Completions.create is original
     assert len(own.spans()) == 1 and len(capture.spans()) == 1
+
+
+def test_the_service_label_is_the_resources_else_the_service_name_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from opentelemetry import trace
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from spendscope.instrumentation.background import PendingCalls
+    from spendscope.instrumentation.instrumentation import Options
+    from spendscope.instrumentation.telemetry import Telemetry
+
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "billing-api")
+    options = Options.resolve()
+    assert options.service_name == "billing-api"
+
+    def service(provider: trace.TracerProvider) -> str:
+        telemetry = Telemetry(
+            provider,
+            None,
+            pricer=options.pricer,
+            user_label_limit=1,
+            pending=PendingCalls(),
+            service_name=options.service_name,
+        )
+        return telemetry.service
+
+    assert service(trace.NoOpTracerProvider()) == "billing-api"  # a provider without a resource
+    assert service(TracerProvider(resource=Resource({"service.name": "from-resource"}))) == "from-resource"
+    monkeypatch.delenv("OTEL_SERVICE_NAME")
+    assert Options.resolve().service_name is None
+
+
+def test_internal_errors_are_raised_only_when_the_setting_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    from spendscope.instrumentation.instrumentation import Options
+
+    assert Options.resolve().raise_internal_errors  # tests/conftest.py sets it
+    monkeypatch.delenv("SPENDSCOPE_RAISE_INTERNAL_ERRORS")
+    assert not Options.resolve().raise_internal_errors  # production: logged and counted

@@ -233,7 +233,10 @@ def test_the_default_margin_is_checked_alike(
     monkeypatch.setenv("SPENDSCOPE_MARGIN_PERCENT", "-10")
     done = cli("invoice", "--tenant", "globex", "--month", "2026-11", "--store", store_dsn)
     assert done.exit_code == 1
-    assert done.stderr.startswith("error: bad environment variable SPENDSCOPE_MARGIN_PERCENT '-10'")
+    assert done.stderr.startswith(
+        "error: reports setting margin_percent (environment variable SPENDSCOPE_MARGIN_PERCENT='-10'): "
+        "must be a margin over provider cost"
+    )
     assert (
         parse_margin("0") == 0 and parse_margin("-0") == 0 and parse_margin("99999.9999") == D("99999.9999")
     )

@@ -22,7 +22,7 @@ import pytest
 from spendscope.collector import Collector, CollectorConfig
 from spendscope.store import Store
 from spendscope.store import tokens as t
-from tests.store_fixtures import fresh_store, llm_record, priced_at
+from tests.store_fixtures import fresh_store, llm_record, priced_at, serve_reports
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 COLLECTOR_TOKEN = "the-collectors-own-token"
@@ -276,6 +276,20 @@ def test_the_collector_token_still_works_and_sessions_too(site: dict[str, Any]) 
     assert get(site["url"] + "/api/usage/stats", COLLECTOR_TOKEN).status == 200
     answer, cookie = _sign_in(site["url"], COLLECTOR_TOKEN)
     assert answer.status == 303 and get(site["url"] + "/tenants", cookie=cookie).status == 200
+
+
+def test_portals_with_one_session_secret_share_their_sign_ins(store: Store) -> None:
+    """Collectors behind one address need the same `session_secret`: a cookie one signed, another with
+    the same secret takes, and one with another secret does not."""
+    with (
+        serve_reports(store, COLLECTOR_TOKEN, session_secret="one-secret") as first,
+        serve_reports(store, COLLECTOR_TOKEN, session_secret="one-secret") as second,
+        serve_reports(store, COLLECTOR_TOKEN, session_secret="another-secret") as other,
+    ):
+        answer, cookie = _sign_in(first, COLLECTOR_TOKEN)
+        assert answer.status == 303 and cookie
+        assert get(second + "/tenants", cookie=cookie).status == 200
+        assert get(other + "/tenants", cookie=cookie).status == 303  # to the sign-in page
 
 
 def test_tokens_are_stored_hashed(site: dict[str, Any]) -> None:

@@ -37,7 +37,7 @@ def admin() -> Iterator[FakeAdminAPI]:
 
 
 def test_the_overview_shows_the_latest_reconciliation_and_budgets_over_warning(
-    store: Store, admin: FakeAdminAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: Store, admin: FakeAdminAPI, tmp_path: Path
 ) -> None:
     # a tracked call, and an untracked service OpenAI billed: coverage below 100%, residual `untracked`
     track(store, call(input_tokens=100, output_tokens=20))
@@ -58,10 +58,9 @@ def test_the_overview_shows_the_latest_reconciliation_and_budgets_over_warning(
     )
     budgets = tmp_path / "budgets.yaml"
     budgets.write_text("warning_percent: 80\nper_user:\n  daily_usd: 1\n  monthly_usd: 100\n")
-    monkeypatch.setenv("SPENDSCOPE_BUDGETS_CONFIG", str(budgets))
     _, acme = t.create(store, kind=t.TENANT, tenant="acme")
     _, root = t.create(store, kind=t.ADMIN)
-    with serve_reports(store) as url:
+    with serve_reports(store, budgets=budgets) as url:
         page = get(url + "/", root)
         assert page.status == 200
         html = page.text
@@ -97,3 +96,22 @@ def test_a_bad_parameter_is_the_page_with_its_error(store: Store) -> None:
         for path in ("/users?sort=nonsense", "/users?page=0", "/?since=yesterday-ish", "/billing?month=13"):
             answer = get(url + path)
             assert answer.status == 400 and 'id="error"' in answer.text, path
+
+
+def test_the_collectors_overview_lists_the_budgets_of_its_budgets_file(
+    store: Store, store_dsn: str, tmp_path: Path
+) -> None:
+    """`spendscope collector --budgets FILE` hands FILE to the portal (`Collector(budgets=...)`)."""
+    from spendscope.collector import Collector, CollectorConfig
+
+    now = datetime.now(UTC) - timedelta(minutes=5)
+    store.insert_spans([llm_record(now, user="big-spender", tenant="acme", **priced_at("0.9"))])
+    budgets = tmp_path / "budgets.yaml"
+    budgets.write_text("warning_percent: 80\nper_user:\n  daily_usd: 1\n  monthly_usd: 100\n")
+    config = CollectorConfig.resolve(listen="127.0.0.1:0", store=store_dsn, spool=str(tmp_path / "spool"))
+    with Collector(config, store=store, budgets=budgets) as collector:
+        listed = get(collector.url + "/").text
+    with Collector(config, store=store) as collector:
+        unlisted = get(collector.url + "/").text
+    assert "big-spender" in listed[listed.index('id="budgets"') :]
+    assert 'id="budgets"' not in unlisted or "big-spender" not in unlisted[unlisted.index('id="budgets"') :]

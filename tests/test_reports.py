@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from spendscope.settings import ConfigurationError
 from spendscope.store import Report, ReportError, Store, report
 from spendscope.store import reports as r
 from spendscope.store.billing import default_margin, margins, parse_margin, set_margin
@@ -424,16 +425,21 @@ def test_the_grain_and_query_follow_the_question() -> None:
         (lambda: parse_time("yesterday-ish", now=NOV), "bad time 'yesterday-ish': use 30d"),
         (lambda: parse_month("2026-13"), "bad month '2026-13'"),
         (lambda: parse_margin("lots"), "bad margin 'lots'"),
-        (
-            lambda: default_margin({"SPENDSCOPE_MARGIN_PERCENT": "x"}),
-            "environment variable SPENDSCOPE_MARGIN_PERCENT",
-        ),
     ],
 )
 def test_bad_inputs_are_clear_errors(call: Any, message: str) -> None:
     with pytest.raises(ReportError) as info:
         call()
     assert message in str(info.value)
+
+
+def test_the_default_margin_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert default_margin() == 0
+    monkeypatch.setenv("SPENDSCOPE_MARGIN_PERCENT", "12.5")
+    assert default_margin() == D("12.5")
+    monkeypatch.setenv("SPENDSCOPE_MARGIN_PERCENT", "x")
+    with pytest.raises(ConfigurationError, match=r"margin_percent \(environment variable SPENDSCOPE_MARGIN"):
+        default_margin()
 
 
 def test_times_and_filters_people_type() -> None:
@@ -446,7 +452,6 @@ def test_times_and_filters_people_type() -> None:
     assert parse_range("2w", "1d", now=now) == (now - timedelta(weeks=2), now - timedelta(days=1))
     assert parse_month("2026-12") == (date(2026, 12, 1), date(2027, 1, 1))
     assert r.parse_where(["user=a=b", "attr:job_id=J-1"]) == {"user": "a=b", "attr:job_id": "J-1"}
-    assert default_margin({}) == 0 and default_margin({"SPENDSCOPE_MARGIN_PERCENT": "12.5"}) == D("12.5")
 
 
 def test_report_json_is_exact_and_round_trips() -> None:

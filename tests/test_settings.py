@@ -21,6 +21,7 @@ from spendscope.settings.budgets import BudgetSettings
 from spendscope.settings.collector import CollectorConfig
 from spendscope.settings.reconcile import ReconcileSettings
 from spendscope.settings.reference import MODELS, table
+from spendscope.settings.reports import ReportSettings
 from spendscope.settings.store import StoreSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +53,13 @@ BAD = [
     (ReconcileSettings, "min_coverage", "most", "must be a ratio such as 0.95 or a percentage such as 95%"),
     (ReconcileSettings, "bucket_width", "2h", "must be '1h' or '1d'"),
     (BudgetSettings, "interval", "2h", "must be between 1 and 3600"),
+    (
+        ReportSettings,
+        "margin_percent",
+        "-10",
+        "must be a margin over provider cost, a percentage from 0 to 99999.9999, such as 20 or 12.5",
+    ),
+    (StoreSettings, "store_trace_indexes", "bogus", "must be 'auto', 'text' or 'bloom_filter'"),
 ]
 
 
@@ -74,6 +82,22 @@ def test_one_error_format_wherever_the_value_comes_from(
     with pytest.raises(ConfigurationError) as info:
         model.resolve(given="option", **{name: bad})
     assert str(info.value) == f"{model.component} setting {name} (option --{flag}={bad!r}): {reason}"
+
+
+@pytest.mark.parametrize(
+    ("model", "name"), [(CollectorConfig, "session_secret"), (ReconcileSettings, "admin_key")]
+)
+def test_a_secret_is_never_shown(monkeypatch: pytest.MonkeyPatch, model: type[Settings], name: str) -> None:
+    env = model.env(name)
+    monkeypatch.setenv(env, " sk-admin-hunter2 ")
+    settings = model.resolve()
+    assert getattr(settings, name).get_secret_value() == "sk-admin-hunter2"
+    assert "hunter2" not in repr(settings) and "hunter2" not in str(settings.model_dump())
+    assert f"| `{name}` | `{env}` | none |" in table()
+    with pytest.raises(ConfigurationError) as info:
+        model.resolve(**{name: 12345})  # not text: refused, and the value is not repeated
+    assert str(info.value).startswith(f"{model.component} setting {name} (argument {name}): ")
+    assert "12345" not in str(info.value)
 
 
 def test_argument_then_environment_then_default(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,6 +18,8 @@ import spendscope
 from spendscope import names as n
 from spendscope.demo.fake_openai import FakeOpenAI, Reply
 from spendscope.pricing import Pricer
+from spendscope.settings import ConfigurationError
+from spendscope.settings.store import StoreSettings
 from spendscope.store import Store, StoreError, open_store
 from spendscope.store import migrations as mig
 from spendscope.store.dsn import parse_dsn
@@ -172,19 +174,25 @@ def test_server_version_picks_the_otel_traces_index_variant() -> None:
     assert not mig.full_text_search("25.8.3.1") and not mig.full_text_search("weird")
 
 
-def test_trace_indexes_setting_overrides_the_version_and_refuses_unknown_values() -> None:
+def test_trace_indexes_setting_overrides_the_version_and_refuses_unknown_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     assert mig.full_text_search("26.9.2.1", "auto") and not mig.full_text_search("25.8.3.1", "auto")
     assert not mig.full_text_search("26.9.2.1", "bloom_filter") and mig.full_text_search("25.8.3.1", "text")
-    assert mig.trace_indexes({}) == "auto"
-    assert mig.trace_indexes({mig.TRACE_INDEXES_ENV: "bloom_filter"}) == "bloom_filter"
-    with pytest.raises(StoreError, match=r"SPENDSCOPE_STORE_TRACE_INDEXES='bogus'.*auto, text, bloom_filter"):
-        mig.trace_indexes({mig.TRACE_INDEXES_ENV: "bogus"})
+    assert StoreSettings.resolve().store_trace_indexes == "auto"
+    monkeypatch.setenv("SPENDSCOPE_STORE_TRACE_INDEXES", "bloom_filter")
+    assert StoreSettings.resolve().store_trace_indexes == "bloom_filter"
+    monkeypatch.setenv("SPENDSCOPE_STORE_TRACE_INDEXES", "bogus")
+    with pytest.raises(
+        ConfigurationError, match=r"TRACE_INDEXES='bogus'\): must be 'auto', 'text' or 'bloom_filter'"
+    ):
+        StoreSettings.resolve()
 
 
 def test_a_store_migrated_with_bloom_filter_trace_indexes_gets_the_exporters_other_branch(
     server_dsn: str, scratch: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(mig.TRACE_INDEXES_ENV, "bloom_filter")
+    monkeypatch.setenv("SPENDSCOPE_STORE_TRACE_INDEXES", "bloom_filter")
     with open_store(f"{server_dsn}/{scratch[0]}", migrate=True) as chosen:
         ddl = show_create(chosen, scratch[0], "otel_traces")
     assert "TYPE bloom_filter(0.001)" in ddl and "TYPE text(" not in ddl
@@ -483,20 +491,30 @@ def test_unreachable_server_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None
     ],
 )
 def test_store_dsns(dsn: str, expected: tuple[str, str, str | None]) -> None:
-    target = parse_dsn(dsn, cwd=Path("/work/app"), environ={})
+    target = parse_dsn(dsn, cwd=Path("/work/app"))
     path = str(target.directory) if target.directory else None
     assert (target.dsn, target.database, path) == expected
 
 
-def test_store_dsn_defaults_and_environment() -> None:
-    default = parse_dsn(None, cwd=Path("/srv"), environ={})
+def test_store_dsn_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SPENDSCOPE_STORE", raising=False)
+    default = parse_dsn(None, cwd=Path("/srv"))
     assert (default.directory, default.describe()) == (
         Path("/srv/spendscope-data"),
         "/srv/spendscope-data (database spendscope)",
     )
-    from_env = parse_dsn(None, environ={"SPENDSCOPE_STORE": "http://a:b@h:8123/db"}, cwd=Path("/srv"))
+    monkeypatch.setenv("SPENDSCOPE_STORE", "http://a:b@h:8123/db")
+    from_env = parse_dsn(None, cwd=Path("/srv"))
     assert (from_env.database, from_env.describe()) == ("db", "http://a@h:8123/db")
-    assert parse_dsn("chdb:///x?database=a", database="t_1", environ={}).database == "t_1"
+    assert parse_dsn("chdb:///x?database=a", database="t_1").database == "t_1"
+    monkeypatch.setenv("SPENDSCOPE_STORE", "http://u:hunter2@/db")
+    with pytest.raises(ConfigurationError) as info:
+        parse_dsn(None)
+    assert str(info.value) == (
+        "SpendScope setting store (environment variable SPENDSCOPE_STORE='http://u:***@/db'): "
+        "bad store DSN 'http://u:***@/db': use a directory, chdb:///path/to/dir, or "
+        "http(s)://user:pass@host:8123/database"
+    )
 
 
 @pytest.mark.parametrize(
@@ -513,7 +531,7 @@ def test_store_dsn_defaults_and_environment() -> None:
 )
 def test_bad_store_dsns_are_clear(dsn: str, message: str) -> None:
     with pytest.raises(StoreError) as info:
-        parse_dsn(dsn, environ={})
+        parse_dsn(dsn)
     assert message in str(info.value) and "hunter2" not in str(info.value)
 
 

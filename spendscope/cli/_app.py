@@ -16,7 +16,8 @@ except ImportError as exc:  # the app-side install has no CLI dependencies
 
 
 from spendscope._version import __version__
-from spendscope.settings.collector import CollectorConfig
+from spendscope.cli._options import setting_option
+from spendscope.settings.store import StoreLocation
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -50,15 +51,7 @@ class OutputFormat(StrEnum):
     json = "json"
 
 
-StoreOption = Annotated[
-    str | None,
-    typer.Option(
-        "--store",
-        envvar=CollectorConfig.env("store"),
-        help=f"{CollectorConfig.model_fields['store'].description} "
-        f"(default {CollectorConfig.default_text('store')})",
-    ),
-]
+StoreOption = Annotated[str | None, setting_option(StoreLocation, "store")]
 FormatOption = Annotated[
     OutputFormat | None,
     typer.Option("--format", help="table on a terminal, csv when piped, unless given"),
@@ -99,6 +92,7 @@ def open_store_for(store: str | None, command: str, *, create: bool = False) -> 
     from spendscope.store import open_store
     from spendscope.store.dsn import parse_dsn
 
+    store = store_dsn(store)
     target = parse_dsn(store)
     if target.directory is not None:
         from spendscope.store import server
@@ -113,6 +107,11 @@ def open_store_for(store: str | None, command: str, *, create: bool = False) -> 
             f"{target.describe()} lacks SpendScope's schema ({', '.join(missing)}): run `spendscope migrate`"
         )
     return opened
+
+
+def store_dsn(store: str | None) -> str:
+    """The store of `--store`, else of SPENDSCOPE_STORE, else the default (a ConfigurationError if bad)."""
+    return StoreLocation.resolve(given="option", store=store).store
 
 
 def started_note(directory: Path, state: ServerState) -> str:

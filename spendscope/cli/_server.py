@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from spendscope.cli._app import StoreOption, app, domain_errors, fail, started_note
+from spendscope.cli._app import StoreOption, app, domain_errors, fail, started_note, store_dsn
 
 store_app = typer.Typer(
     help="The local store's server: ClickHouse on 127.0.0.1 for a data directory, used by every command.",
@@ -19,7 +19,7 @@ app.add_typer(store_app, name="store")
 def _directory(store: str | None) -> Path:
     from spendscope.store.dsn import parse_dsn
 
-    target = parse_dsn(store)
+    target = parse_dsn(store_dsn(store))
     if target.directory is None:
         fail(
             f"{target.describe()} is a ClickHouse server: a store server runs for a local store (a directory)"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -66,13 +65,13 @@ def collector(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     services: list[Callable[[Collector], AbstractContextManager[Any]]] = []
+    budgets_file: Path | None = None  # the portal's overview lists its budgets at or over their warning
     try:
         if budgets is not None:
             settings = BudgetSettings.resolve(given="option", config=budgets)
             budget_config = load_budgets(settings.config)
             services.append(lambda c: serving_budgets(c.handle(), budget_config, settings))
-            # the portal's overview lists the budgets at or over their warning from the same file
-            os.environ["SPENDSCOPE_BUDGETS_CONFIG"] = str(settings.config)
+            budgets_file = settings.config
         if reconcile:
             resolve_admin_key()  # a missing key stops the start, not every run an hour later
             command = watch_command()
@@ -89,7 +88,7 @@ def collector(
             flush_interval=flush_interval,
             token=token,
         )
-        Collector(config).serve_forever(*services)
+        Collector(config, budgets=budgets_file).serve_forever(*services)
     except (ConfigurationError, CollectorError, BudgetConfigError, ReconcileError) as exc:
         fail(str(exc))
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
@@ -90,10 +91,17 @@ class RequestCounter:
 
 # --- the app ----------------------------------------------------------------------------------------------
 def reports_app(
-    reports: _api.ReportSource, token: str | None = None, *, store_tokens: bool = True
+    reports: _api.ReportSource,
+    token: str | None = None,
+    *,
+    store_tokens: bool = True,
+    session_secret: str | None = None,
+    budgets: Path | None = None,
 ) -> FastAPI:
     """The reports API, its description (/openapi.json, /docs) and the portal's pages over `reports`,
-    behind `token` and the store's access tokens (unless not `store_tokens`)."""
+    behind `token` and the store's access tokens (unless not `store_tokens`); the portal's cookie is
+    signed with `session_secret` (None: a random key), and its overview lists the budgets of the
+    `budgets` file at or over their warning."""
     app = FastAPI(
         telemetry={"tracing": False, "metrics": False, "logs": False},  # not of the collector's own requests
         title=TITLE,
@@ -103,6 +111,7 @@ def reports_app(
         redoc_url=None,
     )
     app.state.reports = reports
+    app.state.budgets = budgets
     app.include_router(_api.router)
 
     @app.get("/docs", include_in_schema=False)
@@ -116,7 +125,7 @@ def reports_app(
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _bad_parameter)  # type: ignore[arg-type]
     app.add_middleware(_access.AccessControl, tokens=tokens, deny=error_answer)
-    portal.add_session(app)
+    portal.add_session(app, session_secret)
     return app
 
 
@@ -126,7 +135,8 @@ def make_app(collector: Collector, registry: CollectorRegistry) -> FastAPI:
     receiver = Receiver(
         collector.pipeline, collector.metrics, collector.health, config.max_body_bytes, config.limits
     )
-    app = reports_app(_lender(collector), config.token)
+    secret = config.session_secret.get_secret_value() if config.session_secret is not None else None
+    app = reports_app(_lender(collector), config.token, session_secret=secret, budgets=collector.budgets)
     for path, handle in (("/v1/traces", receiver.traces), ("/v1/metrics", receiver.metrics_points)):
         app.add_route(path, _otlp_endpoint(receiver, handle), methods=["POST"], include_in_schema=False)
 

@@ -40,6 +40,8 @@ from spendscope.collector._telemetry import Health
 from spendscope.collector._wal import Wal, frames
 from spendscope.pricing import PriceFile, Pricer
 from spendscope.settings.collector import CollectorConfig
+from spendscope.settings.reports import ReportSettings
+from spendscope.settings.store import StoreSettings
 from spendscope.store.errors import StoreError
 from spendscope.store.records import SpanRecord
 
@@ -114,10 +116,21 @@ class _MetricsCollector:
 class Collector:
     """An OTLP/HTTP collector writing spans to the store and serving metrics and reports."""
 
-    def __init__(self, config: CollectorConfig | None = None, *, store: Store | None = None) -> None:
+    def __init__(
+        self,
+        config: CollectorConfig | None = None,
+        *,
+        store: Store | None = None,
+        budgets: Path | None = None,
+    ) -> None:
         """`store`: an already open store to use (and not close), for tests; by default the collector
-        opens `config.store` itself."""
+        opens `config.store` itself. `budgets`: the budgets file whose budgets at or over their warning
+        the portal's overview lists (`spendscope collector --budgets`)."""
         self.config = config or CollectorConfig.resolve()
+        self.budgets = budgets
+        # Settings read later (on migrating, on each report): a bad one stops the start instead.
+        StoreSettings.resolve()
+        ReportSettings.resolve()
         price_file = self.config.price_file
         self.pricer = Pricer(PriceFile.load(price_file) if price_file is not None else None)
         self.registry = CollectorRegistry()

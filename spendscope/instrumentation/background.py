@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from spendscope._internal import ErrorCounter, internal_error
+from spendscope._internal import ErrorSink, internal_error
 from spendscope.instrumentation.endpoints import RESPONSES
 from spendscope.instrumentation.telemetry import BACKGROUND_DONE, LLMCall, Lookup
 
@@ -105,7 +105,7 @@ class _Poll:
     pending: PendingCalls
     response_id: str
     types: SDKTypes
-    count: ErrorCounter | None
+    telemetry: ErrorSink | None
 
 
 def _complete(response: Any, poll: _Poll) -> None:
@@ -118,7 +118,7 @@ def _complete(response: Any, poll: _Poll) -> None:
         call.note_response(response)
         call.usage = RESPONSES.read_usage(getattr(response, "usage", None))
     except Exception:
-        internal_error("background", call.telemetry.count_error)
+        internal_error("background", call.telemetry)
     finally:
         call.finish()
 
@@ -129,7 +129,7 @@ def _on_event(event: Any, poll: _Poll) -> None:
         if response is not None and getattr(response, "status", None) in TERMINAL:
             _complete(response, poll)
     except Exception:
-        internal_error("background stream", poll.count)
+        internal_error("background stream", poll.telemetry)
 
 
 def _watch_stream(stream: Any, poll: _Poll) -> None:
@@ -199,7 +199,7 @@ def _observe_if_pending(result: Any, poll: _Poll) -> None:
     try:
         _observe(result, poll)
     except Exception:
-        internal_error("background", poll.count)
+        internal_error("background", poll.telemetry)
 
 
 def _poll(
@@ -215,7 +215,7 @@ def _poll(
     if not isinstance(response_id, str) or response_id not in pending:
         return None
     telemetry = lookup(client)
-    return _Poll(pending, response_id, types, telemetry.count_error if telemetry is not None else None)
+    return _Poll(pending, response_id, types, telemetry)
 
 
 def wrap_poll(original: Callable[..., Any], *, lookup: Lookup, types: SDKTypes, pending: PendingCalls) -> Any:

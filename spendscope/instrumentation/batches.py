@@ -139,7 +139,7 @@ def wrap_content(original: Callable[..., Any], *, lookup: Lookup, seen: SeenFile
             try:
                 _observe(telemetry, self._client, _file_id(args, kwargs), result, seen)
             except Exception:
-                internal_error("batch_output", telemetry.count_error)
+                internal_error("batch_output", telemetry)
         return result
 
     return content
@@ -154,7 +154,7 @@ def wrap_async_content(original: Callable[..., Awaitable[Any]], *, lookup: Looku
             try:
                 _observe(telemetry, self._client, _file_id(args, kwargs), result, seen)
             except Exception:
-                internal_error("batch_output", telemetry.count_error)
+                internal_error("batch_output", telemetry)
         return result
 
     return content

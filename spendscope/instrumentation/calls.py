@@ -40,7 +40,7 @@ def _begin(
             kwargs, call.hide_usage_chunk = _ask_for_usage(kwargs)
         return call, kwargs
     except Exception:
-        internal_error("start", telemetry.count_error)
+        internal_error("start", telemetry)
         return None, kwargs
 
 
@@ -103,7 +103,7 @@ def _observe(result: Any, call: LLMCall, endpoint: Endpoint, types: SDKTypes) ->
             call.usage = endpoint.read_usage(getattr(result, "usage", None))
             call.end()
     except Exception:
-        internal_error("observe", call.telemetry.count_error)
+        internal_error("observe", call.telemetry)
         call.finish()
 
 

@@ -44,6 +44,8 @@ class Options:
     pricer: Pricer
     user_label_limit: int
     inject_stream_usage: bool
+    service_name: str | None = None
+    raise_internal_errors: bool = False
 
     @classmethod
     def resolve(
@@ -52,6 +54,8 @@ class Options:
         price_file: Path | str | None = None,
         user_label_limit: int | None = None,
         inject_stream_usage: bool | None = None,
+        service_name: str | None = None,
+        raise_internal_errors: bool | None = None,
     ) -> Options:
         """Settings from the arguments, else the environment; loads the prices (genai-prices)."""
         from spendscope.settings.app import InstrumentationSettings
@@ -61,6 +65,8 @@ class Options:
                 price_file=price_file,
                 user_label_limit=user_label_limit,
                 inject_stream_usage=inject_stream_usage,
+                service_name=service_name,
+                raise_internal_errors=raise_internal_errors,
             )
         )
 
@@ -74,6 +80,8 @@ class Options:
             pricer=Pricer(PriceFile.load(path) if path is not None else None),
             user_label_limit=settings.user_label_limit,
             inject_stream_usage=settings.inject_stream_usage,
+            service_name=settings.service_name,
+            raise_internal_errors=settings.raise_internal_errors,
         )
 
 
@@ -176,6 +184,8 @@ class Instrumentation:
                 user_label_limit=options.user_label_limit,
                 pending=self.pending,
                 inject_stream_usage=options.inject_stream_usage,
+                service_name=options.service_name,
+                raise_internal_errors=options.raise_internal_errors,
             )
             self.telemetries[key] = telemetry
         return telemetry

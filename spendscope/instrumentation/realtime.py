@@ -144,7 +144,7 @@ def _guarded(session: RealtimeSession, action: Callable[[], None], where: str) -
     try:
         action()
     except Exception:
-        internal_error(where, session.telemetry.count_error)
+        internal_error(where, session.telemetry)
 
 
 def wrap_connect(original: Callable[..., Any], *, lookup: Lookup) -> Any:
@@ -160,7 +160,7 @@ def wrap_connect(original: Callable[..., Any], *, lookup: Lookup) -> Any:
                 model = model if isinstance(model, str) and model else "unknown"
                 setattr(manager, _SESSION_ATTR, RealtimeSession(telemetry, model, self._client, current()))
             except Exception:
-                internal_error("realtime connect", telemetry.count_error)
+                internal_error("realtime connect", telemetry)
         return manager
 
     return connect

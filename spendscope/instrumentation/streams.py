@@ -98,7 +98,7 @@ def _take_usage_event(call: LLMCall, data: str, read_usage: UsageReader) -> bool
         call.usage = read_usage(usage)
         return True
     except Exception:
-        internal_error("stream event", call.telemetry.count_error)
+        internal_error("stream event", call.telemetry)
         return False
 
 
@@ -142,7 +142,7 @@ def observe_stream(stream: Any, call: LLMCall, handle: ItemHandler, read_usage: 
                 try:
                     hide = handle(call, item)
                 except Exception:
-                    internal_error("stream item", call.telemetry.count_error)
+                    internal_error("stream item", call.telemetry)
                     hide = False
                 if not hide:
                     yield item
@@ -180,7 +180,7 @@ def observe_async_stream(stream: Any, call: LLMCall, handle: ItemHandler, read_u
                 try:
                     hide = handle(call, item)
                 except Exception:
-                    internal_error("stream item", call.telemetry.count_error)
+                    internal_error("stream item", call.telemetry)
                     hide = False
                 if not hide:
                     yield item

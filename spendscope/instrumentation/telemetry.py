@@ -7,7 +7,6 @@ it the registry where calls of background responses wait (`Pending`), and each c
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -30,12 +29,13 @@ if TYPE_CHECKING:  # genai-prices and pydantic are loaded when instrumenting, no
     from spendscope.pricing import Pricer
 
 
-def _service_name(tracer_provider: Any) -> str:
+def _service_name(tracer_provider: Any, configured: str | None) -> str:
+    """The provider's resource's service.name, else the `service_name` setting (OTEL_SERVICE_NAME)."""
     resource = getattr(tracer_provider, "resource", None)
     name = resource.attributes.get("service.name") if resource is not None else None
     if isinstance(name, str) and name:
         return name
-    return os.environ.get("OTEL_SERVICE_NAME") or "unknown_service"
+    return configured or "unknown_service"
 
 
 class Pending(Protocol):
@@ -103,7 +103,10 @@ class Telemetry:
         user_label_limit: int,
         pending: Pending,
         inject_stream_usage: bool = True,
+        service_name: str | None = None,
+        raise_internal_errors: bool = False,
     ) -> None:
+        self.raise_internal_errors = raise_internal_errors  # spendscope/_internal.py
         self.tracer = trace.get_tracer(
             "spendscope", __version__, tracer_provider, schema_url=n.SEMCONV_SCHEMA_URL
         )
@@ -114,7 +117,7 @@ class Telemetry:
         self.users = UserLabels(user_label_limit)
         self.clients = ClientInfos()
         self._semconv: dict[tuple[str, str, str, str | None], SemconvAttributes] = {}
-        self.service = _service_name(tracer_provider or trace.get_tracer_provider())
+        self.service = _service_name(tracer_provider or trace.get_tracer_provider(), service_name)
         self.cost = SummedCounter(
             meter,
             n.METRIC_COST,
@@ -335,7 +338,7 @@ class LLMCall:
             self._record(error, responded)
         except Exception:
             try:
-                internal_error("finish", self.telemetry.count_error)
+                internal_error("finish", self.telemetry)
             finally:
                 if self.span.is_recording():  # not ended yet
                     self.span.end()

@@ -115,7 +115,13 @@ def overview(request: Request) -> Response:
         since, until = _window(params, now, month=True)
         filters = _filters(params)
         view = _views.overview(
-            store, now=now, since=since, until=until, where=filters, admin=principal_of(request).admin
+            store,
+            now=now,
+            since=since,
+            until=until,
+            where=filters,
+            admin=principal_of(request).admin,
+            budgets=request.app.state.budgets,
         )
         window = {"since": since.isoformat(), "until": until.isoformat(), "where": _where_list(filters)}
         return {

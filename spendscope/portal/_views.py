@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from spendscope.store import breakdowns, reports
@@ -51,6 +52,7 @@ def overview(
     until: datetime,
     where: Mapping[str, str],
     admin: bool,
+    budgets: Path | None = None,
 ) -> Overview:
     """From two queries when the window is whole days of the last MONTHS_SHOWN months up to now (the
     month so far by default): the days by endpoint and model, and the active users."""
@@ -72,7 +74,7 @@ def overview(
     unknown_rows = [row for row in pairs.rows if _unknown(pairs.columns, row)]
     view = Overview(found.totals, daily, monthly, pairs, Report(pairs.columns, unknown_rows))
     if admin:
-        _admin_sections(store, view, now)
+        _admin_sections(store, view, now, budgets)
     return view
 
 
@@ -91,7 +93,7 @@ def _unknown(columns: list[str], row: list[Any]) -> bool:
     return bool(values["unpriced_calls"] or values["usage_unavailable_calls"])
 
 
-def _admin_sections(store: ReportStore, view: Overview, now: datetime) -> None:
+def _admin_sections(store: ReportStore, view: Overview, now: datetime, budgets: Path | None) -> None:
     """The latest reconciliation and the budgets at or over their warning, where the store has them
     (an admin's: a tenant scope refuses these queries)."""
     window = {"since": ch_time(datetime(1970, 1, 1, tzinfo=UTC)), "until": ch_time(now)}
@@ -114,16 +116,12 @@ def _admin_sections(store: ReportStore, view: Overview, now: datetime) -> None:
             if values["residual_usd"] is not None:
                 entry["usd"] = (entry["usd"] or 0) + values["residual_usd"]
         view.residual = list(causes.values())
-    view.budgets = _budgets(store, now)
+    view.budgets = _budgets(store, now, budgets)
 
 
-def _budgets(store: ReportStore, now: datetime) -> list[dict[str, Any]]:
-    """Budgets at or over their warning, when SPENDSCOPE_BUDGETS_CONFIG names a budgets file (the one
-    `spendscope budgets` and `spendscope collector --budgets` read)."""
-    import os
-
-    path = os.environ.get("SPENDSCOPE_BUDGETS_CONFIG")
-    if not path or not os.path.isfile(path):
+def _budgets(store: ReportStore, now: datetime, path: Path | None) -> list[dict[str, Any]]:
+    """Budgets at or over their warning, from the collector's budgets file (`collector --budgets`)."""
+    if path is None or not path.is_file():
         return []
     from spendscope.budgets import evaluate, load_budgets
 

@@ -15,14 +15,13 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from spendscope.reconciler._errors import ADMIN_KEY_ENV, AdminKeyError, FetchError, admin_key_message, scrub
+from spendscope.reconciler._errors import AdminKeyError, FetchError, admin_key_message, scrub
 from spendscope.reconciler._keys import ProjectKey
 
 if TYPE_CHECKING:
@@ -115,10 +114,13 @@ def read_page(
 
 
 def resolve_admin_key(explicit: str | None = None) -> str:
-    key = (explicit if explicit is not None else os.environ.get(ADMIN_KEY_ENV, "")).strip()
-    if not key:
+    """The admin key: `explicit`, else the `admin_key` setting (OPENAI_ADMIN_KEY)."""
+    from spendscope.settings.reconcile import AdminKeySettings
+
+    key = AdminKeySettings.resolve(admin_key=explicit).admin_key
+    if key is None:
         raise AdminKeyError(f"no admin key: {admin_key_message()}")
-    return key
+    return key.get_secret_value()
 
 
 class AdminAPI:

@@ -14,9 +14,4 @@ class ConfigurationError(ValueError):
     """A SpendScope setting has a value it cannot use."""
 
 
-# The store: `--store` of every command (spendscope.store.dsn) and the collector's `store` setting read
-# it; here, so that neither loads the other (the CLI builds its help without loading the store).
-STORE_ENV = "SPENDSCOPE_STORE"
-DEFAULT_STORE = "./spendscope-data"
-
-__all__ = ["DEFAULT_STORE", "STORE_ENV", "ConfigurationError"]
+__all__ = ["ConfigurationError"]

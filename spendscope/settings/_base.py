@@ -10,17 +10,19 @@ where <where> is `argument <name>` (a keyword argument), `option --<name>` (the 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal, Self, get_args
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from spendscope.settings import ConfigurationError
 
 Given = Literal["argument", "option"]
+_URL_PASSWORD = re.compile(r"(//[^:/@]*):[^@/]*@")
 
 
 class Settings(BaseSettings):
@@ -77,9 +79,9 @@ class Settings(BaseSettings):
             name = names[key]
             where, raw = f"environment variable {key}", os.environ.get(key, "")
         field = cls.model_fields[name]
-        return ConfigurationError(
-            f"{cls.component} setting {name} ({where}={raw!r}): {_reason(error, field)}"
-        )
+        raw = _URL_PASSWORD.sub(r"\1:***@", raw)  # a DSN's password is never shown
+        shown = where if _secret(field) else f"{where}={raw!r}"
+        return ConfigurationError(f"{cls.component} setting {name} ({shown}): {_reason(error, field)}")
 
 
 def as_text(value: Any) -> str:
@@ -99,6 +101,15 @@ def as_text(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
+
+
+def _secret(field: FieldInfo) -> bool:
+    """Whether the field holds a secret (`Secret`), whose value no error shows."""
+    return _holds_secret(field.annotation)
+
+
+def _holds_secret(annotation: Any) -> bool:
+    return annotation is SecretStr or any(_holds_secret(a) for a in get_args(annotation))
 
 
 def _reason(error: Mapping[str, Any], field: FieldInfo | None) -> str:

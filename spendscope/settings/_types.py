@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import BeforeValidator, Field, FilePath
+from pydantic import AfterValidator, BeforeValidator, Field, FilePath, SecretStr
 
 N = TypeVar("N", bound=str)
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d)?$")
@@ -90,6 +91,22 @@ def _ratio(value: Any) -> Any:
     return value
 
 
+def margin(value: Any) -> Decimal:
+    """A margin over provider cost in percent (billed = cost * (100 + margin) / 100): 0 (cost price)
+    or more, as tenant_margins holds it; a negative one would bill below cost."""
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ValueError("must be a percentage such as 20 or 12.5") from None
+    if not number.is_finite() or number < 0 or number >= 100_000:
+        raise ValueError(
+            "must be a margin over provider cost, a percentage from 0 to 99999.9999, such as 20 or 12.5"
+        )
+    if number != number.quantize(Decimal("0.0001")):
+        raise ValueError("must have at most 4 decimal places")
+    return number + 0  # -0 is 0
+
+
 Text = Annotated[str, BeforeValidator(_text)]
 """Non-empty text, stripped."""
 Whole = Annotated[int, BeforeValidator(_whole)]
@@ -110,6 +127,10 @@ Names = Annotated[tuple[N, ...], BeforeValidator(_names), Field(min_length=1)]
 """A comma-separated list of names, lowercased: `Names[Literal["a", "b"]]`."""
 Ratio = Annotated[float, BeforeValidator(_ratio)]
 """A ratio such as 0.95, or a percentage such as 95%."""
+Margin = Annotated[Decimal, BeforeValidator(margin)]
+"""A margin over provider cost, in percent: 20 or 12.5."""
+Secret = Annotated[SecretStr, BeforeValidator(_text)]
+"""Non-empty text, stripped, never shown: not in a repr, the reference or an error."""
 # Booleans are pydantic's own `bool`: true/false, 1/0, yes/no, on/off.
 
 PRICE_FILE = "SPENDSCOPE_PRICE_FILE"
@@ -121,3 +142,27 @@ PriceFile = Annotated[
     ),
 ]
 """The price file: the app, the collector and the store's commands read the same one."""
+
+
+def _dsn(value: str) -> str:
+    from spendscope.store.dsn import parse_dsn  # not at import: the CLI's help needs no store
+    from spendscope.store.errors import StoreError
+
+    try:
+        parse_dsn(value)
+    except StoreError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+DEFAULT_STORE = "./spendscope-data"
+StoreDsn = Annotated[
+    Text,
+    AfterValidator(_dsn),
+    Field(
+        validation_alias="SPENDSCOPE_STORE",
+        description="the store: a directory (a local store, its server started if need be) or "
+        "http(s)://user:pass@host:8123/db (a server)",
+    ),
+]
+"""The store: every command's `--store` and the collector's read the same one."""

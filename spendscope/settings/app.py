@@ -30,14 +30,23 @@ class InstrumentationSettings(PriceSettings):
         description="ask OpenAI for usage on streams the caller did not ask it for (the chunk is hidden "
         "from the caller)",
     )
+    service_name: Text | None = Field(
+        None,
+        validation_alias="OTEL_SERVICE_NAME",
+        description="service.name of this app (the instrumentation's `service` metric label when the "
+        "tracer provider's resource has none)",
+    )
+    raise_internal_errors: bool = Field(
+        False,
+        validation_alias="SPENDSCOPE_RAISE_INTERNAL_ERRORS",
+        description="raise SpendScope's own failures inside instrumented calls instead of logging and "
+        "counting them: for SpendScope's tests, never in production",
+    )
 
 
 class AppSettings(InstrumentationSettings):
     """What `configure()` reads."""
 
-    service_name: Text | None = Field(
-        None, validation_alias="OTEL_SERVICE_NAME", description="service.name of this app"
-    )
     otlp_endpoint: Url = Field(
         "http://localhost:4318",
         validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT",

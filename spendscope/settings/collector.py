@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Self
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import Field, model_validator
 
-from spendscope.settings import DEFAULT_STORE, STORE_ENV, ConfigurationError
+from spendscope.settings import ConfigurationError
 from spendscope.settings._base import Settings
-from spendscope.settings._types import AbsolutePath, Listen, PriceFile, Seconds, Text, Whole
+from spendscope.settings._types import (
+    DEFAULT_STORE,
+    AbsolutePath,
+    Listen,
+    PriceFile,
+    Seconds,
+    Secret,
+    StoreDsn,
+    Text,
+    Whole,
+)
 
 if TYPE_CHECKING:
     from spendscope.collector._limits import Limits
@@ -18,20 +28,6 @@ MiB: Final = 1024 * 1024
 # The deepest nesting attribute_depth_limit allows: protobuf's parser stops at 100 nested messages, and
 # an array in an array costs two (AnyValue, ArrayValue) below the five a span attribute sits under.
 MAX_DEPTH: Final = 32
-
-
-def _dsn(value: str) -> str:
-    from spendscope.store.dsn import parse_dsn  # not at import: the CLI's help needs no store
-    from spendscope.store.errors import StoreError
-
-    try:
-        parse_dsn(value)
-    except StoreError as exc:
-        raise ValueError(str(exc)) from None
-    return value
-
-
-Dsn = Annotated[Text, AfterValidator(_dsn)]
 
 
 class CollectorConfig(Settings):
@@ -44,12 +40,7 @@ class CollectorConfig(Settings):
         validation_alias="SPENDSCOPE_COLLECTOR_LISTEN",
         description="HOST:PORT to serve on",
     )
-    store: Dsn = Field(
-        DEFAULT_STORE,
-        validation_alias=STORE_ENV,
-        description="the store: a directory (a local store, its server started if need be) or "
-        "http(s)://user:pass@host:8123/db (a server)",
-    )
+    store: StoreDsn = DEFAULT_STORE
     spool: AbsolutePath | None = Field(
         None,
         validation_alias="SPENDSCOPE_COLLECTOR_SPOOL",
@@ -135,6 +126,12 @@ class CollectorConfig(Settings):
         None,
         validation_alias="SPENDSCOPE_COLLECTOR_TOKEN",
         description="bearer token every request must carry (none: no authentication)",
+    )
+    session_secret: Secret | None = Field(
+        None,
+        validation_alias="SPENDSCOPE_SESSION_SECRET",
+        description="key that signs the portal's sign-in cookie (none: a random one per process, so a "
+        "restart signs everyone out; collectors behind one address need the same)",
     )
     spool_max_bytes: Whole = Field(
         4096 * MiB,

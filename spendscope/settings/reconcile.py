@@ -1,6 +1,6 @@
 """The reconciler's settings (`spendscope reconcile`, `spendscope collector --reconcile`). The admin key
-is not a setting: it is read from OPENAI_ADMIN_KEY only (never from the command line, where `ps` would
-show it)."""
+has no option: it comes from OPENAI_ADMIN_KEY (or an argument), never from the command line, where `ps`
+would show it."""
 
 from __future__ import annotations
 
@@ -10,15 +10,26 @@ from typing import Literal
 from pydantic import Field
 
 from spendscope.settings._base import Settings
-from spendscope.settings._types import AbsolutePath, Duration, Listen, Ratio, Seconds, Whole
+from spendscope.settings._types import AbsolutePath, Duration, Listen, Ratio, Seconds, Secret, Whole
 
 # The openai SDK, which makes the retries, waits for a Retry-After of 120 s at most.
 SDK_MAX_RETRY_WAIT = 120
 
 
-class ReconcileSettings(Settings):
+class AdminKeySettings(Settings):
+    """What the admin API client (spendscope/reconciler/_fetch.py) reads."""
+
     component = "reconcile"
 
+    admin_key: Secret | None = Field(
+        None,
+        validation_alias="OPENAI_ADMIN_KEY",
+        description="OpenAI admin key (sk-admin-...) for the organization Usage and Costs APIs; no option "
+        "takes it",
+    )
+
+
+class ReconcileSettings(AdminKeySettings):
     min_coverage: Ratio = Field(
         0.95,
         ge=0,

@@ -9,6 +9,7 @@ from spendscope.settings.app import AppSettings
 from spendscope.settings.budgets import BudgetSettings
 from spendscope.settings.collector import CollectorConfig
 from spendscope.settings.reconcile import ReconcileSettings
+from spendscope.settings.reports import ReportSettings
 from spendscope.settings.store import StoreSettings
 
 # (heading, model, who reads it)
@@ -16,14 +17,30 @@ MODELS: tuple[tuple[str, type[Settings], str], ...] = (
     (
         "App",
         AppSettings,
-        "`spendscope.configure()` (its keyword arguments); `instrument_openai()`: the first three",
+        "`spendscope.configure()` (its keyword arguments, and `raise_internal_errors` from the "
+        "environment); `instrument_openai()`: the first five",
     ),
-    ("Store", StoreSettings, "`spendscope migrate`, which writes them to the store"),
-    ("Collector", CollectorConfig, "`spendscope collector` (its options) and `CollectorConfig.resolve()`"),
+    (
+        "Store",
+        StoreSettings,
+        "`spendscope migrate` and the collector, which migrates on start: the first three are written to "
+        "the store, the trace indexes choose how otel_traces is created",
+    ),
+    (
+        "Collector",
+        CollectorConfig,
+        "`spendscope collector` (its options) and `CollectorConfig.resolve()`; `store` is also every "
+        "command's `--store` and `spendscope.store.open_store()`'s default",
+    ),
     (
         "Reconciler",
         ReconcileSettings,
         "`spendscope reconcile` (its options) and `spendscope collector --reconcile`",
+    ),
+    (
+        "Reports",
+        ReportSettings,
+        "`spendscope export` and `invoice`, the collector's reports API and its portal",
     ),
     ("Budgets", BudgetSettings, "`spendscope budgets` (its options) and `spendscope collector --budgets`"),
 )

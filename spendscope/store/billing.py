@@ -2,38 +2,28 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
+from spendscope.settings._types import margin
+from spendscope.settings.reports import ReportSettings
 from spendscope.store.errors import ReportError
 from spendscope.store.store import Store
 
-MARGIN_ENV = "SPENDSCOPE_MARGIN_PERCENT"
-
 
 def parse_margin(text: str, *, source: str = "margin") -> Decimal:
-    """A margin over provider cost: billed = cost * (100 + percent) / 100, so 0 (cost price) or more;
-    a negative one would bill below cost and is refused, as anything tenant_margins cannot hold."""
+    """A margin over provider cost, checked as the default margin's setting is
+    (spendscope/settings/_types.py)."""
     try:
-        value = Decimal(text.strip())
-    except InvalidOperation:
-        raise ReportError(f"bad {source} {text!r}: a percentage such as 20 or 12.5") from None
-    if not value.is_finite() or value < 0 or value >= 100_000:
-        raise ReportError(
-            f"bad {source} {text!r}: a margin over provider cost, a percentage from 0 to 99999.9999, "
-            "such as 20 or 12.5"
-        )
-    if value != value.quantize(Decimal("0.0001")):
-        raise ReportError(f"bad {source} {text!r}: at most 4 decimal places")
-    return value + 0  # -0 is 0
+        return margin(text)
+    except ValueError as exc:
+        raise ReportError(f"bad {source} {text!r}: {exc}") from None
 
 
-def default_margin(environ: Mapping[str, str] | None = None) -> Decimal:
-    """SPENDSCOPE_MARGIN_PERCENT, 0 if unset: the margin of tenants without one of their own."""
-    raw = (os.environ if environ is None else environ).get(MARGIN_ENV, "").strip()
-    return parse_margin(raw, source=f"environment variable {MARGIN_ENV}") if raw else Decimal(0)
+def default_margin() -> Decimal:
+    """The margin of tenants without one of their own: the reports' `margin_percent` setting
+    (SPENDSCOPE_MARGIN_PERCENT, 0 if unset)."""
+    return ReportSettings.resolve().margin_percent
 
 
 def set_margin(store: Store, tenant: str, percent: Decimal, *, effective_from: date | None = None) -> None:

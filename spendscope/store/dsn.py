@@ -5,19 +5,18 @@
     chdb:///abs/path/to/dir[?database=NAME]     the same
     http(s)://user:pass@host:8123/DATABASE      a ClickHouse server
 
-Explicit value > SPENDSCOPE_STORE > ./spendscope-data. The database defaults to `spendscope`.
+Explicit value > SPENDSCOPE_STORE > ./spendscope-data (the `store` setting: spendscope/settings/store.py).
+The database defaults to `spendscope`.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-from spendscope.settings import DEFAULT_STORE, STORE_ENV
 from spendscope.store.errors import StoreError
 
 DEFAULT_DATABASE = "spendscope"
@@ -58,16 +57,14 @@ def _database(name: str | None, source: str) -> str:
     return name
 
 
-def parse_dsn(
-    dsn: str | None = None,
-    *,
-    database: str | None = None,
-    environ: Mapping[str, str] | None = None,
-    cwd: Path | None = None,
-) -> Target:
-    """Parse `dsn` (or SPENDSCOPE_STORE, or the default); `database` overrides the DSN's."""
-    env = os.environ if environ is None else environ
-    text = (dsn if dsn is not None else env.get(STORE_ENV) or DEFAULT_STORE).strip()
+def parse_dsn(dsn: str | None = None, *, database: str | None = None, cwd: Path | None = None) -> Target:
+    """Parse `dsn` (None: the `store` setting, SPENDSCOPE_STORE else the default); `database`
+    overrides the DSN's."""
+    if dsn is None:
+        from spendscope.settings.store import StoreLocation
+
+        dsn = StoreLocation.resolve().store
+    text = dsn.strip()
     if not text:
         raise StoreError(f"empty store DSN: use {_EXAMPLES}")
     base = cwd or Path.cwd()

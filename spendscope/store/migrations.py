@@ -7,9 +7,8 @@ Pure: which files exist, which are pending given what a database has recorded, t
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,11 +18,6 @@ from spendscope.store.sqlfiles import clickhouse_dir, render, split_statements
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 # ClickHouse renders the otel_traces indexes as text indexes from this version on (as the exporter does).
 FULL_TEXT_SEARCH_SINCE = (26, 2)
-# Which of the exporter's two index sets otel_traces gets when it is created: `auto` as the exporter
-# renders it (text indexes on ClickHouse >= 26.2, bloom filters before), or one of them. The text
-# indexes cost more at ingest than the bloom filters (bench/README.md, Ingest).
-TRACE_INDEXES_ENV = "SPENDSCOPE_STORE_TRACE_INDEXES"
-TRACE_INDEXES = ("auto", "text", "bloom_filter")
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,20 +119,9 @@ def pending(
     return [m for v, m in sorted(known.items()) if v not in done]
 
 
-def trace_indexes(environ: Mapping[str, str] | None = None) -> str:
-    """The otel_traces index set asked for in SPENDSCOPE_STORE_TRACE_INDEXES (default `auto`)."""
-    value = (os.environ if environ is None else environ).get(TRACE_INDEXES_ENV, "").strip() or "auto"
-    if value not in TRACE_INDEXES:
-        raise StoreError(
-            f"store setting trace_indexes ({TRACE_INDEXES_ENV}={value!r}): must be one of "
-            f"{', '.join(TRACE_INDEXES)}"
-        )
-    return value
-
-
 def full_text_search(server_version: str, indexes: str = "auto") -> bool:
-    """Whether otel_traces gets the text-index variant: as chosen, else (`auto`) as the exporter
-    renders it for a server of this version."""
+    """Whether otel_traces gets the text-index variant: as chosen (the store's `store_trace_indexes`
+    setting), else (`auto`) as the exporter renders it for a server of this version."""
     if indexes != "auto":
         return indexes == "text"
     numbers = re.findall(r"\d+", server_version)[:2]

@@ -283,8 +283,10 @@ class Store:
 
     def migrate_schema(self) -> list[str]:
         """Apply the pending migrations in order, recording each; returns their labels. Idempotent."""
+        from spendscope.settings.store import StoreSettings
+
         todo = mig.pending(mig.load_migrations(), self.applied_migrations(), database=self.database)
-        fts = mig.full_text_search(self.server_version, mig.trace_indexes())
+        fts = mig.full_text_search(self.server_version, StoreSettings.resolve().store_trace_indexes)
         for migration in todo:
             for statement in migration.statements(full_text_search=fts):
                 with self._errors(f"migration {migration.label}"):
