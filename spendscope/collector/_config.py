@@ -146,6 +146,13 @@ SETTINGS: tuple[Setting, ...] = (
         "memory one request may take once decoded, estimated as it is decoded (413 beyond)",
     ),
     Setting(
+        "decoders",
+        "SPENDSCOPE_COLLECTOR_DECODERS",
+        _int_at_least(1),
+        1,
+        "requests decoded at once, each within max_decoded_bytes (the others wait their turn)",
+    ),
+    Setting(
         "attribute_count_limit",
         "SPENDSCOPE_COLLECTOR_ATTRIBUTE_COUNT_LIMIT",
         _int_at_least(1),
@@ -192,8 +199,8 @@ SETTINGS: tuple[Setting, ...] = (
         "queue_bytes",
         "SPENDSCOPE_COLLECTOR_QUEUE_BYTES",
         _int_at_least(1024),
-        160 * MiB,
-        "encoded bytes of spans held in memory before answering 503",
+        256 * MiB,
+        "memory of the spans held until written (their rows, estimated when decoded) before answering 503",
     ),
     Setting(
         "batch_spans",
@@ -252,13 +259,14 @@ class CollectorConfig:
     price_file: Path | None = None
     max_body_bytes: int = 20 * MiB
     max_decoded_bytes: int = 256 * MiB
+    decoders: int = 1
     attribute_count_limit: int = 128
     attribute_value_length_limit: int = 65_536
     attribute_depth_limit: int = 8
     span_event_count_limit: int = 128
     span_link_count_limit: int = 128
     queue_spans: int = 150_000
-    queue_bytes: int = 160 * MiB
+    queue_bytes: int = 256 * MiB
     batch_spans: int = 50_000
     flush_interval: float = 1.0
     token: str | None = None
