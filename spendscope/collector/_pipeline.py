@@ -14,12 +14,13 @@
   once however often it arrives (see clickhouse/migrations/0001_baseline.sql), so the collector keeps
   no memory of the spans it has seen.
 - Writers (`writers` threads, each with its own store connection) cut batches of `batch_spans` (or
-  what is there after `flush_interval`) and insert them. A failure is the store's (down, disk full,
-  out of memory, too many parts, read-only: `_handle.RESOURCE_ERRORS`) or the batch's (a value the
-  store refuses). The store's: the batch goes to the spool and the store is marked down until a
-  replay succeeds; while it is down, batches go straight to the spool. The batch's: it is split in
-  halves until the spans the store refuses are alone (`_sift`); the others are written, the refused
-  ones set aside in the spool's `refused/` with the store's reason, counted by reason.
+  what is there after `flush_interval`, or once a share of `queue_bytes` waits) and insert them. A
+  failure is the store's (down, disk full, out of memory, too many parts, read-only:
+  `_handle.RESOURCE_ERRORS`) or the batch's (a value the store refuses). The store's: the batch goes
+  to the spool and the store is marked down until a replay succeeds; while it is down, batches go
+  straight to the spool. The batch's: it is split in halves until the spans the store refuses are
+  alone (`_sift`); the others are written, the refused ones set aside in the spool's `refused/` with
+  the store's reason, counted by reason.
 - The replayer opens the store, or retries the spool's oldest batch, with backoff; once that
   succeeds the store is up again and it drains the spool, oldest first, while the writers insert
   new batches. `stop()` drains the queue (into the store, or the spool).
@@ -98,6 +99,10 @@ class Pipeline:
         self._queued_spans = 0  # reserved, in the queue, or in a batch being written
         self._queued_bytes = 0  # the memory of their rows, as estimated when decoded
         self._waiting_spans = 0  # in the queue only
+        self._waiting_bytes = 0
+        # a batch is cut once this much waits: the queue then holds a batch for each writer and room
+        # for requests to arrive meanwhile, however few spans `queue_bytes` allows
+        self._batch_bytes = queue_bytes // (len(writer_stores) + 2)
         self._cond = threading.Condition()
         self._stopping = False
         self._writers_done = 0
@@ -167,7 +172,8 @@ class Pipeline:
         was_empty = not self._queue
         self._queue.append(chunk)
         self._waiting_spans += len(chunk.keys)
-        if was_empty or self._waiting_spans >= self.batch_spans:
+        self._waiting_bytes += chunk.nbytes
+        if was_empty or self._full_batch():
             self._cond.notify_all()  # a writer starts its flush timer, or cuts a full batch
 
     def _spool_full(self) -> bool:
@@ -222,7 +228,7 @@ class Pipeline:
                 if self._queue:
                     age = time.monotonic() - self._queue[0].enqueued
                     if (
-                        self._waiting_spans >= self.batch_spans
+                        self._full_batch()
                         or age >= self.flush_interval
                         or self._stopping
                     ):
@@ -234,7 +240,11 @@ class Pipeline:
                     self._cond.wait()
             batch = self._cut()
             self._waiting_spans -= len(batch.keys)
+            self._waiting_bytes -= batch.nbytes
             return batch
+
+    def _full_batch(self) -> bool:
+        return self._waiting_spans >= self.batch_spans or self._waiting_bytes >= self._batch_bytes
 
     def _cut(self) -> _Chunk:
         """The next batch off the queue (a chunk split to fit)."""
@@ -276,6 +286,7 @@ class Pipeline:
                     batch.enqueued = time.monotonic()
                     self._queue.appendleft(batch)
                     self._waiting_spans += len(batch.keys)
+                    self._waiting_bytes += batch.nbytes
                 continue
             for segment, spans in batch.logged:
                 self.wal.settle(segment, spans)
