@@ -227,11 +227,7 @@ class Pipeline:
             while True:
                 if self._queue:
                     age = time.monotonic() - self._queue[0].enqueued
-                    if (
-                        self._full_batch()
-                        or age >= self.flush_interval
-                        or self._stopping
-                    ):
+                    if self._full_batch() or age >= self.flush_interval or self._stopping:
                         break
                     self._cond.wait(self.flush_interval - age)
                 elif self._stopping:

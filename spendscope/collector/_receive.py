@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 from spendscope.collector import _otlp
 from spendscope.collector._limits import Limits
-from spendscope.collector._memory import body_budget
+from spendscope.collector._memory import body_budget, release_free_memory
 from spendscope.collector._metrics import MetricsState
 from spendscope.collector._otlp import BadRequest
 from spendscope.collector._pipeline import Offer, Pipeline
@@ -42,6 +42,7 @@ from spendscope.collector._telemetry import Health
 from spendscope.collector._wire import METRIC_MESSAGE_BYTES, parse_bytes
 
 _log = logging.getLogger("spendscope.collector")
+RELEASE_AFTER_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,7 @@ class Receiver:
     def traces(self, body: bytes, kind: str, encoding: str | None) -> Reply:
         if self.pipeline.full:  # no need to decode what cannot be taken
             return error(503, "queue full: retry later", kind, Retry_After=self._retry())
+        refusal: Reply | None = None
         try:
             with self._decoding:  # the rows leave it with room in the queue, or not at all
                 data = _otlp.decompress(body, encoding, self.max_body_bytes)
@@ -140,7 +142,10 @@ class Receiver:
                     decoded.records.clear()
                     decoded.keys.clear()
         except BadRequest as exc:
-            return error(exc.status, exc.message, kind)
+            refusal = error(exc.status, exc.message, kind)
+        if refusal is not None:
+            self._release(len(body))  # once the exception, and the decoding's frames, are gone
+            return refusal
         self.health.received.inc(spans + decoded.rejected)
         if decoded.rejected:
             self.health.rejected.labels("invalid").inc(decoded.rejected)
@@ -149,8 +154,14 @@ class Receiver:
             reason = "log_unwritable" if offer.unlogged else "queue_full"
             self.health.rejected.labels(reason).inc(spans)
             message = "cannot write to disk: retry later" if offer.unlogged else "queue full: retry later"
+            del decoded, data
+            self._release(len(body))
             return error(503, message, kind, Retry_After=self._retry())
-        return Reply(200, kind, _otlp.traces_response(kind, decoded.rejected, decoded.rejected_reason))
+        reply = Reply(200, kind, _otlp.traces_response(kind, decoded.rejected, decoded.rejected_reason))
+        if not offer.accepted:  # every span refused
+            del decoded, data
+            self._release(len(body))
+        return reply
 
     def acknowledge(self, decoded: DecodedSpans, data: bytes, kind: str) -> Offer:
         """Make the request's spans, with room reserved for them in the queue, the collector's: the
@@ -168,6 +179,7 @@ class Receiver:
         return self.pipeline.offer(decoded.records, decoded.keys, decoded.nbytes, segment)
 
     def metrics_points(self, body: bytes, kind: str, encoding: str | None) -> Reply:
+        refusal: Reply | None = None
         try:
             with self._decoding:  # the parsed request too is held until its points are taken
                 data = _otlp.decompress(body, encoding, self.max_body_bytes)
@@ -184,11 +196,22 @@ class Receiver:
                 del data
                 accepted, rejected, reason = self.metrics.add(request)
         except BadRequest as exc:
-            return error(exc.status, exc.message, kind)
+            refusal = error(exc.status, exc.message, kind)
+        if refusal is not None:
+            self._release(len(body))  # once the exception, and the decoding's frames, are gone
+            return refusal
         self.health.received_points.inc(accepted + rejected)
         if rejected:
             self.health.rejected_points.inc(rejected)
+        del request
+        self._release(len(body))
         return Reply(200, kind, _otlp.metrics_response(kind, rejected, reason))
+
+    def _release(self, nbytes: int) -> None:
+        """After a large request that was not queued: its memory back to the system if the queue is
+        empty (a queued one's goes back when the queue drains)."""
+        if nbytes >= RELEASE_AFTER_BYTES and not self.pipeline.queued_spans:
+            release_free_memory()
 
     def _retry(self) -> str:
         return str(self.pipeline.retry_after())
