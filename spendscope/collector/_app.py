@@ -133,7 +133,12 @@ def make_app(collector: Collector, registry: CollectorRegistry) -> FastAPI:
     """The collector's app: `reports_app` over its store, with OTLP, /metrics and /healthz."""
     config = collector.config
     receiver = Receiver(
-        collector.pipeline, collector.metrics, collector.health, config.max_body_bytes, config.limits
+        collector.pipeline,
+        collector.metrics,
+        collector.health,
+        config.max_body_bytes,
+        config.limits,
+        decoders=config.decoders,
     )
     secret = config.session_secret.get_secret_value() if config.session_secret is not None else None
     app = reports_app(_lender(collector), config.token, session_secret=secret, budgets=collector.budgets)
@@ -176,14 +181,18 @@ def _otlp_endpoint(
         if not isinstance(admitted, Admitted):
             return _response(admitted)
         try:
-            body = bytearray()
-            async for chunk in request.stream():
-                body += chunk
+            chunks = [chunk async for chunk in request.stream()]
+            body = b"".join(chunks)
+            del chunks  # one copy of the body while it is decoded
             if len(body) < admitted.length:  # the client went away mid-body
                 return Response(status_code=400, headers={"Connection": "close"})
             encoding = request.headers.get("content-encoding")
-            # decoding is CPU work: off the event loop, which keeps serving other connections
-            reply = await run_in_threadpool(handle, bytes(body), admitted.kind, encoding)
+            # decoding is CPU work: off the event loop, which keeps serving other connections. The
+            # body is handed over in a parcel the call empties: a worker thread keeps the arguments
+            # of its last call until its next one, and an idle one would keep the body.
+            parcel = [body]
+            del body
+            reply = await run_in_threadpool(_unpack, handle, parcel, admitted.kind, encoding)
         except ClientDisconnect:
             return Response(status_code=400, headers={"Connection": "close"})
         finally:
@@ -191,6 +200,12 @@ def _otlp_endpoint(
         return _response(reply)
 
     return endpoint
+
+
+def _unpack(
+    handle: Callable[[bytes, str, str | None], Reply], parcel: list[bytes], kind: str, encoding: str | None
+) -> Reply:
+    return handle(parcel.pop(), kind, encoding)
 
 
 def _response(reply: Reply) -> Response:

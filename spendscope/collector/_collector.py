@@ -29,6 +29,7 @@ from prometheus_client import CollectorRegistry
 from spendscope.collector import _otlp
 from spendscope.collector._app import make_app
 from spendscope.collector._handle import Store, StoreHandle
+from spendscope.collector._memory import tune_allocator
 from spendscope.collector._metrics import MetricsState
 from spendscope.collector._otlp import BadRequest
 from spendscope.collector._pipeline import Pipeline
@@ -299,6 +300,7 @@ class Collector:
 
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
+            tune_allocator()
             self.start()
             _tune_garbage_collection()
             with ExitStack() as services:

@@ -3,19 +3,24 @@
     HTTP handlers --write-ahead log, offer()--> queue --writer threads--> store (batch)
                                                  \\--> spool (store down) --replayer thread--> store
 
-- `offer` takes spans only if they fit the queue (spans and bytes); otherwise nothing is taken and
-  the caller answers 503. Taken spans are already in the write-ahead log (`_wal.py`); once a batch of
-  them is in the store or the spool, the log lets go of them (`Wal.settle`).
+- `reserve` makes room in the queue for a request's spans if they fit (spans, and the memory their
+  rows take as estimated when they were decoded: `DecodedSpans.nbytes`); otherwise nothing is taken and
+  the caller answers 503. The room is held from then on, while the request is written to the
+  write-ahead log (`_wal.py`), so the rows of every request past `reserve` are within `queue_bytes`;
+  `offer` then puts them in it (or `unreserve` gives the room back). Once a batch of them is in the
+  store or the spool, the log lets go of them (`Wal.settle`), and once the queue is empty the process
+  gives its free memory back to the system (`_memory.release_free_memory`).
   A span sent again (a retried export, a replay) is simply written again: the store counts each span
   once however often it arrives (see clickhouse/migrations/0001_baseline.sql), so the collector keeps
   no memory of the spans it has seen.
 - Writers (`writers` threads, each with its own store connection) cut batches of `batch_spans` (or
-  what is there after `flush_interval`) and insert them. A failure is the store's (down, disk full,
-  out of memory, too many parts, read-only: `_handle.RESOURCE_ERRORS`) or the batch's (a value the
-  store refuses). The store's: the batch goes to the spool and the store is marked down until a
-  replay succeeds; while it is down, batches go straight to the spool. The batch's: it is split in
-  halves until the spans the store refuses are alone (`_sift`); the others are written, the refused
-  ones set aside in the spool's `refused/` with the store's reason, counted by reason.
+  what is there after `flush_interval`, or once a share of `queue_bytes` waits) and insert them. A
+  failure is the store's (down, disk full, out of memory, too many parts, read-only:
+  `_handle.RESOURCE_ERRORS`) or the batch's (a value the store refuses). The store's: the batch goes
+  to the spool and the store is marked down until a replay succeeds; while it is down, batches go
+  straight to the spool. The batch's: it is split in halves until the spans the store refuses are
+  alone (`_sift`); the others are written, the refused ones set aside in the spool's `refused/` with
+  the store's reason, counted by reason.
 - The replayer opens the store, or retries the spool's oldest batch, with backoff; once that
   succeeds the store is up again and it drains the spool, oldest first, while the writers insert
   new batches. `stop()` drains the queue (into the store, or the spool).
@@ -31,6 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from spendscope.collector._handle import Store, StoreHandle, StoreUnavailable
+from spendscope.collector._memory import release_free_memory
 from spendscope.collector._spool import Spool, SpoolError
 from spendscope.collector._telemetry import Health
 from spendscope.collector._wal import Wal
@@ -90,9 +96,13 @@ class Pipeline:
         self.flush_interval = flush_interval
         self.spool_max_bytes = spool_max_bytes
         self._queue: deque[_Chunk] = deque()
-        self._queued_spans = 0  # in the queue plus the batch being written
-        self._queued_bytes = 0
+        self._queued_spans = 0  # reserved, in the queue, or in a batch being written
+        self._queued_bytes = 0  # the memory of their rows, as estimated when decoded
         self._waiting_spans = 0  # in the queue only
+        self._waiting_bytes = 0
+        # a batch is cut once this much waits: the queue then holds a batch for each writer and room
+        # for requests to arrive meanwhile, however few spans `queue_bytes` allows
+        self._batch_bytes = queue_bytes // (len(writer_stores) + 2)
         self._cond = threading.Condition()
         self._stopping = False
         self._writers_done = 0
@@ -109,20 +119,41 @@ class Pipeline:
 
     # --- intake -------------------------------------------------------------------------------------
 
-    def has_room(self, spans: int, nbytes: int) -> bool:
-        """Whether `offer` would take these spans now (checked before they are logged)."""
+    @property
+    def full(self) -> bool:
+        """Whether the queue is full (a request arriving now would not fit, whatever it holds)."""
         with self._cond:
-            return not self._stopping and self._room(spans, nbytes)
+            over = self._queued_spans >= self.queue_spans or self._queued_bytes >= self.queue_bytes
+            return self._stopping or over or self._spool_full()
+
+    def reserve(self, spans: int, nbytes: int) -> bool:
+        """Hold room in the queue for `spans` whose rows take `nbytes`, if they fit: then `offer` or
+        `unreserve` them."""
+        with self._cond:
+            if self._stopping or not self._room(spans, nbytes):
+                return False
+            self._queued_spans += spans
+            self._queued_bytes += nbytes
+        return True
+
+    def unreserve(self, spans: int, nbytes: int) -> None:
+        with self._cond:
+            self._queued_spans -= spans
+            self._queued_bytes -= nbytes
+            drained = self._queued_spans == 0
+        if drained:
+            release_free_memory()
 
     def offer(self, records: list[SpanRecord], keys: list[bytes], nbytes: int, segment: int) -> Offer:
-        """Take spans, logged in `segment` of the write-ahead log, into the queue: all or none (then
-        the log lets go of them at once)."""
+        """Put spans, reserved and logged in `segment` of the write-ahead log, into the queue: all, or
+        none when the pipeline is stopping (then the log lets go of them at once)."""
         with self._cond:
-            taken = not self._stopping and self._room(len(records), nbytes)
+            taken = not self._stopping
             if taken and records:
                 chunk = _Chunk(list(records), list(keys), nbytes, time.monotonic(), [(segment, len(keys))])
                 self._enqueue(chunk)
         if not taken:
+            self.unreserve(len(keys), nbytes)
             self.wal.settle(segment, len(keys))
             return Offer(0, full=True)
         self._update_gauges()
@@ -137,12 +168,12 @@ class Pipeline:
         return not self._spool_full()
 
     def _enqueue(self, chunk: _Chunk) -> None:
+        """Queue a chunk whose room is reserved (counted in `_queued_spans` and `_queued_bytes`)."""
         was_empty = not self._queue
         self._queue.append(chunk)
-        self._queued_spans += len(chunk.keys)
         self._waiting_spans += len(chunk.keys)
-        self._queued_bytes += chunk.nbytes
-        if was_empty or self._waiting_spans >= self.batch_spans:
+        self._waiting_bytes += chunk.nbytes
+        if was_empty or self._full_batch():
             self._cond.notify_all()  # a writer starts its flush timer, or cuts a full batch
 
     def _spool_full(self) -> bool:
@@ -196,11 +227,7 @@ class Pipeline:
             while True:
                 if self._queue:
                     age = time.monotonic() - self._queue[0].enqueued
-                    if (
-                        self._waiting_spans >= self.batch_spans
-                        or age >= self.flush_interval
-                        or self._stopping
-                    ):
+                    if self._full_batch() or age >= self.flush_interval or self._stopping:
                         break
                     self._cond.wait(self.flush_interval - age)
                 elif self._stopping:
@@ -209,7 +236,11 @@ class Pipeline:
                     self._cond.wait()
             batch = self._cut()
             self._waiting_spans -= len(batch.keys)
+            self._waiting_bytes -= batch.nbytes
             return batch
+
+    def _full_batch(self) -> bool:
+        return self._waiting_spans >= self.batch_spans or self._waiting_bytes >= self._batch_bytes
 
     def _cut(self) -> _Chunk:
         """The next batch off the queue (a chunk split to fit)."""
@@ -251,14 +282,19 @@ class Pipeline:
                     batch.enqueued = time.monotonic()
                     self._queue.appendleft(batch)
                     self._waiting_spans += len(batch.keys)
+                    self._waiting_bytes += batch.nbytes
                 continue
             for segment, spans in batch.logged:
                 self.wal.settle(segment, spans)
             with self._cond:
                 self._queued_spans -= len(batch.keys)
                 self._queued_bytes -= batch.nbytes
+                drained = self._queued_spans == 0
                 self._cond.notify_all()
+            del batch  # not kept while waiting for the next one
             self._update_gauges()
+            if drained:
+                release_free_memory()  # the rows of a burst are gone: give their memory back
 
     def _write(self, handle: StoreHandle, batch: _Chunk) -> None:
         if self._store_up:

@@ -59,6 +59,7 @@ class DecodedSpans:
     keys: list[bytes] = field(default_factory=list)  # raw trace_id + span_id, one per record
     rejected: int = 0  # spans refused (see `problem`)
     rejected_reason: str = ""  # why the last of them was
+    nbytes: int = 0  # the memory the rows take, as estimated while they were made (_limits.py)
 
     def refuse(self, spans: int, reason: str) -> None:
         if spans:
@@ -89,7 +90,7 @@ def decode_spans(data: bytes, limits: Limits = DEFAULT_LIMITS) -> DecodedSpans:
                     _utf8(data, ss_start, ss_end)
     except DecodeError as exc:
         raise BadRequest(400, f"malformed protobuf: {exc}") from None
-    return rows.out
+    return rows.done()
 
 
 def _scope_spans(data: bytes, start: int, end: int, rows: _Rows, resource: dict[str, str]) -> None:
@@ -178,7 +179,7 @@ def request_spans(
             if rows.scope(scope_spans.scope, partial(len, scope_spans.spans)):
                 for span in scope_spans.spans:
                     rows.add(span, resource, scope_spans.scope)
-    return rows.out
+    return rows.done()
 
 
 class _Rows:
@@ -190,6 +191,10 @@ class _Rows:
         self.limits = limits
         self.out = DecodedSpans()
         self.used = nbytes
+
+    def done(self) -> DecodedSpans:
+        self.out.nbytes = self.used
+        return self.out
 
     def mark(self) -> tuple[int, int, str]:
         return len(self.out.records), self.out.rejected, self.out.rejected_reason

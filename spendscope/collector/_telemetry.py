@@ -65,7 +65,9 @@ class Health:
             ("reason",),
         )
         self.queue_spans = gauge(QUEUE_SPANS, "Spans accepted and not yet written or spooled.")
-        self.queue_bytes = gauge(QUEUE_BYTES, "Encoded size of the spans in the queue.")
+        self.queue_bytes = gauge(
+            QUEUE_BYTES, "Memory of the spans in the queue (their rows, estimated when decoded)."
+        )
         self.spool_bytes = gauge(SPOOL_BYTES, "Bytes in the spool directory.")
         self.spool_batches = gauge(SPOOL_BATCHES, "Batches in the spool directory.")
         self.store_up = gauge(STORE_UP, "1 when the last store operation succeeded.")

@@ -63,6 +63,12 @@ class CollectorConfig(Settings):
         validation_alias="SPENDSCOPE_COLLECTOR_MAX_DECODED_BYTES",
         description="memory one request may take once decoded, estimated as it is decoded (413 beyond)",
     )
+    decoders: Whole = Field(
+        1,
+        ge=1,
+        validation_alias="SPENDSCOPE_COLLECTOR_DECODERS",
+        description="requests decoded at once, each within max_decoded_bytes (the others wait their turn)",
+    )
     attribute_count_limit: Whole = Field(
         128,
         ge=1,
@@ -103,10 +109,11 @@ class CollectorConfig(Settings):
         description="spans held in memory before answering 503",
     )
     queue_bytes: Whole = Field(
-        160 * MiB,
+        256 * MiB,
         ge=1024,
         validation_alias="SPENDSCOPE_COLLECTOR_QUEUE_BYTES",
-        description="encoded bytes of spans held in memory before answering 503",
+        description="memory of the spans held until written (their rows, estimated when decoded) before "
+        "answering 503",
     )
     batch_spans: Whole = Field(
         50_000,

@@ -1,0 +1,90 @@
+"""The collector's memory: the bound its settings put on its peak RSS, and giving memory back.
+
+What the collector holds besides its code (its baseline) is bounded by four settings:
+
+    request bodies read, waiting to be decoded          body_budget: 3 x max_body_bytes
+    requests being decoded                              decoders x max_decoded_bytes
+    spans acknowledged, until written                   queue_bytes (their rows, estimated when decoded)
+    batches being written (the store's insert or the spool's file), and a spooled batch read back
+                                                        WRITE_FACTOR x the queue
+
+The queue takes any one request when it is empty, so it may hold up to `max_decoded_bytes`. A decode's
+estimate (`_limits.py`) counts a row's objects at their CPython sizes; measured, rows take 0.6-0.7 of it
+(bench/README.md#memory-under-overload), which leaves room for the allocator's own overhead.
+
+`release_free_memory` (when the queue drains, and after a large request that was not queued) asks
+glibc's allocator to return its free pages (`malloc_trim`): without it, the memory of a burst's rows
+stays in the process's heaps after they are written. Python's small-object allocator keeps its own
+arenas until wholly free; `PYTHONMALLOC=malloc` in the collector's environment hands those objects to
+glibc too (bench/README.md#memory-under-overload).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import gc
+from typing import Protocol
+
+MiB = 1024 * 1024
+WRITE_FACTOR = 2  # a batch's insert rows and encoded block, or a spool file's bytes, beside its rows
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameters (malloc.h)
+M_ARENA_MAX = -8
+
+
+class MemorySettings(Protocol):
+    @property
+    def max_body_bytes(self) -> int: ...
+    @property
+    def max_decoded_bytes(self) -> int: ...
+    @property
+    def queue_bytes(self) -> int: ...
+    @property
+    def decoders(self) -> int: ...
+
+
+def body_budget(max_body_bytes: int) -> int:
+    """Bytes of request bodies read and not yet decoded at once (beyond: 503)."""
+    return 3 * max_body_bytes
+
+
+def peak_bound(settings: MemorySettings) -> int:
+    """Bytes the collector may hold above its baseline with these settings (see the module's docstring)."""
+    queue = max(settings.queue_bytes, settings.max_decoded_bytes)
+    return (
+        body_budget(settings.max_body_bytes)
+        + settings.decoders * settings.max_decoded_bytes
+        + (1 + WRITE_FACTOR) * queue
+    )
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    if libc is None or not hasattr(libc, "malloc_trim") or not hasattr(libc, "mallopt"):
+        return None  # not glibc
+    libc.malloc_trim.argtypes = [ctypes.c_size_t]
+    libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    return libc
+
+
+def tune_allocator() -> None:
+    """For the collector's own process, before its threads start (glibc; elsewhere nothing): two heaps,
+    not eight per core, and blocks of 1 MiB and more (request bodies, a batch's lists) always mapped
+    on their own, so that freeing one returns it to the system (glibc otherwise raises that threshold
+    to the largest block freed, up to 32 MiB, and serves the next ones from its heaps)."""
+    libc = _libc()
+    if libc is not None:
+        libc.mallopt(M_ARENA_MAX, 2)
+        libc.mallopt(M_MMAP_THRESHOLD, MiB)
+
+
+def release_free_memory() -> None:
+    """Free what only reference cycles hold (clickhouse-connect's insert context keeps its rows in one),
+    then return the allocator's free memory to the system (glibc; elsewhere only the first)."""
+    gc.collect()
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
