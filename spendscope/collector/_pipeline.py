@@ -8,9 +8,8 @@
   the caller answers 503. The room is held from then on, while the request is written to the
   write-ahead log (`_wal.py`), so the rows of every request past `reserve` are within `queue_bytes`;
   `offer` then puts them in it (or `unreserve` gives the room back). Once a batch of them is in the
-  store or the spool, the log lets go of them (`Wal.settle`), and once the queue has stayed empty for
-  IDLE_RELEASE_S the process gives its free memory back to the system (`_memory.release_free_memory`:
-  a full collection and a trim, too dear to run each time a steady intake empties the queue).
+  store or the spool, the log lets go of them (`Wal.settle`), and once the queue is empty the process
+  gives its free memory back to the system (`_memory.release_free_memory`).
   A span sent again (a retried export, a replay) is simply written again: the store counts each span
   once however often it arrives (see clickhouse/migrations/0001_baseline.sql), so the collector keeps
   no memory of the spans it has seen.
@@ -48,7 +47,6 @@ __all__ = ["Offer", "Pipeline", "Store", "StoreHandle", "StoreUnavailable"]
 _log = logging.getLogger("spendscope.collector")
 
 RETRY_MIN_S = 0.25
-IDLE_RELEASE_S = 1.0  # an empty queue this long: give free memory back (see release_when_idle)
 RETRY_MAX_S = 5.0
 
 
@@ -107,7 +105,6 @@ class Pipeline:
         self._batch_bytes = queue_bytes // (len(writer_stores) + 2)
         self._cond = threading.Condition()
         self._stopping = False
-        self._release_pending = False  # memory to give back once the queue has stayed empty a while
         self._writers_done = 0
         self._store_up = False  # set by the first successful insert or replay
         self._wake_replayer = threading.Event()
@@ -143,13 +140,9 @@ class Pipeline:
         with self._cond:
             self._queued_spans -= spans
             self._queued_bytes -= nbytes
-        self.release_when_idle()
-
-    def release_when_idle(self) -> None:
-        """Give the process's free memory back once the queue has stayed empty for IDLE_RELEASE_S."""
-        with self._cond:
-            self._release_pending = True
-            self._cond.notify_all()
+            drained = self._queued_spans == 0
+        if drained:
+            release_free_memory()
 
     def offer(self, records: list[SpanRecord], keys: list[bytes], nbytes: int, segment: int) -> Offer:
         """Put spans, reserved and logged in `segment` of the write-ahead log, into the queue: all, or
@@ -239,14 +232,6 @@ class Pipeline:
                     self._cond.wait(self.flush_interval - age)
                 elif self._stopping:
                     return None
-                elif self._release_pending:
-                    if not self._cond.wait(IDLE_RELEASE_S) and not self._queue and self._release_pending:
-                        self._release_pending = False
-                        self._cond.release()  # others may queue meanwhile
-                        try:
-                            release_free_memory()
-                        finally:
-                            self._cond.acquire()
                 else:
                     self._cond.wait()
             batch = self._cut()
@@ -304,11 +289,12 @@ class Pipeline:
             with self._cond:
                 self._queued_spans -= len(batch.keys)
                 self._queued_bytes -= batch.nbytes
-                if self._queued_spans == 0:  # the rows of a burst are gone: their memory goes back
-                    self._release_pending = True
+                drained = self._queued_spans == 0
                 self._cond.notify_all()
             del batch  # not kept while waiting for the next one
             self._update_gauges()
+            if drained:
+                release_free_memory()  # the rows of a burst are gone: give their memory back
 
     def _write(self, handle: StoreHandle, batch: _Chunk) -> None:
         if self._store_up:

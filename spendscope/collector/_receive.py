@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 from spendscope.collector import _otlp
 from spendscope.collector._limits import Limits
-from spendscope.collector._memory import body_budget
+from spendscope.collector._memory import body_budget, release_free_memory
 from spendscope.collector._metrics import MetricsState
 from spendscope.collector._otlp import BadRequest
 from spendscope.collector._pipeline import Offer, Pipeline
@@ -208,10 +208,10 @@ class Receiver:
         return Reply(200, kind, _otlp.metrics_response(kind, rejected, reason))
 
     def _release(self, nbytes: int) -> None:
-        """After a large request that was not queued: its memory back to the system once the queue
-        has stayed empty a while (a queued one's goes back when the queue drains)."""
-        if nbytes >= RELEASE_AFTER_BYTES:
-            self.pipeline.release_when_idle()
+        """After a large request that was not queued: its memory back to the system if the queue is
+        empty (a queued one's goes back when the queue drains)."""
+        if nbytes >= RELEASE_AFTER_BYTES and not self.pipeline.queued_spans:
+            release_free_memory()
 
     def _retry(self) -> str:
         return str(self.pipeline.retry_after())

@@ -9,7 +9,6 @@ server: the commands and the collector do (`server.prepare`).
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,7 +25,6 @@ from spendscope.store.sqlfiles import named_query
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
-    from clickhouse_connect.driver.insert import InsertContext
 
 # Span blocks (otel_traces and every view below it) skip optimize_on_insert: it re-sorts and collapses
 # each new part of the Replacing/AggregatingMergeTree targets (llm_usage, otel_traces_trace_id_ts) as a
@@ -102,8 +100,7 @@ class Store:
         called from several threads at once (each request has a connection of its own)."""
         self.target = target
         self.client = client
-        self._span_context: InsertContext | None = None
-        self._span_lock = threading.Lock()  # the one span insert context, one insert at a time
+        self._span_types: Any = None
         self._export_settings_text: str | None = None
         self.server_version = str(client.server_version)
 
@@ -308,17 +305,17 @@ class Store:
         span inserted again, in any block, is counted once (see clickhouse/migrations/0001_baseline.sql)."""
         if not records:
             return
-        with self._span_lock, self._errors("insert into otel_traces"):
-            if self._span_context is None:  # one reusable context: the table's types are asked for once
-                self._span_context = self.client.create_insert_context(
-                    OTEL_TRACES, list(OTEL_TRACES_COLUMNS), settings=dict(SPAN_INSERT_SETTINGS)
-                )
-            try:
-                self.client.insert(data=span_rows(records), context=self._span_context)
-            finally:
-                # An insert context refers to itself (its block reader is a bound method): emptied, it
-                # keeps no batch's rows alive until the next cyclic garbage collection.
-                self._span_context.data = None
+        if self._span_types is None:
+            with self._errors("insert into otel_traces"):
+                context = self.client.create_insert_context(OTEL_TRACES, list(OTEL_TRACES_COLUMNS))
+            self._span_types = context.column_types
+        self.insert(
+            OTEL_TRACES,
+            span_rows(records),
+            OTEL_TRACES_COLUMNS,
+            settings=SPAN_INSERT_SETTINGS,
+            column_types=self._span_types,
+        )
 
 
 def _literal(value: Any) -> str:
