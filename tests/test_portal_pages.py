@@ -115,3 +115,13 @@ def test_the_collectors_overview_lists_the_budgets_of_its_budgets_file(
         unlisted = get(collector.url + "/").text
     assert "big-spender" in listed[listed.index('id="budgets"') :]
     assert 'id="budgets"' not in unlisted or "big-spender" not in unlisted[unlisted.index('id="budgets"') :]
+
+
+def test_realtime_minutes_recorded_are_never_shown_as_nothing() -> None:
+    from spendscope.portal._format import quantity_value
+
+    assert quantity_value("realtime_seconds", 0.0) == "0.00"
+    assert quantity_value("realtime_seconds", 0.2) == "< 0.01"  # a session of milliseconds
+    assert quantity_value("realtime_seconds", 0.6) == "0.01"
+    assert quantity_value("realtime_seconds", 5_400.0) == "90.00"
+    assert quantity_value("questions", 15.0) == "15"

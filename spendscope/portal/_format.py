@@ -66,7 +66,8 @@ def quantity_label(name: str) -> str:
 def quantity_value(name: str, value: float) -> str:
     """A quantity as shown: seconds of Realtime sessions as minutes."""
     if name in MINUTE_QUANTITIES:
-        return f"{value / 60:,.2f}"
+        minutes = value / 60
+        return "< 0.01" if 0 < minutes < 0.005 else f"{minutes:,.2f}"  # recorded, if short: never 0.00
     return number(value)
 
 
