@@ -37,6 +37,10 @@ from spendscope.store.reports import (
     run,
 )
 
+# The attribute the rollups hold per day and job (grain job_day, clickhouse/migrations/0004_job_rollup.sql),
+# and the dimensions beside it there (no user)
+JOB_ROLLUP = "attr:job_id"
+JOB_ROLLUP_DIMENSIONS = tuple(d for d in ROLLUP_DIMENSIONS if d != "user")
 USER_SORTS = ("user", "calls", "input_tokens", "output_tokens", "cost_usd", "unpriced_calls", "error_calls")
 MAX_PAGE = 1000
 
@@ -123,8 +127,8 @@ def billing_query(
     with_users: bool = False,
 ) -> Query:
     """Billed cost by one or two dimensions: from the rollups for one rollup dimension and rollup
-    filters (per day and user `with_users`, for its active users), else from llm_usage (attr:KEY, or
-    two dimensions)."""
+    filters (per day and user `with_users`, for its active users), or for the job (JOB_ROLLUP) and at
+    most one more rollup dimension but the user; else from llm_usage (attr:KEY, or two dimensions)."""
     first = check_dimension(by, ROLLUP_DIMENSIONS, option="by")
     second = check_dimension(by2, ROLLUP_DIMENSIONS, option="by2") if by2 else ""
     filters = {check_dimension(k, ROLLUP_DIMENSIONS, option="where key"): v for k, v in (where or {}).items()}
@@ -134,6 +138,13 @@ def billing_query(
         grain = _grain("user" if with_users else first, *filters)
         params = {"grain": grain, "column": _column(first)}
         return Query("billing_by", {**params, **_range(since, until), **_where(filters), **margin})
+    if (
+        first == JOB_ROLLUP
+        and second in ("", *JOB_ROLLUP_DIMENSIONS)
+        and all(k in JOB_ROLLUP_DIMENSIONS for k in filters)
+    ):
+        params = {"by2": second, "column2": _column(second or "tenant")}
+        return Query("billing_jobs", {**params, **_range(since, until), **_where(filters), **margin})
     return Query(
         "billing_pairs", {"by": first, "by2": second, **_range(since, until), **_where(filters), **margin}
     )
