@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import metrics, trace
 
 from spendscope.instrumentation import Options, instrument
-from spendscope.settings import resolve
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.metrics import MeterProvider
@@ -61,8 +60,9 @@ def configure(
     `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_TRACES_EXPORTER`, `OTEL_METRICS_EXPORTER`,
     `OTEL_METRIC_EXPORT_INTERVAL`, `OTEL_EXPORTER_PROMETHEUS_HOST`/`_PORT`,
     `SPENDSCOPE_USER_LABEL_LIMIT`, `SPENDSCOPE_PRICE_FILE`, `SPENDSCOPE_INJECT_STREAM_USAGE`), then to
-    its default. `metrics_exporter="prometheus"` serves /metrics from this process. A bad value raises
-    `spendscope.ConfigurationError` before anything is started.
+    its default (`spendscope.settings.app.AppSettings`). `metrics_exporter="prometheus"` serves
+    /metrics from this process. A bad value raises `spendscope.ConfigurationError` before anything is
+    started.
     """
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
@@ -70,17 +70,26 @@ def configure(
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
+    from spendscope.settings.app import AppSettings  # pydantic: loaded here, not by `import spendscope`
+
     # Resolve (and so validate) everything before starting anything.
-    name = resolve("service_name", service_name)
-    endpoint = resolve("otlp_endpoint", otlp_endpoint)
-    span_exporters = resolve("traces_exporter", traces_exporter)
-    metric_exporters = resolve("metrics_exporter", metrics_exporter)
-    interval = resolve("metric_export_interval_ms", metric_export_interval_ms)
-    prom_host = resolve("prometheus_host", prometheus_host)
-    prom_port = resolve("prometheus_port", prometheus_port)
-    options = Options.resolve(
-        price_file=price_file, user_label_limit=user_label_limit, inject_stream_usage=inject_stream_usage
+    settings = AppSettings.resolve(
+        service_name=service_name,
+        otlp_endpoint=otlp_endpoint,
+        traces_exporter=traces_exporter,
+        metrics_exporter=metrics_exporter,
+        metric_export_interval_ms=metric_export_interval_ms,
+        prometheus_host=prometheus_host,
+        prometheus_port=prometheus_port,
+        user_label_limit=user_label_limit,
+        price_file=price_file,
+        inject_stream_usage=inject_stream_usage,
     )
+    name, endpoint = settings.service_name, settings.otlp_endpoint
+    span_exporters, metric_exporters = settings.traces_exporter, settings.metrics_exporter
+    interval = settings.metric_export_interval_ms
+    prom_host, prom_port = settings.prometheus_host, settings.prometheus_port
+    options = Options.from_settings(settings)
 
     resource = Resource.create({SERVICE_NAME: name} if name else {})
     if SERVICE_INSTANCE_ID not in resource.attributes:
@@ -88,14 +97,14 @@ def configure(
         # re-exposes their metrics (Prometheus' `instance` label comes from this attribute).
         resource = resource.merge(Resource({SERVICE_INSTANCE_ID: str(uuid.uuid4())}))
     tracer_provider = TracerProvider(resource=resource)
-    for exporter in span_exporters:
-        if exporter == "otlp":
+    for span_exporter in span_exporters:
+        if span_exporter == "otlp":
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
             tracer_provider.add_span_processor(
                 BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces"))
             )
-        elif exporter == "console":
+        elif span_exporter == "console":
             tracer_provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
 
     readers: list[MetricReader] = []

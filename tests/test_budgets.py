@@ -141,10 +141,16 @@ def test_limits_left_out_are_inherited_and_null_is_no_limit() -> None:
 def test_settings() -> None:
     settings = BudgetSettings.resolve(config="b.yaml", listen="127.0.0.1:0", interval="5m")
     assert (settings.listen, settings.interval) == (("127.0.0.1", 0), 300.0)
-    with pytest.raises(ConfigurationError, match=r"interval \(--interval\) '0s': must be between 1s and 1h"):
+    assert settings.config == Path("b.yaml").absolute()
+    with pytest.raises(
+        ConfigurationError,
+        match=r"^budgets setting interval \(argument interval='0s'\): must be between 1 and 3600$",
+    ):
         BudgetSettings.resolve(interval="0s")
-    with pytest.raises(ConfigurationError, match=r"listen \(--listen\) 'nowhere': must be HOST:PORT"):
-        BudgetSettings.resolve(listen="nowhere")
+    with pytest.raises(
+        ConfigurationError, match=r"^budgets setting listen \(option --listen='nowhere'\): must be HOST:PORT"
+    ):
+        BudgetSettings.resolve(given="option", listen="nowhere")
 
 
 def at(day: int, hour: int = 10, month: int = 3) -> datetime:
@@ -331,7 +337,10 @@ def test_cli_bad_config_is_one_line(store_dsn: str, tmp_path: Path) -> None:
     assert done.stderr == f"error: {config}: per_user.daily_usd: Input should be greater than 0 (got 0)\n"
     done = CliRunner().invoke(app, ["budgets", "--once", "--store", store_dsn, "--interval", "soon"])
     assert done.exit_code == 1
-    assert done.stderr == "error: interval (--interval) 'soon': must be a duration such as 60s, 5m or 1h\n"
+    assert done.stderr == (
+        "error: budgets setting interval (option --interval='soon'): "
+        "must be a duration such as 0.5, 90s, 30m, 1h or 1d\n"
+    )
 
 
 def test_cli_serves_metrics_until_sigterm(tmp_path: Path, store_dsn: str) -> None:

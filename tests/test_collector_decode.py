@@ -459,12 +459,15 @@ def test_spool_round_trip_and_damage(tmp_path: Path) -> None:
 
 
 # --- settings ---------------------------------------------------------------------------------------------
-def test_settings_precedence() -> None:
-    env = {"SPENDSCOPE_COLLECTOR_QUEUE_SPANS": "500", "SPENDSCOPE_COLLECTOR_LISTEN": "0.0.0.0:9999"}
-    config = CollectorConfig.resolve(env, queue_spans=700, batch_spans=100, store="/tmp/x")
-    assert (config.queue_spans, config.listen, config.batch_spans) == (700, ("0.0.0.0", 9999), 100)
+def test_settings_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPENDSCOPE_COLLECTOR_QUEUE_SPANS", "500")
+    monkeypatch.setenv("SPENDSCOPE_COLLECTOR_LISTEN", "0.0.0.0:9999")
+    monkeypatch.setenv("SPENDSCOPE_COLLECTOR_BATCH_SPANS", "")  # empty: as if unset
+    config = CollectorConfig.resolve(queue_spans=70_000, store="/tmp/x", writers=None)
+    assert (config.queue_spans, config.listen, config.batch_spans) == (70_000, ("0.0.0.0", 9999), 50_000)
+    assert config.writers == 2  # None: not given, so the default
     assert config.store_dir == Path("/tmp/x") and config.spool_dir == Path("/tmp/x-spool")
-    assert CollectorConfig.resolve({}, store="http://u:p@ch:8123/db").store_dir is None
+    assert CollectorConfig.resolve(store="http://u:p@ch:8123/db", queue_spans=70_000).store_dir is None
 
 
 @pytest.mark.parametrize(
@@ -478,27 +481,36 @@ def test_settings_precedence() -> None:
         (
             {},
             {"listen": "localhost:99999"},
-            "listen (option --listen='localhost:99999'): port must be between",
+            "collector setting listen (argument listen='localhost:99999'): port must be between 0 and 65535",
         ),
-        ({}, {"queue_spans": "lots"}, "queue_spans (option --queue-spans='lots'): must be a whole number"),
+        ({}, {"queue_spans": "lots"}, "queue_spans (argument queue_spans='lots'): must be a whole number"),
         (
             {"SPENDSCOPE_COLLECTOR_FLUSH_INTERVAL": "0"},
             {},
-            "flush_interval (environment variable SPENDSCOPE_COLLECTOR_FLUSH_INTERVAL='0')",
+            "flush_interval (environment variable SPENDSCOPE_COLLECTOR_FLUSH_INTERVAL='0'): must be more than 0 and at most 3600",
         ),
         (
             {},
             {"max_body_bytes": "10"},
-            "max_body_bytes (option --max-body-bytes='10'): must be at least 1024",
+            "max_body_bytes (argument max_body_bytes='10'): must be at least 1024",
         ),
-        ({}, {"store": "ftp://x"}, "store (option --store='ftp://x')"),
-        ({}, {"token": " "}, "token (option --token=' '): must not be empty"),
+        ({}, {"store": "ftp://x"}, "store (argument store='ftp://x'): bad store DSN"),
+        ({}, {"token": " "}, "token (argument token=' '): must not be empty"),
+        (
+            {},
+            {"flush_interval": "soon"},
+            "flush_interval (argument flush_interval='soon'): must be a duration",
+        ),
         ({}, {"queue_spans": 10, "batch_spans": 20}, "batch_spans (20) must not exceed queue_spans (10)"),
     ],
 )
-def test_bad_settings_name_the_setting(env: dict[str, str], explicit: dict[str, Any], message: str) -> None:
+def test_bad_settings_name_the_setting(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], explicit: dict[str, Any], message: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     with pytest.raises(ConfigurationError) as info:
-        CollectorConfig.resolve(env, **explicit)
+        CollectorConfig.resolve(**explicit)
     assert message in str(info.value)
     assert "\n" not in str(info.value)
 
@@ -510,5 +522,4 @@ def test_exported_names() -> None:
         "Collector",
         "CollectorConfig",
         "CollectorError",
-        "SETTINGS",
     ]

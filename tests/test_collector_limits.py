@@ -327,7 +327,7 @@ def test_a_resource_or_scope_over_the_limits_refuses_its_spans() -> None:
     assert decoded.rejected_reason == "scope has an attribute with an empty key"
 
 
-def test_limits_are_settings(tmp_path: Path) -> None:
+def test_limits_are_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     environ = {
         "SPENDSCOPE_COLLECTOR_ATTRIBUTE_COUNT_LIMIT": "16",
         "SPENDSCOPE_COLLECTOR_ATTRIBUTE_VALUE_LENGTH_LIMIT": "1024",
@@ -336,19 +336,25 @@ def test_limits_are_settings(tmp_path: Path) -> None:
         "SPENDSCOPE_COLLECTOR_SPAN_LINK_COUNT_LIMIT": "1",
         "SPENDSCOPE_COLLECTOR_MAX_DECODED_BYTES": "2097152",
     }
-    limits = CollectorConfig.resolve(environ).limits
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    limits = CollectorConfig.resolve().limits
     assert limits == Limits(16, 1024, 3, 0, 1, 2_097_152)
     assert request_spans(one_span(attributes=ints(17)), limits).rejected == 1
     assert request_spans(one_span(attributes={"v": nested(4)}), limits).rejected == 1
     assert request_spans(one_span(events=1), limits).rejected == 1
-    assert CollectorConfig.resolve({}).limits == Limits()
+    for name in environ:
+        monkeypatch.delenv(name)
+    assert CollectorConfig.resolve().limits == Limits()
     for name, value, why in (
-        ("SPENDSCOPE_COLLECTOR_ATTRIBUTE_DEPTH_LIMIT", "33", "must be at most 32"),
+        ("SPENDSCOPE_COLLECTOR_ATTRIBUTE_DEPTH_LIMIT", "33", "must be between 1 and 32"),
         ("SPENDSCOPE_COLLECTOR_ATTRIBUTE_COUNT_LIMIT", "0", "must be at least 1"),
         ("SPENDSCOPE_COLLECTOR_MAX_DECODED_BYTES", "lots", "must be a whole number"),
     ):
-        with pytest.raises(ConfigurationError, match=why):
-            CollectorConfig.resolve({name: value})
+        with monkeypatch.context() as env:
+            env.setenv(name, value)
+            with pytest.raises(ConfigurationError, match=why):
+                CollectorConfig.resolve()
 
 
 # --- memory: what one request may take once decoded ---------------------------------------------------------

@@ -13,16 +13,18 @@ import spendscope
 from spendscope import ConfigurationError, configure, uninstrument_openai
 from spendscope.demo.fake_openai import FakeOpenAI
 from spendscope.pricing import PriceFileError
-from spendscope.settings import resolve
+from spendscope.settings.app import AppSettings, InstrumentationSettings
 from tests.conftest import API_KEY
 
 
 def test_precedence_explicit_then_environment_then_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SPENDSCOPE_USER_LABEL_LIMIT", raising=False)
-    assert resolve("user_label_limit") == 1000
+    assert InstrumentationSettings.resolve().user_label_limit == 1000
     monkeypatch.setenv("SPENDSCOPE_USER_LABEL_LIMIT", "50")
-    assert resolve("user_label_limit") == 50
-    assert resolve("user_label_limit", 7) == 7
+    assert InstrumentationSettings.resolve().user_label_limit == 50
+    assert InstrumentationSettings.resolve(user_label_limit=7).user_label_limit == 7
+    assert AppSettings.resolve(traces_exporter="Console, none").traces_exporter == ("console", "none")
+    assert AppSettings.resolve(metrics_exporter=["prometheus"]).metrics_exporter == ("prometheus",)
 
 
 @pytest.mark.parametrize(
@@ -37,7 +39,7 @@ def test_precedence_explicit_then_environment_then_default(monkeypatch: pytest.M
         (
             "OTEL_METRICS_EXPORTER",
             "prometheus,statsd",
-            "must be a comma-separated list of otlp, prometheus, console, none",
+            "must be a comma-separated list of 'otlp', 'prometheus', 'console' or 'none'",
         ),
         ("OTEL_EXPORTER_PROMETHEUS_PORT", "70000", "must be between 0 and 65535"),
         ("SPENDSCOPE_USER_LABEL_LIMIT", "-1", "must be at least 0"),

@@ -63,7 +63,7 @@ def test_demo_sends_rounds_to_a_running_collector_until_stopped(
     tmp_path: Path, store_dsn: str, store: Store
 ) -> None:
     config = CollectorConfig.resolve(
-        environ={}, listen="127.0.0.1:0", store=store_dsn, spool=str(tmp_path / "spool"), token=TOKEN
+        listen="127.0.0.1:0", store=store_dsn, spool=str(tmp_path / "spool"), token=TOKEN
     )
     with Collector(config, store=store) as collector:
         # exactly the header compose sets: Authorization=Bearer ${SPENDSCOPE_COLLECTOR_TOKEN}
@@ -90,7 +90,7 @@ def test_demo_sends_rounds_to_a_running_collector_until_stopped(
 
 def test_demo_refuses_a_collector_it_cannot_send_to(tmp_path: Path, store_dsn: str, store: Store) -> None:
     config = CollectorConfig.resolve(
-        environ={}, listen="127.0.0.1:0", store=store_dsn, spool=str(tmp_path / "spool"), token=TOKEN
+        listen="127.0.0.1:0", store=store_dsn, spool=str(tmp_path / "spool"), token=TOKEN
     )
     with Collector(config, store=store) as collector:
         refused = demo(collector.url, headers=None)

@@ -279,7 +279,7 @@ def test_the_collector_healthcheck_passes_with_and_without_its_token(
     compile(code, "healthcheck", "exec")
     for token in (None, "s3cret"):
         config = CollectorConfig.resolve(
-            environ={}, listen="127.0.0.1:0", store=store_dsn, spool=str(tmp_path / "spool"), token=token
+            listen="127.0.0.1:0", store=store_dsn, spool=str(tmp_path / "spool"), token=token
         )
         with Collector(config, store=store) as collector:
             check = code.replace("http://127.0.0.1:4318", collector.url)

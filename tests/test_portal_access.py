@@ -110,7 +110,6 @@ def site(
         _, acme = t.create(store, kind=t.TENANT, tenant="acme")
         _, beta = t.create(store, kind=t.TENANT, tenant="beta")
         config = CollectorConfig.resolve(
-            environ={},
             listen="127.0.0.1:0",
             store=f"{server_dsn}/{store.database}",
             spool=str(tmp_path_factory.mktemp("spool")),
@@ -287,9 +286,7 @@ def test_tokens_are_stored_hashed(site: dict[str, Any]) -> None:
 
 
 def test_without_any_token_everything_is_open(tmp_path: Path, store_dsn: str, store: Store) -> None:
-    config = CollectorConfig.resolve(
-        environ={}, listen="127.0.0.1:0", store=store_dsn, spool=str(tmp_path / "spool")
-    )
+    config = CollectorConfig.resolve(listen="127.0.0.1:0", store=store_dsn, spool=str(tmp_path / "spool"))
     with Collector(config, store=store) as collector:
         assert get(collector.url + "/").status == 200
         assert get(collector.url + "/api/usage/stats").status == 200

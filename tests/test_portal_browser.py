@@ -52,7 +52,7 @@ def site(
     spool = tmp_path_factory.mktemp("spool")
     with fresh_store(server_dsn, _store_admin) as store:
         dsn = f"{server_dsn}/{store.database}"
-        config = CollectorConfig.resolve(environ={}, listen="127.0.0.1:0", store=dsn, spool=str(spool))
+        config = CollectorConfig.resolve(listen="127.0.0.1:0", store=dsn, spool=str(spool))
         with Collector(config, store=store) as collector, FakeOpenAI() as server:
             with DemoServices(collector.url) as services:
                 outcome = workload.run(server, seed=7, on_client=services.instrument)

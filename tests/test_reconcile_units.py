@@ -20,9 +20,9 @@ from spendscope.reconciler._normalize import (
     normalize_tier,
     parse_line_item,
 )
-from spendscope.reconciler._settings import resolve
 from spendscope.reconciler._value import Valuer
 from spendscope.settings import ConfigurationError
+from spendscope.settings.reconcile import ReconcileSettings
 
 
 @pytest.mark.parametrize(
@@ -249,19 +249,28 @@ def test_a_partial_move_prices_exactly_the_moved_tokens_at_both_tiers() -> None:
     assert sum(p.usd for p in pieces if p.usd is not None) == reported - tracked
 
 
-def test_settings_from_arguments_and_environment() -> None:
-    assert resolve("min_coverage", "95%") == 0.95
-    assert resolve("min_coverage", None, {"SPENDSCOPE_RECONCILE_MIN_COVERAGE": "0.9"}) == 0.9
-    assert resolve("usage_settle", "90m") == timedelta(minutes=90)
-    assert resolve("metrics_listen", ":9465") == ("127.0.0.1", 9465)
+def test_settings_from_arguments_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    resolve = ReconcileSettings.resolve
+    assert resolve(min_coverage="95%").min_coverage == 0.95
+    monkeypatch.setenv("SPENDSCOPE_RECONCILE_MIN_COVERAGE", "0.9")
+    assert resolve().min_coverage == 0.9
+    assert resolve(min_coverage=0.5).min_coverage == 0.5
+    assert resolve(usage_settle="90m").usage_settle == timedelta(minutes=90)
+    assert resolve().costs_settle == timedelta(days=1)
+    assert resolve(metrics_listen=":9465").metrics_listen == ("127.0.0.1", 9465)
+    monkeypatch.setenv("SPENDSCOPE_RECONCILE_COSTS_SETTLE", "tomorrow")
     with pytest.raises(
         ConfigurationError,
-        match=r"reconcile setting costs_settle \(environment variable SPENDSCOPE_RECONCILE_COSTS_SETTLE='tomorrow'\)",
+        match=r"^reconcile setting costs_settle \(environment variable SPENDSCOPE_RECONCILE_COSTS_SETTLE='tomorrow'\): "
+        r"must be a duration such as",
     ):
-        resolve("costs_settle", None, {"SPENDSCOPE_RECONCILE_COSTS_SETTLE": "tomorrow"})
-    assert resolve("max_retry_wait", "2m") == 120.0
-    with pytest.raises(ConfigurationError, match="at most 120s"):
-        resolve("max_retry_wait", "5m")  # the SDK, which retries, waits 120 s at most
+        resolve()
+    monkeypatch.delenv("SPENDSCOPE_RECONCILE_COSTS_SETTLE")
+    assert resolve(max_retry_wait="2m").max_retry_wait == 120.0
+    with pytest.raises(ConfigurationError, match=r"max_retry_wait='5m'\): must be between 0 and 120$"):
+        resolve(max_retry_wait="5m")  # the SDK, which retries, waits 120 s at most
+    with pytest.raises(ConfigurationError, match=r"bucket_width='2h'\): must be '1h' or '1d'$"):
+        resolve(bucket_width="2h")
 
 
 def test_exported_names() -> None:

@@ -240,10 +240,11 @@ def test_every_command_runs_beside_the_collector_on_the_default_store(tmp_path: 
         # the collector goes on ingesting after them
         wait_for("ingest goes on", lambda: written(url) >= max(seen) + 55, 120, demo_log, collector_log)
     finally:
+        # the demo first, then the collector it exports to (as docker compose stops them): the demo's
+        # last spans are flushed to a collector that is still there
         for process in reversed(started):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-        for process in started:
             try:
                 process.wait(60)
             except subprocess.TimeoutExpired:

@@ -15,7 +15,8 @@ per tenant and `spendscope_budget_unpriced_tokens` per listed user.
 
 from spendscope.budgets._config import BudgetConfig, BudgetConfigError, load_budgets, parse_budgets
 from spendscope.budgets._evaluate import Evaluation, TenantBudget, UserBudget, evaluate
-from spendscope.budgets._serve import BudgetEvaluator, BudgetSettings
+from spendscope.budgets._serve import BudgetEvaluator
+from spendscope.settings.budgets import BudgetSettings
 
 __all__ = [
     "BudgetConfig",

@@ -1,25 +1,14 @@
-"""The `spendscope budgets` process: evaluate every interval, serve /metrics for Prometheus.
-
-Settings (explicit argument > environment > default; a bad value raises ConfigurationError naming it):
-
-| setting  | environment                   | default          |
-|----------|-------------------------------|------------------|
-| config   | SPENDSCOPE_BUDGETS_CONFIG     | ./budgets.yaml   |
-| listen   | SPENDSCOPE_BUDGETS_LISTEN     | 127.0.0.1:9465   |
-| interval | SPENDSCOPE_BUDGETS_INTERVAL   | 60s              |
+"""The `spendscope budgets` process: evaluate every interval, serve /metrics for Prometheus. Its
+settings (the budgets file, where to serve, how often) are `spendscope.settings.budgets.BudgetSettings`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest, start_http_server
 
@@ -30,62 +19,6 @@ from spendscope.settings import ConfigurationError
 from spendscope.store.errors import StoreError
 
 log = logging.getLogger("spendscope.budgets")
-
-DEFAULT_CONFIG = "budgets.yaml"
-DEFAULT_LISTEN = "127.0.0.1:9465"
-DEFAULT_INTERVAL = "60s"
-_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_listen(raw: str) -> tuple[str, int]:
-    host, sep, port = raw.strip().rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise ValueError("must be HOST:PORT, such as 127.0.0.1:9465")
-    return host.strip("[]") or "127.0.0.1", int(port)
-
-
-def parse_interval(raw: str) -> float:
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", raw)
-    if not match:
-        raise ValueError("must be a duration such as 60s, 5m or 1h")
-    seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    if not 1 <= seconds <= 3600:
-        raise ValueError("must be between 1s and 1h")
-    return seconds
-
-
-def _setting(name: str, env: str, explicit: str | None, default: str) -> tuple[str, str]:
-    if explicit is not None:
-        return explicit, f"--{name}"
-    if env in os.environ:
-        return os.environ[env], env
-    return default, "the default"
-
-
-@dataclass(frozen=True, slots=True)
-class BudgetSettings:
-    config: Path
-    listen: tuple[str, int]
-    interval: float
-
-    @classmethod
-    def resolve(
-        cls, *, config: str | None = None, listen: str | None = None, interval: str | None = None
-    ) -> BudgetSettings:
-        config_raw, _ = _setting("config", "SPENDSCOPE_BUDGETS_CONFIG", config, DEFAULT_CONFIG)
-        listen_raw, listen_from = _setting("listen", "SPENDSCOPE_BUDGETS_LISTEN", listen, DEFAULT_LISTEN)
-        interval_raw, interval_from = _setting(
-            "interval", "SPENDSCOPE_BUDGETS_INTERVAL", interval, DEFAULT_INTERVAL
-        )
-        try:
-            parsed_listen = parse_listen(listen_raw)
-        except ValueError as exc:
-            raise ConfigurationError(f"listen ({listen_from}) {listen_raw!r}: {exc}") from None
-        try:
-            parsed_interval = parse_interval(interval_raw)
-        except ValueError as exc:
-            raise ConfigurationError(f"interval ({interval_from}) {interval_raw!r}: {exc}") from None
-        return cls(Path(config_raw).expanduser(), parsed_listen, parsed_interval)
 
 
 class BudgetEvaluator:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 try:
     import typer
@@ -16,6 +16,7 @@ except ImportError as exc:  # the app-side install has no CLI dependencies
 
 
 from spendscope._version import __version__
+from spendscope.settings.collector import CollectorConfig
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -53,9 +54,9 @@ StoreOption = Annotated[
     str | None,
     typer.Option(
         "--store",
-        envvar="SPENDSCOPE_STORE",
-        help="a directory (a local store: its server is started if need be), or "
-        "http(s)://user:pass@host:8123/db [default: ./spendscope-data]",
+        envvar=CollectorConfig.env("store"),
+        help=f"{CollectorConfig.model_fields['store'].description} "
+        f"(default {CollectorConfig.default_text('store')})",
     ),
 ]
 FormatOption = Annotated[
@@ -155,9 +156,3 @@ def emit_report(report: Report, output: OutputFormat | None, title: str, *, comp
     if len(report.rows) > TABLE_ROWS:
         of = f" of {len(report.rows):,}" if complete else ""
         console.print(f"Showed the first {TABLE_ROWS:,} rows{of}: --format csv or json has them all.")
-
-
-def setting(text: str, env: str, default: str) -> Any:
-    """A `--option` backed by a setting: the value is resolved (option, then `env`, then `default`) by
-    spendscope.settings, not by Typer, so the help only says where it comes from."""
-    return typer.Option(help=f"{text} (env {env}; default {default})")

@@ -14,6 +14,7 @@ from spendscope.cli._app import (
     domain_errors,
     fail,
 )
+from spendscope.settings.collector import CollectorConfig
 
 
 class Format(StrEnum):
@@ -54,7 +55,7 @@ def demo(
     ] = False,
     listen: Annotated[
         str, typer.Option(help="with --serve: where the collector and the portal listen")
-    ] = "127.0.0.1:4318",
+    ] = CollectorConfig.default_text("listen") or "",
 ) -> None:
     """Run the whole pipeline on local defaults: a collector on a local ClickHouse store (its server
     started for the demo and stopped after it), a local fake OpenAI server, and a realistic workload
@@ -122,11 +123,11 @@ def _demo_to_collector(url: str, seed: int, every: str | None) -> None:
 
     from spendscope.demo.external import CollectorUnreachable, check_collector, parse_every, send_rounds
     from spendscope.pricing import PriceFile
-    from spendscope.settings import resolve
+    from spendscope.settings.app import PriceSettings
 
     try:
         interval = parse_every(every) if every is not None else None
-        if (prices := resolve("price_file")) is not None:
+        if (prices := PriceSettings.resolve().price_file) is not None:
             PriceFile.load(prices)  # the services price their calls with it: a bad one stops the demo here
         check_collector(url)
     except (ValueError, CollectorUnreachable) as exc:  # ValueError: ConfigurationError and PriceFileError too

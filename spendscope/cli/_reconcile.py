@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -16,8 +17,9 @@ from spendscope.cli._app import (
     domain_errors,
     fail,
     open_store_for,
-    setting,
 )
+from spendscope.cli._options import setting_option
+from spendscope.settings.reconcile import ReconcileSettings
 
 
 # --- reconciliation against OpenAI's Usage and Costs APIs --------------------------------------------
@@ -29,53 +31,20 @@ def reconcile(
     until: UntilOption = None,
     output: FormatOption = None,
     min_coverage: Annotated[
-        str | None,
-        setting(
-            "exit 3 when tracked/reported spend is below this (0.95 or 95%)",
-            "SPENDSCOPE_RECONCILE_MIN_COVERAGE",
-            "0.95",
-        ),
+        str | None, setting_option(ReconcileSettings, "min_coverage", metavar="RATIO")
     ] = None,
-    usage_settle: Annotated[
-        str | None,
-        setting("compare usage buckets closed this long", "SPENDSCOPE_RECONCILE_USAGE_SETTLE", "1h"),
-    ] = None,
-    costs_settle: Annotated[
-        str | None,
-        setting("compare cost days closed this long", "SPENDSCOPE_RECONCILE_COSTS_SETTLE", "1d"),
-    ] = None,
-    bucket_width: Annotated[
-        str | None,
-        setting("usage buckets, 1h or 1d", "SPENDSCOPE_RECONCILE_BUCKET_WIDTH", "1h"),
-    ] = None,
+    usage_settle: Annotated[str | None, setting_option(ReconcileSettings, "usage_settle")] = None,
+    costs_settle: Annotated[str | None, setting_option(ReconcileSettings, "costs_settle")] = None,
+    bucket_width: Annotated[str | None, setting_option(ReconcileSettings, "bucket_width")] = None,
     costs: Annotated[
         bool, typer.Option("--costs/--no-costs", help="compare dollars with the Costs API")
     ] = True,
     watch: Annotated[bool, typer.Option("--watch", help="run again every --interval until stopped")] = False,
-    interval: Annotated[
-        str | None,
-        setting("--watch: time between runs", "SPENDSCOPE_RECONCILE_INTERVAL", "1h"),
-    ] = None,
-    metrics_file: Annotated[
-        str | None,
-        setting(
-            "write Prometheus metrics here (textfile collector)", "SPENDSCOPE_RECONCILE_METRICS_FILE", "none"
-        ),
-    ] = None,
-    metrics_listen: Annotated[
-        str | None,
-        setting(
-            "--watch: serve /metrics on HOST:PORT", "SPENDSCOPE_RECONCILE_METRICS_LISTEN", "127.0.0.1:9466"
-        ),
-    ] = None,
-    max_retries: Annotated[
-        str | None,
-        setting("retries per API call on 429/5xx", "SPENDSCOPE_RECONCILE_MAX_RETRIES", "5"),
-    ] = None,
-    max_retry_wait: Annotated[
-        str | None,
-        setting("longest Retry-After honoured", "SPENDSCOPE_RECONCILE_MAX_RETRY_WAIT", "120s"),
-    ] = None,
+    interval: Annotated[str | None, setting_option(ReconcileSettings, "interval")] = None,
+    metrics_file: Annotated[Path | None, setting_option(ReconcileSettings, "metrics_file")] = None,
+    metrics_listen: Annotated[str | None, setting_option(ReconcileSettings, "metrics_listen")] = None,
+    max_retries: Annotated[str | None, setting_option(ReconcileSettings, "max_retries")] = None,
+    max_retry_wait: Annotated[str | None, setting_option(ReconcileSettings, "max_retry_wait")] = None,
     base_url: Annotated[
         str | None, typer.Option(help="OpenAI API base URL [default: OPENAI_BASE_URL, else api.openai.com]")
     ] = None,
@@ -102,6 +71,7 @@ def reconcile(
                 output=chosen.value,
                 base_url=base_url,
                 costs=costs,
+                given="option",
                 min_coverage=min_coverage,
                 usage_settle=usage_settle,
                 costs_settle=costs_settle,
@@ -109,7 +79,6 @@ def reconcile(
                 interval=interval,
                 max_retries=max_retries,
                 max_retry_wait=max_retry_wait,
-                page_bytes=None,
                 metrics_file=metrics_file,
                 metrics_listen=metrics_listen,
             )

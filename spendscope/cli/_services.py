@@ -4,79 +4,41 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from spendscope.cli._app import (
-    StoreOption,
-    app,
-    domain_errors,
-    fail,
-    open_store_for,
-    setting,
-)
+from spendscope.cli._app import StoreOption, app, domain_errors, fail, open_store_for
+from spendscope.cli._options import setting_option
+from spendscope.settings.budgets import BudgetSettings
+from spendscope.settings.collector import CollectorConfig
+from spendscope.settings.reconcile import ReconcileSettings
+
+_BUDGETS_LISTEN = BudgetSettings.default_text("listen")
+_BUDGETS_INTERVAL = BudgetSettings.default_text("interval")
+_RECONCILE_LISTEN = ReconcileSettings.default_text("metrics_listen")
 
 
 @app.command()
 def collector(
-    listen: Annotated[
-        str | None,
-        setting("HOST:PORT to serve on", "SPENDSCOPE_COLLECTOR_LISTEN", "127.0.0.1:4318"),
-    ] = None,
-    store: Annotated[
-        str | None,
-        setting(
-            "a directory (a local store: its server is started if need be), or http(s)://user:pass@host:8123/db",
-            "SPENDSCOPE_STORE",
-            "./spendscope-data",
-        ),
-    ] = None,
-    spool: Annotated[
-        str | None,
-        setting(
-            "directory for batches the store cannot take yet",
-            "SPENDSCOPE_COLLECTOR_SPOOL",
-            "<store dir>-spool",
-        ),
-    ] = None,
-    price_file: Annotated[
-        str | None,
-        setting(
-            "TOML/JSON price overrides, loaded into model_prices on start", "SPENDSCOPE_PRICE_FILE", "none"
-        ),
-    ] = None,
-    max_body_bytes: Annotated[
-        str | None,
-        setting(
-            "largest request body, also once decompressed", "SPENDSCOPE_COLLECTOR_MAX_BODY_BYTES", "20 MiB"
-        ),
-    ] = None,
-    queue_spans: Annotated[
-        str | None,
-        setting("spans held in memory before 503", "SPENDSCOPE_COLLECTOR_QUEUE_SPANS", "150000"),
-    ] = None,
-    batch_spans: Annotated[
-        str | None,
-        setting("spans per insert", "SPENDSCOPE_COLLECTOR_BATCH_SPANS", "50000"),
-    ] = None,
-    flush_interval: Annotated[
-        str | None,
-        setting("seconds a span may wait for its batch", "SPENDSCOPE_COLLECTOR_FLUSH_INTERVAL", "1"),
-    ] = None,
+    listen: Annotated[str | None, setting_option(CollectorConfig, "listen")] = None,
+    store: Annotated[str | None, setting_option(CollectorConfig, "store")] = None,
+    spool: Annotated[Path | None, setting_option(CollectorConfig, "spool")] = None,
+    price_file: Annotated[Path | None, setting_option(CollectorConfig, "price_file")] = None,
+    max_body_bytes: Annotated[str | None, setting_option(CollectorConfig, "max_body_bytes")] = None,
+    queue_spans: Annotated[str | None, setting_option(CollectorConfig, "queue_spans")] = None,
+    batch_spans: Annotated[str | None, setting_option(CollectorConfig, "batch_spans")] = None,
+    flush_interval: Annotated[str | None, setting_option(CollectorConfig, "flush_interval")] = None,
     token: Annotated[
-        str | None,
-        setting(
-            "bearer token required on every request (prefer the env var)",
-            "SPENDSCOPE_COLLECTOR_TOKEN",
-            "none",
-        ),
+        str | None, setting_option(CollectorConfig, "token", help="prefer the environment variable")
     ] = None,
     budgets: Annotated[
         str | None,
         typer.Option(
             help="also evaluate this budgets file, as `spendscope budgets` does, on the collector's store; "
-            "/metrics on SPENDSCOPE_BUDGETS_LISTEN (127.0.0.1:9465) every SPENDSCOPE_BUDGETS_INTERVAL (60s)"
+            f"/metrics on {BudgetSettings.env('listen')} ({_BUDGETS_LISTEN}) every "
+            f"{BudgetSettings.env('interval')} ({_BUDGETS_INTERVAL}s)"
         ),
     ] = None,
     reconcile: Annotated[
@@ -84,7 +46,7 @@ def collector(
         typer.Option(
             "--reconcile",
             help="also run `spendscope reconcile --watch` (settings from SPENDSCOPE_RECONCILE_*, the admin "
-            "key from OPENAI_ADMIN_KEY) on the collector's store; /metrics on 127.0.0.1:9466",
+            f"key from OPENAI_ADMIN_KEY) on the collector's store; /metrics on {_RECONCILE_LISTEN}",
         ),
     ] = False,
 ) -> None:
@@ -94,8 +56,8 @@ def collector(
     import logging
     from contextlib import AbstractContextManager
 
-    from spendscope.budgets import BudgetConfigError, BudgetSettings, load_budgets
-    from spendscope.collector import Collector, CollectorConfig, CollectorError
+    from spendscope.budgets import BudgetConfigError, load_budgets
+    from spendscope.collector import Collector, CollectorError
     from spendscope.collector._budgets import serving_budgets
     from spendscope.collector._reconcile import reconciling, watch_command
     from spendscope.reconciler import ReconcileError
@@ -106,7 +68,7 @@ def collector(
     services: list[Callable[[Collector], AbstractContextManager[Any]]] = []
     try:
         if budgets is not None:
-            settings = BudgetSettings.resolve(config=budgets)
+            settings = BudgetSettings.resolve(given="option", config=budgets)
             budget_config = load_budgets(settings.config)
             services.append(lambda c: serving_budgets(c.handle(), budget_config, settings))
             # the portal's overview lists the budgets at or over their warning from the same file
@@ -116,6 +78,7 @@ def collector(
             command = watch_command()
             services.append(lambda c: reconciling(c.config.store, command))
         config = CollectorConfig.resolve(
+            given="option",
             listen=listen,
             store=store,
             spool=spool,
@@ -138,21 +101,17 @@ spool_app = typer.Typer(
 )
 app.add_typer(spool_app, name="spool")
 SpoolStoreOption = Annotated[
-    str | None,
-    setting("the collector's store (finds its default spool)", "SPENDSCOPE_STORE", "./spendscope-data"),
+    str | None, setting_option(CollectorConfig, "store", help="the collector's, whose spool is next to it")
 ]
-SpoolOption = Annotated[
-    str | None, setting("the spool directory", "SPENDSCOPE_COLLECTOR_SPOOL", "<store dir>-spool")
-]
+SpoolOption = Annotated[Path | None, setting_option(CollectorConfig, "spool")]
 
 
-def _spool(store: str | None, spool: str | None) -> Any:
-    from spendscope.collector import CollectorConfig
+def _spool(store: str | None, spool: Path | None) -> Any:
     from spendscope.collector._spool import Spool
     from spendscope.settings import ConfigurationError
 
     try:
-        directory = CollectorConfig.resolve(store=store, spool=spool).spool_dir
+        directory = CollectorConfig.resolve(given="option", store=store, spool=spool).spool_dir
     except ConfigurationError as exc:
         fail(str(exc))
     if not directory.is_dir():
@@ -181,18 +140,9 @@ def spool_requeue(store: SpoolStoreOption = None, spool: SpoolOption = None) -> 
 # --- budgets -------------------------------------------------------------------------------------------
 @app.command()
 def budgets(
-    config: Annotated[
-        str | None,
-        setting("the budgets file", "SPENDSCOPE_BUDGETS_CONFIG", "./budgets.yaml"),
-    ] = None,
-    listen: Annotated[
-        str | None,
-        setting("HOST:PORT for /metrics", "SPENDSCOPE_BUDGETS_LISTEN", "127.0.0.1:9465"),
-    ] = None,
-    interval: Annotated[
-        str | None,
-        setting("time between evaluations: 60s, 5m", "SPENDSCOPE_BUDGETS_INTERVAL", "60s"),
-    ] = None,
+    config: Annotated[Path | None, setting_option(BudgetSettings, "config")] = None,
+    listen: Annotated[str | None, setting_option(BudgetSettings, "listen")] = None,
+    interval: Annotated[str | None, setting_option(BudgetSettings, "interval")] = None,
     once: Annotated[
         bool, typer.Option("--once", help="evaluate once, print the metrics (Prometheus text) and exit")
     ] = False,
@@ -206,12 +156,12 @@ def budgets(
     import threading
     from contextlib import suppress
 
-    from spendscope.budgets import BudgetConfigError, BudgetEvaluator, BudgetSettings, load_budgets
+    from spendscope.budgets import BudgetConfigError, BudgetEvaluator, load_budgets
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     with domain_errors():
         try:
-            settings = BudgetSettings.resolve(config=config, listen=listen, interval=interval)
+            settings = BudgetSettings.resolve(given="option", config=config, listen=listen, interval=interval)
             budget_config = load_budgets(settings.config)
         except BudgetConfigError as exc:
             fail(str(exc))

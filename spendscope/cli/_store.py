@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -21,6 +22,8 @@ from spendscope.cli._app import (
     emit_report,
     open_store_for,
 )
+from spendscope.cli._options import setting_option
+from spendscope.settings.app import PriceSettings
 
 if TYPE_CHECKING:
     from spendscope.store import Report
@@ -80,11 +83,10 @@ def rollups_build(store: StoreOption = None) -> None:
     typer.echo(f"built {built} ({result.rows} rows)")
 
 
-def _price_file(path: str | None) -> Any:
+def _price_file(path: Path | None) -> Any:
     from spendscope.pricing import PriceFile
-    from spendscope.settings import resolve
 
-    chosen = resolve("price_file", path)
+    chosen = PriceSettings.resolve(given="option", price_file=path).price_file
     return PriceFile.load(chosen) if chosen is not None else None
 
 
@@ -178,9 +180,7 @@ def _preview(calls: Report) -> Report:
 def reprice(
     since: SinceOption = "30d",
     until: UntilOption = None,
-    price_file: Annotated[
-        str | None, typer.Option(help="TOML/JSON price overrides [env: SPENDSCOPE_PRICE_FILE]")
-    ] = None,
+    price_file: Annotated[Path | None, setting_option(PriceSettings, "price_file")] = None,
     store: StoreOption = None,
 ) -> None:
     """Re-cost the calls of a time range with today's prices (genai-prices and the price file), for

@@ -30,12 +30,19 @@ def create(
     if admin == (tenant is not None):
         fail("give --tenant NAME or --admin")
     with domain_errors(), open_store_for(store, "tokens create", create=True) as opened:
+        first = not any(t.active for t in tokens.list_tokens(opened))
         row, token = tokens.create(
             opened, kind=tokens.ADMIN if admin else tokens.TENANT, tenant=tenant or "", note=note
         )
     typer.echo(token)
     who = "every tenant" if admin else f"tenant {tenant}"
     typer.echo(f"token {row.token_id} for {who}: keep it now, it is not shown again", err=True)
+    if first:  # from now on an app exporting without a token is refused (401): say so where it is done
+        typer.echo(
+            "the first token: from now on every collector route requires one, OTLP ingest an admin token "
+            "(apps: OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer%20<admin token>)",
+            err=True,
+        )
 
 
 @tokens_app.command("list")

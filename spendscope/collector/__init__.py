@@ -8,6 +8,6 @@ the apps' OTLP metrics (and its own) for Prometheus, and serves usage reports.
 """
 
 from spendscope.collector._collector import Collector, CollectorError
-from spendscope.collector._config import SETTINGS, CollectorConfig
+from spendscope.settings.collector import CollectorConfig
 
-__all__ = ["SETTINGS", "Collector", "CollectorConfig", "CollectorError"]
+__all__ = ["Collector", "CollectorConfig", "CollectorError"]

@@ -28,7 +28,6 @@ from prometheus_client import CollectorRegistry
 
 from spendscope.collector import _otlp
 from spendscope.collector._app import make_app
-from spendscope.collector._config import CollectorConfig
 from spendscope.collector._handle import Store, StoreHandle
 from spendscope.collector._metrics import MetricsState
 from spendscope.collector._otlp import BadRequest
@@ -40,6 +39,7 @@ from spendscope.collector._spool import Spool, SpoolInUse
 from spendscope.collector._telemetry import Health
 from spendscope.collector._wal import Wal, frames
 from spendscope.pricing import PriceFile, Pricer
+from spendscope.settings.collector import CollectorConfig
 from spendscope.store.errors import StoreError
 from spendscope.store.records import SpanRecord
 

@@ -32,10 +32,6 @@ from typing import Final
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-# The deepest nesting protobuf itself decodes: its parser stops at 100 nested messages, and an array in an
-# array costs two (AnyValue, ArrayValue) below the five a span attribute sits under.
-MAX_DEPTH: Final = 32
-
 # What decoding one request takes, estimated as it goes: the body's bytes (its strings' characters, at
 # most one per byte) and, per object made from it, its CPython size besides its characters (measured on
 # 3.11: a span's row and ids ~640 bytes, an event or link ~150, an attribute's key, value and place in

@@ -25,16 +25,6 @@ def watch_command() -> Command:
         output="json",
         base_url=None,  # the SDK reads OPENAI_BASE_URL
         costs=True,
-        min_coverage=None,
-        usage_settle=None,
-        costs_settle=None,
-        bucket_width=None,
-        interval=None,
-        max_retries=None,
-        max_retry_wait=None,
-        page_bytes=None,
-        metrics_file=None,
-        metrics_listen=None,
     )
 
 

@@ -7,7 +7,6 @@ counters Prometheus scrapes keep growing (a process that exports once shows Prom
 from __future__ import annotations
 
 import os
-import re
 import threading
 import urllib.error
 import urllib.request
@@ -18,8 +17,7 @@ from opentelemetry.util.re import parse_env_headers
 from spendscope.demo import workload
 from spendscope.demo.fake_openai import FakeOpenAI
 from spendscope.demo.services import DemoServices
-
-_INTERVAL = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m)\s*")
+from spendscope.settings._types import seconds
 
 
 class CollectorUnreachable(Exception):
@@ -27,12 +25,14 @@ class CollectorUnreachable(Exception):
 
 
 def parse_every(raw: str) -> float:
-    """`30s`, `0.5s`, `5m` as seconds (at most an hour)."""
-    match = _INTERVAL.fullmatch(raw)
-    seconds = float(match.group(1)) * (60 if match.group(2) == "m" else 1) if match else 0.0
-    if not 0 < seconds <= 3600:
+    """`30s`, `0.5s`, `5m` as seconds (at most an hour), read as the settings' durations are."""
+    try:
+        every = float(seconds(raw))
+    except ValueError:
+        every = 0.0
+    if not 0 < every <= 3600:
         raise ValueError(f"bad --every {raw!r}: use a duration such as 30s or 5m (at most 1h)")
-    return seconds
+    return every
 
 
 def check_collector(url: str, timeout: float = 5.0) -> None:

@@ -12,7 +12,7 @@ from spendscope.instrumentation import instrument, uninstrument_openai
 
 class DemoServices:
     """`instrument` is the workload's `on_client` hook. On exit the clients are uninstrumented and
-    every service's telemetry is flushed and shut down, so nothing recorded is left unexported."""
+    every service's telemetry is shut down, which exports what is left: nothing recorded stays unexported."""
 
     def __init__(
         self, url: str, *, metrics_exporter: str = "otlp", metric_export_interval_ms: int | None = None
@@ -53,6 +53,5 @@ class DemoServices:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         uninstrument_openai()
-        self.flush()
         for conf in self.configurations.values():
-            conf.shutdown()
+            conf.shutdown()  # exports what is left: the batch span processor's queue, a last collection

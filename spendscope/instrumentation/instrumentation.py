@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
-from spendscope import settings
 from spendscope.instrumentation import _openai, background, batches, realtime
 from spendscope.instrumentation.calls import SDKTypes, wrap_async, wrap_sync
 from spendscope.instrumentation.endpoints import METHODS
@@ -29,6 +28,7 @@ from spendscope.instrumentation.telemetry import Telemetry
 
 if TYPE_CHECKING:  # genai-prices and pydantic are loaded by `Options.resolve`, not at import
     from spendscope.pricing import Pricer
+    from spendscope.settings.app import InstrumentationSettings
 
 # On each wrapper: the `Instrumentation` that installed it.
 _MARKER = "__spendscope_instrumentation__"
@@ -54,13 +54,26 @@ class Options:
         inject_stream_usage: bool | None = None,
     ) -> Options:
         """Settings from the arguments, else the environment; loads the prices (genai-prices)."""
+        from spendscope.settings.app import InstrumentationSettings
+
+        return cls.from_settings(
+            InstrumentationSettings.resolve(
+                price_file=price_file,
+                user_label_limit=user_label_limit,
+                inject_stream_usage=inject_stream_usage,
+            )
+        )
+
+    @classmethod
+    def from_settings(cls, settings: InstrumentationSettings) -> Options:
+        """The options of resolved settings; loads the prices (genai-prices)."""
         from spendscope.pricing import PriceFile, Pricer
 
-        path = settings.resolve("price_file", price_file)
+        path = settings.price_file
         return cls(
             pricer=Pricer(PriceFile.load(path) if path is not None else None),
-            user_label_limit=settings.resolve("user_label_limit", user_label_limit),
-            inject_stream_usage=settings.resolve("inject_stream_usage", inject_stream_usage),
+            user_label_limit=settings.user_label_limit,
+            inject_stream_usage=settings.inject_stream_usage,
         )
 
 

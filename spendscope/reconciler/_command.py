@@ -22,7 +22,8 @@ from spendscope.reconciler._metrics import ReconcileMetrics
 from spendscope.reconciler._model import ReconciliationResult
 from spendscope.reconciler._render import print_summary, to_csv, to_json
 from spendscope.reconciler._run import ReconcileOptions, Reconciler
-from spendscope.reconciler._settings import resolve
+from spendscope.settings._base import Given
+from spendscope.settings.reconcile import ReconcileSettings
 
 EXIT_OK: Final = 0
 EXIT_ERROR: Final = 1
@@ -51,22 +52,32 @@ class Command:
 
     @classmethod
     def resolve(
-        cls, *, since: str, until: str | None, output: str, base_url: str | None, costs: bool, **explicit: Any
+        cls,
+        *,
+        since: str,
+        until: str | None,
+        output: str,
+        base_url: str | None,
+        costs: bool,
+        given: Given = "argument",
+        **explicit: Any,
     ) -> Command:
-        values = {name: resolve(name, value) for name, value in explicit.items()}
+        """The command of these arguments; the settings in `explicit` (ReconcileSettings; None: not
+        given) fall back to the environment, then to their defaults."""
+        settings = ReconcileSettings.resolve(given=given, **explicit)
         return cls(
             since=since,
             until=until,
             output=output,
-            min_coverage=values["min_coverage"],
-            usage_settle=values["usage_settle"],
-            costs_settle=values["costs_settle"],
-            bucket_width=values["bucket_width"],
-            interval=values["interval"],
-            retry=RetryPolicy(retries=values["max_retries"], max_wait=values["max_retry_wait"]),
-            page_bytes=values["page_bytes"],
-            metrics_file=values["metrics_file"],
-            metrics_listen=values["metrics_listen"],
+            min_coverage=settings.min_coverage,
+            usage_settle=settings.usage_settle,
+            costs_settle=settings.costs_settle,
+            bucket_width=settings.bucket_width,
+            interval=settings.interval,
+            retry=RetryPolicy(retries=settings.max_retries, max_wait=settings.max_retry_wait),
+            page_bytes=settings.page_bytes,
+            metrics_file=settings.metrics_file,
+            metrics_listen=settings.metrics_listen,
             base_url=base_url,
             costs=costs,
         )

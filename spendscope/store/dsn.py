@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
+from spendscope.settings import DEFAULT_STORE, STORE_ENV
 from spendscope.store.errors import StoreError
 
-STORE_ENV = "SPENDSCOPE_STORE"
-DEFAULT_STORE = "./spendscope-data"
 DEFAULT_DATABASE = "spendscope"
 _CHDB = "chdb://"
 _DATABASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")

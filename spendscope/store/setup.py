@@ -1,6 +1,6 @@
 """What `migrate` sets up besides the schema: the store settings the views read, and the price data.
 
-Settings (spendscope/settings.py): the retention of raw spans and calls and of the rollups (TTLs), and
+Settings (spendscope/settings/store.py): the retention of raw spans and calls and of the rollups (TTLs), and
 whether calls of a model without a price take their client's cost. Each is written to the store when
 it is given (argument or environment) and kept there otherwise, so a process started without them
 (the collector) does not undo what `spendscope migrate` set.
@@ -11,7 +11,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from spendscope.settings import ConfigurationError, resolve
+from spendscope.settings import ConfigurationError
+from spendscope.settings.app import PriceSettings
+from spendscope.settings.store import StoreSettings
 from spendscope.store.store import Store
 
 if TYPE_CHECKING:
@@ -45,9 +47,13 @@ def apply_settings(
     """Write the settings given (argument, else environment) to the store, and the retention as TTLs;
     returns the store's settings."""
     stored = stored_settings(store)
-    raw = resolve("store_raw_retention_days", raw_retention_days)
-    rollup = resolve("store_rollup_retention_days", rollup_retention_days)
-    trust = resolve("store_trust_client_costs", trust_client_costs)
+    settings = StoreSettings.resolve(
+        store_raw_retention_days=raw_retention_days,
+        store_rollup_retention_days=rollup_retention_days,
+        store_trust_client_costs=trust_client_costs,
+    )
+    raw, rollup = settings.store_raw_retention_days, settings.store_rollup_retention_days
+    trust = settings.store_trust_client_costs
     wanted = {
         RAW_RETENTION: None if raw is None else str(raw),
         ROLLUP_RETENTION: None if rollup is None else str(rollup),
@@ -88,7 +94,7 @@ def pricer(price_file: str | None = None) -> Pricer:
     SPENDSCOPE_PRICE_FILE)."""
     from spendscope.pricing import PriceFile, Pricer
 
-    path = resolve("price_file", price_file)
+    path = PriceSettings.resolve(price_file=price_file).price_file
     return Pricer(PriceFile.load(path) if path is not None else None)
 
 
