@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from spendscope import names as n
-from spendscope.store import Store
+from spendscope.store import Report, Store, money
 from spendscope.store import breakdowns as b
 from spendscope.store import reports as r
 from spendscope.store.billing import set_margin
@@ -176,14 +176,43 @@ def test_jobs_by_endpoint_pivot(loaded: Store) -> None:
     report = b.billing(
         loaded, by="attr:job_id", by2="endpoint", since=SINCE, until=UNTIL, where={"tenant": "acme"}
     )
-    columns, rows = b.pivot(report)
+    table = b.pivot(report)
+    columns, rows = table.columns, table.rows
     assert columns == ["video-interview", "question-generation", "cv-parsing"]
     job1 = next(row for row in rows if row["key"] == "J-1")
     assert job1["cells"]["cv-parsing"].usd == D("0.0125") and job1["total"].usd == D("0.5125")
     assert job1["quantities"] == {"cvs_parsed": 1.0, "questions": 5.0, "realtime_seconds": 90.5}
-    assert [row["key"] for row in rows] == ["J-1", "J-2"]
+    assert [row["key"] for row in rows] == ["J-1", "J-2"] and table.total_rows == 2
+    assert table.quantity_names == ["cvs_parsed", "questions", "realtime_seconds"]
+    first = b.pivot(report, limit=1)
+    assert (first.rows, first.columns, first.total_rows) == (rows[:1], columns, 2)
+    assert first.quantity_names == table.quantity_names  # of every row, shown or not
     flat = b.flatten_quantities(report)
     assert flat.columns[-3:] == ["quantity:cvs_parsed", "quantity:questions", "quantity:realtime_seconds"]
+
+
+def test_pivot_totals_are_the_costs_sums() -> None:
+    """Each row's total and the columns' order are the sums of its cells' Costs (unknown when no call is
+    priced and some are not), as money.Cost adds them."""
+    columns = ["job", "endpoint", "calls", "billed_usd", *money.COUNTS, "quantities"]
+    report = Report(columns, [
+        ["J-1", "a", 2, D("0.5"), 2, 0, 0, 0, 0, {"q": 1.0}],
+        ["J-1", "b", 1, None, 0, 1, 10, 5, 0, {}],
+        ["J-2", "b", 1, None, 0, 0, 0, 0, 1, {"r": 2.0}],
+        ["J-3", "a", 3, D("0.25"), 3, 0, 0, 0, 0, {}],
+        ["J-3", "c", 1, D("0.75"), 1, 0, 0, 0, 0, {}],
+    ])  # fmt: skip
+    table = b.pivot(report)
+    for row in table.rows:
+        assert row["total"] == sum(row["cells"].values(), money.Cost.zero())
+    assert [(r["key"], r["total"].usd, r["calls"]) for r in table.rows] == [
+        ("J-3", D("1.00"), 4),
+        ("J-1", D("0.5"), 3),  # a partial sum: one call of unknown cost beside it
+        ("J-2", None, 1),  # unknown, sorted as 0
+    ]
+    assert table.rows[1]["total"].unpriced_input_tokens == 10 and table.rows[1]["quantities"] == {"q": 1.0}
+    assert table.columns == ["a", "c", "b"] and table.quantity_names == ["q", "r"]  # a tie: by name
+    assert b.pivot(report, limit=2).rows == table.rows[:2]
 
 
 def test_a_tenant_scope_sees_its_tenant_whatever_the_parameters(loaded: Store) -> None:

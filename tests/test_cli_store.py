@@ -269,7 +269,8 @@ def test_a_store_without_the_schema_says_to_migrate(server_dsn: str, store: Stor
     assert done.exit_code == 1
     assert done.stderr.startswith(f"error: {bare} lacks SpendScope's schema")
     assert (
-        "lacks SpendScope's schema (0001_baseline, 0002_reconciliation, 0003_access_tokens)" in done.stderr
+        "lacks SpendScope's schema (0001_baseline, 0002_reconciliation, 0003_access_tokens, 0004_job_rollup)"
+        in done.stderr
         and "run `spendscope migrate`" in done.stderr
     )
     store.command(f"DROP DATABASE `bare_{store.database}` SYNC")

@@ -166,13 +166,47 @@ def test_reports_from_the_rollups_equal_llm_usage_over_any_range(
         assert fast.name == "usage_by"
         assert r.run(usage, fast) == raw, (by, where)
         assert r.run(built, fast) == r.run(built, r.usage_query(by, since, until, where, raw=True)) == raw
-        grains = ("user_day",) if "user" in (by, *where) else ("day", "hour", "user_day")
+        grains = ("user_day",) if "user" in (by, *where) else ("day", "hour", "user_day", "job_day")
         assert fast.params["grain"] == grains[0]
         for grain in grains:  # every grain that can answer answers the same
             other = r.Query("usage_by", {**fast.params, "grain": grain})
             assert r.run(built, other) == r.run(usage, other) == raw, (by, where, grain)
     edge = by_key(report(built, by="user", since=at(3, 10, 30), until=at(3, 11, 30)))
     assert {k: (v["calls"], v["cost_usd"]) for k, v in edge.items()} == {"u-1": (2, D("0.002"))}
+
+
+JOB_QUESTIONS: list[tuple[str, dict[str, str]]] = [
+    ("", {}),
+    ("endpoint", {}),
+    ("endpoint", {"tenant": "acme"}),
+    ("model", {"tenant": "acme", "endpoint": "cv-parsing"}),
+    ("tenant", {"model": MINI}),
+]
+
+
+@pytest.mark.parametrize(("since", "until"), WINDOWS)
+def test_billing_per_job_from_the_rollups_equals_llm_usage_over_any_range(
+    usage: Store, built: Store, since: datetime, until: datetime
+) -> None:
+    """The per-job tables from the rollups per day and job (billing_jobs) answer as llm_usage alone
+    (billing_pairs), before any build and after it."""
+    from spendscope.store import breakdowns as b
+
+    for by2, where in JOB_QUESTIONS:
+        fast = b.billing_query("attr:job_id", since, until, by2=by2, where=where, default_margin=D("12.5"))
+        assert fast.name == "billing_jobs"
+        raw = r.Query("billing_pairs", {
+            "by": "attr:job_id", "by2": by2, **{k: fast.params[k] for k in (
+                "since", "until", "where_keys", "where_values", "default_margin_percent")}})  # fmt: skip
+        for store in (usage, built):
+            expected = r.run(store, raw).rows
+            assert r.run(store, fast).rows == expected and expected, (by2, where)
+    # the question answered from llm_usage alone was answered at all: a job and its cost
+    jobs = b.billing(built, by="attr:job_id", since=NOV, until=DEC, where={"tenant": "acme"})
+    assert {x["attr:job_id"]: (x["calls"], x["cost_usd"]) for x in jobs.as_dicts()} == {
+        "J-1": (6, D("0.013")),
+        "J-2": (1, D("0.002")),
+    }
 
 
 def test_the_rollups_are_read_where_they_are_clean(usage_rw: Store) -> None:
@@ -184,6 +218,8 @@ def test_the_rollups_are_read_where_they_are_clean(usage_rw: Store) -> None:
         "SELECT countIf(grain = 'day'), countIf(grain = 'user_day'), countIf(grain = 'hour') FROM rollup_builds"
     ).rows
     assert (days, user_days, hours) == (6, 6, 8)  # the days and hours with calls
+    [[job_days]] = usage_rw.query("SELECT countIf(grain = 'job_day') FROM rollup_builds").rows
+    assert job_days == 6
     usage_rw.command(
         "ALTER TABLE llm_usage_rollup UPDATE calls = calls + 1000 WHERE 1 SETTINGS mutations_sync = 2"
     )
@@ -196,12 +232,14 @@ def test_the_rollups_are_read_where_they_are_clean(usage_rw: Store) -> None:
             ("day", "2026-11-03 10:30:00", "2026-11-05 00:00:00"),  # Nov 4, and 11:00 on Nov 3 hourly
             ("user_day", "2026-11-01 00:00:00", "2026-12-01 00:00:00"),  # Nov 3, 4, 5, 6 (two rows), 20
             ("user_day", "2026-11-03 10:30:00", "2026-11-05 00:00:00"),  # Nov 4; Nov 3 from llm_usage
+            ("job_day", "2026-11-01 00:00:00", "2026-12-01 00:00:00"),  # Nov 3, 4, 5, 6 (two rows), 20
+            ("job_day", "2026-11-03 10:30:00", "2026-11-05 00:00:00"),  # Nov 4; Nov 3 from llm_usage
             ("hour", "2026-11-03 10:30:00", "2026-11-04 10:00:00"),  # 11:00 on Nov 3, 9:00 on Nov 4
             ("hour", "2026-11-03 10:30:00", "2026-11-03 10:50:00"),  # inside an hour: llm_usage only
         )
     }  # fmt: skip
     # 1,000 per rollup row read
-    assert list(calls.values()) == [8 + 6000, 3 + 2000, 8 + 6000, 3 + 1000, 3 + 2000, 1]
+    assert list(calls.values()) == [8 + 6000, 3 + 2000, 8 + 6000, 3 + 1000, 8 + 6000, 3 + 1000, 3 + 2000, 1]
 
 
 def test_a_filter_value_is_a_value_not_sql(usage: Store) -> None:
@@ -403,6 +441,15 @@ def test_the_grain_and_query_follow_the_question() -> None:
         "where_keys": [],
         "where_values": [],
     }
+    # per job: from the rollups per day and job, unless the user is asked for (they have none)
+    from spendscope.store import breakdowns as b
+
+    jobs = b.billing_query("attr:job_id", NOV, DEC, by2="endpoint", where={"tenant": "acme"})
+    assert (jobs.name, jobs.params["column2"]) == ("billing_jobs", "endpoint")
+    assert b.billing_query("attr:job_id", NOV, DEC).params["by2"] == ""
+    assert b.billing_query("attr:job_id", NOV, DEC, by2="user").name == "billing_pairs"
+    assert b.billing_query("attr:job_id", NOV, DEC, where={"user": "u-1"}).name == "billing_pairs"
+    assert b.billing_query("attr:other", NOV, DEC, by2="endpoint").name == "billing_pairs"
     assert r.invoice_query("acme", date(2026, 11, 1)).name == "tenant_invoice"
     assert (
         r.invoice_query("acme", date(2026, 11, 1), by="attr:job_id").params["until"]

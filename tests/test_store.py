@@ -139,7 +139,7 @@ def show_create(store: Store, database: str, table: str) -> str:
 def test_migrations_are_recorded_and_idempotent(store: Store) -> None:
     files = mig.load_migrations()
     labels = [m.label for m in files]
-    assert labels == ["0001_baseline", "0002_reconciliation", "0003_access_tokens"]
+    assert labels == ["0001_baseline", "0002_reconciliation", "0003_access_tokens", "0004_job_rollup"]
     recorded = store.query(
         "SELECT version, name, checksum, applied_at FROM spendscope_migrations ORDER BY version"
     )
@@ -416,12 +416,13 @@ def test_rollups_equal_llm_usage_and_shrink_it(store: Store) -> None:
                 cost=None if kind == 0 else f"0.0000{i:03d}",
                 state=n.USAGE_STATE_UNAVAILABLE if kind in (1, 2) else n.USAGE_STATE_REPORTED,
                 error="APITimeoutError" if kind == 2 else None,
+                extra={"job_id": f"J-{i % 5}"} if i % 9 else None,  # and calls without a job
             )
         )
     for start in range(0, len(records), 50):
         store.insert_spans(records[start : start + 50])
     result = build_rollups(store, lag=timedelta(0))
-    assert result.buckets == {"hour": 29, "day": 2, "user_day": 2} and result.superseded == 0
+    assert result.buckets == {"hour": 29, "day": 2, "user_day": 2, "job_day": 2} and result.superseded == 0
     columns = (
         "count() AS calls, sum(input_tokens), sum(output_tokens), sum(ifNull(cost_usd, 0)), "
         "sum(priced), sum(unpriced), sum(usage_unavailable), sum(error), sum(cost_mismatch)"
@@ -434,9 +435,12 @@ def test_rollups_equal_llm_usage_and_shrink_it(store: Store) -> None:
         ("hour", "tenant, endpoint, model, service"),
         ("day", "tenant, endpoint, model, service"),
         ("user_day", "tenant, user_id, endpoint, model, service"),
+        ("job_day", "tenant, job_id, endpoint, model, service"),
     ):
         raw = store.query(
-            f"SELECT {group}, {columns} FROM llm_usage FINAL GROUP BY {group} ORDER BY {group}"
+            f"SELECT {group}, {columns} FROM (SELECT *, priced, unpriced, usage_unavailable, error, attributes['job_id'] AS job_id "
+            "FROM llm_usage FINAL) "
+            f"GROUP BY {group} ORDER BY {group}"
         ).rows
         rollup = store.query(
             f"SELECT {group}, {summed} FROM llm_usage_rollup WHERE grain = '{grain}' GROUP BY {group} ORDER BY {group}"

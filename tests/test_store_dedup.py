@@ -32,7 +32,7 @@ from opentelemetry.trace import SpanKind
 from spendscope import names as n
 from spendscope.budgets import BudgetEvaluator, parse_budgets
 from spendscope.pricing import PriceFile, Pricer
-from spendscope.store import SpanRecord, Store
+from spendscope.store import SpanRecord, Store, breakdowns
 from spendscope.store import reports as r
 from spendscope.store.prices import reprice
 from spendscope.store.rollups import build_rollups
@@ -145,6 +145,10 @@ def surfaces(store: Store) -> dict[str, dict[str, tuple[int, Decimal]]]:
             out[f"{by} (hourly)"] = {
                 str(x["key"]): (x["calls"], x["cost_usd"]) for x in r.run(store, other).as_dicts()
             }
+    jobs = breakdowns.billing(store, by="attr:job_id", since=SINCE, until=UNTIL).as_dicts()
+    out["attr:job_id (billing, per day and job)"] = {
+        str(x["attr:job_id"]): (x["calls"], x["cost_usd"]) for x in jobs
+    }
     daily = r.daily_series(store, since=SINCE, until=UNTIL).as_dicts()
     out["day"] = {x["day"].isoformat(): (x["calls"], x["cost_usd"]) for x in daily}
     with (

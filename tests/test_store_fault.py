@@ -168,7 +168,7 @@ def test_a_store_server_killed_mid_ingest_loses_and_doubles_nothing(tmp_path: Pa
                     {"g": grain, **window},
                 ).rows[0]
             )
-            for grain in ("hour", "day", "user_day")
+            for grain in ("hour", "day", "user_day", "job_day")
         }
         [[built]] = store.query("SELECT count() FROM rollup_builds").rows
         # every bucket of every grain, as its latest published build holds it, against llm_usage
@@ -188,6 +188,8 @@ def test_a_store_server_killed_mid_ingest_loses_and_doubles_nothing(tmp_path: Pa
                 "SELECT 'day', toDateTime(toStartOfDay(time), 'UTC') AS b, count(), sum(cost_usd) "
                 "FROM llm_usage FINAL GROUP BY b UNION ALL "
                 "SELECT 'user_day', toDateTime(toStartOfDay(time), 'UTC') AS b, count(), sum(cost_usd) "
+                "FROM llm_usage FINAL GROUP BY b UNION ALL "
+                "SELECT 'job_day', toDateTime(toStartOfDay(time), 'UTC') AS b, count(), sum(cost_usd) "
                 "FROM llm_usage FINAL GROUP BY b"
             ).rows
         }
@@ -201,7 +203,7 @@ def test_a_store_server_killed_mid_ingest_loses_and_doubles_nothing(tmp_path: Pa
     assert stored == acknowledged and calls == distinct == len(acknowledged)
     assert kept and kept <= stored  # what was written before the kill survived it
     assert spooled > 0 and replayed > 0 and raw >= calls
-    assert built > 0 and grains == {g: (calls, cost) for g in ("hour", "day", "user_day")}
-    assert rollups == buckets and {g for g, _ in rollups} == {"hour", "day", "user_day"}
+    assert built > 0 and grains == {g: (calls, cost) for g in ("hour", "day", "user_day", "job_day")}
+    assert rollups == buckets and {g for g, _ in rollups} == {"hour", "day", "user_day", "job_day"}
     log = collector.log_path.read_text()
     assert log.count("had died; started it again") == len(killed), log

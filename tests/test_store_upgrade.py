@@ -113,3 +113,76 @@ def test_upgrade_refuses_a_store_it_would_overwrite(old_store: Store) -> None:
 
     with pytest.raises(StoreError, match="_pre_baseline exists already"):
         upgrade(old_store)
+
+
+def test_a_store_of_the_earlier_migrations_takes_the_job_rollup(server_dsn: str, _store_admin: Store) -> None:
+    """A store migrated to 0003, its rollups built by that schema's builder (rows without job_id),
+    takes 0004: its rollup rows are read as before, the per-job answers equal llm_usage before the
+    builder builds the per-job days and after."""
+    from spendscope.store import breakdowns as b
+    from spendscope.store import setup
+    from spendscope.store.rollups import build_rollups
+
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    store = open_store(server_dsn, database=name)
+    try:
+        store.command(mig.migrations_table_sql())
+        fts = mig.full_text_search(store.server_version)
+        for migration in [m for m in mig.load_migrations() if m.version <= 3]:
+            for statement in migration.statements(full_text_search=fts):
+                store.client.command(statement)
+            store.insert(
+                "spendscope_migrations",
+                [[migration.version, migration.name, migration.checksum, datetime.now(UTC)]],
+                ["version", "name", "checksum", "applied_at"],
+                column_type_names=["UInt32", "String", "String", "DateTime64(3, 'UTC')"],
+            )
+        setup.load_prices(store)
+        at = datetime(2026, 11, 3, 10, tzinfo=UTC)
+        store.insert_spans([
+            llm_record(at + timedelta(hours=i * 7), user=f"u-{i % 3}", tenant=("acme", "globex")[i % 2],
+                       endpoint=("cv-parsing", "questions")[i // 2 % 2], extra={"job_id": f"J-{i % 4}"})
+            for i in range(12)
+        ])  # fmt: skip
+        # what the 0003 builder wrote for each grain: the rows of `usage`, then the build's record
+        for grain in ("hour", "day", "user_day"):
+            store.command(
+                "INSERT INTO llm_usage_rollup SELECT {g:String}, bucket, 1, * EXCEPT (bucket) FROM usage(grain = {g:String}, "
+                "since = '2026-11-01 00:00:00', until = '2026-12-01 00:00:00')",
+                {"g": grain},
+            )
+            store.command(
+                "INSERT INTO rollup_builds SELECT DISTINCT grain, bucket, 1, now64(6), now64(6) "
+                "FROM llm_usage_rollup WHERE grain = {g:String}",
+                {"g": grain},
+            )
+        before = r.report(store, by="tenant", since=NOV, until=DEC)
+        assert store.migrate() == ["0004_job_rollup"]
+        [[old_rows, jobs]] = store.query("SELECT count(), countIf(job_id != '') FROM llm_usage_rollup").rows
+        assert old_rows > 0 and jobs == 0
+        assert r.report(store, by="tenant", since=NOV, until=DEC) == before
+        assert before == r.run(store, r.usage_query("tenant", NOV, DEC, raw=True), key="tenant")
+
+        def per_job() -> tuple[r.Report, r.Report]:
+            fast = b.billing_query("attr:job_id", NOV, DEC, by2="endpoint", where={"tenant": "acme"})
+            raw = r.Query("billing_pairs", {**{k: v for k, v in fast.params.items() if k != "column2"},
+                                            "by": "attr:job_id"})  # fmt: skip
+            return r.run(store, fast), r.run(store, raw)
+
+        fast, raw = per_job()
+        assert fast == raw and len(raw.rows) == 2  # acme's calls: J-0 and J-2
+        assert build_rollups(store, lag=timedelta(0)).buckets == {
+            "hour": 0,
+            "day": 0,
+            "user_day": 0,
+            "job_day": 4,
+        }
+        fast, raw = per_job()
+        assert fast == raw and len(raw.rows) == 2
+        [[jobs]] = store.query(
+            "SELECT countIf(job_id != '') FROM llm_usage_rollup WHERE grain = 'job_day'"
+        ).rows
+        assert jobs > 0
+    finally:
+        store.close()
+        _store_admin.command(f"DROP DATABASE IF EXISTS `{name}` SYNC")

@@ -48,7 +48,7 @@ templates.env.globals.update(cost_of=_format.cost_of, quantity_value=_format.qua
 router = APIRouter(include_in_schema=False)
 FILTERS = ("tenant", "endpoint", "model")
 _TICK = timedelta(microseconds=1)
-DEFAULT_DIMENSION = "job_id"
+DEFAULT_DIMENSION = breakdowns.JOB_ROLLUP.removeprefix("attr:")  # the one the rollups hold per job
 LOGIN_BODY_MAX = 4096
 
 

@@ -218,8 +218,7 @@ def tenants(
     by_tenant = breakdowns.billing(store, by="tenant", since=since, until=until, default_margin=margin)
     names = [str(row[0]) for row in by_tenant.rows]
     chosen = tenant if tenant in names or not names else names[0]
-    columns: list[str] = []
-    rows: list[dict[str, Any]] = []
+    table = breakdowns.Pivot([], [], 0, [])
     if chosen or names:
         jobs = breakdowns.billing(
             store,
@@ -230,9 +229,10 @@ def tenants(
             where={"tenant": chosen},
             default_margin=margin,
         )
-        columns, rows = breakdowns.pivot(jobs)
-    quantity = sorted({q for row in rows for q in row["quantities"]})
-    return TenantsView(by_tenant, dimension, chosen, columns, rows[:JOBS_SHOWN], quantity, len(rows))
+        table = breakdowns.pivot(jobs, limit=JOBS_SHOWN)
+    return TenantsView(
+        by_tenant, dimension, chosen, table.columns, table.rows, table.quantity_names, table.total_rows
+    )
 
 
 @dataclass
@@ -265,7 +265,7 @@ def billing(store: ReportStore, *, tenant: str, month: date, dimension: str, now
         where=where,
         default_margin=margin,
     )
-    columns, rows = breakdowns.pivot(jobs)
+    table = breakdowns.pivot(jobs, limit=JOBS_SHOWN)
     users = reports.run(store, breakdowns.active_users_query(since, until, where=where)).as_dicts()[0]
     totals = {**breakdowns.add_up(categories), "active_users": users["active_users"]}
     names = breakdowns.quantity_names(categories.as_dicts())
@@ -278,5 +278,5 @@ def billing(store: ReportStore, *, tenant: str, month: date, dimension: str, now
         months.append(current.strftime("%Y-%m"))
         current = (datetime(current.year, current.month, 1) - timedelta(days=1)).date().replace(day=1)
     return BillingView(
-        tenant, month, months, totals, categories, columns, rows[:JOBS_SHOWN], names, percent, len(rows)
+        tenant, month, months, totals, categories, table.columns, table.rows, names, percent, table.total_rows
     )

@@ -6,7 +6,7 @@ users, billed cost and quantities by any dimension, and the per-job table with a
     pairs(store, by="endpoint", by2="model", since=..., until=...)         # endpoint x model
     users_page(store, since=..., until=..., sort="cost_usd", limit=50)     # with total_users
     billing(store, by="attr:job_id", by2="endpoint", since=..., until=...)
-    pivot(billing_report, value="billed_usd")                              # one row per job
+    pivot(billing_report, value="billed_usd", limit=100)                   # one row per job
 
 Quantities (`spendscope.attributes(quantities=...)`, and `realtime_seconds` on Realtime calls) come
 as a `quantities` column of {name: sum}. Costs follow spendscope/store/money.py: None when unknown.
@@ -37,6 +37,10 @@ from spendscope.store.reports import (
     run,
 )
 
+# The attribute the rollups hold per day and job (grain job_day, clickhouse/migrations/0004_job_rollup.sql),
+# and the dimensions beside it there (no user)
+JOB_ROLLUP = "attr:job_id"
+JOB_ROLLUP_DIMENSIONS = tuple(d for d in ROLLUP_DIMENSIONS if d != "user")
 USER_SORTS = ("user", "calls", "input_tokens", "output_tokens", "cost_usd", "unpriced_calls", "error_calls")
 MAX_PAGE = 1000
 
@@ -123,8 +127,8 @@ def billing_query(
     with_users: bool = False,
 ) -> Query:
     """Billed cost by one or two dimensions: from the rollups for one rollup dimension and rollup
-    filters (per day and user `with_users`, for its active users), else from llm_usage (attr:KEY, or
-    two dimensions)."""
+    filters (per day and user `with_users`, for its active users), or for the job (JOB_ROLLUP) and at
+    most one more rollup dimension but the user; else from llm_usage (attr:KEY, or two dimensions)."""
     first = check_dimension(by, ROLLUP_DIMENSIONS, option="by")
     second = check_dimension(by2, ROLLUP_DIMENSIONS, option="by2") if by2 else ""
     filters = {check_dimension(k, ROLLUP_DIMENSIONS, option="where key"): v for k, v in (where or {}).items()}
@@ -134,6 +138,13 @@ def billing_query(
         grain = _grain("user" if with_users else first, *filters)
         params = {"grain": grain, "column": _column(first)}
         return Query("billing_by", {**params, **_range(since, until), **_where(filters), **margin})
+    if (
+        first == JOB_ROLLUP
+        and second in ("", *JOB_ROLLUP_DIMENSIONS)
+        and all(k in JOB_ROLLUP_DIMENSIONS for k in filters)
+    ):
+        params = {"by2": second, "column2": _column(second or "tenant")}
+        return Query("billing_jobs", {**params, **_range(since, until), **_where(filters), **margin})
     return Query(
         "billing_pairs", {"by": first, "by2": second, **_range(since, until), **_where(filters), **margin}
     )
@@ -338,24 +349,65 @@ def _number(value: float) -> int | Decimal:
     return int(value) if float(value).is_integer() else Decimal(repr(float(value)))
 
 
-def pivot(report: Report, *, value: str = "billed_usd") -> tuple[list[str], list[dict[str, Any]]]:
+@dataclass(frozen=True, slots=True)
+class Pivot:
+    """A report by (key, key2) as one row per key: see `pivot`."""
+
+    columns: list[str]  # the key2 values, by total cost
+    rows: list[dict[str, Any]]  # {"key", "cells": {key2: Cost}, "total": Cost, "calls", "quantities"}
+    total_rows: int  # the keys in all, the rows left out by `limit` included
+    quantity_names: list[str]  # of every key's quantities, sorted
+
+
+def pivot(report: Report, *, value: str = "billed_usd", limit: int | None = None) -> Pivot:
     """A report by (key, key2) as one row per key with a Cost per key2 and the total: the per-job table
-    with a column per endpoint. Returns the key2 values (the columns, by total cost) and the rows
-    ({"key", "cells": {key2: Cost}, "total": Cost, "calls", "quantities"}), by total cost."""
-    key, key2 = report.columns[0], report.columns[1]
-    rows: dict[str, dict[str, Any]] = {}
-    column_totals: dict[str, money.Cost] = {}
-    for row in report.as_dicts():
-        cost = money.Cost.of(row, value)
-        entry = rows.setdefault(
-            row[key], {"key": row[key], "cells": {}, "total": money.Cost.zero(), "calls": 0, "quantities": {}}
+    with a column per endpoint. The columns and rows are by total cost (then by name); `limit` keeps the
+    costliest rows (Costs are made for those only: a tenant's month can have tens of thousands of jobs)."""
+    index = {c: i for i, c in enumerate(report.columns)}
+    at_value, at_calls, at_quantities = index[value], index["calls"], index.get("quantities")
+    at_counts = [index[c] for c in money.COUNTS]
+    # per key and per key2: [priced part of the cost, *COUNTS]; per key also its calls, quantities, rows
+    keys: dict[Any, list[Any]] = {}
+    key2s: dict[Any, list[Any]] = {}
+    for row in report.rows:
+        amount = row[at_value] or 0
+        counts = [row[i] for i in at_counts]
+        entry = keys.get(row[0])
+        if entry is None:
+            entry = keys[row[0]] = [Decimal(0), 0, 0, 0, 0, 0, 0, {}, []]
+        column = key2s.get(row[1])
+        if column is None:
+            column = key2s[row[1]] = [Decimal(0), 0, 0, 0, 0, 0]
+        for totals in (entry, column):
+            totals[0] += amount
+            for j, count in enumerate(counts, 1):
+                totals[j] += count
+        entry[6] += row[at_calls]
+        if at_quantities is not None:
+            for name, amount_ in (row[at_quantities] or {}).items():
+                entry[7][name] = entry[7].get(name, 0) + amount_
+        entry[8].append(row)
+
+    def cost(totals: list[Any]) -> money.Cost:
+        unknown = totals[1] == 0 and totals[2] + totals[5] > 0
+        return money.Cost(None if unknown else totals[0], *totals[1:6])
+
+    def order(totals: list[Any]) -> Decimal:
+        return -(cost(totals).usd or Decimal(0))
+
+    columns = sorted(key2s, key=lambda c: (order(key2s[c]), c))
+    ordered = sorted(keys, key=lambda k: (order(keys[k]), k))
+    rows = []
+    for key in ordered[:limit]:
+        entry = keys[key]
+        cells = {
+            row[1]: money.Cost(
+                None if row[at_value] is None else Decimal(row[at_value]), *(int(row[i]) for i in at_counts)
+            )
+            for row in entry[8]
+        }
+        rows.append(
+            {"key": key, "cells": cells, "total": cost(entry), "calls": entry[6], "quantities": entry[7]}
         )
-        entry["cells"][row[key2]] = cost
-        entry["total"] = entry["total"] + cost
-        entry["calls"] += row["calls"]
-        for name, amount in (row.get("quantities") or {}).items():
-            entry["quantities"][name] = entry["quantities"].get(name, 0) + amount
-        column_totals[row[key2]] = column_totals.get(row[key2], money.Cost.zero()) + cost
-    columns = sorted(column_totals, key=lambda c: (-(column_totals[c].usd or 0), c))
-    ordered = sorted(rows.values(), key=lambda r: (-(r["total"].usd or 0), r["key"]))
-    return columns, ordered
+    names = sorted({name for entry in keys.values() for name in entry[7]})
+    return Pivot(columns, rows, len(keys), names)

@@ -6,9 +6,10 @@
 Each run:
 1. gives the names calls brought that the store has no price row for their rows, and prices those
    calls again (spendscope/store/prices.py: `resolve_seen_models`);
-2. for each grain (hour; day; day and user), finds the stale buckets: those with rows of llm_usage
-   written after their latest build covered them (or never built), and quiet for `lag` (no row written
-   since: a bucket still being written would be stale again at once), newer than the raw retention;
+2. for each grain (hour; day; day and user; day and job), finds the stale buckets: those with rows of
+   llm_usage written after their latest build covered them (or never built), and quiet for `lag` (no
+   row written since: a bucket still being written would be stale again at once), newer than the raw
+   retention;
 3. builds them: reads their calls through the `usage` view (llm_usage FINAL for stale buckets; a day
    reads the hours already built where they are clean) into new rows under a new build id, in any
    number of blocks, then publishes the build with one rollup_builds row per bucket, `covered_upto` =
@@ -16,11 +17,11 @@ Each run:
 4. deletes the rows and build records its builds superseded.
 
 Readers use a bucket's rollup rows only while no row of llm_usage in it is newer than `covered_upto`
-(see `usage` in clickhouse/migrations/0001_baseline.sql), so a bucket is never read short or double:
-not if a build stops half-way (its rows are never published), not if a span arrives again or late, not
-if a call is priced again. `covered_upto` lags the build's reading by `lag` because a row's
-`inserted_at` is set when the view computes it, shortly before its part is committed: `LAG` is far longer
-than any insert takes from one to the other.
+(see `usage` in clickhouse/migrations/0001_baseline.sql, and 0004_job_rollup.sql for the grain per day
+and job), so a bucket is never read short or double: not if a build stops half-way (its rows are never
+published), not if a span arrives again or late, not if a call is priced again. `covered_upto` lags the
+build's reading by `lag` because a row's `inserted_at` is set when the view computes it, shortly before
+its part is committed: `LAG` is far longer than any insert takes from one to the other.
 """
 
 from __future__ import annotations
@@ -38,8 +39,14 @@ if TYPE_CHECKING:
     from spendscope.store.prices import Resolved
 
 LAG = timedelta(minutes=5)
-GRAINS = ("hour", "day", "user_day")  # in this order: a day reads the hours built before it
-_SIZE = {"hour": timedelta(hours=1), "day": timedelta(days=1), "user_day": timedelta(days=1)}
+GRAINS = ("hour", "day", "user_day", "job_day")  # in this order: a day reads the hours built before it
+_SIZE = {
+    "hour": timedelta(hours=1),
+    "day": timedelta(days=1),
+    "user_day": timedelta(days=1),
+    "job_day": timedelta(days=1),
+}
+GRAIN_TYPE = "Enum8('hour' = 1, 'day' = 2, 'user_day' = 3, 'job_day' = 4)"
 MAX_BUCKETS = 240  # buckets built per statement (a day of hours, ten days)
 
 
@@ -120,13 +127,15 @@ def build_buckets(store: Store, grain: str, buckets: Sequence[datetime], *, lag:
             {grain:String} AS grain, bucket, {build_id:UInt64} AS build_id, tenant, user_id, endpoint, model,
             service, operation,
             -- every measure summed (a day's rows may come from its clean hours: one row per hour)
-            * EXCEPT (bucket, tenant, user_id, endpoint, model, service, operation, quantities) APPLY(sum),
-            sumMap(quantities)
+            * EXCEPT (bucket, tenant, user_id, endpoint, model, service, operation, quantities, job_id)
+                APPLY(sum),
+            sumMap(quantities),
+            job_id
         FROM usage(
             grain = {grain:String}, since = {since:DateTime64(9, 'UTC')}, until = {until:DateTime64(9, 'UTC')}
         )
         WHERE bucket IN {buckets:Array(DateTime('UTC'))}
-        GROUP BY bucket, tenant, user_id, endpoint, model, service, operation
+        GROUP BY bucket, tenant, user_id, endpoint, model, service, operation, job_id
         """,
         window,
     )
@@ -141,7 +150,7 @@ def build_buckets(store: Store, grain: str, buckets: Sequence[datetime], *, lag:
         [[grain, bucket, int(build_id), covered_upto, started] for bucket in buckets],
         ["grain", "bucket", "build_id", "covered_upto", "built_at"],
         column_type_names=[
-            "Enum8('hour' = 1, 'day' = 2, 'user_day' = 3)",
+            GRAIN_TYPE,
             "DateTime('UTC')",
             "UInt64",
             "DateTime64(6, 'UTC')",

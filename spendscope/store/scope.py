@@ -32,6 +32,7 @@ SCOPED: Mapping[str, str] = {
     "users_page": "where",
     "billing_by": "where",
     "billing_pairs": "where",
+    "billing_jobs": "where",
     "tenant_invoice": "tenant",
     "tenant_invoice_raw": "tenant",
     "invoice_facts": "tenant",
