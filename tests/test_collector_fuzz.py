@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from google.protobuf import json_format  # type: ignore[import-untyped]
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
@@ -149,6 +149,27 @@ def spans(draw: st.DrawFn) -> Span:
 
 
 SPAN_LISTS = st.lists(spans(), max_size=3)
+
+
+def hostile_call() -> ExportTraceServiceRequest:
+    """A GenAI call with figures no bill can hold, in every run: the drawn examples need not have one
+    that survives their other attributes."""
+    message = ExportTraceServiceRequest()
+    span = (
+        message.resource_spans.add()
+        .scope_spans.add()
+        .spans.add(
+            trace_id=bytes(range(1, 17)),
+            span_id=bytes(range(1, 9)),
+            start_time_unix_nano=1_800_000_000_000_000_000,
+        )
+    )
+    span.attributes.append(KeyValue(key=n.OPERATION_NAME, value=AnyValue(string_value=n.OP_CHAT)))
+    span.attributes.append(KeyValue(key=n.RESPONSE_MODEL, value=AnyValue(string_value="gpt-4o-mini")))
+    span.attributes.append(KeyValue(key=COUNTS[0], value=AnyValue(int_value=200_000_000)))
+    span.attributes.append(KeyValue(key=COUNTS[1], value=AnyValue(int_value=-5)))
+    span.attributes.append(KeyValue(key=n.COST_USD, value=AnyValue(double_value=-1e9)))
+    return message
 
 
 @st.composite
@@ -326,6 +347,7 @@ def fuzz_traces(collector: Collector, store: Store, profile: settings) -> None:
 
     @profile
     @given(message=trace_requests(), garbage=st.binary(max_size=400), document=json_values)
+    @example(message=hostile_call(), garbage=b"", document=None)
     def run(message: ExportTraceServiceRequest, garbage: bytes, document: Any) -> None:
         send_traces(collector, sent, message.SerializeToString(), PROTOBUF, count_spans(message))
         send_traces(collector, sent, as_json(message), JSON, count_spans(message))
