@@ -15,6 +15,7 @@ spendscope/store/records.py).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -22,7 +23,7 @@ from typing import Any
 
 from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
@@ -36,7 +37,7 @@ from spendscope.collector._limits import (
     check_value,
 )
 from spendscope.collector._otlp import JSON, BadRequest, traces_request
-from spendscope.collector._values import as_string
+from spendscope.collector._values import composite_string, format_double
 from spendscope.collector._wire import fields, parse_bytes
 from spendscope.store.records import SpanEvent, SpanLink, SpanRecord
 
@@ -50,6 +51,7 @@ BAD_IDS = "spans need a 16-byte trace_id and an 8-byte span_id, not all zero"
 BAD_TIME = "timestamps must be before 2262-04-11 (ClickHouse DateTime64(9))"
 BAD_PARENT = "parent_span_id must be empty or 8 bytes"
 DEFAULT_LIMITS = Limits()
+_CACHED_BYTES = 256  # the largest encoded value _checked_composite keeps
 WORK_BYTES = 100  # of the decoding budget, for every field read around the spans (see _Rows.look)
 
 
@@ -285,7 +287,7 @@ def _attributes(pairs: Sequence[KeyValue], limits: Limits, where: str) -> dict[s
         raise Refused(f"{where} has {len(pairs)} attributes, over the limit of {limits.attribute_count}")
     length = limits.attribute_value_length
     out = {}
-    for kv in pairs:
+    for kv in pairs:  # the commonest kinds first, inline: this runs per attribute
         key = kv.key
         if not key or len(key) > length:
             check_attributes([kv], limits, where)  # raises, saying which
@@ -295,12 +297,33 @@ def _attributes(pairs: Sequence[KeyValue], limits: Limits, where: str) -> dict[s
             text = value.string_value
             if len(text) > length:
                 check_value(value, limits, key)  # raises
-        else:
-            if which != "int_value" and which != "double_value" and which != "bool_value":
-                check_value(value, limits, key)  # bytes, arrays and maps
-            text = as_string(value)
+        elif which == "int_value":
+            text = str(value.int_value)
+        elif which == "double_value":
+            text = format_double(value.double_value)
+        elif which == "bool_value":
+            text = "true" if value.bool_value else "false"
+        elif which is None:
+            text = ""
+        else:  # bytes, arrays and maps
+            encoded = value.SerializeToString()
+            if len(encoded) > _CACHED_BYTES:
+                check_value(value, limits, key)
+                text = composite_string(value)
+            else:
+                text = _checked_composite(encoded, limits, key)
         out[key] = text
     return out
+
+
+@functools.lru_cache(maxsize=4096)  # of at most _CACHED_BYTES each: a few MiB at most
+def _checked_composite(encoded: bytes, limits: Limits, key: str) -> str:
+    """A small bytes, array or map value (an AnyValue's encoding), checked against `limits` and rendered
+    once for each encoding: most repeat from span to span (finish reasons, say), and checking and
+    rendering one costs several times its lookup here. `Refused` is raised, never cached."""
+    value = AnyValue.FromString(encoded)
+    check_value(value, limits, key)
+    return composite_string(value)
 
 
 def _checked(text: str, what: str, limits: Limits) -> str:

@@ -7,7 +7,6 @@ writes them (sorted keys, HTML-safe escapes), an empty value as ""."""
 from __future__ import annotations
 
 import base64
-import functools
 import math
 from decimal import Decimal
 
@@ -16,30 +15,11 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 _JSON_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
 
 
-def as_string(value: AnyValue) -> str:
-    """An OTLP AnyValue as AsString() renders it (the commonest kinds first: this runs per attribute)."""
-    which = value.WhichOneof("value")
-    if which == "string_value":
-        return value.string_value
-    if which == "int_value":
-        return str(value.int_value)
-    if which == "double_value":
-        return format_double(value.double_value)
-    if which == "bool_value":
-        return "true" if value.bool_value else "false"
-    if which is None:
-        return ""
-    if which == "bytes_value":
+def composite_string(value: AnyValue) -> str:
+    """A bytes, array or map AnyValue as AsString() renders it (the scalar kinds are rendered where
+    attributes are read: _spans._attributes)."""
+    if value.WhichOneof("value") == "bytes_value":
         return base64.b64encode(value.bytes_value).decode()
-    return _composite(value.SerializeToString())
-
-
-@functools.lru_cache(maxsize=4096)
-def _composite(encoded: bytes) -> str:
-    """An array or map, by its encoding: most repeat from span to span (finish reasons, say), and
-    rendering one costs ten times its lookup here."""
-    value = AnyValue()
-    value.ParseFromString(encoded)
     return _json_raw(_raw(value))
 
 

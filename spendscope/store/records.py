@@ -43,7 +43,7 @@ class SpanLink:
     attributes: dict[str, str]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ takes 1.5 µs a span, this one 0.2
 class SpanRecord:
     timestamp_ns: int  # span start
     trace_id: str

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from spendscope.store.records import SpanRecord
+from spendscope.store.records import SpanEvent, SpanLink, SpanRecord
 
 OTEL_TRACES = "otel_traces"
 OTEL_TRACES_COLUMNS = (
@@ -52,13 +52,27 @@ def span_rows(records: Sequence[SpanRecord]) -> list[list[object]]:
             max(r.duration_ns, 0),
             r.status_code,
             r.status_message,
-            [e.timestamp_ns for e in r.events],
-            [e.name for e in r.events],
-            [e.attributes for e in r.events],
-            [link.trace_id for link in r.links],
-            [link.span_id for link in r.links],
-            [link.trace_state for link in r.links],
-            [link.attributes for link in r.links],
+            *(_event_columns(r.events) if r.events else _NO_EVENTS),
+            *(_link_columns(r.links) if r.links else _NO_LINKS),
         ]
         for r in records
     ]
+
+
+# Most spans have no events and no links: their columns are these shared empty lists, which the insert
+# only reads (a list comprehension each would be a call per column and span).
+_NO_EVENTS: tuple[list[object], ...] = ([], [], [])
+_NO_LINKS: tuple[list[object], ...] = ([], [], [], [])
+
+
+def _event_columns(events: Sequence[SpanEvent]) -> tuple[list[object], ...]:
+    return [e.timestamp_ns for e in events], [e.name for e in events], [e.attributes for e in events]
+
+
+def _link_columns(links: Sequence[SpanLink]) -> tuple[list[object], ...]:
+    return (
+        [link.trace_id for link in links],
+        [link.span_id for link in links],
+        [link.trace_state for link in links],
+        [link.attributes for link in links],
+    )
