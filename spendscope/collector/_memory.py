@@ -12,7 +12,7 @@ The queue takes any one request when it is empty, so it may hold up to `max_deco
 estimate (`_limits.py`) counts a row's objects at their CPython sizes; measured, rows take 0.6-0.7 of it
 (bench/README.md#memory-under-overload), which leaves room for the allocator's own overhead.
 
-`release_free_memory` (when the queue drains, and after a large request that was not queued) asks
+`release_free_memory` (after every batch written, and after a large request that was not queued) asks
 glibc's allocator to return its free pages (`malloc_trim`): without it, the memory of a burst's rows
 stays in the process's heaps after they are written. Python's small-object allocator keeps its own
 arenas until wholly free; `PYTHONMALLOC=malloc` in the collector's environment hands those objects to

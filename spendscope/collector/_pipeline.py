@@ -8,8 +8,8 @@
   the caller answers 503. The room is held from then on, while the request is written to the
   write-ahead log (`_wal.py`), so the rows of every request past `reserve` are within `queue_bytes`;
   `offer` then puts them in it (or `unreserve` gives the room back). Once a batch of them is in the
-  store or the spool, the log lets go of them (`Wal.settle`), and once the queue is empty the process
-  gives its free memory back to the system (`_memory.release_free_memory`).
+  store or the spool, the log lets go of them (`Wal.settle`), and the process gives its free memory
+  back to the system (`_memory.release_free_memory`).
   A span sent again (a retried export, a replay) is simply written again: the store counts each span
   once however often it arrives (see clickhouse/migrations/0001_baseline.sql), so the collector keeps
   no memory of the spans it has seen.
@@ -289,12 +289,13 @@ class Pipeline:
             with self._cond:
                 self._queued_spans -= len(batch.keys)
                 self._queued_bytes -= batch.nbytes
-                drained = self._queued_spans == 0
                 self._cond.notify_all()
             del batch  # not kept while waiting for the next one
             self._update_gauges()
-            if drained:
-                release_free_memory()  # the rows of a burst are gone: give their memory back
+            # The batch's rows are garbage now, some of it in clickhouse-connect's reference cycle, and
+            # glibc keeps what is freed in its heaps: give it back after every batch, not only once the
+            # queue drains, or under a steady load RSS creeps up (bench/README.md#ingest).
+            release_free_memory()
 
     def _write(self, handle: StoreHandle, batch: _Chunk) -> None:
         if self._store_up:

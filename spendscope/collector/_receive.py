@@ -209,7 +209,7 @@ class Receiver:
 
     def _release(self, nbytes: int) -> None:
         """After a large request that was not queued: its memory back to the system if the queue is
-        empty (a queued one's goes back when the queue drains)."""
+        empty (a queued one's goes back once its batch is written)."""
         if nbytes >= RELEASE_AFTER_BYTES and not self.pipeline.queued_spans:
             release_free_memory()
 
