@@ -15,10 +15,9 @@ spendscope/store/records.py).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
@@ -316,7 +315,7 @@ def _attributes(pairs: Sequence[KeyValue], limits: Limits, where: str) -> dict[s
     return out
 
 
-@functools.lru_cache(maxsize=4096)  # of at most _CACHED_BYTES each: a few MiB at most
+@lru_cache(maxsize=4096)  # of at most _CACHED_BYTES each: a few MiB at most
 def _checked_composite(encoded: bytes, limits: Limits, key: str) -> str:
     """A small bytes, array or map value (an AnyValue's encoding), checked against `limits` and rendered
     once for each encoding: most repeat from span to span (finish reasons, say), and checking and
