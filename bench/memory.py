@@ -13,6 +13,11 @@ defaults). Its RSS is sampled from /proc/<pid>/status (VmHWM for a phase's peak,
   bench/request_memory.py at `--mib` MiB, sent `--rounds` times by `--posters` threads;
 - after each: once the queue and the spool are empty and the process idle for `--idle` s, its RSS.
 
+With `--malloc-stats`, the collector runs through bench/collector_stats.py and, at the baseline and
+after each phase, reports what its allocators hold: Python's small-object allocator (arenas of 1 MiB,
+the bytes of their blocks in use, their wholly free pools of 16 KiB) and glibc's (`mallinfo2`: bytes
+in use and free in its heaps).
+
 Also, in this process: what the rows of 4 MiB requests of several shapes take (tracemalloc) over the
 memory decoding estimated for them, which the queue counts.
 
@@ -27,6 +32,8 @@ import argparse
 import http.client
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -252,6 +259,32 @@ def drained(port: int, sampler: Sampler, idle: float) -> int:
     return sampler.status()["VmRSS"]
 
 
+def malloc_stats(pid: int, stats: Path, n: int) -> dict[str, int]:
+    """The collector's allocator statistics, its `n`th dump (bench/collector_stats.py)."""
+    os.kill(pid, signal.SIGUSR1)
+    path = stats.with_name(f"{stats.name}.{n}")
+    deadline = time.monotonic() + 60
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no allocator statistics in {path}")
+        time.sleep(0.1)
+    text = path.read_text()
+
+    def number(pattern: str) -> int:
+        found = re.search(pattern, text, re.MULTILINE)
+        if found is None:
+            raise RuntimeError(f"{pattern!r} not in {path}")
+        return int(found.group(1).replace(",", ""))
+
+    return {
+        "pymalloc_arenas": number(r"^# arenas allocated current\s+=\s+([\d,]+)"),
+        "pymalloc_blocks_bytes": number(r"^# bytes in allocated blocks\s+=\s+([\d,]+)"),
+        "pymalloc_free_pools_bytes": number(r"^\d+ unused pools \* \d+ bytes\s+=\s+([\d,]+)"),
+        "glibc_used_bytes": number(r"^# mallinfo2 uordblks = (\d+)"),
+        "glibc_free_bytes": number(r"^# mallinfo2 fordblks = (\d+)"),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--posters", type=int, default=16, help="concurrent senders")
@@ -262,6 +295,9 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=10.0, help="seconds idle before RSS after drain")
     parser.add_argument("--out", type=Path, help="write the figures here (JSON)")
     parser.add_argument("--code", type=Path, help="run the collector of this checkout")
+    parser.add_argument(
+        "--malloc-stats", action="store_true", help="report the collector's allocator statistics"
+    )
     args = parser.parse_args()
     accuracy = estimate_accuracy(4.0)
     config = CollectorConfig.resolve()
@@ -272,9 +308,16 @@ def main() -> None:
         data_dir = Path(tmp) / "data"
         port = free_port()
         log = (Path(tmp) / "collector.log").open("w")
+        stats = Path(tmp) / "malloc-stats"
+        command = [str(ROOT / "bench" / "collector_stats.py")] if args.malloc_stats else ["-m", "spendscope"]
+        env = {"SPENDSCOPE_STORE": str(data_dir), "SPENDSCOPE_COLLECTOR_TOKEN": "", **code}
+        if args.malloc_stats:
+            env["SPENDSCOPE_BENCH_STATS"] = str(stats)
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [code.get("PYTHONPATH"), str(ROOT)]))
+        allocators: dict[str, dict[str, int]] = {}
         process = subprocess.Popen(
-            [sys.executable, "-m", "spendscope", "collector", "--listen", f"127.0.0.1:{port}"],
-            env={**os.environ, "SPENDSCOPE_STORE": str(data_dir), "SPENDSCOPE_COLLECTOR_TOKEN": "", **code},
+            [sys.executable, *command, "collector", "--listen", f"127.0.0.1:{port}"],
+            env={**os.environ, **env},
             cwd=tmp,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -292,16 +335,23 @@ def main() -> None:
             sampler = Sampler(process.pid)
             replay(port, [item for item in corpus[:6]], 1, 1)  # warm up: one request of each kind
             baseline = drained(port, sampler, 3.0)
+            if args.malloc_stats:
+                allocators["baseline"] = malloc_stats(process.pid, stats, 1)
+                baseline = sampler.status()["VmRSS"]
             sampler.reset_peak()
             started = time.monotonic()
             load = overload(port, args.posters, args.seconds, args.mib)
             took = time.monotonic() - started
             overload_peak = sampler.status()["VmHWM"]
             after_overload = drained(port, sampler, args.idle)
+            if args.malloc_stats:
+                allocators["after_overload"] = malloc_stats(process.pid, stats, 2)
             sampler.reset_peak()
             fuzz = replay(port, corpus, args.posters, args.rounds)
             fuzz_peak = sampler.status()["VmHWM"]
             after_fuzz = drained(port, sampler, args.idle)
+            if args.malloc_stats:
+                allocators["after_fuzz"] = malloc_stats(process.pid, stats, 3)
             sampler.stop()
         finally:
             process.terminate()
@@ -334,6 +384,8 @@ def main() -> None:
             "after_drain_mib": after_fuzz / MiB,
         },
     }
+    if allocators:
+        figures["allocators"] = allocators
     print(json.dumps(figures, indent=2))
     if args.out:
         args.out.write_text(json.dumps(figures, indent=2) + "\n")

@@ -14,9 +14,14 @@ estimate (`_limits.py`) counts a row's objects at their CPython sizes; measured,
 
 `release_free_memory` (after every batch written, and after a large request that was not queued) asks
 glibc's allocator to return its free pages (`malloc_trim`): without it, the memory of a burst's rows
-stays in the process's heaps after they are written. Python's small-object allocator keeps its own
-arenas until wholly free; `PYTHONMALLOC=malloc` in the collector's environment hands those objects to
-glibc too (bench/README.md#memory-under-overload).
+stays in the process's heaps after they are written. Python's small-object allocator keeps each of
+its arenas of 1 MiB until it is wholly free, and a burst leaves ~100 of them held by a few blocks
+each: the long-lived objects made while the rows were there (a connection, a thread, a metric's
+value), not one cache that could be bounded. Measured once drained (`bench/memory.py --malloc-stats`):
+as many blocks in use as at the baseline, glibc's heaps as at the baseline, and ~100 MiB of wholly
+free pools in those arenas, which is what stays above the baseline. `PYTHONMALLOC=malloc` in the
+collector's environment hands those objects to glibc too, at a cost in CPU per span
+(bench/README.md#memory-under-overload).
 """
 
 from __future__ import annotations
