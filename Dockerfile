@@ -1,6 +1,8 @@
 # SpendScope's side of docker-compose.yml, one image for all of it: the collector, migrations, the budget
 # evaluator, the reconciler and the demo workload.
 FROM python:3.11-slim
+# jemalloc: the collector runs on it, to give a burst's memory back (spendscope/collector/_memory.py)
+RUN apt-get update && apt-get install -y --no-install-recommends libjemalloc2 && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY pyproject.toml README.md constraints.txt ./
 COPY spendscope ./spendscope

@@ -19,7 +19,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from spendscope import names as n
 from spendscope.collector import CollectorConfig
 from spendscope.collector._memory import peak_bound
-from spendscope.store import Store
+from spendscope.store import Store, server
 from tests.test_collector import wait_for
 from tests.test_collector_process import Running
 
@@ -132,16 +132,23 @@ def overload(port: int, data: bytes, count: int, seconds: float, first: int) -> 
     return load
 
 
+def maps(pid: int) -> str:
+    return Path(f"/proc/{pid}/maps").read_text()
+
+
+@pytest.mark.parametrize("allocator", ["python", "jemalloc"])
 def test_overload_stays_under_the_memory_bound_and_loses_nothing(
-    tmp_path: Path, store_dsn: str, store: Store, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, store_dsn: str, store: Store, monkeypatch: pytest.MonkeyPatch, allocator: str
 ) -> None:
-    for name, value in SETTINGS.items():  # the collector's settings, as its process reads them
+    settings = {**SETTINGS, "SPENDSCOPE_COLLECTOR_ALLOCATOR": allocator}
+    for name, value in settings.items():  # the collector's settings, as its process reads them
         monkeypatch.setenv(name, value)
     config = CollectorConfig.resolve(store=store_dsn)
     bound = peak_bound(config)
     data, count = llm_body(config.max_body_bytes)
     warm, warm_count = llm_body(64 * 1024)
-    running = Running(tmp_path, "memory", store=store_dsn, env=SETTINGS)
+    running = Running(tmp_path, "memory", store=store_dsn, env=settings)
+    assert ("libjemalloc" in maps(running.process.pid)) == (allocator == "jemalloc")
     port = int(running.url.rsplit(":", 1)[1])
     memory = Memory(running.process.pid)
 
@@ -178,3 +185,23 @@ def test_overload_stays_under_the_memory_bound_and_loses_nothing(
         assert stored == sum(load.acknowledged.values())  # every acknowledged span is in the store
     finally:
         running.terminate()
+
+
+def test_on_jemalloc_the_collector_starts_the_store_server_on_its_own_allocator(tmp_path: Path) -> None:
+    """The collector runs again on jemalloc (the same process: its pid stays); the store's server it
+    starts, a ClickHouse engine with an allocator of its own, inherits none of that."""
+    running = Running(tmp_path, "jemalloc", env={"SPENDSCOPE_COLLECTOR_ALLOCATOR": "jemalloc"})
+    try:
+        state = server.running(running.data)
+        assert state is not None
+        assert "libjemalloc" in maps(running.process.pid)
+        assert "libjemalloc" not in maps(state.pid)
+        environment = Path(f"/proc/{state.pid}/environ").read_bytes().split(b"\0")
+        assert not [
+            v for v in environment if v.startswith((b"LD_PRELOAD=", b"PYTHONMALLOC=", b"MALLOC_CONF="))
+        ]
+        running.export(3)
+        wait_for(lambda: running.calls() == 3, timeout=30)
+    finally:
+        running.terminate()
+        server.stop(running.data)

@@ -58,6 +58,7 @@ def collector(
     from spendscope.budgets import BudgetConfigError, load_budgets
     from spendscope.collector import Collector, CollectorError
     from spendscope.collector._budgets import serving_budgets
+    from spendscope.collector._memory import use_allocator
     from spendscope.collector._reconcile import reconciling, watch_command
     from spendscope.reconciler import ReconcileError
     from spendscope.reconciler._fetch import resolve_admin_key
@@ -88,6 +89,11 @@ def collector(
             flush_interval=flush_interval,
             token=token,
         )
+        try:
+            allocator = use_allocator(config.allocator)
+        except ValueError as exc:
+            raise ConfigurationError(f"collector setting allocator: {exc}") from None
+        logging.getLogger("spendscope.collector").info("spendscope collector: memory allocator %s", allocator)
         Collector(config, budgets=budgets_file).serve_forever(*services)
     except (ConfigurationError, CollectorError, BudgetConfigError, ReconcileError) as exc:
         fail(str(exc))

@@ -19,8 +19,10 @@ its arenas of 1 MiB until it is wholly free, and a burst leaves ~100 of them hel
 each: the long-lived objects made while the rows were there (a connection, a thread, a metric's
 value), not one cache that could be bounded. Measured once drained (`bench/memory.py --malloc-stats`):
 as many blocks in use as at the baseline, glibc's heaps as at the baseline, and ~100 MiB of wholly
-free pools in those arenas, which is what stays above the baseline. `PYTHONMALLOC=malloc` in the
-collector's environment hands those objects to glibc too, at a cost in CPU per span
+free pools in those arenas, which is what stays above the baseline. So the `spendscope collector`
+process runs on jemalloc when it is installed (`use_allocator`): every object from jemalloc, whose
+background thread returns pages left free for a second; with glibc's malloc instead
+(`PYTHONMALLOC=malloc`) the memory comes back too, at half as much CPU again per span
 (bench/README.md#memory-under-overload).
 """
 
@@ -30,12 +32,21 @@ import ctypes
 import ctypes.util
 import functools
 import gc
+import logging
+import os
+import sys
+from pathlib import Path
 from typing import Protocol
 
 MiB = 1024 * 1024
 WRITE_FACTOR = 2  # a batch's insert rows and encoded block, or a spool file's bytes, beside its rows
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameters (malloc.h)
 M_ARENA_MAX = -8
+# jemalloc: two arenas (not four a core, each half used), pages left free for a second returned by its
+# own thread, none kept "muzzy" (bench/README.md#memory-under-overload: these cost no CPU a span)
+JEMALLOC_CONF = "background_thread:true,narenas:2,dirty_decay_ms:1000,muzzy_decay_ms:0"
+_ALLOCATOR_VARIABLES = ("LD_PRELOAD", "PYTHONMALLOC", "MALLOC_CONF")
+_log = logging.getLogger("spendscope.collector")
 
 
 class MemorySettings(Protocol):
@@ -93,3 +104,41 @@ def release_free_memory() -> None:
     libc = _libc()
     if libc is not None:
         libc.malloc_trim(0)
+
+
+def use_allocator(choice: str) -> str:
+    """The allocator of the `spendscope collector` process (`choice`: auto, jemalloc or python), called
+    first thing, before any thread starts: to run on jemalloc, the process executes itself again with
+    jemalloc preloaded and every Python object from it (`PYTHONMALLOC=malloc`). Once it runs on it, the
+    variables that did so are taken out of its environment, so that the store's server it starts (a
+    ClickHouse engine with its own allocator) does not inherit them. Variables already set by the user
+    are theirs: nothing is preloaded then. Returns "jemalloc" or "python"; `ValueError` when jemalloc was
+    asked for and is not installed."""
+    if _jemalloc_mapped():
+        for name in _ALLOCATOR_VARIABLES:
+            os.environ.pop(name, None)
+        return "jemalloc"
+    if choice == "python" or any(os.environ.get(name) for name in _ALLOCATOR_VARIABLES):
+        return "python"
+    library = ctypes.util.find_library("jemalloc")
+    if library is None:
+        if choice == "jemalloc":
+            raise ValueError("allocator jemalloc: libjemalloc is not installed (Debian: libjemalloc2)")
+        return "python"
+    _log.info("spendscope collector: starting again on jemalloc (%s)", library)
+    environment = {
+        **os.environ,
+        "LD_PRELOAD": library,
+        "PYTHONMALLOC": "malloc",
+        "MALLOC_CONF": JEMALLOC_CONF,
+    }
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], environment)
+
+
+def _jemalloc_mapped() -> bool:
+    try:
+        return "libjemalloc" in Path("/proc/self/maps").read_text()
+    except OSError:  # not Linux
+        return False

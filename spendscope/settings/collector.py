@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Literal, Self
 
 from pydantic import Field, model_validator
 
@@ -62,6 +62,13 @@ class CollectorConfig(Settings):
         ge=MiB,
         validation_alias="SPENDSCOPE_COLLECTOR_MAX_DECODED_BYTES",
         description="memory one request may take once decoded, estimated as it is decoded (413 beyond)",
+    )
+    allocator: Literal["auto", "jemalloc", "python"] = Field(
+        "auto",
+        validation_alias="SPENDSCOPE_COLLECTOR_ALLOCATOR",
+        description="the `spendscope collector` process's memory allocator: `jemalloc` (Debian's "
+        "libjemalloc2, preloaded) gives a burst's memory back once it is written, `python` keeps what "
+        "Python's allocator holds; `auto`: jemalloc when installed (bench/README.md, Memory under overload)",
     )
     decoders: Whole = Field(
         1,
