@@ -111,14 +111,14 @@ def use_allocator(choice: str) -> str:
     first thing, before any thread starts: to run on jemalloc, the process executes itself again with
     jemalloc preloaded and every Python object from it (`PYTHONMALLOC=malloc`). Once it runs on it, the
     variables that did so are taken out of its environment, so that the store's server it starts (a
-    ClickHouse engine with its own allocator) does not inherit them. Variables already set by the user
-    are theirs: nothing is preloaded then. Returns "jemalloc" or "python"; `ValueError` when jemalloc was
-    asked for and is not installed."""
+    ClickHouse engine with its own allocator) does not inherit them. A `MALLOC_CONF` of the user's
+    replaces JEMALLOC_CONF; with an `LD_PRELOAD` or `PYTHONMALLOC` of theirs nothing is preloaded.
+    Returns "jemalloc" or "python"; `ValueError` when jemalloc was asked for and is not installed."""
     if _jemalloc_mapped():
         for name in _ALLOCATOR_VARIABLES:
             os.environ.pop(name, None)
         return "jemalloc"
-    if choice == "python" or any(os.environ.get(name) for name in _ALLOCATOR_VARIABLES):
+    if choice == "python" or os.environ.get("LD_PRELOAD") or os.environ.get("PYTHONMALLOC"):
         return "python"
     library = ctypes.util.find_library("jemalloc")
     if library is None:
@@ -127,10 +127,10 @@ def use_allocator(choice: str) -> str:
         return "python"
     _log.info("spendscope collector: starting again on jemalloc (%s)", library)
     environment = {
+        "MALLOC_CONF": JEMALLOC_CONF,
         **os.environ,
         "LD_PRELOAD": library,
         "PYTHONMALLOC": "malloc",
-        "MALLOC_CONF": JEMALLOC_CONF,
     }
     sys.stdout.flush()
     sys.stderr.flush()
