@@ -90,10 +90,9 @@ def collector(
             token=token,
         )
         try:
-            allocator = use_allocator(config.allocator)
+            use_allocator(config.allocator)
         except ValueError as exc:
             raise ConfigurationError(f"collector setting allocator: {exc}") from None
-        logging.getLogger("spendscope.collector").info("spendscope collector: memory allocator %s", allocator)
         Collector(config, budgets=budgets_file).serve_forever(*services)
     except (ConfigurationError, CollectorError, BudgetConfigError, ReconcileError) as exc:
         fail(str(exc))

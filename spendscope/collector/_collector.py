@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry
 from spendscope.collector import _otlp
 from spendscope.collector._app import make_app
 from spendscope.collector._handle import Store, StoreHandle
-from spendscope.collector._memory import tune_allocator
+from spendscope.collector._memory import allocator_in_use, tune_allocator
 from spendscope.collector._metrics import MetricsState
 from spendscope.collector._otlp import BadRequest
 from spendscope.collector._pipeline import Pipeline
@@ -259,10 +259,12 @@ class Collector:
             self.stop()
             raise
         _log.info(
-            "spendscope collector on %s: OTLP/HTTP at %s/v1/traces and /v1/metrics, Prometheus at %s/metrics",
+            "spendscope collector on %s: OTLP/HTTP at %s/v1/traces and /v1/metrics, Prometheus at %s/metrics"
+            " (memory allocator: %s)",
             self.url,
             self.url,
             self.url,
+            allocator_in_use(),
         )
         return self
 

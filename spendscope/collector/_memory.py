@@ -32,7 +32,6 @@ import ctypes
 import ctypes.util
 import functools
 import gc
-import logging
 import os
 import sys
 from pathlib import Path
@@ -46,7 +45,6 @@ M_ARENA_MAX = -8
 # own thread, none kept "muzzy" (bench/README.md#memory-under-overload: these cost no CPU a span)
 JEMALLOC_CONF = "background_thread:true,narenas:2,dirty_decay_ms:1000,muzzy_decay_ms:0"
 _ALLOCATOR_VARIABLES = ("LD_PRELOAD", "PYTHONMALLOC", "MALLOC_CONF")
-_log = logging.getLogger("spendscope.collector")
 
 
 class MemorySettings(Protocol):
@@ -106,26 +104,25 @@ def release_free_memory() -> None:
         libc.malloc_trim(0)
 
 
-def use_allocator(choice: str) -> str:
+def use_allocator(choice: str) -> None:
     """The allocator of the `spendscope collector` process (`choice`: auto, jemalloc or python), called
     first thing, before any thread starts: to run on jemalloc, the process executes itself again with
     jemalloc preloaded and every Python object from it (`PYTHONMALLOC=malloc`). Once it runs on it, the
     variables that did so are taken out of its environment, so that the store's server it starts (a
     ClickHouse engine with its own allocator) does not inherit them. A `MALLOC_CONF` of the user's
     replaces JEMALLOC_CONF; with an `LD_PRELOAD` or `PYTHONMALLOC` of theirs nothing is preloaded.
-    Returns "jemalloc" or "python"; `ValueError` when jemalloc was asked for and is not installed."""
+    `ValueError` when jemalloc was asked for and is not installed."""
     if _jemalloc_mapped():
         for name in _ALLOCATOR_VARIABLES:
             os.environ.pop(name, None)
-        return "jemalloc"
+        return
     if choice == "python" or os.environ.get("LD_PRELOAD") or os.environ.get("PYTHONMALLOC"):
-        return "python"
+        return
     library = ctypes.util.find_library("jemalloc")
     if library is None:
         if choice == "jemalloc":
             raise ValueError("allocator jemalloc: libjemalloc is not installed (Debian: libjemalloc2)")
-        return "python"
-    _log.info("spendscope collector: starting again on jemalloc (%s)", library)
+        return
     environment = {
         "MALLOC_CONF": JEMALLOC_CONF,
         **os.environ,
@@ -135,6 +132,13 @@ def use_allocator(choice: str) -> str:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], environment)
+
+
+def allocator_in_use() -> str:
+    """jemalloc, glibc's malloc (`PYTHONMALLOC=malloc`) or Python's own (pymalloc)."""
+    if _jemalloc_mapped():
+        return "jemalloc"
+    return "malloc" if os.environ.get("PYTHONMALLOC", "").startswith("malloc") else "pymalloc"
 
 
 def _jemalloc_mapped() -> bool:
