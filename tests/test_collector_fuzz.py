@@ -152,23 +152,25 @@ SPAN_LISTS = st.lists(spans(), max_size=3)
 
 
 def hostile_call() -> ExportTraceServiceRequest:
-    """A GenAI call with figures no bill can hold, in every run: the drawn examples need not have one
-    that survives their other attributes."""
+    """Two GenAI calls in every run (the drawn examples need not hold one that survives their other
+    attributes): figures no bill can hold, and figures at the edge of what one can."""
     message = ExportTraceServiceRequest()
-    span = (
-        message.resource_spans.add()
-        .scope_spans.add()
-        .spans.add(
+    spans = message.resource_spans.add().scope_spans.add().spans
+    for k, (tokens, output, cost) in enumerate(((200_000_000, -5, -1e9), (100_000_000, 0, 99_999.0))):
+        span = spans.add(
             trace_id=bytes(range(1, 17)),
-            span_id=bytes(range(1, 9)),
+            span_id=bytes([k + 1] * 8),
             start_time_unix_nano=1_800_000_000_000_000_000,
+            end_time_unix_nano=1_800_000_001_000_000_000,
         )
-    )
-    span.attributes.append(KeyValue(key=n.OPERATION_NAME, value=AnyValue(string_value=n.OP_CHAT)))
-    span.attributes.append(KeyValue(key=n.RESPONSE_MODEL, value=AnyValue(string_value="gpt-4o-mini")))
-    span.attributes.append(KeyValue(key=COUNTS[0], value=AnyValue(int_value=200_000_000)))
-    span.attributes.append(KeyValue(key=COUNTS[1], value=AnyValue(int_value=-5)))
-    span.attributes.append(KeyValue(key=n.COST_USD, value=AnyValue(double_value=-1e9)))
+        for key, value in (
+            (n.OPERATION_NAME, AnyValue(string_value=n.OP_CHAT)),
+            (n.RESPONSE_MODEL, AnyValue(string_value="gpt-4o-mini")),
+            (COUNTS[0], AnyValue(int_value=tokens)),
+            (COUNTS[1], AnyValue(int_value=output)),
+            (n.COST_USD, AnyValue(double_value=cost)),
+        ):
+            span.attributes.append(KeyValue(key=key, value=value))
     return message
 
 
