@@ -92,7 +92,9 @@ def collector(
         try:
             use_allocator(config.allocator)
         except ValueError as exc:
-            raise ConfigurationError(f"collector setting allocator: {exc}") from None
+            raise ConfigurationError(
+                f"collector setting allocator ({CollectorConfig.env('allocator')}): {exc}"
+            ) from None
         Collector(config, budgets=budgets_file).serve_forever(*services)
     except (ConfigurationError, CollectorError, BudgetConfigError, ReconcileError) as exc:
         fail(str(exc))

@@ -121,7 +121,7 @@ def use_allocator(choice: str) -> None:
     library = ctypes.util.find_library("jemalloc")
     if library is None:
         if choice == "jemalloc":
-            raise ValueError("allocator jemalloc: libjemalloc is not installed (Debian: libjemalloc2)")
+            raise ValueError("jemalloc, but libjemalloc is not installed (Debian: libjemalloc2)")
         return
     environment = {
         "MALLOC_CONF": JEMALLOC_CONF,
