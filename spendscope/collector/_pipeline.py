@@ -292,9 +292,9 @@ class Pipeline:
                 self._cond.notify_all()
             del batch  # not kept while waiting for the next one
             self._update_gauges()
-            # The batch's rows are garbage now, some of it in clickhouse-connect's reference cycle, and
-            # glibc keeps what is freed in its heaps: give it back after every batch, not only once the
-            # queue drains, or under a steady load RSS creeps up (bench/README.md#ingest).
+            # The batch's rows are garbage now, some of it in a reference cycle of clickhouse-connect's
+            # insert context that only a full collection frees: collect after every batch, not only once
+            # the queue drains, or under a steady load RSS creeps up (bench/README.md#ingest).
             release_free_memory()
 
     def _write(self, handle: StoreHandle, batch: _Chunk) -> None:
